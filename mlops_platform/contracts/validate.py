@@ -1,0 +1,191 @@
+"""Run a table's contract with Great Expectations (in-process, ephemeral context).
+
+`validate_contract` takes plain DataFrames and returns a `ContractReport`: one outcome per
+expectation, and the offending batch rows with the reasons they failed. It reads and writes
+nothing, so it is tested directly on small frames.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from mlops_platform.contracts.rules import TableContract
+
+REASON_COLUMN = "_quarantine_reason"
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    scope: str  # "batch" (new rows) or "table" (the whole raw table)
+    expectation: str
+    column: str
+    success: bool
+    unexpected_count: int
+    observed: str
+
+
+@dataclass
+class ContractReport:
+    table: str
+    batch_rows: int
+    table_rows: int
+    outcomes: list[ExpectationOutcome]
+    bad_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def success(self) -> bool:
+        return all(o.success for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+
+def _naive_utc(series: pd.Series) -> pd.Series:
+    series = pd.to_datetime(series, utc=True)
+    return series.dt.tz_localize(None)
+
+
+def batch_expectations(contract: TableContract, columns: set[str], references: dict) -> list:
+    import great_expectations as gx
+
+    exp = gx.expectations
+    found = []
+    for column in contract.not_null:
+        if column in columns:
+            found.append(exp.ExpectColumnValuesToNotBeNull(column=column))
+    for column, (low, high) in contract.ranges.items():
+        if column in columns:
+            found.append(exp.ExpectColumnValuesToBeBetween(column=column, min_value=low,
+                                                           max_value=high))
+    allowed = {**contract.categories, **references}
+    for column, values in allowed.items():
+        if column in columns:
+            found.append(exp.ExpectColumnValuesToBeInSet(column=column, value_set=list(values)))
+    if set(contract.key) <= columns:
+        found.append(unique_key_expectation(contract.key))
+    return found
+
+
+def unique_key_expectation(key: list[str]):
+    import great_expectations as gx
+
+    if len(key) == 1:
+        return gx.expectations.ExpectColumnValuesToBeUnique(column=key[0])
+    return gx.expectations.ExpectCompoundColumnsToBeUnique(column_list=list(key))
+
+
+def table_expectations(contract: TableContract, now: dt.datetime | None) -> list:
+    import great_expectations as gx
+
+    exp = gx.expectations
+    found = [
+        exp.ExpectTableRowCountToBeBetween(min_value=contract.min_rows),
+        unique_key_expectation(contract.key),
+    ]
+    if contract.freshness and now is not None:
+        column, max_age = contract.freshness
+        found.append(exp.ExpectColumnMaxToBeBetween(column=column, min_value=now - max_age))
+    return found
+
+
+def _run_suite(context, name: str, frame: pd.DataFrame, expectations: list) -> list:
+    import great_expectations as gx
+
+    batch_definition = (
+        context.data_sources.add_pandas(f"{name}_source")
+        .add_dataframe_asset(f"{name}_asset")
+        .add_batch_definition_whole_dataframe(f"{name}_batch")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite"))
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    validation = context.validation_definitions.add(
+        gx.ValidationDefinition(data=batch_definition, suite=suite, name=f"{name}_validation")
+    )
+    result = validation.run(
+        batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"}
+    )
+    return list(result.results)
+
+
+def _describe(result) -> tuple[str, str, int, str, list]:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    column = kwargs.get("column") or ",".join(kwargs.get("column_list") or []) or "*"
+    details = result.result or {}
+    indexes = list(details.get("unexpected_index_list") or [])
+    if "observed_value" in details:
+        observed = str(details["observed_value"])
+    else:
+        observed = ", ".join(str(v) for v in (details.get("partial_unexpected_list") or [])[:5])
+    unexpected = int(details.get("unexpected_count") or 0)
+    if result.exception_info and result.exception_info.get("raised_exception"):
+        raise RuntimeError(
+            f"expectation {config.type} on {column} could not run: "
+            f"{result.exception_info.get('exception_message')}"
+        )
+    return config.type, column, unexpected, observed, indexes
+
+
+def validate_contract(
+    contract: TableContract,
+    batch: pd.DataFrame,
+    table_profile: pd.DataFrame,
+    references: dict[str, list] | None = None,
+    now: dt.datetime | None = None,
+) -> ContractReport:
+    """Validate a new batch (row rules) and the whole table's profile (table rules).
+
+    `table_profile` holds at least the key columns and the freshness column of every row of the
+    raw table. Missing required columns fail the schema expectation; they never raise.
+    """
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    outcomes: list[ExpectationOutcome] = []
+
+    present = set(batch.columns) | set(table_profile.columns)
+    for column in contract.required_columns:
+        ok = column in present
+        outcomes.append(
+            ExpectationOutcome("table", "expect_column_to_exist", column, ok, 0 if ok else 1,
+                               "present" if ok else "missing")
+        )
+
+    profile = table_profile.copy()
+    if contract.freshness and contract.freshness[0] in profile:
+        profile[contract.freshness[0]] = _naive_utc(profile[contract.freshness[0]])
+    if set(contract.key) <= set(profile.columns):
+        for result in _run_suite(context, "table", profile, table_expectations(contract, now)):
+            kind, column, unexpected, observed, _ = _describe(result)
+            outcomes.append(
+                ExpectationOutcome("table", kind, column, bool(result.success), unexpected,
+                                   observed)
+            )
+
+    reasons: dict[int, list[str]] = {}
+    frame = batch.reset_index(drop=True)
+    if not frame.empty:
+        checks = batch_expectations(contract, set(frame.columns), references or {})
+        for result in _run_suite(context, "batch", frame, checks):
+            kind, column, unexpected, observed, indexes = _describe(result)
+            outcomes.append(
+                ExpectationOutcome("batch", kind, column, bool(result.success), unexpected,
+                                   observed)
+            )
+            for index in indexes:
+                reasons.setdefault(int(index), []).append(f"{kind}({column})")
+
+    bad = frame.loc[sorted(reasons)].copy()
+    bad[REASON_COLUMN] = ["; ".join(reasons[i]) for i in sorted(reasons)]
+    return ContractReport(
+        table=contract.table,
+        batch_rows=len(frame),
+        table_rows=len(table_profile),
+        outcomes=outcomes,
+        bad_rows=bad,
+    )

@@ -1,0 +1,107 @@
+"""`raw.*` tables loaded by dlt from the flight-ops database and the weather feed."""
+
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt.translator import DltResourceTranslatorData
+
+from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+from mlops_platform.ingestion.sources import flight_ops_source, weather_feed_source
+from mlops_platform.warehouse import Warehouse
+
+DESCRIPTIONS = {
+    "flights": "Scheduled flights of the NYC airports; outcome (times, arr_delay) once landed.",
+    "planes": "Aircraft by tail number: manufacturer, model, year, seats.",
+    "airlines": "Carrier codes and names.",
+    "airports": "Airports by FAA code: name, location, time zone.",
+    "weather": "Hourly weather at EWR, JFK and LGA from the weather feed.",
+}
+
+flight_ops_db = dg.AssetSpec(
+    ["source", "flight_ops_db"],
+    description="The airline-ops database (replayed 2013), read by dlt with sql_database.",
+    group_name="sources",
+    kinds={"sqlite", "postgres"},
+)
+weather_api = dg.AssetSpec(
+    ["source", "weather_feed"],
+    description="The hourly weather HTTP API (cursor pagination), read by dlt's rest_api.",
+    group_name="sources",
+    kinds={"fastapi"},
+)
+
+
+class RawTableTranslator(DagsterDltTranslator):
+    """Asset keys `["raw", <table>]`, one group, upstream of them the system they come from."""
+
+    def __init__(self, upstream: dg.AssetSpec) -> None:
+        self.upstream = upstream
+
+    def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
+        spec = super().get_asset_spec(data)
+        table = str(data.resource.table_name)
+        return spec.replace_attributes(
+            key=dg.AssetKey(["raw", table]),
+            deps=[self.upstream.key],
+            group_name="ingestion",
+            description=DESCRIPTIONS.get(table, spec.description),
+        ).merge_attributes(tags={"layer": "raw"})
+
+
+def _spec_pipeline(name: str):
+    """A pipeline object only for building asset specs; runs use the warehouse's pipeline."""
+    import dlt
+
+    from mlops_platform.settings import data_dir
+
+    return dlt.pipeline(
+        pipeline_name=name,
+        destination="duckdb",
+        dataset_name="raw",
+        pipelines_dir=str(data_dir() / "dlt_specs"),
+    )
+
+
+@dlt_assets(
+    # Deferred reflection: building the asset specs does not connect to any database.
+    dlt_source=flight_ops_source("sqlite://"),
+    dlt_pipeline=_spec_pipeline("flight_ops"),
+    name="flight_ops_tables",
+    dagster_dlt_translator=RawTableTranslator(flight_ops_db),
+    pool="warehouse",
+)
+def flight_ops_tables(
+    context: dg.AssetExecutionContext,
+    dlt: DagsterDltResource,
+    source_system: FlightOpsDatabase,
+    warehouse: Warehouse,
+):
+    """Incremental merge of the operational tables into the warehouse's `raw` dataset."""
+    yield from dlt.run(
+        context=context,
+        # A fresh source every run: dlt cannot re-run one source object in a process.
+        dlt_source=flight_ops_source(source_system.database_url),
+        dlt_pipeline=warehouse.dlt_pipeline("flight_ops"),
+    )
+
+
+@dlt_assets(
+    dlt_source=weather_feed_source("http://127.0.0.1"),
+    dlt_pipeline=_spec_pipeline("weather_feed"),
+    name="weather_feed_tables",
+    dagster_dlt_translator=RawTableTranslator(weather_api),
+    pool="warehouse",
+)
+def weather_feed_tables(
+    context: dg.AssetExecutionContext,
+    dlt: DagsterDltResource,
+    weather_feed: WeatherFeed,
+    warehouse: Warehouse,
+):
+    """Incremental load of hourly weather from the feed, following its pagination cursor."""
+    with weather_feed.serve() as base_url:
+        yield from dlt.run(
+            context=context,
+            dlt_source=weather_feed_source(base_url),
+            dlt_pipeline=warehouse.dlt_pipeline("weather_feed"),
+        )

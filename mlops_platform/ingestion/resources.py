@@ -1,0 +1,51 @@
+"""Resources for the systems ingestion reads from: the flight-ops database and the weather feed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_platform.settings import default_source_url
+
+
+class FlightOpsDatabase(dg.ConfigurableResource):
+    """The airline-ops database (SQLite file by default, any SQLAlchemy URL) and its replay clock."""
+
+    url: str = Field(
+        default="", description="SQLAlchemy URL; empty means <data dir>/flight_ops.sqlite"
+    )
+
+    @property
+    def database_url(self) -> str:
+        return self.url or default_source_url()
+
+    def clock(self):
+        from mlops_platform.source_system.replay import read_clock
+
+        return read_clock(self.database_url)
+
+    def advance(self, days: float):
+        from mlops_platform.source_system.replay import advance
+
+        return advance(self.database_url, days)
+
+
+class WeatherFeed(dg.ConfigurableResource):
+    """The hourly weather HTTP feed; with no URL, the replay feed is started on loopback."""
+
+    url: str = Field(default="", description="Base URL of the feed; empty runs it on 127.0.0.1")
+    source_system: FlightOpsDatabase
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[str]:
+        """Yield the base URL to read from, running the loopback feed for the duration if needed."""
+        if self.url:
+            yield self.url
+            return
+        from mlops_platform.source_system.weather_feed import FeedServer
+
+        with FeedServer(self.source_system.database_url) as server:
+            yield server.url

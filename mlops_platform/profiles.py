@@ -1,0 +1,46 @@
+"""The one place that chooses the environment: local (embedded) or production (servers).
+
+| resource       | local (default)                    | production (`MLOPS_PROFILE=production`) |
+| -------------- | ---------------------------------- | --------------------------------------- |
+| source_system  | SQLite file under the data dir     | `MLOPS_SOURCE_URL` (PostgreSQL)         |
+| weather_feed   | replay feed started on loopback    | `MLOPS_WEATHER_FEED_URL`                |
+| warehouse      | DuckDB file under the data dir     | `MLOPS_WAREHOUSE_URL` (PostgreSQL)      |
+
+Secrets and URLs come only through `dg.EnvVar`, read when a run starts, never at import.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource
+
+from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+from mlops_platform.settings import active_profile
+from mlops_platform.warehouse import DuckDBWarehouse, PostgresWarehouse
+
+
+def local_resources() -> dict:
+    source_system = FlightOpsDatabase()
+    return {
+        "dlt": DagsterDltResource(),
+        "source_system": source_system,
+        "weather_feed": WeatherFeed(source_system=source_system),
+        "warehouse": DuckDBWarehouse(),
+    }
+
+
+def production_resources() -> dict:
+    source_system = FlightOpsDatabase(url=dg.EnvVar("MLOPS_SOURCE_URL"))
+    return {
+        "dlt": DagsterDltResource(),
+        "source_system": source_system,
+        "weather_feed": WeatherFeed(
+            url=dg.EnvVar("MLOPS_WEATHER_FEED_URL"), source_system=source_system
+        ),
+        "warehouse": PostgresWarehouse(url=dg.EnvVar("MLOPS_WAREHOUSE_URL")),
+    }
+
+
+def resources_for(profile: str | None = None) -> dict:
+    profile = profile or active_profile()
+    return production_resources() if profile == "production" else local_resources()

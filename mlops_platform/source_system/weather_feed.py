@@ -1,0 +1,127 @@
+"""The hourly weather feed: a small HTTP API over the weather service's observations.
+
+It behaves like an external weather API: observations are published only once the replay clock
+has passed their hour, and the client pages through them with an opaque cursor:
+
+    GET /v1/observations?since=2013-01-01T00:00:00&limit=1000
+    -> {"observations": [...], "next_cursor": "..." | null}
+    GET /v1/observations?cursor=<next_cursor>
+
+`since` (inclusive, ISO time) is what an incremental client sends; `cursor` continues a listing.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import socket
+import threading
+import time
+
+import sqlalchemy as sa
+
+from mlops_platform.source_system import tables
+from mlops_platform.source_system.replay import read_clock
+
+MAX_LIMIT = 5000
+
+
+def encode_cursor(since: dt.datetime, after: tuple[dt.datetime, str] | None) -> str:
+    payload = {"since": since.isoformat(), "after": after and [after[0].isoformat(), after[1]]}
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, tuple[dt.datetime, str] | None]:
+    payload = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    after = payload["after"]
+    return (
+        dt.datetime.fromisoformat(payload["since"]),
+        after and (dt.datetime.fromisoformat(after[0]), after[1]),
+    )
+
+
+def create_app(source_url: str):
+    """The FastAPI app of the weather feed, reading observations from the source database."""
+    from fastapi import FastAPI, HTTPException, Query
+
+    app = FastAPI(title="Weather feed (replayed 2013 NYC hourly weather)")
+    engine = sa.create_engine(source_url, future=True)
+    obs = tables.weather_observations
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "clock": read_clock(source_url).now.isoformat()}
+
+    @app.get("/v1/observations")
+    def observations(
+        since: dt.datetime | None = None,
+        cursor: str | None = None,
+        limit: int = Query(1000, ge=1, le=MAX_LIMIT),
+    ) -> dict:
+        after = None
+        if cursor:
+            try:
+                since, after = decode_cursor(cursor)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise HTTPException(400, f"invalid cursor: {exc}") from exc
+        since = (since or dt.datetime(1970, 1, 1)).replace(tzinfo=None)
+        now = read_clock(source_url).now
+        query = sa.select(obs).where(obs.c.time_hour >= since, obs.c.time_hour <= now)
+        if after:
+            query = query.where(
+                sa.or_(
+                    obs.c.time_hour > after[0],
+                    sa.and_(obs.c.time_hour == after[0], obs.c.origin > after[1]),
+                )
+            )
+        query = query.order_by(obs.c.time_hour, obs.c.origin).limit(limit + 1)
+        with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = None
+        if more:
+            last = page[-1]
+            next_cursor = encode_cursor(since, (last["time_hour"], last["origin"]))
+        for row in page:
+            row["time_hour"] = row["time_hour"].isoformat()
+        return {"observations": page, "next_cursor": next_cursor}
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FeedServer:
+    """Runs the weather feed with uvicorn in a background thread on loopback."""
+
+    def __init__(self, source_url: str, port: int | None = None) -> None:
+        import uvicorn
+
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            create_app(source_url), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FeedServer:
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the weather feed did not start on port {self.port}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -1,0 +1,81 @@
+"""The interface every warehouse implementation offers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_platform.settings import data_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Warehouse(dg.ConfigurableResource):
+    """Tables in named schemas (`raw`, `quarantine`, ...), read and written as DataFrames."""
+
+    pipelines_dir: str = Field(
+        default="",
+        description="Where dlt keeps its local working state (default: <data dir>/dlt).",
+    )
+
+    # -- dlt -------------------------------------------------------------------------------
+    def dlt_destination(self) -> Any:
+        raise NotImplementedError
+
+    def dlt_pipeline(self, name: str, dataset_name: str = "raw") -> Any:
+        """A dlt pipeline loading into `dataset_name` of this warehouse."""
+        import dlt
+
+        pipelines_dir = self.pipelines_dir or str(data_dir() / "dlt")
+        Path(pipelines_dir).mkdir(parents=True, exist_ok=True)
+        return dlt.pipeline(
+            pipeline_name=name,
+            destination=self.dlt_destination(),
+            dataset_name=dataset_name,
+            pipelines_dir=pipelines_dir,
+        )
+
+    # -- SQL -------------------------------------------------------------------------------
+    def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: dict | None = None) -> None:
+        raise NotImplementedError
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        found = self.query(
+            "SELECT count(*) AS n FROM information_schema.tables "
+            "WHERE table_schema = :schema AND table_name = :table",
+            {"schema": schema, "table": table},
+        )
+        return int(found["n"].iloc[0]) > 0
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        found = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position",
+            {"schema": schema, "table": table},
+        )
+        return list(found["column_name"])
+
+    def read_table(self, schema: str, table: str, where: str = "") -> pd.DataFrame:
+        sql = f"SELECT * FROM {quote(schema)}.{quote(table)}"
+        return self.query(sql + (f" WHERE {where}" if where else ""))
+
+    def append(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        """Append rows, creating the table (and adding new columns) as needed."""
+        raise NotImplementedError
+
+    def delete_matching(
+        self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
+    ) -> int:
+        """Delete the rows whose key columns match a row of `keys` (NULLs match NULLs)."""
+        raise NotImplementedError

@@ -1,0 +1,92 @@
+"""The local warehouse: one DuckDB file, no server."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_platform.settings import data_dir
+from mlops_platform.warehouse.base import Warehouse, quote
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _to_duckdb_params(sql: str, params: dict | None) -> tuple[str, dict]:
+    # One placeholder style for both implementations: `:name` (SQLAlchemy's) becomes `$name`.
+    if not params:
+        return sql, {}
+    return re.sub(r"(?<!:):([A-Za-z_]\w*)", r"$\1", sql), params
+
+
+class DuckDBWarehouse(Warehouse):
+    """Warehouse in a DuckDB file (default `<data dir>/warehouse.duckdb`)."""
+
+    path: str = Field(default="", description="DuckDB file; empty means <data dir>/warehouse.duckdb")
+
+    @property
+    def database_path(self) -> str:
+        return self.path or str(data_dir() / "warehouse.duckdb")
+
+    def _connect(self, read_only: bool = False) -> Any:
+        import duckdb
+
+        Path(self.database_path).parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(self.database_path, read_only=read_only)
+
+    def dlt_destination(self) -> Any:
+        import dlt
+
+        return dlt.destinations.duckdb(self.database_path)
+
+    def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        sql, params = _to_duckdb_params(sql, params)
+        with self._connect() as conn:
+            return conn.execute(sql, params).df()
+
+    def execute(self, sql: str, params: dict | None = None) -> None:
+        sql, params = _to_duckdb_params(sql, params)
+        with self._connect() as conn:
+            conn.execute(sql, params)
+
+    def append(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        target = f"{quote(schema)}.{quote(table)}"
+        with self._connect() as conn:
+            conn.register("incoming", frame)
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM incoming LIMIT 0")
+            existing = {r[0] for r in conn.execute(f"DESCRIBE {target}").fetchall()}
+            for column in frame.columns:
+                if column not in existing:
+                    kind = conn.execute(
+                        f"SELECT typeof({quote(column)}) FROM incoming LIMIT 1"
+                    ).fetchone()
+                    conn.execute(
+                        f"ALTER TABLE {target} ADD COLUMN {quote(column)} "
+                        f"{kind[0] if kind else 'VARCHAR'}"
+                    )
+            columns = ", ".join(quote(c) for c in frame.columns)
+            conn.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM incoming")
+        return len(frame)
+
+    def delete_matching(
+        self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
+    ) -> int:
+        if keys.empty:
+            return 0
+        target = f"{quote(schema)}.{quote(table)}"
+        match = " AND ".join(
+            f"t.{quote(c)} IS NOT DISTINCT FROM k.{quote(c)}" for c in key_columns
+        )
+        with self._connect() as conn:
+            conn.register("doomed", keys[key_columns].drop_duplicates())
+            before = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+            conn.execute(
+                f"DELETE FROM {target} t WHERE EXISTS (SELECT 1 FROM doomed k WHERE {match})"
+            )
+            after = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+        return before - after

@@ -1,0 +1,110 @@
+"""The production warehouse: a PostgreSQL database (dlt destination and table IO)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_platform.warehouse.base import Warehouse, quote
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class PostgresWarehouse(Warehouse):
+    """Warehouse in PostgreSQL; `url` is a SQLAlchemy URL (postgresql://user@host:port/db)."""
+
+    url: str = Field(description="SQLAlchemy URL of the warehouse database")
+
+    def _engine(self) -> Any:
+        import sqlalchemy as sa
+
+        return sa.create_engine(self.url.replace("postgresql://", "postgresql+psycopg2://", 1))
+
+    def dlt_destination(self) -> Any:
+        import dlt
+
+        return dlt.destinations.postgres(credentials=self.url)
+
+    def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        import pandas as pd
+        import sqlalchemy as sa
+
+        engine = self._engine()
+        try:
+            with engine.connect() as conn:
+                return pd.read_sql_query(sa.text(sql), conn, params=params or {})
+        finally:
+            engine.dispose()
+
+    def execute(self, sql: str, params: dict | None = None) -> None:
+        import sqlalchemy as sa
+
+        engine = self._engine()
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(sql), params or {})
+        finally:
+            engine.dispose()
+
+    def append(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        import sqlalchemy as sa
+
+        engine = self._engine()
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
+                inspector = sa.inspect(conn)
+                if inspector.has_table(table, schema=schema):
+                    existing = {c["name"] for c in inspector.get_columns(table, schema=schema)}
+                    for column in frame.columns:
+                        if column not in existing:
+                            empty = frame[[column]].head(0)
+                            kind = _pg_type(empty[column].dtype)
+                            conn.execute(
+                                sa.text(
+                                    f"ALTER TABLE {quote(schema)}.{quote(table)} "
+                                    f"ADD COLUMN {quote(column)} {kind}"
+                                )
+                            )
+                frame.to_sql(table, conn, schema=schema, if_exists="append", index=False)
+        finally:
+            engine.dispose()
+        return len(frame)
+
+    def delete_matching(
+        self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
+    ) -> int:
+        import sqlalchemy as sa
+
+        if keys.empty:
+            return 0
+        match = " AND ".join(f"{quote(c)} IS NOT DISTINCT FROM :{c}" for c in key_columns)
+        records = keys[key_columns].drop_duplicates()
+        records = records.astype(object).where(records.notna(), None).to_dict("records")
+        deleted = 0
+        engine = self._engine()
+        try:
+            with engine.begin() as conn:
+                statement = sa.text(f"DELETE FROM {quote(schema)}.{quote(table)} WHERE {match}")
+                for record in records:
+                    deleted += conn.execute(statement, record).rowcount
+        finally:
+            engine.dispose()
+        return deleted
+
+
+def _pg_type(dtype: Any) -> str:
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(dtype):
+        return "BOOLEAN"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "BIGINT"
+    if pd.api.types.is_float_dtype(dtype):
+        return "DOUBLE PRECISION"
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return "TIMESTAMPTZ"
+    return "TEXT"
