@@ -6,12 +6,13 @@ Dagster instance, so every run shows in `dagster dev` afterwards.
 
 from __future__ import annotations
 
-import logging
 import shutil
 
 from mlops_platform.settings import data_dir
 
-log = logging.getLogger(__name__)
+
+#: Console logs of in-process runs at WARNING: the full event log is in the Dagster UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _summarise_run(result) -> tuple[dict[str, int], list[str]]:
@@ -60,7 +61,9 @@ def run_quickstart(days: float = 7, fresh: bool = False) -> int:
     failures = 0
     for _ in range(int(days)):
         step = source.advance(1)
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET
+        )
         loaded, failed = _summarise_run(result)
         rows = ", ".join(f"{table} {n}" for table, n in sorted(loaded.items()) if n)
         status = "ok" if result.success and not failed else f"FAILED {failed or ''}"

@@ -82,7 +82,13 @@ def build_contract_check(contract: TableContract) -> dg.AssetChecksDefinition:
         from mlops_platform.contracts.validate import REASON_COLUMN, validate_contract
 
         if not warehouse.table_exists("raw", contract.table):
-            raise RuntimeError(f"raw.{contract.table} does not exist: nothing to validate")
+            # Nothing has been loaded yet (e.g. the feed has published no hour so far): there is
+            # no data to hand downstream, so the contract fails rather than passing vacuously.
+            return dg.AssetCheckResult(
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"error": f"raw.{contract.table} has not been loaded yet"},
+            )
         batch = read_batch(warehouse, contract.table)
         report = validate_contract(
             contract,

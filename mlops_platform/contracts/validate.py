@@ -144,8 +144,10 @@ def validate_contract(
     raw table. Missing required columns fail the schema expectation; they never raise.
     """
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     outcomes: list[ExpectationOutcome] = []
 
     present = set(batch.columns) | set(table_profile.columns)

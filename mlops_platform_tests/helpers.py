@@ -1,0 +1,53 @@
+"""Small helpers the tests share: run ingestion for real, read and poke the source."""
+
+from __future__ import annotations
+
+import dagster as dg
+import sqlalchemy as sa
+
+from mlops_platform.contracts.checks import contract_checks
+from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def ingest(resources: dict, *extra, instance=None, **kwargs) -> dg.ExecuteInJobResult:
+    """Materialize both dlt asset groups with their contract checks, as the `ingest` job does."""
+    return dg.materialize(
+        [flight_ops_tables, weather_feed_tables, *contract_checks, *extra],
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+        run_config=QUIET,
+        **kwargs,
+    )
+
+
+def rows_loaded(result: dg.ExecuteInJobResult) -> dict[str, int]:
+    loaded = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        value = materialization.metadata.get("rows_loaded")
+        loaded[materialization.asset_key.path[-1]] = int(value.value) if value else 0
+    return loaded
+
+
+def check_results(result: dg.ExecuteInJobResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {
+        e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()
+    }
+
+
+def source_execute(url: str, sql: str, params: dict | None = None) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params or {})
+    engine.dispose()
+
+
+def source_query(url: str, sql: str) -> list:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(sql)).fetchall()
+    engine.dispose()
+    return rows

@@ -1,0 +1,95 @@
+"""The replay clock and the weather feed behave like the operational systems they stand for."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+import pytest
+
+from mlops_platform.source_system import replay
+from mlops_platform.source_system.weather_feed import FeedServer
+from mlops_platform_tests.helpers import source_execute, source_query
+
+
+def test_clock_releases_schedules_then_outcomes(source_url):
+    start = replay.read_clock(source_url)
+    assert start.now == dt.datetime(2013, 1, 1)
+    scheduled = source_query(source_url, "SELECT count(*), count(arr_delay) FROM flights")[0]
+    # Jan 1's schedule is published at the start of the day, with no outcomes yet.
+    assert scheduled[0] == 842 and scheduled[1] == 0
+
+    step = replay.advance(source_url, 1)
+    assert step.now == dt.datetime(2013, 1, 2)
+    statuses = dict(source_query(source_url, "SELECT status, count(*) FROM flights GROUP BY 1"))
+    # Jan 2's schedule is out; Jan 1 flights that landed before midnight UTC have outcomes,
+    # evening flights are still in the air: their labels arrive later.
+    assert statuses["scheduled"] > 842
+    assert 0 < statuses["landed"] < 842
+    rows = source_query(
+        source_url,
+        "SELECT count(*) FROM flights WHERE status = 'landed' AND arr_delay IS NULL",
+    )
+    assert rows[0][0] == 0
+
+
+def test_outcome_changes_the_row_and_its_updated_at(source_url):
+    before = dict(source_query(source_url, "SELECT id, updated_at FROM flights WHERE day = 1"))
+    replay.advance(source_url, 1)
+    after = source_query(
+        source_url, "SELECT id, updated_at, status FROM flights WHERE day = 1 AND month = 1"
+    )
+    changed = [r for r in after if r[2] != "scheduled"]
+    assert changed and all(r[1] > before[r[0]] for r in changed)
+
+
+def test_clock_never_goes_backwards(source_url):
+    replay.advance(source_url, 2)
+    with pytest.raises(ValueError, match="only moves forward"):
+        replay.set_clock(source_url, dt.datetime(2013, 1, 1))
+    with pytest.raises(ValueError, match="positive"):
+        replay.advance(source_url, 0)
+
+
+def test_missing_source_database_says_what_to_do(tmp_path):
+    with pytest.raises(RuntimeError, match="mlops source init"):
+        replay.read_clock(f"sqlite:///{tmp_path / 'nope.sqlite'}")
+
+
+def test_weather_feed_pages_with_a_cursor_and_follows_the_clock(source_url):
+    replay.advance(source_url, 2)
+    total = source_query(
+        source_url, "SELECT count(*) FROM weather_observations WHERE time_hour <= '2013-01-03 00:00:00.000000'"
+    )[0][0]
+    with FeedServer(source_url) as feed:
+        seen, cursor, pages = [], None, 0
+        while True:
+            params = {"limit": 50, **({"cursor": cursor} if cursor else {})}
+            page = httpx.get(f"{feed.url}/v1/observations", params=params).json()
+            seen += page["observations"]
+            pages += 1
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert pages > 1
+        assert len(seen) == total
+        keys = [(r["time_hour"], r["origin"]) for r in seen]
+        assert len(set(keys)) == len(keys) and keys == sorted(keys)
+        assert max(r["time_hour"] for r in seen) <= "2013-01-03T00:00:00"
+
+        since = httpx.get(
+            f"{feed.url}/v1/observations", params={"since": "2013-01-02T23:00:00"}
+        ).json()
+        assert {r["time_hour"] for r in since["observations"]} <= {
+            "2013-01-02T23:00:00", "2013-01-03T00:00:00"
+        }
+        bad = httpx.get(f"{feed.url}/v1/observations", params={"cursor": "not-a-cursor"})
+        assert bad.status_code == 400 and "invalid cursor" in bad.text
+
+
+def test_bulk_insert_keeps_nulls(source_url):
+    source_execute(source_url, "UPDATE planes SET seats = NULL WHERE tailnum = 'N10156'")
+    assert source_query(source_url, "SELECT seats FROM planes WHERE tailnum = 'N10156'") == [
+        (None,)
+    ]
+    assert source_query(source_url, "SELECT count(*) FROM planes WHERE speed IS NULL")[0][0] > 0
