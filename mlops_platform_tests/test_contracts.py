@@ -1,0 +1,171 @@
+"""Data contracts: Great Expectations finds bad rows, blocks downstream, quarantines them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
+from mlops_platform.contracts.rules import CONTRACTS
+from mlops_platform.contracts.validate import REASON_COLUMN, validate_contract
+from mlops_platform.source_system import replay
+from mlops_platform_tests.helpers import check_results, ingest, source_execute
+
+FLIGHT = {
+    "year": 2013, "month": 1, "day": 2, "carrier": "UA", "flight": 1, "origin": "EWR",
+    "sched_dep_time": 900, "sched_arr_time": 1200, "tailnum": "N1", "dest": "IAH",
+    "distance": 1400.0, "hour": 9, "minute": 0, "time_hour": pd.Timestamp("2013-01-02 14:00"),
+    "status": "landed", "updated_at": pd.Timestamp("2013-01-02 18:00"), "arr_delay": 5.0,
+    "dep_delay": 0.0, "air_time": 200.0,
+}
+
+
+def flights_frame(*changes: dict) -> pd.DataFrame:
+    return pd.DataFrame([{**FLIGHT, "flight": i + 1, **change} for i, change in enumerate(changes)])
+
+
+def validate(batch: pd.DataFrame, now=dt.datetime(2013, 1, 3)):
+    profile = batch[[*CONTRACTS["flights"].key, "updated_at"]]
+    return validate_contract(CONTRACTS["flights"], batch, profile, {"carrier": ["UA", "AA"]}, now)
+
+
+def test_clean_batch_passes():
+    report = validate(flights_frame({}, {}, {"carrier": "AA"}))
+    assert report.success, report.failures
+    assert report.bad_rows.empty
+
+
+def test_each_kind_of_bad_row_is_found_with_its_reason():
+    batch = flights_frame(
+        {},                                   # good
+        {"carrier": None},                    # null in key
+        {"arr_delay": 5000.0},                # impossible value
+        {"carrier": "ZZ"},                    # unknown carrier
+        {"origin": "BOS"},                    # origin outside the NYC airports
+        {"flight": 77},                       # duplicate key ...
+        {"flight": 77},                       # ... within the batch
+    )
+    report = validate(batch)
+    assert not report.success
+    reasons = dict(zip(report.bad_rows.index, report.bad_rows[REASON_COLUMN], strict=True))
+    assert 0 not in reasons
+    assert "expect_column_values_to_not_be_null(carrier)" in reasons[1]
+    assert "expect_column_values_to_be_between(arr_delay)" in reasons[2]
+    assert "expect_column_values_to_be_in_set(carrier)" in reasons[3]
+    assert "expect_column_values_to_be_in_set(origin)" in reasons[4]
+    assert "expect_compound_columns_to_be_unique" in reasons[5]
+    assert "expect_compound_columns_to_be_unique" in reasons[6]
+    assert len(reasons) == 6
+
+
+def test_missing_column_and_stale_table_fail_the_table_rules():
+    batch = flights_frame({}).drop(columns=["dest"])
+    report = validate(batch, now=dt.datetime(2013, 2, 1))
+    failed = {(o.expectation, o.column) for o in report.failures}
+    assert ("expect_column_to_exist", "dest") in failed
+    assert ("expect_column_max_to_be_between", "updated_at") in failed
+
+
+def test_empty_table_fails_the_row_count():
+    empty = flights_frame({}).head(0)
+    report = validate_contract(
+        CONTRACTS["airlines"], empty[[]], pd.DataFrame({"carrier": [], "name": []}), {}, None
+    )
+    assert ("expect_table_row_count_to_be_between", "*") in {
+        (o.expectation, o.column) for o in report.failures
+    }
+
+
+@dg.asset(deps=[dg.AssetKey(["raw", "flights"])])
+def flights_consumer() -> int:
+    """Stands in for the features built on raw.flights: it must not run on a bad batch."""
+    return 1
+
+
+def inject_bad_batch(source_url: str) -> None:
+    """Four bad flights and one good one, all published at 2013-01-02 06:00."""
+    stamp = "2013-01-02 06:00:00.000000"
+    columns = (
+        "year, month, day, sched_dep_time, sched_arr_time, carrier, flight, tailnum, origin, "
+        "dest, distance, hour, minute, time_hour, status, updated_at, arr_delay"
+    )
+    rows = [
+        ("NULL", 9001, "'EWR'", "NULL"),      # null carrier in the key
+        ("'UA'", 9002, "'EWR'", "4000"),      # impossible arrival delay
+        ("'ZZ'", 9003, "'JFK'", "NULL"),      # unknown carrier
+        ("'UA'", 9004, "'LGA'", "NULL"),      # duplicate key ...
+        ("'UA'", 9004, "'LGA'", "NULL"),      # ... twice in the same batch
+        ("'AA'", 9005, "'JFK'", "NULL"),      # a good row
+    ]
+    for carrier, flight, origin, delay in rows:
+        source_execute(
+            source_url,
+            f"INSERT INTO flights ({columns}) VALUES (2013, 1, 2, 900, 1200, {carrier}, "
+            f"{flight}, 'N1', {origin}, 'ORD', 700, 9, 0, '2013-01-02 14:00:00.000000', "
+            f"'scheduled', '{stamp}', {delay})",
+        )
+
+
+def test_bad_batch_fails_the_check_stops_downstream_and_is_quarantined(resources, source_url):
+    warehouse = resources["warehouse"]
+    replay.advance(source_url, 1)
+    assert ingest(resources, flights_consumer).success
+    inject_bad_batch(source_url)
+    replay.set_clock(source_url, dt.datetime(2013, 1, 2, 6))
+
+    with dg.instance_for_test() as instance:
+        result = ingest(resources, flights_consumer, instance=instance)
+        checks = check_results(result)
+        assert not checks["flights"].passed
+        assert checks["flights"].severity == dg.AssetCheckSeverity.ERROR
+        metadata = checks["flights"].metadata
+        assert metadata["quarantined_rows"].value == 5
+        assert "expect_column_values_to_be_in_set" in metadata["failures"].value
+        assert "9003" in metadata["bad_rows_sample"].value
+        # The blocking check stopped the downstream asset; the other tables are unaffected.
+        assert checks["weather"].passed and checks["airlines"].passed
+        materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+        assert dg.AssetKey("flights_consumer") not in materialized
+        consumer = [
+            entry.dagster_event.event_type_value
+            for entry in instance.all_logs(result.run_id)
+            if entry.dagster_event and entry.dagster_event.step_key == "flights_consumer"
+        ]
+        # Planned in the run, never started: the failed check held it back.
+        assert "ASSET_MATERIALIZATION_PLANNED" in consumer
+        assert "STEP_START" not in consumer and "ASSET_MATERIALIZATION" not in consumer
+
+    kept = pending_quarantine(warehouse, "flights").sort_values("flight")
+    assert list(kept["flight"]) == [9001, 9002, 9003, 9004, 9004]
+    assert kept[REASON_COLUMN].str.len().min() > 0
+    assert kept["_dagster_run_id"].nunique() == 1
+    raw = warehouse.query("SELECT flight FROM raw.flights WHERE flight >= 9001 AND day = 2")
+    assert list(raw["flight"]) == [9005]  # good row of the batch kept, bad rows moved out
+
+    # Next run: nothing new, the batch was judged once; downstream runs again.
+    again = ingest(resources, flights_consumer)
+    assert check_results(again)["flights"].passed
+    assert again.success
+    assert len(pending_quarantine(warehouse, "flights")) == 5
+
+
+def test_quarantined_rows_replay_once_they_pass(resources, source_url):
+    warehouse = resources["warehouse"]
+    replay.advance(source_url, 1)
+    assert ingest(resources).success
+    inject_bad_batch(source_url)
+    replay.set_clock(source_url, dt.datetime(2013, 1, 2, 6))
+    assert not ingest(resources).success
+
+    contract = CONTRACTS["flights"]
+    carriers = list(warehouse.query("SELECT carrier FROM raw.airlines")["carrier"])
+    assert replay_quarantine(warehouse, contract, {"carrier": carriers}) == (0, 5)
+    # The carrier ZZ is registered; its flight can now be replayed, the others stay.
+    replayed, kept = replay_quarantine(warehouse, contract, {"carrier": [*carriers, "ZZ"]})
+    assert (replayed, kept) == (1, 4)
+    back = warehouse.query("SELECT carrier FROM raw.flights WHERE flight = 9003")
+    assert list(back["carrier"]) == ["ZZ"]
+    assert len(pending_quarantine(warehouse, "flights")) == 4
+    assert len(warehouse.read_table("quarantine", "flights")) == 5  # the log keeps every row
