@@ -68,9 +68,12 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> No
         buffer.seek(0)
         cursor = conn.connection.dbapi_connection.cursor()
         columns = ", ".join(f'"{c}"' for c in frame.columns)
-        cursor.copy_expert(
-            f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer
-        )
+        statement = f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
+        if hasattr(cursor, "copy_expert"):  # psycopg2
+            cursor.copy_expert(statement, buffer)
+        else:  # psycopg 3
+            with cursor.copy(statement) as copy:
+                copy.write(buffer.getvalue())
         return
     # Plain DBAPI executemany over tuples: ~10x faster than SQLAlchemy's per-dict path.
     # Timestamps are written in the text format SQLAlchemy's SQLite DateTime reads back.
@@ -101,6 +104,15 @@ def create_source(url: str, start: dt.datetime = YEAR_START) -> AdvanceResult:
         bulk_insert(conn, tables.airlines, read_table("airlines").assign(**stamp))
         airports = read_table("airports").assign(**stamp).drop_duplicates("faa")
         bulk_insert(conn, tables.airports, airports)
+        if conn.dialect.name == "postgresql":
+            # Released flights keep their schedule ids; rows the ops system inserts itself must
+            # get ids after them.
+            conn.execute(
+                sa.text(
+                    "SELECT setval(pg_get_serial_sequence('flights', 'id'), "
+                    "(SELECT max(id) FROM replay_schedule))"
+                )
+            )
         conn.execute(
             tables.replay_clock.insert().values(
                 id=1, now=YEAR_START, released_through=YEAR_START.date() - dt.timedelta(days=1)

@@ -21,12 +21,17 @@ class PostgresWarehouse(Warehouse):
     def _engine(self) -> Any:
         import sqlalchemy as sa
 
-        return sa.create_engine(self.url.replace("postgresql://", "postgresql+psycopg2://", 1))
+        return sa.create_engine(self.url)
 
     def dlt_destination(self) -> Any:
         import dlt
+        from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
-        return dlt.destinations.postgres(credentials=self.url)
+        credentials = PostgresCredentials()
+        credentials.parse_native_representation(self.url)
+        # dlt insists on a password; servers with trust or peer auth take an empty one.
+        credentials.password = credentials.password or ""
+        return dlt.destinations.postgres(credentials=credentials)
 
     def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
         import pandas as pd
