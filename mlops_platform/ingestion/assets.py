@@ -82,6 +82,7 @@ def flight_ops_tables(
         # A fresh source every run: dlt cannot re-run one source object in a process.
         dlt_source=flight_ops_source(source_system.database_url),
         dlt_pipeline=warehouse.dlt_pipeline("flight_ops"),
+        loader_file_format=warehouse.loader_file_format,
     )
 
 
@@ -104,4 +105,5 @@ def weather_feed_tables(
             context=context,
             dlt_source=weather_feed_source(base_url),
             dlt_pipeline=warehouse.dlt_pipeline("weather_feed"),
+            loader_file_format=warehouse.loader_file_format,
         )

@@ -23,8 +23,13 @@ CURSOR_COLUMN = "updated_at"
 WEATHER_START = "2013-01-01T00:00:00"
 
 
-def flight_ops_source(credentials: Any, chunk_size: int = 100_000) -> Any:
-    """The operational tables as one dlt source: pyarrow backend, incremental on `updated_at`.
+def flight_ops_source(
+    credentials: Any, chunk_size: int = 100_000, backend: str = "connectorx"
+) -> Any:
+    """The operational tables as one dlt source: Arrow tables, incremental on `updated_at`.
+
+    The connectorx backend reads query results straight into Arrow (about twice the speed of
+    the pyarrow backend here: `make bench-ingest`); the incremental filter is part of the SQL.
 
     Tables are reflected when extraction starts, so a column added at the source is picked up
     on the next run. `credentials` is a SQLAlchemy URL or Engine.
@@ -35,7 +40,7 @@ def flight_ops_source(credentials: Any, chunk_size: int = 100_000) -> Any:
     source = sql_database.with_args(name="flight_ops")(
         credentials,
         table_names=list(OPS_TABLES),
-        backend="pyarrow",
+        backend=backend,
         chunk_size=chunk_size,
         reflection_level="full",
         defer_table_reflect=True,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
 from pydantic import Field
@@ -27,6 +27,9 @@ class Warehouse(dg.ConfigurableResource):
     )
 
     # -- dlt -------------------------------------------------------------------------------
+    #: The file format dlt loads with: the fastest bulk path the destination has.
+    loader_file_format: ClassVar[str] = "insert_values"
+
     def dlt_destination(self) -> Any:
         raise NotImplementedError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
 from pydantic import Field
@@ -25,6 +25,8 @@ def _to_duckdb_params(sql: str, params: dict | None) -> tuple[str, dict]:
 
 class DuckDBWarehouse(Warehouse):
     """Warehouse in a DuckDB file (default `<data dir>/warehouse.duckdb`)."""
+
+    loader_file_format: ClassVar[str] = "parquet"
 
     path: str = Field(default="", description="DuckDB file; empty means <data dir>/warehouse.duckdb")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
 from pydantic import Field
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 class PostgresWarehouse(Warehouse):
     """Warehouse in PostgreSQL; `url` is a SQLAlchemy URL (postgresql://user@host:port/db)."""
+
+    loader_file_format: ClassVar[str] = "csv"  # loaded with COPY
 
     url: str = Field(description="SQLAlchemy URL of the warehouse database")
 
