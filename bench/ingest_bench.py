@@ -44,8 +44,12 @@ def run_platform(workdir: Path) -> dict:
     warehouse = DuckDBWarehouse(
         path=str(workdir / "platform.duckdb"), pipelines_dir=str(workdir / "dlt")
     )
-    resources = {"dlt": DagsterDltResource(), "source_system": source,
-                 "weather_feed": WeatherFeed(source_system=source), "warehouse": warehouse}
+    resources = {
+        "dlt": DagsterDltResource(),
+        "source_system": source,
+        "weather_feed": WeatherFeed(source_system=source),
+        "warehouse": warehouse,
+    }
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     timings = {}
     for name, assets in (("flight_ops", flight_ops_tables), ("weather", weather_feed_tables)):
@@ -56,16 +60,21 @@ def run_platform(workdir: Path) -> dict:
     flights = int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0])
     weather = int(warehouse.query("SELECT count(*) AS n FROM raw.weather")["n"].iloc[0])
     assert flights == FLIGHTS, flights
-    return {"flights_rows": flights, "weather_rows": weather,
-            "ops_seconds": timings["flight_ops"], "weather_seconds": timings["weather"]}
+    return {
+        "flights_rows": flights,
+        "weather_rows": weather,
+        "ops_seconds": timings["flight_ops"],
+        "weather_seconds": timings["weather"],
+    }
 
 
 def run_dlt_append(workdir: Path) -> dict:
     from mlops_platform.ingestion.sources import flight_ops_source
     from mlops_platform.warehouse import DuckDBWarehouse
 
-    warehouse = DuckDBWarehouse(path=str(workdir / "append.duckdb"),
-                                pipelines_dir=str(workdir / "dlt_append"))
+    warehouse = DuckDBWarehouse(
+        path=str(workdir / "append.duckdb"), pipelines_dir=str(workdir / "dlt_append")
+    )
     source = flight_ops_source(f"sqlite:///{workdir / 'source.sqlite'}")
     for table in TABLES:
         source.resources[table].apply_hints(write_disposition="append", incremental=None)
@@ -121,32 +130,52 @@ def main() -> None:
     replay.create_source(source_url)
     replay.set_clock(source_url, dt.datetime(2014, 1, 2))
 
-    env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false", "DO_NOT_TRACK": "true",
-           "MLOPS_DATA_DIR": str(workdir / "data"), "DLT_DATA_DIR": str(workdir / "dlt_home")}
+    env = {
+        **os.environ,
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "DO_NOT_TRACK": "true",
+        "MLOPS_DATA_DIR": str(workdir / "data"),
+        "DLT_DATA_DIR": str(workdir / "dlt_home"),
+    }
     results = {}
     for variant in ("floor", "dlt-append", "platform"):
         done = subprocess.run(
             [sys.executable, __file__, "--variant", variant, "--workdir", str(workdir)],
-            env=env, capture_output=True, text=True, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             sys.exit(f"{variant} failed:\n{done.stderr[-3000:]}")
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
 
-    print(f"\n{'variant':<12} {'flights':>9} {'seconds':>8} {'flights rows/s':>15} {'peak RSS MB':>12}")
+    print(
+        f"\n{'variant':<12} {'flights':>9} {'seconds':>8} {'flights rows/s':>15} "
+        f"{'peak RSS MB':>12}"
+    )
     for variant, r in results.items():
         rate = r["flights_rows"] / r["ops_seconds"]
         r["rate"] = rate
-        print(f"{variant:<12} {r['flights_rows']:>9,} {r['ops_seconds']:>8.2f} {rate:>15,.0f} "
-              f"{r['peak_rss_mb']:>12.0f}")
+        print(
+            f"{variant:<12} {r['flights_rows']:>9,} {r['ops_seconds']:>8.2f} {rate:>15,.0f} "
+            f"{r['peak_rss_mb']:>12.0f}"
+        )
     platform, floor = results["platform"], results["floor"]
     ratio = floor["rate"] / platform["rate"]
-    print(f"\nplatform weather: {platform['weather_rows']:,} rows over HTTP in "
-          f"{platform['weather_seconds']:.2f} s ({platform['weather_rows'] / platform['weather_seconds']:,.0f} rows/s)")
-    print("platform = Dagster materialization of the ops tables (flights + planes, airlines, "
-          "airports), incremental + merge")
-    print(f"floor/platform ratio: {ratio:.2f}x (target <= 2.0x); platform flights rows/s "
-          f"{platform['rate']:,.0f} (target >= 60,000)")
+    print(
+        f"\nplatform weather: {platform['weather_rows']:,} rows over HTTP in "
+        f"{platform['weather_seconds']:.2f} s "
+        f"({platform['weather_rows'] / platform['weather_seconds']:,.0f} rows/s)"
+    )
+    print(
+        "platform = Dagster materialization of the ops tables (flights + planes, airlines, "
+        "airports), incremental + merge"
+    )
+    print(
+        f"floor/platform ratio: {ratio:.2f}x (target <= 2.0x); platform flights rows/s "
+        f"{platform['rate']:,.0f} (target >= 60,000)"
+    )
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -31,16 +31,20 @@ def cmd_source_init(args: argparse.Namespace) -> None:
     from mlops_platform.source_system.replay import create_source
 
     result = create_source(_source_url(args))
-    print(f"flight-ops database created; clock {result.now:%Y-%m-%d %H:%M}, "
-          f"{result.released} flights scheduled")
+    print(
+        f"flight-ops database created; clock {result.now:%Y-%m-%d %H:%M}, "
+        f"{result.released} flights scheduled"
+    )
 
 
 def cmd_source_advance(args: argparse.Namespace) -> None:
     from mlops_platform.source_system.replay import advance
 
     result = advance(_source_url(args), args.days)
-    print(f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} scheduled flights, "
-          f"wrote {result.outcomes} outcomes")
+    print(
+        f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} scheduled flights, "
+        f"wrote {result.outcomes} outcomes"
+    )
 
 
 def cmd_source_clock(args: argparse.Namespace) -> None:

@@ -10,7 +10,6 @@ import shutil
 
 from mlops_platform.settings import data_dir
 
-
 #: Console logs of in-process runs at WARNING: the full event log is in the Dagster UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -61,13 +60,13 @@ def run_quickstart(days: float = 7, fresh: bool = False) -> int:
     failures = 0
     for _ in range(int(days)):
         step = source.advance(1)
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET
-        )
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
         loaded, failed = _summarise_run(result)
         rows = ", ".join(f"{table} {n}" for table, n in sorted(loaded.items()) if n)
         status = "ok" if result.success and not failed else f"FAILED {failed or ''}"
-        print(f"  {step.now:%Y-%m-%d}: run {result.run_id[:8]} {status}; loaded {rows or 'nothing'}")
+        print(
+            f"  {step.now:%Y-%m-%d}: run {result.run_id[:8]} {status}; loaded {rows or 'nothing'}"
+        )
         failures += 0 if result.success and not failed else 1
 
     counts = {

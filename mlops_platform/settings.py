@@ -24,7 +24,7 @@ def data_dir() -> Path:
 
 
 def active_profile() -> str:
-    """The environment profile chosen by `MLOPS_PROFILE`; unknown names are an error, not a guess."""
+    """The profile chosen by `MLOPS_PROFILE`; an unknown name is an error, not a guess."""
     profile = os.environ.get("MLOPS_PROFILE", "local").strip().lower()
     if profile not in PROFILES:
         raise ValueError(f"MLOPS_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")

@@ -33,9 +33,7 @@ def rows_loaded(result: dg.ExecuteInJobResult) -> dict[str, int]:
 
 
 def check_results(result: dg.ExecuteInJobResult) -> dict[str, dg.AssetCheckEvaluation]:
-    return {
-        e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()
-    }
+    return {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
 
 
 def source_execute(url: str, sql: str, params: dict | None = None) -> None:

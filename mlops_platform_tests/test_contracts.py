@@ -14,11 +14,25 @@ from mlops_platform.source_system import replay
 from mlops_platform_tests.helpers import check_results, ingest, source_execute
 
 FLIGHT = {
-    "year": 2013, "month": 1, "day": 2, "carrier": "UA", "flight": 1, "origin": "EWR",
-    "sched_dep_time": 900, "sched_arr_time": 1200, "tailnum": "N1", "dest": "IAH",
-    "distance": 1400.0, "hour": 9, "minute": 0, "time_hour": pd.Timestamp("2013-01-02 14:00"),
-    "status": "landed", "updated_at": pd.Timestamp("2013-01-02 18:00"), "arr_delay": 5.0,
-    "dep_delay": 0.0, "air_time": 200.0,
+    "year": 2013,
+    "month": 1,
+    "day": 2,
+    "carrier": "UA",
+    "flight": 1,
+    "origin": "EWR",
+    "sched_dep_time": 900,
+    "sched_arr_time": 1200,
+    "tailnum": "N1",
+    "dest": "IAH",
+    "distance": 1400.0,
+    "hour": 9,
+    "minute": 0,
+    "time_hour": pd.Timestamp("2013-01-02 14:00"),
+    "status": "landed",
+    "updated_at": pd.Timestamp("2013-01-02 18:00"),
+    "arr_delay": 5.0,
+    "dep_delay": 0.0,
+    "air_time": 200.0,
 }
 
 
@@ -39,13 +53,13 @@ def test_clean_batch_passes():
 
 def test_each_kind_of_bad_row_is_found_with_its_reason():
     batch = flights_frame(
-        {},                                   # good
-        {"carrier": None},                    # null in key
-        {"arr_delay": 5000.0},                # impossible value
-        {"carrier": "ZZ"},                    # unknown carrier
-        {"origin": "BOS"},                    # origin outside the NYC airports
-        {"flight": 77},                       # duplicate key ...
-        {"flight": 77},                       # ... within the batch
+        {},  # good
+        {"carrier": None},  # null in key
+        {"arr_delay": 5000.0},  # impossible value
+        {"carrier": "ZZ"},  # unknown carrier
+        {"origin": "BOS"},  # origin outside the NYC airports
+        {"flight": 77},  # duplicate key ...
+        {"flight": 77},  # ... within the batch
     )
     report = validate(batch)
     assert not report.success
@@ -92,12 +106,12 @@ def inject_bad_batch(source_url: str) -> None:
         "dest, distance, hour, minute, time_hour, status, updated_at, arr_delay"
     )
     rows = [
-        ("NULL", 9001, "'EWR'", "NULL"),      # null carrier in the key
-        ("'UA'", 9002, "'EWR'", "4000"),      # impossible arrival delay
-        ("'ZZ'", 9003, "'JFK'", "NULL"),      # unknown carrier
-        ("'UA'", 9004, "'LGA'", "NULL"),      # duplicate key ...
-        ("'UA'", 9004, "'LGA'", "NULL"),      # ... twice in the same batch
-        ("'AA'", 9005, "'JFK'", "NULL"),      # a good row
+        ("NULL", 9001, "'EWR'", "NULL"),  # null carrier in the key
+        ("'UA'", 9002, "'EWR'", "4000"),  # impossible arrival delay
+        ("'ZZ'", 9003, "'JFK'", "NULL"),  # unknown carrier
+        ("'UA'", 9004, "'LGA'", "NULL"),  # duplicate key ...
+        ("'UA'", 9004, "'LGA'", "NULL"),  # ... twice in the same batch
+        ("'AA'", 9005, "'JFK'", "NULL"),  # a good row
     ]
     for carrier, flight, origin, delay in rows:
         source_execute(

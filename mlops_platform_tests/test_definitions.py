@@ -12,8 +12,13 @@ import dagster as dg
 from mlops_platform.settings import PROJECT_ROOT
 
 EXPECTED_ASSETS = {
-    "raw/airlines", "raw/airports", "raw/flights", "raw/planes", "raw/weather",
-    "source/flight_ops_db", "source/weather_feed",
+    "raw/airlines",
+    "raw/airports",
+    "raw/flights",
+    "raw/planes",
+    "raw/weather",
+    "source/flight_ops_db",
+    "source/weather_feed",
 }
 
 
@@ -23,8 +28,9 @@ def test_definitions_snapshot():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
-    assert checks == {(f"raw/{t}", "contract") for t in
-                      ("airlines", "airports", "flights", "planes", "weather")}
+    assert checks == {
+        (f"raw/{t}", "contract") for t in ("airlines", "airports", "flights", "planes", "weather")
+    }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
     assert {job.name for job in defs.resolve_all_job_defs()} >= {"ingest", "advance_clock"}
@@ -38,9 +44,18 @@ def test_dagster_validates_the_location_quickly(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     started = time.monotonic()
     done = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "dagster"), "definitions", "validate",
-         "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            os.path.join(os.path.dirname(sys.executable), "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     # Generous bound for a busy CI machine; the 5 s target is measured by `make bench-load`.

@@ -13,10 +13,10 @@ from mlops_platform_tests.helpers import ingest, rows_loaded, source_execute, so
 
 
 def counts(warehouse, table: str) -> tuple[int, int]:
-    keys = "year, month, day, carrier, flight, origin" if table == "flights" else "origin, time_hour"
-    frame = warehouse.query(
-        f"SELECT count(*) AS n, count(DISTINCT ({keys})) AS k FROM raw.{table}"
+    keys = (
+        "year, month, day, carrier, flight, origin" if table == "flights" else "origin, time_hour"
     )
+    frame = warehouse.query(f"SELECT count(*) AS n, count(DISTINCT ({keys})) AS k FROM raw.{table}")
     return int(frame["n"].iloc[0]), int(frame["k"].iloc[0])
 
 
@@ -72,7 +72,8 @@ def test_weather_loads_incrementally_over_the_feed(resources, source_url):
     assert second_run.success
     assert rows_loaded(second_run)["weather"] == 72  # 24 new hours at 3 airports
     expected = source_query(
-        source_url, "SELECT count(*) FROM weather_observations WHERE time_hour <= '2013-01-03 00:00:00.000000'"
+        source_url,
+        "SELECT count(*) FROM weather_observations WHERE time_hour <= '2013-01-03 00:00:00.000000'",
     )[0][0]
     assert counts(warehouse, "weather") == (expected, expected) and expected == first + 72
 

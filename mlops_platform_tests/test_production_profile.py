@@ -106,9 +106,10 @@ def test_bad_batch_is_quarantined_in_postgres(pg_resources, postgres):
     kept = warehouse.read_table("quarantine", "flights")
     assert list(kept["flight"]) == [9003]
     assert "expect_column_values_to_be_in_set(carrier)" in kept["_quarantine_reason"].iloc[0]
-    assert warehouse.query("SELECT count(*) AS n FROM raw.flights WHERE flight = 9003")[
-        "n"
-    ].iloc[0] == 0
+    assert (
+        warehouse.query("SELECT count(*) AS n FROM raw.flights WHERE flight = 9003")["n"].iloc[0]
+        == 0
+    )
 
 
 def _scalar(url: str, sql: str):

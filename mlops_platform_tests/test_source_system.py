@@ -59,7 +59,8 @@ def test_missing_source_database_says_what_to_do(tmp_path):
 def test_weather_feed_pages_with_a_cursor_and_follows_the_clock(source_url):
     replay.advance(source_url, 2)
     total = source_query(
-        source_url, "SELECT count(*) FROM weather_observations WHERE time_hour <= '2013-01-03 00:00:00.000000'"
+        source_url,
+        "SELECT count(*) FROM weather_observations WHERE time_hour <= '2013-01-03 00:00:00.000000'",
     )[0][0]
     with FeedServer(source_url) as feed:
         seen, cursor, pages = [], None, 0
@@ -81,7 +82,8 @@ def test_weather_feed_pages_with_a_cursor_and_follows_the_clock(source_url):
             f"{feed.url}/v1/observations", params={"since": "2013-01-02T23:00:00"}
         ).json()
         assert {r["time_hour"] for r in since["observations"]} <= {
-            "2013-01-02T23:00:00", "2013-01-03T00:00:00"
+            "2013-01-02T23:00:00",
+            "2013-01-03T00:00:00",
         }
         bad = httpx.get(f"{feed.url}/v1/observations", params={"cursor": "not-a-cursor"})
         assert bad.status_code == 400 and "invalid cursor" in bad.text

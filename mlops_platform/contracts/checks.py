@@ -5,7 +5,6 @@ de-duplication so duplicate keys are visible) and the whole raw table. Failing r
 quarantine; the check then fails with severity ERROR, which stops everything downstream.
 """
 
-
 import dagster as dg
 
 from mlops_platform.contracts.rules import CONTRACTS, TableContract
@@ -39,7 +38,9 @@ def read_batch(warehouse: Warehouse, table: str):
 def read_profile(warehouse: Warehouse, contract: TableContract):
     """Key and freshness columns of the whole raw table; other present columns as empty names."""
     present = warehouse.columns("raw", contract.table)
-    wanted = list(dict.fromkeys([*contract.key, *([contract.freshness[0]] if contract.freshness else [])]))
+    wanted = list(
+        dict.fromkeys([*contract.key, *([contract.freshness[0]] if contract.freshness else [])])
+    )
     selected = [c for c in wanted if c in present]
     profile = warehouse.query(
         f"SELECT {', '.join(quote(c) for c in selected) or '1 AS _row'} "

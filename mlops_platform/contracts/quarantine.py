@@ -18,8 +18,13 @@ from mlops_platform.contracts.validate import REASON_COLUMN, validate_contract
 from mlops_platform.warehouse import Warehouse
 
 QUARANTINE_SCHEMA = "quarantine"
-META_COLUMNS = [REASON_COLUMN, "_quarantine_id", "_quarantined_at", "_dagster_run_id",
-                "_replayed_at"]
+META_COLUMNS = [
+    REASON_COLUMN,
+    "_quarantine_id",
+    "_quarantined_at",
+    "_dagster_run_id",
+    "_replayed_at",
+]
 
 
 def quarantine_rows(
@@ -52,7 +57,9 @@ def replay_quarantine(
     contract: TableContract,
     references: dict[str, list] | None = None,
 ) -> tuple[int, int]:
-    """Re-validate pending rows; put back into `raw` those that now pass. Returns (replayed, kept)."""
+    """Re-validate pending rows and put back into `raw` those that now pass.
+
+    Returns (replayed, kept)."""
     pending = pending_quarantine(warehouse, contract.table)
     if pending.empty:
         return 0, 0

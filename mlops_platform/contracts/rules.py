@@ -35,8 +35,17 @@ CONTRACTS: dict[str, TableContract] = {
         table="flights",
         key=NATURAL_KEYS["flights"],
         required_columns=[
-            *NATURAL_KEYS["flights"], "sched_dep_time", "sched_arr_time", "tailnum", "dest",
-            "distance", "hour", "minute", "time_hour", "status", "updated_at",
+            *NATURAL_KEYS["flights"],
+            "sched_dep_time",
+            "sched_arr_time",
+            "tailnum",
+            "dest",
+            "distance",
+            "hour",
+            "minute",
+            "time_hour",
+            "status",
+            "updated_at",
         ],
         not_null=[*NATURAL_KEYS["flights"], "sched_dep_time", "time_hour", "status", "updated_at"],
         ranges={
@@ -61,8 +70,14 @@ CONTRACTS: dict[str, TableContract] = {
     "weather": TableContract(
         table="weather",
         key=NATURAL_KEYS["weather"],
-        required_columns=[*NATURAL_KEYS["weather"], "temp", "humid", "wind_speed", "precip",
-                          "visib"],
+        required_columns=[
+            *NATURAL_KEYS["weather"],
+            "temp",
+            "humid",
+            "wind_speed",
+            "precip",
+            "visib",
+        ],
         not_null=NATURAL_KEYS["weather"],
         ranges={
             "temp": (-40, 130),

@@ -59,8 +59,9 @@ def batch_expectations(contract: TableContract, columns: set[str], references: d
             found.append(exp.ExpectColumnValuesToNotBeNull(column=column))
     for column, (low, high) in contract.ranges.items():
         if column in columns:
-            found.append(exp.ExpectColumnValuesToBeBetween(column=column, min_value=low,
-                                                           max_value=high))
+            found.append(
+                exp.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+            )
     allowed = {**contract.categories, **references}
     for column, values in allowed.items():
         if column in columns:
@@ -154,8 +155,14 @@ def validate_contract(
     for column in contract.required_columns:
         ok = column in present
         outcomes.append(
-            ExpectationOutcome("table", "expect_column_to_exist", column, ok, 0 if ok else 1,
-                               "present" if ok else "missing")
+            ExpectationOutcome(
+                "table",
+                "expect_column_to_exist",
+                column,
+                ok,
+                0 if ok else 1,
+                "present" if ok else "missing",
+            )
         )
 
     profile = table_profile.copy()
@@ -165,8 +172,9 @@ def validate_contract(
         for result in _run_suite(context, "table", profile, table_expectations(contract, now)):
             kind, column, unexpected, observed, _ = _describe(result)
             outcomes.append(
-                ExpectationOutcome("table", kind, column, bool(result.success), unexpected,
-                                   observed)
+                ExpectationOutcome(
+                    "table", kind, column, bool(result.success), unexpected, observed
+                )
             )
 
     reasons: dict[int, list[str]] = {}
@@ -176,8 +184,9 @@ def validate_contract(
         for result in _run_suite(context, "batch", frame, checks):
             kind, column, unexpected, observed, indexes = _describe(result)
             outcomes.append(
-                ExpectationOutcome("batch", kind, column, bool(result.success), unexpected,
-                                   observed)
+                ExpectationOutcome(
+                    "batch", kind, column, bool(result.success), unexpected, observed
+                )
             )
             for index in indexes:
                 reasons.setdefault(int(index), []).append(f"{kind}({column})")

@@ -1,6 +1,5 @@
 """`raw.*` tables loaded by dlt from the flight-ops database and the weather feed."""
 
-
 import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData

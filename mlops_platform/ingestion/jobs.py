@@ -1,6 +1,5 @@
 """Jobs of the ingestion domain: load the raw tables, and move the replay clock."""
 
-
 import dagster as dg
 from pydantic import Field
 

@@ -12,7 +12,7 @@ from mlops_platform.settings import default_source_url
 
 
 class FlightOpsDatabase(dg.ConfigurableResource):
-    """The airline-ops database (SQLite file by default, any SQLAlchemy URL) and its replay clock."""
+    """The airline-ops database (SQLite by default, any SQLAlchemy URL) and its replay clock."""
 
     url: str = Field(
         default="", description="SQLAlchemy URL; empty means <data dir>/flight_ops.sqlite"

@@ -81,7 +81,9 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> No
     for name in frame.columns:
         if pd.api.types.is_datetime64_any_dtype(frame[name]):
             frame[name] = frame[name].dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-        elif frame[name].dtype == object and len(frame) and isinstance(frame[name].iloc[0], dt.date):
+        elif (
+            frame[name].dtype == object and len(frame) and isinstance(frame[name].iloc[0], dt.date)
+        ):
             frame[name] = frame[name].astype(str)
     rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
     marks = ", ".join("?" for _ in frame.columns)
@@ -132,7 +134,9 @@ def read_clock(url: str) -> ClockState:
     finally:
         engine.dispose()
     if row is None:
-        raise RuntimeError(f"the flight-ops database at {url} has no clock: run `mlops source init`")
+        raise RuntimeError(
+            f"the flight-ops database at {url} has no clock: run `mlops source init`"
+        )
     return ClockState(now=row.now, released_through=_as_date(row.released_through))
 
 

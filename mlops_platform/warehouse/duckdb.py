@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import dagster as dg
 from pydantic import Field
 
 from mlops_platform.settings import data_dir
@@ -28,7 +27,9 @@ class DuckDBWarehouse(Warehouse):
 
     loader_file_format: ClassVar[str] = "parquet"
 
-    path: str = Field(default="", description="DuckDB file; empty means <data dir>/warehouse.duckdb")
+    path: str = Field(
+        default="", description="DuckDB file; empty means <data dir>/warehouse.duckdb"
+    )
 
     @property
     def database_path(self) -> str:
@@ -81,9 +82,7 @@ class DuckDBWarehouse(Warehouse):
         if keys.empty:
             return 0
         target = f"{quote(schema)}.{quote(table)}"
-        match = " AND ".join(
-            f"t.{quote(c)} IS NOT DISTINCT FROM k.{quote(c)}" for c in key_columns
-        )
+        match = " AND ".join(f"t.{quote(c)} IS NOT DISTINCT FROM k.{quote(c)}" for c in key_columns)
         with self._connect() as conn:
             conn.register("doomed", keys[key_columns].drop_duplicates())
             before = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]

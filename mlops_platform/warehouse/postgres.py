@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import dagster as dg
 from pydantic import Field
 
 from mlops_platform.warehouse.base import Warehouse, quote

@@ -1,0 +1,52 @@
+# mlops_platform — every target the README names. uv is installed on first use if missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+
+export DAGSTER_HOME ?= $(CURDIR)/.data/dagster_home
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+export RUNTIME__DLTHUB_TELEMETRY := false
+
+.PHONY: run test install dev lint bench bench-ingest bench-load clean
+
+## run: install everything, then replay two weeks of 2013 through the platform (embedded defaults)
+run: install
+	$(UV) run mlops quickstart --days 14
+
+## test: install everything, then run the whole test suite
+test: install
+	$(UV) run pytest
+
+install: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+## dev: the Dagster UI and daemon at http://127.0.0.1:3000
+dev: install
+	$(UV) run dagster dev -w workspace.yaml
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+## bench: every benchmark under bench/
+bench: bench-ingest bench-load
+
+bench-ingest: install
+	$(UV) run python bench/ingest_bench.py
+
+bench-load: install
+	$(UV) run python bench/load_bench.py
+
+## clean: remove generated state (source db, warehouse, dlt state, Dagster home)
+clean:
+	rm -rf .data
