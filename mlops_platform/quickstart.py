@@ -6,6 +6,7 @@ Dagster instance, so every run shows in `dagster dev` afterwards.
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 from mlops_platform.settings import data_dir
@@ -39,6 +40,8 @@ def run_quickstart(days: float = 7, fresh: bool = False) -> int:
     from mlops_platform.profiles import resources_for
     from mlops_platform.source_system.replay import create_source
 
+    # dlt's notes on arrow schema hints are for developers; the UI keeps the full logs.
+    logging.getLogger("dlt").setLevel(logging.ERROR)
     resources = resources_for("local")
     source, warehouse = resources["source_system"], resources["warehouse"]
     if fresh:
