@@ -1,22 +1,29 @@
 """The code location: assembles every domain's definitions and holds the only global policy.
 
 Each domain module contributes whatever it defines (assets, asset specs, checks, jobs, schedules,
-sensors); nothing is listed by hand here. Resources come from the active profile.
+sensors), and each enabled model spec its pipeline; nothing is listed by hand here. Resources
+come from the active profile.
 """
 
 import warnings
 
 import dagster as dg
 
+from mlops_platform import model_pipeline
 from mlops_platform.contracts import checks as contract_checks
 from mlops_platform.ingestion import assets as ingestion_assets
 from mlops_platform.ingestion import jobs as ingestion_jobs
 from mlops_platform.profiles import resources_for
+from mlops_platform.registry import jobs as registry_jobs
 
-DOMAIN_MODULES = [ingestion_assets, ingestion_jobs, contract_checks]
+DOMAIN_MODULES = [ingestion_assets, ingestion_jobs, contract_checks, registry_jobs]
 
 with warnings.catch_warnings():
     # `load_definitions_from_modules` is marked preview in Dagster 1.13; it is what collects
     # asset specs and jobs from modules without listing them by hand.
     warnings.simplefilter("ignore", dg.PreviewWarning)
-    defs = dg.load_definitions_from_modules(DOMAIN_MODULES, resources=resources_for())
+    domains = dg.load_definitions_from_modules(DOMAIN_MODULES)
+
+defs = dg.Definitions.merge(
+    domains, model_pipeline.pipelines, dg.Definitions(resources=resources_for())
+)

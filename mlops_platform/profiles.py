@@ -5,6 +5,8 @@
 | source_system  | SQLite file under the data dir     | `MLOPS_SOURCE_URL` (PostgreSQL)         |
 | weather_feed   | replay feed started on loopback    | `MLOPS_WEATHER_FEED_URL`                |
 | warehouse      | DuckDB file under the data dir     | `MLOPS_WAREHOUSE_URL` (PostgreSQL)      |
+| mlflow_registry| SQLite + artifacts under data dir  | `MLOPS_MLFLOW_TRACKING_URI` (PostgreSQL)|
+|                |                                    | + `MLOPS_MLFLOW_ARTIFACT_ROOT`          |
 
 Secrets and URLs come only through `dg.EnvVar`, read when a run starts, never at import.
 """
@@ -15,6 +17,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.settings import active_profile
 from mlops_platform.warehouse import DuckDBWarehouse, PostgresWarehouse
 
@@ -26,6 +29,7 @@ def local_resources() -> dict:
         "source_system": source_system,
         "weather_feed": WeatherFeed(source_system=source_system),
         "warehouse": DuckDBWarehouse(),
+        "mlflow_registry": MLflowResource(),
     }
 
 
@@ -38,6 +42,10 @@ def production_resources() -> dict:
             url=dg.EnvVar("MLOPS_WEATHER_FEED_URL"), source_system=source_system
         ),
         "warehouse": PostgresWarehouse(url=dg.EnvVar("MLOPS_WAREHOUSE_URL")),
+        "mlflow_registry": MLflowResource(
+            tracking_uri=dg.EnvVar("MLOPS_MLFLOW_TRACKING_URI"),
+            artifact_root=dg.EnvVar("MLOPS_MLFLOW_ARTIFACT_ROOT"),
+        ),
     }
 
 

@@ -31,6 +31,24 @@ def active_profile() -> str:
     return profile
 
 
+def code_version() -> str:
+    """The git commit of the code (with `-dirty` if changed), or `unknown` outside a checkout."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+            text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
 def default_source_url() -> str:
     return f"sqlite:///{data_dir() / 'flight_ops.sqlite'}"
 

@@ -77,6 +77,10 @@ class Warehouse(dg.ConfigurableResource):
         """Append rows, creating the table (and adding new columns) as needed."""
         raise NotImplementedError
 
+    def replace_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        """Replace a table's whole content (and shape) with `frame`, atomically."""
+        raise NotImplementedError
+
     def delete_matching(
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:

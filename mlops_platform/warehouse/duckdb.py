@@ -76,6 +76,15 @@ class DuckDBWarehouse(Warehouse):
             conn.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM incoming")
         return len(frame)
 
+    def replace_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        with self._connect() as conn:
+            conn.register("incoming", frame)
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            conn.execute(
+                f"CREATE OR REPLACE TABLE {quote(schema)}.{quote(table)} AS SELECT * FROM incoming"
+            )
+        return len(frame)
+
     def delete_matching(
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:

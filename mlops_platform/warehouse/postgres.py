@@ -80,6 +80,19 @@ class PostgresWarehouse(Warehouse):
             engine.dispose()
         return len(frame)
 
+    def replace_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        import sqlalchemy as sa
+
+        engine = self._engine()
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
+                frame.to_sql(table, conn, schema=schema, if_exists="replace", index=False,
+                             chunksize=10_000, method="multi")
+        finally:
+            engine.dispose()
+        return len(frame)
+
     def delete_matching(
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:

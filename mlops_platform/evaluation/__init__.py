@@ -1,0 +1,1 @@
+"""Evaluation gates: floors, challenger vs champion, slices and latency, before any promotion."""

@@ -1,0 +1,58 @@
+"""The evaluation gate: a blocking check on each spec's challenger model."""
+
+import dagster as dg
+
+from mlops_platform.registry.resources import MLflowResource
+from mlops_platform.specs import ModelSpec
+from mlops_platform.warehouse import Warehouse
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "_none_"
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(["models", spec.name]),
+        name="evaluation_gate",
+        blocking=True,
+        description=(
+            f"Gate for {spec.name}: floors {', '.join(spec.gate.floors)}, challenger vs champion "
+            f"on {spec.gate.primary_metric}, slices by {', '.join(spec.gate.slice_columns)}, "
+            "latency budget. A failure stops promotion."
+        ),
+    )
+    def evaluation_gate(
+        context: dg.AssetCheckExecutionContext,
+        warehouse: Warehouse,
+        mlflow_registry: MLflowResource,
+    ) -> dg.AssetCheckResult:
+        from mlops_platform.evaluation.run import run_gate
+
+        result = run_gate(spec, warehouse.read_table("features", spec.name),
+                          mlflow_registry.registry())
+        challenger = result.challenger
+        metadata = {
+            "version": challenger.version,
+            "champion_version": result.champion.version if result.champion else "none",
+            "holdout_rows": challenger.rows,
+            "checks": dg.MetadataValue.md(_table([
+                {"check": c.name, "passed": c.passed, "detail": c.detail} for c in result.checks
+            ])),
+            "failed_checks": ", ".join(c.name for c in result.failures) or "none",
+            **{f"holdout_{k}": float(v) for k, v in challenger.metrics.items()},
+            **{f"latency_{k}": float(v) for k, v in challenger.latency_ms.items()},
+        }
+        if result.champion:
+            metadata.update({f"champion_{k}": float(v)
+                             for k, v in result.champion.metrics.items()})
+        return dg.AssetCheckResult(
+            passed=result.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata
+        )
+
+    return evaluation_gate

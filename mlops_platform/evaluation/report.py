@@ -1,0 +1,96 @@
+"""Markdown documents: the gate report and the model card of a version."""
+
+from __future__ import annotations
+
+from mlops_platform.evaluation.gate import GateResult
+from mlops_platform.specs import ModelSpec
+
+
+def _metrics_table(result: GateResult) -> list[str]:
+    champion = result.champion
+    lines = ["| metric | challenger | champion |", "|---|---|---|"]
+    for metric, value in result.challenger.metrics.items():
+        other = f"{champion.metrics[metric]:.4f}" if champion else "-"
+        lines.append(f"| {metric} | {value:.4f} | {other} |")
+    return lines
+
+
+def gate_report(spec: ModelSpec, result: GateResult) -> str:
+    verdict = "PASSED" if result.passed else "FAILED"
+    champion = f"v{result.champion.version}" if result.champion else "none"
+    lines = [
+        f"# Evaluation gate: {spec.name} v{result.challenger.version} — {verdict}",
+        "",
+        f"Held-out rows: {result.challenger.rows}; current champion: {champion}.",
+        "",
+        "## Checks",
+        "| check | passed | detail |",
+        "|---|---|---|",
+        *[f"| {c.name} | {'yes' if c.passed else '**no**'} | {c.detail} |" for c in result.checks],
+        "",
+        "## Metrics on the held-out window",
+        *_metrics_table(result),
+        "",
+        "## Slices",
+        f"| slice | rows | challenger {spec.gate.primary_metric} | champion |",
+        "|---|---|---|---|",
+    ]
+    for key, value in result.challenger.slices.items():
+        other = result.champion.slices.get(key) if result.champion else None
+        lines.append(
+            f"| {key} | {result.challenger.slice_rows[key]} | {value:.4f} | "
+            f"{'-' if other is None else f'{other:.4f}'} |"
+        )
+    latency = result.challenger.latency_ms
+    lines += ["", "## Latency", *[f"- {k}: {v:.2f}" for k, v in latency.items()]]
+    return "\n".join(lines) + "\n"
+
+
+def model_card(spec: ModelSpec, version: str, tags: dict[str, str], result: GateResult) -> str:
+    """Intended use, data window, metrics, slices, limitations, and lineage of one version."""
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in result.challenger.metrics.items())
+    slices = "\n".join(
+        f"| {k} | {result.challenger.slice_rows[k]} | {v:.4f} |"
+        for k, v in result.challenger.slices.items()
+    )
+    return f"""# Model card: {spec.name} v{version}
+
+## Intended use
+{spec.description.strip()}
+
+Task: {spec.task}; target: `{spec.target.column}`{
+    f" > {spec.target.threshold:g}" if spec.target.threshold is not None else ""};
+prediction point: {spec.prediction_point}.
+
+## Data
+- training window: {tags.get('window.train_start')} .. {tags.get('window.train_end')}
+  ({tags.get('train_rows')} labelled flights)
+- held-out window: {tags.get('window.holdout_start')} .. {tags.get('window.holdout_end')}
+  ({result.challenger.rows} flights)
+- features: {', '.join(spec.features.columns)}
+
+## Metrics (held-out window)
+| metric | value |
+|---|---|
+{metrics}
+
+## Slices ({spec.gate.primary_metric})
+| slice | rows | value |
+|---|---|---|
+{slices}
+
+## Gate
+{'passed' if result.passed else 'FAILED: ' + '; '.join(c.name for c in result.failures)}
+
+## Limitations
+- Trained on flights from the three NYC airports in 2013; other airports, years or schedules are
+  out of distribution.
+- Weather features are the latest observation at or before the scheduled departure hour; a
+  prediction made earlier than that sees older weather than training did.
+- Flights that were cancelled or diverted have no arrival delay and are not in the training set.
+
+## Lineage
+training data digest `{tags.get('data_digest')}` → MLflow run `{tags.get('mlflow_run_id')}` →
+model `{spec.name}` version {version} (artifact SHA-256 `{tags.get('artifact_sha256')}`) ←
+Dagster run `{tags.get('dagster_run_id')}`, code `{tags.get('code_version')}`.
+"""

@@ -1,0 +1,73 @@
+"""Run the gate for the current challenger against the current champion (no Dagster).
+
+Both models are loaded through the verified path (artifact SHA-256) and scored on the
+challenger's own held-out window; the report and model card are logged to the challenger's
+MLflow run, and the verdict is recorded on the version (`gate_passed`, `gate_summary`).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from mlops_platform.evaluation.gate import GateResult, check_inputs, decide, evaluate
+from mlops_platform.evaluation.report import gate_report, model_card
+from mlops_platform.features.build import LABEL
+from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_platform.specs import ModelSpec
+from mlops_platform.training.train import TimeSplit, rows_between
+
+
+def gate_summary(result: GateResult) -> dict:
+    return {
+        "passed": result.passed,
+        "challenger": result.challenger.version,
+        "champion": result.champion.version if result.champion else None,
+        "metrics": {k: round(v, 5) for k, v in result.challenger.metrics.items()},
+        "champion_metrics": (
+            {k: round(v, 5) for k, v in result.champion.metrics.items()} if result.champion
+            else None
+        ),
+        "failed_checks": [c.name for c in result.failures],
+        "latency_ms": {k: round(v, 2) for k, v in result.challenger.latency_ms.items()},
+    }
+
+
+def run_gate(spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry) -> GateResult:
+    version = registry.alias_version(spec.name, CHALLENGER)
+    if version is None:
+        raise RuntimeError(f"{spec.name} has no challenger to evaluate")
+    tags = registry.version_tags(spec.name, version)
+    split = TimeSplit.from_tags(tags)
+    holdout = rows_between(features[features[LABEL].notna()], split.holdout_start,
+                           split.holdout_end)
+    if len(holdout) != int(tags.get("holdout_rows", -1)):
+        raise RuntimeError(
+            f"held-out window {split.holdout_start}..{split.holdout_end} has {len(holdout)} "
+            f"labelled rows now, {tags.get('holdout_rows')} at training: the features changed "
+            "under the model; retrain"
+        )
+    check_inputs(holdout, spec)
+
+    challenger = evaluate(registry.load_verified(spec.name, version), version, holdout, spec)
+    champion_version = registry.alias_version(spec.name, CHAMPION)
+    champion = None
+    if champion_version is not None and champion_version != version:
+        champion = evaluate(registry.load_verified(spec.name, champion_version),
+                            champion_version, holdout, spec, latency=False)
+    result = decide(spec, challenger, champion)
+
+    run_id = registry.run_id_of(spec.name, version)
+    summary = gate_summary(result)
+    registry.log_text(run_id, gate_report(spec, result), "gate/gate_report.md")
+    registry.log_text(run_id, json.dumps(summary, indent=2), "gate/gate_summary.json")
+    registry.log_text(run_id, model_card(spec, version, tags, result), "model_card.md")
+    registry.client.log_metric(run_id, "gate_passed", float(result.passed))
+    for metric, value in result.challenger.metrics.items():
+        registry.client.log_metric(run_id, f"holdout_{metric}", value)
+    registry.set_version_tags(spec.name, version, {
+        "gate_passed": str(result.passed).lower(),
+        "gate_summary": json.dumps(summary, sort_keys=True),
+    })
+    return result

@@ -1,0 +1,1 @@
+"""Point-in-time features for the model specs, built from the validated raw tables."""

@@ -1,0 +1,25 @@
+"""One pipeline per model spec: features -> challenger (+ gate) -> champion, and its job.
+
+Adding a model means adding a spec file; this builds the same assets for it.
+"""
+
+import dagster as dg
+
+from mlops_platform.evaluation.checks import build_gate_check
+from mlops_platform.features.assets import build_feature_asset
+from mlops_platform.registry.assets import build_champion_asset
+from mlops_platform.specs import ModelSpec, enabled_specs
+from mlops_platform.training.assets import build_model_asset
+
+
+def model_pipeline(spec: ModelSpec) -> dg.Definitions:
+    assets = [build_feature_asset(spec), build_model_asset(spec), build_champion_asset(spec)]
+    job = dg.define_asset_job(
+        f"train_{spec.name}",
+        selection=dg.AssetSelection.groups(spec.name),
+        description=f"Features -> train -> evaluation gate -> promotion for {spec.name}.",
+    )
+    return dg.Definitions(assets=assets, asset_checks=[build_gate_check(spec)], jobs=[job])
+
+
+pipelines = dg.Definitions.merge(*(model_pipeline(spec) for spec in enabled_specs()))

@@ -1,0 +1,1 @@
+"""The model registry (MLflow): versions, aliases, verified loading, promotion, audit, rollback."""

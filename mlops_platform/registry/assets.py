@@ -1,0 +1,61 @@
+"""The champion of each spec: the alias `champion`, moved only to a version that passed its gate."""
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_platform.registry.resources import MLflowResource
+from mlops_platform.specs import ModelSpec
+from mlops_platform.warehouse import Warehouse
+
+
+class PromotionConfig(dg.Config):
+    require_approval: bool = Field(
+        default=False,
+        description="Hold the promotion until an `approve_model` run names an approver "
+        "(also on when the model spec requires approval).",
+    )
+    actor: str = Field(default="dagster", description="Who or what promotes (audit log)")
+
+
+def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["registry", spec.name],
+        deps=[dg.AssetKey(["models", spec.name])],
+        group_name=spec.name,
+        kinds={"mlflow"},
+        description=f"The {spec.name} champion: promotion of a challenger that passed its gate.",
+    )
+    def champion(
+        context: dg.AssetExecutionContext,
+        config: PromotionConfig,
+        warehouse: Warehouse,
+        mlflow_registry: MLflowResource,
+    ):
+        from mlops_platform.registry.promotion import promote
+        from mlops_platform.registry.store import CHALLENGER, CHAMPION
+
+        registry = mlflow_registry.registry()
+        version = registry.alias_version(spec.name, CHALLENGER)
+        if version is None:
+            raise RuntimeError(f"{spec.name} has no challenger to promote")
+        if spec.approval.required or config.require_approval:
+            registry.set_version_tags(spec.name, version, {"approval": "pending"})
+            context.log.warning(
+                f"{spec.name} v{version} passed its gate and awaits approval: run the "
+                f"`approve_model` job with model={spec.name}, version={version}, approver=<name>"
+            )
+            return dg.MaterializeResult(metadata={
+                "champion_version": registry.alias_version(spec.name, CHAMPION) or "none",
+                "awaiting_approval": version,
+            })
+        changes = promote(
+            registry, warehouse, spec.name, version,
+            reason="passed evaluation gate", actor=config.actor, run_id=context.run.run_id,
+        )
+        return dg.MaterializeResult(metadata={
+            "champion_version": version,
+            "previous_champion": changes[0]["to_version"] if len(changes) == 2 else "none",
+            "alias_changes": len(changes),
+        })
+
+    return champion

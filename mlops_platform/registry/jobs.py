@@ -1,0 +1,63 @@
+"""Governance jobs: approve a held promotion, roll the champion back."""
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_platform.registry.resources import MLflowResource
+from mlops_platform.warehouse import Warehouse
+
+
+class ApprovalConfig(dg.Config):
+    model: str = Field(default="flight_delay", description="registered model name")
+    version: str = Field(description="the version awaiting approval")
+    approver: str = Field(description="the person approving (recorded in the audit log)")
+
+
+class RollbackConfig(dg.Config):
+    model: str = Field(default="flight_delay", description="registered model name")
+    reason: str = Field(description="why (recorded in the audit log)")
+    actor: str = Field(default="on-call", description="who rolls back")
+
+
+@dg.op
+def approve_promotion(context: dg.OpExecutionContext, config: ApprovalConfig,
+                      warehouse: Warehouse, mlflow_registry: MLflowResource) -> None:
+    """Promote a version whose gate passed and whose promotion is awaiting approval."""
+    from mlops_platform.registry.promotion import PromotionRefused, promote
+
+    registry = mlflow_registry.registry()
+    tags = registry.version_tags(config.model, config.version)
+    if tags.get("approval") != "pending":
+        raise PromotionRefused(
+            f"{config.model} v{config.version} is not awaiting approval "
+            f"(approval={tags.get('approval')!r})"
+        )
+    promote(registry, warehouse, config.model, config.version,
+            reason=f"approved by {config.approver}", actor=config.approver,
+            run_id=context.run.run_id)
+    registry.set_version_tags(config.model, config.version,
+                              {"approval": "approved", "approved_by": config.approver})
+    context.log.info(f"{config.model} v{config.version} is champion (approved by "
+                     f"{config.approver})")
+
+
+@dg.op
+def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig,
+                      warehouse: Warehouse, mlflow_registry: MLflowResource) -> None:
+    """Champion goes back to the previous champion; audited."""
+    from mlops_platform.registry.promotion import rollback
+
+    changes = rollback(mlflow_registry.registry(), warehouse, config.model,
+                       reason=config.reason, actor=config.actor, run_id=context.run.run_id)
+    context.log.info(f"{config.model}: champion v{changes[0]['from_version']} -> "
+                     f"v{changes[0]['to_version']}")
+
+
+@dg.job(description="Approve a promotion held for approval (config: model, version, approver).")
+def approve_model():
+    approve_promotion()
+
+
+@dg.job(description="Roll the champion back to the previous champion (config: model, reason).")
+def rollback_model():
+    rollback_champion()

@@ -1,0 +1,176 @@
+"""MLflow tracking and registry operations (no Dagster).
+
+Models are serialised with skops, trusting exactly the types reviewed below (no pickle
+fallback). Each version records the SHA-256 of its whole model directory (`artifact_sha256`,
+covering the skops file and the MLmodel that lists the trusted types); every load downloads the
+artifact, recomputes the digest and refuses a mismatch before deserialising anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Types skops does not trust by default that our pipelines contain, reviewed by hand:
+#: HistGradientBoosting's tree predictor (plain arrays), and the `check_array` function that
+#: FunctionTransformer-like defaults reference through functools.partial.
+REVIEWED_TRUSTED_TYPES = [
+    "functools.partial",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+]
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
+
+
+class TamperedArtifactError(RuntimeError):
+    """The artifact on disk is not the one that was registered."""
+
+
+class UntrustedTypesError(RuntimeError):
+    """A model contains types nobody has reviewed for safe deserialisation."""
+
+
+def directory_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 over every file of a directory: relative path and content, in sorted order."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode() + b"\0")
+        digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def untrusted_types(model: Any) -> list[str]:
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+
+
+class ModelRegistry:
+    """One MLflow tracking server/registry, addressed by URI; artifacts under `artifact_root`."""
+
+    def __init__(self, tracking_uri: str, artifact_root: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+
+    def _mlflow(self):
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return mlflow
+
+    @property
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        mlflow = self._mlflow()
+        found = mlflow.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = Path(self.artifact_root).resolve().as_uri() if "://" not in \
+            self.artifact_root else self.artifact_root
+        return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+
+    # -- versions ----------------------------------------------------------------------------
+    def log_model_version(
+        self,
+        model_name: str,
+        model: Any,
+        input_example,
+        prediction_example,
+        pip_requirements: list[str],
+    ) -> tuple[str, str]:
+        """Log `model` to the active run and register it; returns (version, artifact SHA-256)."""
+        mlflow = self._mlflow()
+        from mlflow.models import infer_signature
+
+        unreviewed = sorted(set(untrusted_types(model)) - set(REVIEWED_TRUSTED_TYPES))
+        if unreviewed:
+            raise UntrustedTypesError(
+                f"model contains types not reviewed for skops loading: {unreviewed}"
+            )
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=untrusted_types(model),
+            signature=infer_signature(input_example, prediction_example),
+            input_example=input_example,
+            registered_model_name=model_name,
+            pip_requirements=pip_requirements,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp)
+            sha = directory_sha256(local)
+        version = str(info.registered_model_version)
+        self.client.set_model_version_tag(model_name, version, "artifact_sha256", sha)
+        return version, sha
+
+    def version_tags(self, model_name: str, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(model_name, version).tags)
+
+    def set_version_tags(self, model_name: str, version: str, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(model_name, version, key, str(value))
+
+    def run_id_of(self, model_name: str, version: str) -> str:
+        return self.client.get_model_version(model_name, version).run_id
+
+    def alias_version(self, model_name: str, alias: str) -> str | None:
+        """The version an alias points to, or None when the alias (or the model) is absent."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(model_name, alias).version)
+        except MlflowException as exc:
+            if exc.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+                return None
+            raise
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(model_name, alias, version)
+
+    def delete_alias(self, model_name: str, alias: str) -> None:
+        self.client.delete_registered_model_alias(model_name, alias)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    # -- loading -----------------------------------------------------------------------------
+    def load_verified(self, model_name: str, version: str) -> Any:
+        """Download, verify the SHA-256 recorded at registration, then deserialise."""
+        mlflow = self._mlflow()
+        import yaml
+
+        mv = self.client.get_model_version(model_name, version)
+        expected = mv.tags.get("artifact_sha256")
+        if not expected:
+            raise TamperedArtifactError(
+                f"{model_name} v{version} has no recorded artifact_sha256: refusing to load"
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp)
+            actual = directory_sha256(local)
+            if actual != expected:
+                raise TamperedArtifactError(
+                    f"{model_name} v{version}: artifact SHA-256 {actual} does not match the "
+                    f"registered {expected}; refusing to load"
+                )
+            flavor = yaml.safe_load(Path(local, "MLmodel").read_text())["flavors"]["sklearn"]
+            trusted = set(flavor.get("skops_trusted_types") or [])
+            if flavor.get("serialization_format") != "skops" or trusted - set(
+                REVIEWED_TRUSTED_TYPES
+            ):
+                raise UntrustedTypesError(
+                    f"{model_name} v{version} is not a skops model with reviewed types only"
+                )
+            return mlflow.sklearn.load_model(local)

@@ -1,0 +1,124 @@
+"""Model specs: what a model predicts, from which features, and the bars it must clear.
+
+A spec is a YAML file in this folder, validated by `ModelSpec`. Platform code reads specs and
+the feature functions they name; nothing model-specific is hard-wired elsewhere. Which specs the
+code location builds pipelines for is `MLOPS_MODEL_SPECS` (comma-separated, default
+`flight_delay`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SPEC_DIR = Path(__file__).parent
+
+#: Columns known only once a flight has flown: never features (apart from the label's source).
+LEAKAGE_COLUMNS = {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time", "status"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Strict):
+    column: str = Field(description="raw column the label comes from")
+    threshold: float | None = Field(
+        default=None, description="classification: label = column > threshold"
+    )
+
+
+class Features(_Strict):
+    functions: list[str] = Field(description="feature functions (mlops_platform.features)")
+    numeric: list[str]
+    categorical: list[str] = Field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class Floor(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+
+class Gate(_Strict):
+    primary_metric: str = Field(description="compared with the champion")
+    floors: dict[str, Floor] = Field(description="absolute bars per metric")
+    champion_tolerance: float = Field(ge=0, description="allowed loss on the primary metric")
+    slice_columns: list[str] = Field(default_factory=list)
+    top_slices: int = Field(default=5, ge=1, description="largest values of each slice column")
+    min_slice_rows: int = Field(default=200, ge=1)
+    slice_tolerance: float = Field(default=0.03, ge=0)
+    latency_single_row_ms: float = Field(gt=0)
+    latency_1000_rows_ms: float = Field(gt=0)
+
+
+class Drift(_Strict):
+    method: str = "psi"
+    feature_threshold: float = 0.2
+    share_threshold: float = 0.3
+    performance_drop: float = 0.03
+
+
+class Approval(_Strict):
+    required: bool = False
+
+
+class ModelSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    task: Literal["classification", "regression"]
+    target: Target
+    prediction_point: str = Field(description="when predictions are made")
+    features: Features
+    training_window_days: int = Field(gt=0)
+    holdout_days: int = Field(gt=0)
+    gate: Gate
+    drift: Drift = Drift()
+    approval: Approval = Approval()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        leaked = set(self.features.columns) & LEAKAGE_COLUMNS
+        if leaked:
+            raise ValueError(
+                f"features {sorted(leaked)} are only known after departure (leakage)"
+            )
+        if self.task == "classification" and self.target.threshold is None:
+            raise ValueError("a classification spec needs target.threshold")
+        known = {"roc_auc", "brier", "log_loss", "mae", "rmse", "r2"}
+        for metric in [self.gate.primary_metric, *self.gate.floors]:
+            if metric not in known:
+                raise ValueError(f"unknown metric {metric!r}; one of {sorted(known)}")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.gate.primary_metric in {"roc_auc", "r2"}
+
+
+def load_spec(name_or_path: str | Path) -> ModelSpec:
+    """A spec by name (a file in this folder) or by path; errors name the file and the field."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SPEC_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        available = sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no model spec {path}; available: {', '.join(available)}")
+    try:
+        return ModelSpec.model_validate(yaml.safe_load(path.read_text()))
+    except ValueError as exc:
+        raise ValueError(f"invalid model spec {path}: {exc}") from exc
+
+
+@cache
+def enabled_specs() -> tuple[ModelSpec, ...]:
+    names = os.environ.get("MLOPS_MODEL_SPECS", "flight_delay")
+    return tuple(load_spec(n.strip()) for n in names.split(",") if n.strip())

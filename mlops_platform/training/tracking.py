@@ -1,0 +1,88 @@
+"""Train a spec's model and record everything about it in MLflow (no Dagster)."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from mlops_platform.features.build import LABEL
+from mlops_platform.registry.store import CHALLENGER, ModelRegistry
+from mlops_platform.settings import code_version
+from mlops_platform.specs import ModelSpec
+from mlops_platform.training.train import (
+    Hyperparameters,
+    data_digest,
+    fit,
+    model_input,
+    predict,
+    split_by_time,
+)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "skops", "pandas", "numpy", "mlflow")]
+
+
+def train_and_register(
+    spec: ModelSpec,
+    features: pd.DataFrame,
+    registry: ModelRegistry,
+    params: dict,
+    dagster_run_id: str,
+    shuffle_labels: bool = False,
+) -> dict:
+    """Split by time, fit, log params/metrics/data/model, register and alias `challenger`."""
+    from mlops_platform.evaluation.gate import score
+
+    hyper = Hyperparameters(**params)
+    train, holdout, split = split_by_time(features, spec)
+    training_rows = train[[*spec.features.columns, LABEL]].reset_index(drop=True)
+    digest = data_digest(training_rows)
+
+    mlflow = registry._mlflow()
+    experiment = registry.experiment_id(spec.name)
+    code = code_version()
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{split.train_end}") as run:
+        mlflow.set_tags({
+            "dagster_run_id": dagster_run_id,
+            "code_version": code,
+            "mlflow.source.git.commit": code,
+            "model_spec": spec.name,
+            "data_digest": digest,
+            "shuffle_labels": str(shuffle_labels).lower(),
+            **split.as_tags(),
+        })
+        mlflow.log_params({**hyper.as_dict(), "task": spec.task,
+                           "features": ",".join(spec.features.columns),
+                           "training_window_days": spec.training_window_days,
+                           "holdout_days": spec.holdout_days})
+        dataset = mlflow.data.from_pandas(
+            training_rows, name=f"{spec.name}_train_{split.train_start}_{split.train_end}",
+            targets=LABEL,
+        )
+        mlflow.log_input(dataset, context="training")
+
+        started = time.perf_counter()
+        model = fit(spec, train, hyper, shuffle_labels=shuffle_labels)
+        fit_seconds = time.perf_counter() - started
+        train_metrics = score(spec, train[LABEL].to_numpy(), predict(model, train, spec))
+        mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items()})
+        mlflow.log_metrics({"train_rows": len(train), "holdout_rows": len(holdout),
+                            "fit_seconds": fit_seconds})
+
+        example = model_input(train.head(5), spec)
+        version, sha = registry.log_model_version(
+            spec.name, model, example, predict(model, train.head(5), spec), _requirements()
+        )
+    registry.set_version_tags(spec.name, version, {
+        "dagster_run_id": dagster_run_id, "code_version": code, "data_digest": digest,
+        "mlflow_run_id": run.info.run_id, "train_rows": len(train), "holdout_rows": len(holdout),
+        "shuffle_labels": str(shuffle_labels).lower(), **split.as_tags(),
+    })
+    registry.set_alias(spec.name, CHALLENGER, version)
+    return {"version": version, "run_id": run.info.run_id, "split": split,
+            "train_rows": len(train), "holdout_rows": len(holdout), "data_digest": digest,
+            "artifact_sha256": sha, "fit_seconds": fit_seconds, "train_metrics": train_metrics}
