@@ -1,0 +1,213 @@
+"""Train -> gate -> promote -> approve -> roll back, for real: DuckDB, MLflow, skops artifacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mlops_platform.model_pipeline import model_pipeline
+from mlops_platform.registry.promotion import PromotionRefused, audit_log, promote
+from mlops_platform.registry.resources import MLflowResource
+from mlops_platform.registry.store import TamperedArtifactError
+from mlops_platform.source_system import replay
+from mlops_platform.specs import load_spec
+from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform_tests.helpers import QUIET, ingest
+
+SPEC = load_spec("flight_delay")
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory, source_template) -> Path:
+    """A warehouse holding Jan 1 - Feb 10 (ingested for real) and a migrated MLflow store."""
+    from dagster_dlt import DagsterDltResource
+
+    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+
+    root = tmp_path_factory.mktemp("golden")
+    shutil.copy(source_template, root / "flight_ops.sqlite")
+    url = f"sqlite:///{root / 'flight_ops.sqlite'}"
+    replay.set_clock(url, dt.datetime(2013, 2, 10))
+    source = FlightOpsDatabase(url=url)
+    result = ingest({
+        "dlt": DagsterDltResource(), "source_system": source,
+        "weather_feed": WeatherFeed(source_system=source),
+        "warehouse": DuckDBWarehouse(path=str(root / "warehouse.duckdb"),
+                                     pipelines_dir=str(root / "dlt")),
+    })
+    assert result.success
+    MLflowResource(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+                   artifact_root=str(root / "artifacts")).registry().experiment_id("warmup")
+    return root
+
+
+@pytest.fixture()
+def env(golden, tmp_path) -> dict:
+    for name in ("warehouse.duckdb", "mlflow.db"):
+        shutil.copy(golden / name, tmp_path / name)
+    return {
+        "warehouse": DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb")),
+        "mlflow_registry": MLflowResource(
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            artifact_root=str(tmp_path / "artifacts"),
+        ),
+    }
+
+
+def run_train(env: dict, spec=SPEC, training: dict | None = None,
+              promotion: dict | None = None, instance=None) -> dg.ExecuteInJobResult:
+    defs = dg.Definitions.merge(model_pipeline(spec), dg.Definitions(resources=env))
+    ops = {}
+    if training:
+        ops["models__" + spec.name] = {"config": training}
+    if promotion:
+        ops["registry__" + spec.name] = {"config": promotion}
+    return defs.resolve_job_def(f"train_{spec.name}").execute_in_process(
+        run_config={**QUIET, "ops": ops}, raise_on_error=False, instance=instance,
+    )
+
+
+def run_op_job(env: dict, job: dg.JobDefinition, op: str, config: dict):
+    return job.execute_in_process(
+        run_config={**QUIET, "ops": {op: {"config": config}}}, resources=env,
+        raise_on_error=False,
+    )
+
+
+def aliases(env) -> dict:
+    registry = env["mlflow_registry"].registry()
+    return {a: registry.alias_version(SPEC.name, a)
+            for a in ("champion", "challenger", "previous_champion")}
+
+
+def gate_of(result) -> dg.AssetCheckEvaluation:
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_first_model_becomes_champion_with_everything_recorded(env):
+    result = run_train(env)
+    assert result.success
+    gate = gate_of(result)
+    assert gate.passed and gate.metadata["champion_version"].value == "none"
+    assert gate.metadata["holdout_roc_auc"].value >= SPEC.gate.floors["roc_auc"].min
+    assert aliases(env) == {"champion": "1", "challenger": "1", "previous_champion": None}
+
+    registry = env["mlflow_registry"].registry()
+    tags = registry.version_tags(SPEC.name, "1")
+    assert tags["gate_passed"] == "true" and len(tags["artifact_sha256"]) == 64
+    assert tags["dagster_run_id"] == result.run_id and tags["data_digest"]
+    run = registry.client.get_run(tags["mlflow_run_id"])
+    assert run.data.params["max_iter"] == "300"
+    assert "holdout_roc_auc" in run.data.metrics and "train_rows" in run.data.metrics
+    assert run.inputs.dataset_inputs, "training data is logged with mlflow.data"
+    artifacts = {a.path for a in registry.client.list_artifacts(run.info.run_id)}
+    assert {"model_card.md", "gate"} <= artifacts
+    card = registry.client.download_artifacts(run.info.run_id, "model_card.md")
+    text = Path(card).read_text()
+    assert "## Lineage" in text and tags["data_digest"] in text and "## Limitations" in text
+
+    log = audit_log(env["warehouse"], SPEC.name)
+    assert list(log["alias"]) == ["champion"] and log["to_version"].iloc[0] == "1"
+    assert log["dagster_run_id"].iloc[0] == result.run_id
+    assert json.loads(log["gate_results"].iloc[0])["passed"] is True
+
+
+def test_degraded_challenger_is_stopped_and_the_champion_stays(env):
+    assert run_train(env).success
+    with dg.instance_for_test() as instance:
+        bad = run_train(env, training={"shuffle_labels": True}, instance=instance)
+        assert not bad.success
+        gate = gate_of(bad)
+        assert not gate.passed
+        assert "floor:roc_auc" in gate.metadata["failed_checks"].value
+        assert "vs_champion" in gate.metadata["failed_checks"].value
+        promoted = [e for e in instance.all_logs(bad.run_id)
+                    if e.dagster_event and e.dagster_event.step_key == "registry__flight_delay"
+                    and e.dagster_event.event_type_value == "STEP_START"]
+        assert not promoted, "promotion must not even start after a failed gate"
+    assert aliases(env) == {"champion": "1", "challenger": "2", "previous_champion": None}
+    registry = env["mlflow_registry"].registry()
+    assert registry.version_tags(SPEC.name, "2")["gate_passed"] == "false"
+    # Nobody can promote it by hand either.
+    with pytest.raises(PromotionRefused, match="has not passed its evaluation gate"):
+        promote(registry, env["warehouse"], SPEC.name, "2", reason="manual", actor="me",
+                run_id="test")
+    assert len(audit_log(env["warehouse"], SPEC.name)) == 1
+
+
+def test_approval_holds_promotion_until_an_approver_signs(env):
+    from mlops_platform.registry.jobs import approve_model
+
+    assert run_train(env).success
+    held = run_train(env, training={"random_state": 7}, promotion={"require_approval": True})
+    assert held.success and gate_of(held).passed
+    assert aliases(env)["champion"] == "1"
+    registry = env["mlflow_registry"].registry()
+    assert registry.version_tags(SPEC.name, "2")["approval"] == "pending"
+
+    refused = run_op_job(env, approve_model, "approve_promotion",
+                         {"model": SPEC.name, "version": "1", "approver": "ana"})
+    assert not refused.success  # v1 is not awaiting approval
+    approved = run_op_job(env, approve_model, "approve_promotion",
+                          {"model": SPEC.name, "version": "2", "approver": "ana"})
+    assert approved.success
+    assert aliases(env)["champion"] == "2" and aliases(env)["previous_champion"] == "1"
+    log = audit_log(env["warehouse"], SPEC.name)
+    last = log[log["alias"] == "champion"].iloc[-1]
+    assert last["actor"] == "ana" and last["reason"] == "approved by ana"
+
+
+def test_rollback_restores_the_previous_champion_and_is_audited(env):
+    from mlops_platform.registry.jobs import rollback_model
+
+    assert run_train(env).success
+    assert run_train(env, training={"random_state": 7}).success
+    assert aliases(env)["champion"] == "2"
+    rolled = run_op_job(env, rollback_model, "rollback_champion",
+                        {"model": SPEC.name, "reason": "errors in serving", "actor": "bo"})
+    assert rolled.success
+    assert aliases(env)["champion"] == "1" and aliases(env)["previous_champion"] is None
+    registry = env["mlflow_registry"].registry()
+    assert registry.version_tags(SPEC.name, "2")["rolled_back"] == "true"
+    log = audit_log(env["warehouse"], SPEC.name)
+    assert len(log) == 5  # champion v1, previous v1, champion v2, rollback: champion, previous
+    rollback_rows = log[log["reason"].str.startswith("rollback")]
+    assert set(rollback_rows["actor"]) == {"bo"}
+    # Nothing further to roll back to: a clear refusal, nothing changed.
+    again = run_op_job(env, rollback_model, "rollback_champion",
+                       {"model": SPEC.name, "reason": "again"})
+    assert not again.success and aliases(env)["champion"] == "1"
+    assert len(audit_log(env["warehouse"], SPEC.name)) == 5
+
+
+def test_tampered_artifact_is_refused_and_the_gate_fails_the_run(env):
+    assert run_train(env).success
+    registry = env["mlflow_registry"].registry()
+    source = registry.client.get_model_version(SPEC.name, "1").source
+    model_id = source.split("/")[-1]
+    (skops_file,) = Path(registry.artifact_root).rglob(f"{model_id}/artifacts/model.skops")
+    skops_file.write_bytes(skops_file.read_bytes() + b"tampered")
+    with pytest.raises(TamperedArtifactError, match="does not match the registered"):
+        registry.load_verified(SPEC.name, "1")
+    # The next gate must load the champion to compare: it cannot, so the run fails.
+    result = run_train(env, training={"random_state": 7})
+    assert not result.success
+    assert not result.get_asset_check_evaluations()
+    assert aliases(env)["champion"] == "1"
+
+
+def test_second_spec_runs_on_the_same_pipeline(env):
+    spec = load_spec("flight_delay_minutes")
+    result = run_train(env, spec=spec)
+    assert result.success
+    gate = gate_of(result)
+    assert gate.passed and 0 < gate.metadata["holdout_mae"].value < 40
+    registry = env["mlflow_registry"].registry()
+    assert registry.alias_version(spec.name, "champion") == "1"
+    assert registry.alias_version(SPEC.name, "champion") is None

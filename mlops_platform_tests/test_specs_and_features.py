@@ -1,0 +1,140 @@
+"""Model specs validate, and features are point-in-time correct with late labels."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_platform.features.build import LABEL, build_feature_table
+from mlops_platform.specs import SPEC_DIR, load_spec
+from mlops_platform.training.train import split_by_time
+
+SPEC = load_spec("flight_delay")
+
+
+def test_both_specs_load_and_differ_only_in_data():
+    regression = load_spec("flight_delay_minutes")
+    assert SPEC.task == "classification" and regression.task == "regression"
+    assert SPEC.higher_is_better and not regression.higher_is_better
+
+
+def test_invalid_spec_names_the_file_and_the_field(tmp_path):
+    raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
+    raw["features"]["numeric"].append("dep_delay")
+    bad = tmp_path / "leaky.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"(?s)leaky\.yaml.*dep_delay.*leakage"):
+        load_spec(bad)
+    raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
+    del raw["gate"]["primary_metric"]
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="primary_metric"):
+        load_spec(bad)
+    with pytest.raises(FileNotFoundError, match="available: flight_delay"):
+        load_spec("no_such_model")
+
+
+def _flights(rows):
+    base = {"year": 2013, "month": 1, "day": 2, "carrier": "UA", "flight": 1, "origin": "EWR",
+            "dest": "ORD", "sched_dep_time": 900, "sched_arr_time": 1100, "minute": 0,
+            "distance": 719.0, "tailnum": "N1", "arr_delay": np.nan}
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+WEATHER_COLUMNS = ["origin", "time_hour", "temp", "dewp", "humid", "wind_dir", "wind_speed",
+                   "wind_gust", "precip", "pressure", "visib"]
+
+
+def _weather(hours_and_temps):
+    return pd.DataFrame(columns=WEATHER_COLUMNS, data=[
+        {"origin": "EWR", "time_hour": pd.Timestamp(h, tz="UTC"), "temp": t, "dewp": 1.0,
+         "humid": 50.0, "wind_dir": 0.0, "wind_speed": 5.0, "wind_gust": np.nan,
+         "precip": 0.0, "pressure": 1010.0, "visib": 10.0}
+        for h, t in hours_and_temps
+    ]).astype({"time_hour": "datetime64[ns, UTC]"})
+
+
+PLANES = pd.DataFrame([{"tailnum": "N1", "year": 2003.0, "seats": 150, "engines": 2,
+                        "manufacturer": "BOEING"}])
+
+
+def test_weather_is_taken_at_or_before_the_scheduled_hour():
+    flights = _flights([{"time_hour": pd.Timestamp("2013-01-02 14:00", tz="UTC")}])
+    weather = _weather([("2013-01-02 12:00", 30.0), ("2013-01-02 14:00", 35.0),
+                        ("2013-01-02 15:00", 99.0)])
+    table = build_feature_table(flights, weather, PLANES, SPEC)
+    assert table["temp"].iloc[0] == 35.0  # never the 15:00 observation
+    stale = _weather([("2013-01-02 08:00", 30.0)])
+    assert np.isnan(build_feature_table(flights, stale, PLANES, SPEC)["temp"].iloc[0])
+    assert table["plane_age"].iloc[0] == 10.0
+
+
+def test_label_only_when_the_outcome_has_arrived():
+    flights = _flights([
+        {"flight": 1, "arr_delay": 30.0, "time_hour": pd.Timestamp("2013-01-02 14:00")},
+        {"flight": 2, "arr_delay": 3.0, "time_hour": pd.Timestamp("2013-01-02 14:00")},
+        {"flight": 3, "arr_delay": np.nan, "time_hour": pd.Timestamp("2013-01-02 14:00")},
+    ])
+    table = build_feature_table(flights, _weather([]), PLANES, SPEC).set_index("flight")
+    assert table.loc[1, LABEL] == 1.0 and table.loc[2, LABEL] == 0.0
+    assert np.isnan(table.loc[3, LABEL])
+    regression = load_spec("flight_delay_minutes")
+    values = build_feature_table(flights, _weather([]), PLANES, regression).set_index("flight")
+    assert values.loc[1, LABEL] == 30.0
+
+
+def test_missing_raw_column_is_a_clear_error():
+    flights = _flights([{"time_hour": pd.Timestamp("2013-01-02 14:00")}]).drop(columns="dest")
+    with pytest.raises(ValueError, match=r"raw.flights lacks columns \['dest'\]"):
+        build_feature_table(flights, _weather([]), PLANES, SPEC)
+
+
+def test_features_do_not_change_when_later_rows_arrive(resources, source_url):
+    """Snapshot the warehouse on Jan 10, and again on Jan 20: every flight that had departed
+    by Jan 10 has exactly the same features in both (only labels may arrive later)."""
+    from mlops_platform.source_system import replay
+    from mlops_platform_tests.helpers import ingest
+
+    warehouse = resources["warehouse"]
+
+    def snapshot():
+        return build_feature_table(warehouse.read_table("raw", "flights"),
+                                   warehouse.read_table("raw", "weather"),
+                                   warehouse.read_table("raw", "planes"), SPEC)
+
+    replay.set_clock(source_url, dt.datetime(2013, 1, 10))
+    assert ingest(resources).success
+    early = snapshot()
+    replay.set_clock(source_url, dt.datetime(2013, 1, 20))
+    assert ingest(resources).success
+    late = snapshot()
+
+    departed = early[early["sched_dep_at"] < pd.Timestamp("2013-01-10")]
+    key = ["year", "month", "day", "carrier", "flight", "origin"]
+    merged = departed.merge(late, on=key, suffixes=("_early", "_late"))
+    assert len(merged) == len(departed) > 7000
+    for column in SPEC.features.columns:
+        if column in key:
+            continue
+        a, b = merged[f"{column}_early"], merged[f"{column}_late"]
+        same = (a == b) | (a.isna() & b.isna())
+        assert same.all(), f"feature {column} changed for {int((~same).sum())} flights"
+    assert len(late) > len(early)
+
+
+def test_split_is_by_time_and_uses_labelled_rows_only():
+    dates = pd.date_range("2013-01-01", "2013-03-31", freq="D").repeat(40)
+    table = pd.DataFrame({
+        "flight_date": dates,
+        LABEL: np.where(dates > pd.Timestamp("2013-03-25"), np.nan, 1.0),
+    })
+    train, holdout, split = split_by_time(table, SPEC)
+    assert train["flight_date"].max() < holdout["flight_date"].min()
+    assert holdout[LABEL].notna().all() and train[LABEL].notna().all()
+    assert split.holdout_end == dt.date(2013, 3, 24)  # last labelled day (25th) is partial
+    assert (split.holdout_end - split.holdout_start).days == SPEC.holdout_days - 1
+    assert (split.train_end - split.train_start).days == SPEC.training_window_days - 1
