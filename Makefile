@@ -9,11 +9,11 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
-.PHONY: run test install dev lint bench bench-ingest bench-load clean
+.PHONY: run test install dev mlflow lint bench bench-ingest bench-load bench-train clean
 
 ## run: install everything, then replay two weeks of 2013 through the platform (embedded defaults)
 run: install
-	$(UV) run mlops quickstart --days 14
+	$(UV) run mlops quickstart --days 45 --step 5
 
 ## test: install everything, then run the whole test suite
 test: install
@@ -34,15 +34,22 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 dev: install
 	$(UV) run dagster dev -w workspace.yaml
 
+## mlflow: the MLflow UI on the local tracking store at http://127.0.0.1:5000
+mlflow: install
+	$(UV) run mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.data/mlflow/mlflow.db --port 5000
+
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
 
 ## bench: every benchmark under bench/
-bench: bench-ingest bench-load
+bench: bench-ingest bench-load bench-train
 
 bench-ingest: install
 	$(UV) run python bench/ingest_bench.py
+
+bench-train: install
+	$(UV) run python bench/train_bench.py
 
 bench-load: install
 	$(UV) run python bench/load_bench.py

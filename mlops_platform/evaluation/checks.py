@@ -34,23 +34,28 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
     ) -> dg.AssetCheckResult:
         from mlops_platform.evaluation.run import run_gate
 
-        result = run_gate(spec, warehouse.read_table("features", spec.name),
-                          mlflow_registry.registry())
+        result = run_gate(
+            spec, warehouse.read_table("features", spec.name), mlflow_registry.registry()
+        )
         challenger = result.challenger
         metadata = {
             "version": challenger.version,
             "champion_version": result.champion.version if result.champion else "none",
             "holdout_rows": challenger.rows,
-            "checks": dg.MetadataValue.md(_table([
-                {"check": c.name, "passed": c.passed, "detail": c.detail} for c in result.checks
-            ])),
+            "checks": dg.MetadataValue.md(
+                _table(
+                    [
+                        {"check": c.name, "passed": c.passed, "detail": c.detail}
+                        for c in result.checks
+                    ]
+                )
+            ),
             "failed_checks": ", ".join(c.name for c in result.failures) or "none",
             **{f"holdout_{k}": float(v) for k, v in challenger.metrics.items()},
             **{f"latency_{k}": float(v) for k, v in challenger.latency_ms.items()},
         }
         if result.champion:
-            metadata.update({f"champion_{k}": float(v)
-                             for k, v in result.champion.metrics.items()})
+            metadata.update({f"champion_{k}": float(v) for k, v in result.champion.metrics.items()})
         return dg.AssetCheckResult(
             passed=result.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata
         )

@@ -99,8 +99,9 @@ def measure_latency(model, holdout: pd.DataFrame, spec: ModelSpec) -> dict[str, 
     return timings
 
 
-def evaluate(model, version: str, holdout: pd.DataFrame, spec: ModelSpec,
-             latency: bool = True) -> Evaluation:
+def evaluate(
+    model, version: str, holdout: pd.DataFrame, spec: ModelSpec, latency: bool = True
+) -> Evaluation:
     prediction = predict(model, holdout, spec)
     y = holdout[LABEL].to_numpy()
     slices, slice_rows = {}, {}
@@ -140,29 +141,45 @@ def decide(spec: ModelSpec, challenger: Evaluation, champion: Evaluation | None)
         checks.append(GateCheck("vs_champion", True, "no champion yet: the floors decide"))
     else:
         worse = _worse_by(primary, challenger.metrics[primary], champion.metrics[primary])
-        checks.append(GateCheck(
-            "vs_champion", worse <= gate.champion_tolerance,
-            f"{primary} {challenger.metrics[primary]:.4f} vs champion v{champion.version} "
-            f"{champion.metrics[primary]:.4f} (may be worse by {gate.champion_tolerance})",
-        ))
+        checks.append(
+            GateCheck(
+                "vs_champion",
+                worse <= gate.champion_tolerance,
+                f"{primary} {challenger.metrics[primary]:.4f} vs champion v{champion.version} "
+                f"{champion.metrics[primary]:.4f} (may be worse by {gate.champion_tolerance})",
+            )
+        )
         for key, value in challenger.slices.items():
             if key not in champion.slices:
                 continue
             worse = _worse_by(primary, value, champion.slices[key])
-            checks.append(GateCheck(
-                f"slice:{key}", worse <= gate.slice_tolerance,
-                f"{primary} {value:.4f} vs champion {champion.slices[key]:.4f} "
-                f"(may be worse by {gate.slice_tolerance})",
-            ))
+            checks.append(
+                GateCheck(
+                    f"slice:{key}",
+                    worse <= gate.slice_tolerance,
+                    f"{primary} {value:.4f} vs champion {champion.slices[key]:.4f} "
+                    f"(may be worse by {gate.slice_tolerance})",
+                )
+            )
 
     single = challenger.latency_ms.get("single_row_ms")
     batch = challenger.latency_ms.get("rows_1000_ms")
     if single is None or batch is None:
         raise ValueError("latency was not measured: the gate cannot decide")
-    checks.append(GateCheck("latency:single_row", single <= gate.latency_single_row_ms,
-                            f"{single:.1f} ms (budget {gate.latency_single_row_ms} ms)"))
-    checks.append(GateCheck("latency:1000_rows", batch <= gate.latency_1000_rows_ms,
-                            f"{batch:.1f} ms (budget {gate.latency_1000_rows_ms} ms)"))
+    checks.append(
+        GateCheck(
+            "latency:single_row",
+            single <= gate.latency_single_row_ms,
+            f"{single:.1f} ms (budget {gate.latency_single_row_ms} ms)",
+        )
+    )
+    checks.append(
+        GateCheck(
+            "latency:1000_rows",
+            batch <= gate.latency_1000_rows_ms,
+            f"{batch:.1f} ms (budget {gate.latency_1000_rows_ms} ms)",
+        )
+    )
     return GateResult(all(c.passed for c in checks), checks, challenger, champion)
 
 

@@ -59,15 +59,16 @@ def model_card(spec: ModelSpec, version: str, tags: dict[str, str], result: Gate
 {spec.description.strip()}
 
 Task: {spec.task}; target: `{spec.target.column}`{
-    f" > {spec.target.threshold:g}" if spec.target.threshold is not None else ""};
+        f" > {spec.target.threshold:g}" if spec.target.threshold is not None else ""
+    };
 prediction point: {spec.prediction_point}.
 
 ## Data
-- training window: {tags.get('window.train_start')} .. {tags.get('window.train_end')}
-  ({tags.get('train_rows')} labelled flights)
-- held-out window: {tags.get('window.holdout_start')} .. {tags.get('window.holdout_end')}
+- training window: {tags.get("window.train_start")} .. {tags.get("window.train_end")}
+  ({tags.get("train_rows")} labelled flights)
+- held-out window: {tags.get("window.holdout_start")} .. {tags.get("window.holdout_end")}
   ({result.challenger.rows} flights)
-- features: {', '.join(spec.features.columns)}
+- features: {", ".join(spec.features.columns)}
 
 ## Metrics (held-out window)
 | metric | value |
@@ -80,7 +81,7 @@ prediction point: {spec.prediction_point}.
 {slices}
 
 ## Gate
-{'passed' if result.passed else 'FAILED: ' + '; '.join(c.name for c in result.failures)}
+{"passed" if result.passed else "FAILED: " + "; ".join(c.name for c in result.failures)}
 
 ## Limitations
 - Trained on flights from the three NYC airports in 2013; other airports, years or schedules are
@@ -90,7 +91,7 @@ prediction point: {spec.prediction_point}.
 - Flights that were cancelled or diverted have no arrival delay and are not in the training set.
 
 ## Lineage
-training data digest `{tags.get('data_digest')}` → MLflow run `{tags.get('mlflow_run_id')}` →
-model `{spec.name}` version {version} (artifact SHA-256 `{tags.get('artifact_sha256')}`) ←
-Dagster run `{tags.get('dagster_run_id')}`, code `{tags.get('code_version')}`.
+training data digest `{tags.get("data_digest")}` → MLflow run `{tags.get("mlflow_run_id")}` →
+model `{spec.name}` version {version} (artifact SHA-256 `{tags.get("artifact_sha256")}`) ←
+Dagster run `{tags.get("dagster_run_id")}`, code `{tags.get("code_version")}`.
 """

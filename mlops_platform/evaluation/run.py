@@ -26,7 +26,8 @@ def gate_summary(result: GateResult) -> dict:
         "champion": result.champion.version if result.champion else None,
         "metrics": {k: round(v, 5) for k, v in result.challenger.metrics.items()},
         "champion_metrics": (
-            {k: round(v, 5) for k, v in result.champion.metrics.items()} if result.champion
+            {k: round(v, 5) for k, v in result.champion.metrics.items()}
+            if result.champion
             else None
         ),
         "failed_checks": [c.name for c in result.failures],
@@ -40,8 +41,9 @@ def run_gate(spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry) -
         raise RuntimeError(f"{spec.name} has no challenger to evaluate")
     tags = registry.version_tags(spec.name, version)
     split = TimeSplit.from_tags(tags)
-    holdout = rows_between(features[features[LABEL].notna()], split.holdout_start,
-                           split.holdout_end)
+    holdout = rows_between(
+        features[features[LABEL].notna()], split.holdout_start, split.holdout_end
+    )
     if len(holdout) != int(tags.get("holdout_rows", -1)):
         raise RuntimeError(
             f"held-out window {split.holdout_start}..{split.holdout_end} has {len(holdout)} "
@@ -54,8 +56,13 @@ def run_gate(spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry) -
     champion_version = registry.alias_version(spec.name, CHAMPION)
     champion = None
     if champion_version is not None and champion_version != version:
-        champion = evaluate(registry.load_verified(spec.name, champion_version),
-                            champion_version, holdout, spec, latency=False)
+        champion = evaluate(
+            registry.load_verified(spec.name, champion_version),
+            champion_version,
+            holdout,
+            spec,
+            latency=False,
+        )
     result = decide(spec, challenger, champion)
 
     run_id = registry.run_id_of(spec.name, version)
@@ -66,8 +73,12 @@ def run_gate(spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry) -
     registry.client.log_metric(run_id, "gate_passed", float(result.passed))
     for metric, value in result.challenger.metrics.items():
         registry.client.log_metric(run_id, f"holdout_{metric}", value)
-    registry.set_version_tags(spec.name, version, {
-        "gate_passed": str(result.passed).lower(),
-        "gate_summary": json.dumps(summary, sort_keys=True),
-    })
+    registry.set_version_tags(
+        spec.name,
+        version,
+        {
+            "gate_passed": str(result.passed).lower(),
+            "gate_summary": json.dumps(summary, sort_keys=True),
+        },
+    )
     return result

@@ -25,8 +25,17 @@ def build_feature_table(
 
     Raises ValueError naming what is missing when an input lacks a needed column.
     """
-    needed = {*KEY, "sched_dep_time", "sched_arr_time", "minute", "time_hour", "dest",
-              "distance", "tailnum", spec.target.column}
+    needed = {
+        *KEY,
+        "sched_dep_time",
+        "sched_arr_time",
+        "minute",
+        "time_hour",
+        "dest",
+        "distance",
+        "tailnum",
+        spec.target.column,
+    }
     missing = needed - set(flights.columns)
     if missing:
         raise ValueError(f"raw.flights lacks columns {sorted(missing)}")

@@ -13,8 +13,17 @@ import pandas as pd
 
 #: Weather older than this at departure time is treated as missing rather than carried forward.
 WEATHER_MAX_AGE = pd.Timedelta(hours=3)
-WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
-                   "pressure", "visib"]
+WEATHER_COLUMNS = [
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 
 
 def schedule(flights: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
@@ -62,8 +71,13 @@ def weather(flights: pd.DataFrame, weather: pd.DataFrame, **_: pd.DataFrame) -> 
     left = flights[["origin", "time_hour"]].reset_index().sort_values("time_hour")
     right = weather[["origin", "time_hour", *WEATHER_COLUMNS]].sort_values("time_hour")
     joined = pd.merge_asof(
-        left, right, on="time_hour", by="origin", direction="backward",
-        tolerance=WEATHER_MAX_AGE, allow_exact_matches=True,
+        left,
+        right,
+        on="time_hour",
+        by="origin",
+        direction="backward",
+        tolerance=WEATHER_MAX_AGE,
+        allow_exact_matches=True,
     )
     return joined.set_index("index")[WEATHER_COLUMNS].reindex(flights.index).astype(float)
 

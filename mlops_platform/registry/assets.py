@@ -44,18 +44,27 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 f"{spec.name} v{version} passed its gate and awaits approval: run the "
                 f"`approve_model` job with model={spec.name}, version={version}, approver=<name>"
             )
-            return dg.MaterializeResult(metadata={
-                "champion_version": registry.alias_version(spec.name, CHAMPION) or "none",
-                "awaiting_approval": version,
-            })
+            return dg.MaterializeResult(
+                metadata={
+                    "champion_version": registry.alias_version(spec.name, CHAMPION) or "none",
+                    "awaiting_approval": version,
+                }
+            )
         changes = promote(
-            registry, warehouse, spec.name, version,
-            reason="passed evaluation gate", actor=config.actor, run_id=context.run.run_id,
+            registry,
+            warehouse,
+            spec.name,
+            version,
+            reason="passed evaluation gate",
+            actor=config.actor,
+            run_id=context.run.run_id,
         )
-        return dg.MaterializeResult(metadata={
-            "champion_version": version,
-            "previous_champion": changes[0]["to_version"] if len(changes) == 2 else "none",
-            "alias_changes": len(changes),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "champion_version": version,
+                "previous_champion": changes[0]["to_version"] if len(changes) == 2 else "none",
+                "alias_changes": len(changes),
+            }
+        )
 
     return champion

@@ -20,8 +20,12 @@ class RollbackConfig(dg.Config):
 
 
 @dg.op
-def approve_promotion(context: dg.OpExecutionContext, config: ApprovalConfig,
-                      warehouse: Warehouse, mlflow_registry: MLflowResource) -> None:
+def approve_promotion(
+    context: dg.OpExecutionContext,
+    config: ApprovalConfig,
+    warehouse: Warehouse,
+    mlflow_registry: MLflowResource,
+) -> None:
     """Promote a version whose gate passed and whose promotion is awaiting approval."""
     from mlops_platform.registry.promotion import PromotionRefused, promote
 
@@ -32,25 +36,44 @@ def approve_promotion(context: dg.OpExecutionContext, config: ApprovalConfig,
             f"{config.model} v{config.version} is not awaiting approval "
             f"(approval={tags.get('approval')!r})"
         )
-    promote(registry, warehouse, config.model, config.version,
-            reason=f"approved by {config.approver}", actor=config.approver,
-            run_id=context.run.run_id)
-    registry.set_version_tags(config.model, config.version,
-                              {"approval": "approved", "approved_by": config.approver})
-    context.log.info(f"{config.model} v{config.version} is champion (approved by "
-                     f"{config.approver})")
+    promote(
+        registry,
+        warehouse,
+        config.model,
+        config.version,
+        reason=f"approved by {config.approver}",
+        actor=config.approver,
+        run_id=context.run.run_id,
+    )
+    registry.set_version_tags(
+        config.model, config.version, {"approval": "approved", "approved_by": config.approver}
+    )
+    context.log.info(
+        f"{config.model} v{config.version} is champion (approved by {config.approver})"
+    )
 
 
 @dg.op
-def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig,
-                      warehouse: Warehouse, mlflow_registry: MLflowResource) -> None:
+def rollback_champion(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    warehouse: Warehouse,
+    mlflow_registry: MLflowResource,
+) -> None:
     """Champion goes back to the previous champion; audited."""
     from mlops_platform.registry.promotion import rollback
 
-    changes = rollback(mlflow_registry.registry(), warehouse, config.model,
-                       reason=config.reason, actor=config.actor, run_id=context.run.run_id)
-    context.log.info(f"{config.model}: champion v{changes[0]['from_version']} -> "
-                     f"v{changes[0]['to_version']}")
+    changes = rollback(
+        mlflow_registry.registry(),
+        warehouse,
+        config.model,
+        reason=config.reason,
+        actor=config.actor,
+        run_id=context.run.run_id,
+    )
+    context.log.info(
+        f"{config.model}: champion v{changes[0]['from_version']} -> v{changes[0]['to_version']}"
+    )
 
 
 @dg.job(description="Approve a promotion held for approval (config: model, version, approver).")

@@ -55,23 +55,42 @@ def record_change(
         "dagster_run_id": run_id,
         "actor": actor,
     }
-    warehouse.append(AUDIT_SCHEMA, AUDIT_TABLE, pd.DataFrame([change]).astype({
-        "from_version": "string", "to_version": "string"}))
+    warehouse.append(
+        AUDIT_SCHEMA,
+        AUDIT_TABLE,
+        pd.DataFrame([change]).astype({"from_version": "string", "to_version": "string"}),
+    )
     tag = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in change.items()}
     registry.client.set_registered_model_tag(model, f"audit.{alias}.last", json.dumps(tag))
     if to_version is not None:
-        registry.set_version_tags(model, to_version, {
-            f"{alias}.since": tag["changed_at"], f"{alias}.by": actor,
-            f"{alias}.reason": reason, f"{alias}.dagster_run_id": run_id,
-        })
+        registry.set_version_tags(
+            model,
+            to_version,
+            {
+                f"{alias}.since": tag["changed_at"],
+                f"{alias}.by": actor,
+                f"{alias}.reason": reason,
+                f"{alias}.dagster_run_id": run_id,
+            },
+        )
     return change
 
 
 def audit_log(warehouse: Warehouse, model: str | None = None) -> pd.DataFrame:
     if not warehouse.table_exists(AUDIT_SCHEMA, AUDIT_TABLE):
-        return pd.DataFrame(columns=["changed_at", "model", "alias", "from_version",
-                                     "to_version", "reason", "gate_results", "dagster_run_id",
-                                     "actor"])
+        return pd.DataFrame(
+            columns=[
+                "changed_at",
+                "model",
+                "alias",
+                "from_version",
+                "to_version",
+                "reason",
+                "gate_results",
+                "dagster_run_id",
+                "actor",
+            ]
+        )
     where = f"model = '{model}'" if model else ""
     return warehouse.read_table(AUDIT_SCHEMA, AUDIT_TABLE, where).sort_values("changed_at")
 
@@ -99,19 +118,43 @@ def promote(
         return []
     changes = []
     if current is not None:
-        changes.append(record_change(
-            registry, warehouse, model, PREVIOUS, registry.alias_version(model, PREVIOUS),
-            current, reason=f"replaced by v{version}: {reason}", actor=actor, run_id=run_id,
-        ))
-    changes.append(record_change(
-        registry, warehouse, model, CHAMPION, current, version,
-        reason=reason, actor=actor, run_id=run_id, gate=gate,
-    ))
+        changes.append(
+            record_change(
+                registry,
+                warehouse,
+                model,
+                PREVIOUS,
+                registry.alias_version(model, PREVIOUS),
+                current,
+                reason=f"replaced by v{version}: {reason}",
+                actor=actor,
+                run_id=run_id,
+            )
+        )
+    changes.append(
+        record_change(
+            registry,
+            warehouse,
+            model,
+            CHAMPION,
+            current,
+            version,
+            reason=reason,
+            actor=actor,
+            run_id=run_id,
+            gate=gate,
+        )
+    )
     return changes
 
 
 def rollback(
-    registry: ModelRegistry, warehouse: Warehouse, model: str, *, reason: str, actor: str,
+    registry: ModelRegistry,
+    warehouse: Warehouse,
+    model: str,
+    *,
+    reason: str,
+    actor: str,
     run_id: str,
 ) -> list[dict]:
     """Champion goes back to `previous_champion`; the alias history decides the one before it."""
@@ -119,22 +162,44 @@ def rollback(
     current = registry.alias_version(model, CHAMPION)
     if previous is None:
         raise PromotionRefused(f"{model} has no previous_champion to roll back to")
-    changes = [record_change(
-        registry, warehouse, model, CHAMPION, current, previous,
-        reason=f"rollback: {reason}", actor=actor, run_id=run_id,
-    )]
+    changes = [
+        record_change(
+            registry,
+            warehouse,
+            model,
+            CHAMPION,
+            current,
+            previous,
+            reason=f"rollback: {reason}",
+            actor=actor,
+            run_id=run_id,
+        )
+    ]
     # Who was champion before `previous` took over? That becomes the new fallback.
     history = audit_log(warehouse, model)
-    took_over = history[(history["alias"] == CHAMPION) & (history["to_version"] == previous)
-                        & (history["from_version"].notna())
-                        & (~history["reason"].str.startswith("rollback"))]
+    took_over = history[
+        (history["alias"] == CHAMPION)
+        & (history["to_version"] == previous)
+        & (history["from_version"].notna())
+        & (~history["reason"].str.startswith("rollback"))
+    ]
     before = took_over["from_version"].iloc[-1] if len(took_over) else None
     before = None if before in (previous, current) else before
-    changes.append(record_change(
-        registry, warehouse, model, PREVIOUS, previous, before,
-        reason=f"rollback: {reason}", actor=actor, run_id=run_id,
-    ))
+    changes.append(
+        record_change(
+            registry,
+            warehouse,
+            model,
+            PREVIOUS,
+            previous,
+            before,
+            reason=f"rollback: {reason}",
+            actor=actor,
+            run_id=run_id,
+        )
+    )
     if current is not None:
-        registry.set_version_tags(model, current, {"rolled_back": "true",
-                                                   "rolled_back_reason": reason})
+        registry.set_version_tags(
+            model, current, {"rolled_back": "true", "rolled_back_reason": reason}
+        )
     return changes

@@ -76,8 +76,11 @@ class ModelRegistry:
         found = mlflow.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        location = Path(self.artifact_root).resolve().as_uri() if "://" not in \
-            self.artifact_root else self.artifact_root
+        location = (
+            Path(self.artifact_root).resolve().as_uri()
+            if "://" not in self.artifact_root
+            else self.artifact_root
+        )
         return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
 
     # -- versions ----------------------------------------------------------------------------

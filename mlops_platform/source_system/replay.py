@@ -14,7 +14,6 @@ air time + 20 minutes of taxi; a cancellation is known at the scheduled departur
 from __future__ import annotations
 
 import datetime as dt
-import io
 from dataclasses import dataclass
 
 import pandas as pd
@@ -22,6 +21,7 @@ import sqlalchemy as sa
 
 from mlops_platform.source_system import tables
 from mlops_platform.source_system.nycflights import read_table
+from mlops_platform.warehouse.pgcopy import copy_frame
 
 YEAR_START = dt.datetime(2013, 1, 1)
 FLIGHT_COLUMNS = [c.name for c in tables.replay_schedule.columns if c.name in tables.flights.c]
@@ -63,17 +63,7 @@ def bulk_insert(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> No
     """Insert a DataFrame fast: COPY on PostgreSQL, executemany elsewhere."""
     frame = frame[[c.name for c in table.columns if c.name in frame.columns]]
     if conn.dialect.name == "postgresql":
-        buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, header=False, na_rep="\\N")
-        buffer.seek(0)
-        cursor = conn.connection.dbapi_connection.cursor()
-        columns = ", ".join(f'"{c}"' for c in frame.columns)
-        statement = f"COPY {table.name} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')"
-        if hasattr(cursor, "copy_expert"):  # psycopg2
-            cursor.copy_expert(statement, buffer)
-        else:  # psycopg 3
-            with cursor.copy(statement) as copy:
-                copy.write(buffer.getvalue())
+        copy_frame(conn.connection.dbapi_connection, table.name, frame)
         return
     # Plain DBAPI executemany over tuples: ~10x faster than SQLAlchemy's per-dict path.
     # Timestamps are written in the text format SQLAlchemy's SQLite DateTime reads back.

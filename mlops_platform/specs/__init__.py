@@ -88,9 +88,7 @@ class ModelSpec(_Strict):
     def _consistent(self) -> ModelSpec:
         leaked = set(self.features.columns) & LEAKAGE_COLUMNS
         if leaked:
-            raise ValueError(
-                f"features {sorted(leaked)} are only known after departure (leakage)"
-            )
+            raise ValueError(f"features {sorted(leaked)} are only known after departure (leakage)")
         if self.task == "classification" and self.target.threshold is None:
             raise ValueError("a classification spec needs target.threshold")
         known = {"roc_auc", "brier", "log_loss", "mae", "rmse", "r2"}

@@ -5,18 +5,31 @@ from pydantic import Field
 
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
+from mlops_platform.training.params import Hyperparameters
 from mlops_platform.warehouse import Warehouse
+
+DEFAULTS = Hyperparameters()
 
 
 class TrainingConfig(dg.Config):
     """Hyperparameters of the HistGradientBoosting model, editable in the Launchpad."""
 
-    learning_rate: float = Field(default=0.08, gt=0, le=1, description="shrinkage per tree")
-    max_iter: int = Field(default=300, ge=1, description="boosting iterations (trees)")
-    max_leaf_nodes: int = Field(default=31, ge=2, description="leaves per tree")
-    min_samples_leaf: int = Field(default=40, ge=1, description="minimum rows per leaf")
-    l2_regularization: float = Field(default=1.0, ge=0, description="L2 penalty on leaves")
-    random_state: int = Field(default=13, description="seed")
+    learning_rate: float = Field(
+        default=DEFAULTS.learning_rate, gt=0, le=1, description="shrinkage per tree"
+    )
+    max_iter: int = Field(
+        default=DEFAULTS.max_iter, ge=1, description="boosting iterations (trees)"
+    )
+    max_leaf_nodes: int = Field(
+        default=DEFAULTS.max_leaf_nodes, ge=2, description="leaves per tree"
+    )
+    min_samples_leaf: int = Field(
+        default=DEFAULTS.min_samples_leaf, ge=1, description="minimum rows per leaf"
+    )
+    l2_regularization: float = Field(
+        default=DEFAULTS.l2_regularization, ge=0, description="L2 penalty on leaves"
+    )
+    random_state: int = Field(default=DEFAULTS.random_state, description="seed")
     shuffle_labels: bool = Field(
         default=False,
         description="Drill only: train on permuted labels, to watch the gate stop a bad model.",
@@ -48,18 +61,21 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             shuffle_labels=config.shuffle_labels,
             dagster_run_id=context.run.run_id,
         )
+        split = result["split"]
         context.log.info(f"registered {spec.name} v{result['version']} as challenger")
-        return dg.MaterializeResult(metadata={
-            "version": result["version"],
-            "mlflow_run_id": result["run_id"],
-            "train_rows": result["train_rows"],
-            "holdout_rows": result["holdout_rows"],
-            "train_window": f"{result['split'].train_start} .. {result['split'].train_end}",
-            "holdout_window": f"{result['split'].holdout_start} .. {result['split'].holdout_end}",
-            "data_digest": result["data_digest"],
-            "artifact_sha256": result["artifact_sha256"],
-            "fit_seconds": round(result["fit_seconds"], 2),
-            **{f"train_{k}": v for k, v in result["train_metrics"].items()},
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "version": result["version"],
+                "mlflow_run_id": result["run_id"],
+                "train_rows": result["train_rows"],
+                "holdout_rows": result["holdout_rows"],
+                "train_window": f"{split.train_start} .. {split.train_end}",
+                "holdout_window": f"{split.holdout_start} .. {split.holdout_end}",
+                "data_digest": result["data_digest"],
+                "artifact_sha256": result["artifact_sha256"],
+                "fit_seconds": round(result["fit_seconds"], 2),
+                **{f"train_{k}": v for k, v in result["train_metrics"].items()},
+            }
+        )
 
     return challenger_model

@@ -45,22 +45,32 @@ def train_and_register(
     mlflow = registry._mlflow()
     experiment = registry.experiment_id(spec.name)
     code = code_version()
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{spec.name}-{split.train_end}") as run:
-        mlflow.set_tags({
-            "dagster_run_id": dagster_run_id,
-            "code_version": code,
-            "mlflow.source.git.commit": code,
-            "model_spec": spec.name,
-            "data_digest": digest,
-            "shuffle_labels": str(shuffle_labels).lower(),
-            **split.as_tags(),
-        })
-        mlflow.log_params({**hyper.as_dict(), "task": spec.task,
-                           "features": ",".join(spec.features.columns),
-                           "training_window_days": spec.training_window_days,
-                           "holdout_days": spec.holdout_days})
+    with mlflow.start_run(
+        experiment_id=experiment, run_name=f"{spec.name}-{split.train_end}"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "dagster_run_id": dagster_run_id,
+                "code_version": code,
+                "mlflow.source.git.commit": code,
+                "model_spec": spec.name,
+                "data_digest": digest,
+                "shuffle_labels": str(shuffle_labels).lower(),
+                **split.as_tags(),
+            }
+        )
+        mlflow.log_params(
+            {
+                **hyper.as_dict(),
+                "task": spec.task,
+                "features": ",".join(spec.features.columns),
+                "training_window_days": spec.training_window_days,
+                "holdout_days": spec.holdout_days,
+            }
+        )
         dataset = mlflow.data.from_pandas(
-            training_rows, name=f"{spec.name}_train_{split.train_start}_{split.train_end}",
+            training_rows,
+            name=f"{spec.name}_train_{split.train_start}_{split.train_end}",
             targets=LABEL,
         )
         mlflow.log_input(dataset, context="training")
@@ -70,19 +80,37 @@ def train_and_register(
         fit_seconds = time.perf_counter() - started
         train_metrics = score(spec, train[LABEL].to_numpy(), predict(model, train, spec))
         mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items()})
-        mlflow.log_metrics({"train_rows": len(train), "holdout_rows": len(holdout),
-                            "fit_seconds": fit_seconds})
+        mlflow.log_metrics(
+            {"train_rows": len(train), "holdout_rows": len(holdout), "fit_seconds": fit_seconds}
+        )
 
         example = model_input(train.head(5), spec)
         version, sha = registry.log_model_version(
             spec.name, model, example, predict(model, train.head(5), spec), _requirements()
         )
-    registry.set_version_tags(spec.name, version, {
-        "dagster_run_id": dagster_run_id, "code_version": code, "data_digest": digest,
-        "mlflow_run_id": run.info.run_id, "train_rows": len(train), "holdout_rows": len(holdout),
-        "shuffle_labels": str(shuffle_labels).lower(), **split.as_tags(),
-    })
+    registry.set_version_tags(
+        spec.name,
+        version,
+        {
+            "dagster_run_id": dagster_run_id,
+            "code_version": code,
+            "data_digest": digest,
+            "mlflow_run_id": run.info.run_id,
+            "train_rows": len(train),
+            "holdout_rows": len(holdout),
+            "shuffle_labels": str(shuffle_labels).lower(),
+            **split.as_tags(),
+        },
+    )
     registry.set_alias(spec.name, CHALLENGER, version)
-    return {"version": version, "run_id": run.info.run_id, "split": split,
-            "train_rows": len(train), "holdout_rows": len(holdout), "data_digest": digest,
-            "artifact_sha256": sha, "fit_seconds": fit_seconds, "train_metrics": train_metrics}
+    return {
+        "version": version,
+        "run_id": run.info.run_id,
+        "split": split,
+        "train_rows": len(train),
+        "holdout_rows": len(holdout),
+        "data_digest": digest,
+        "artifact_sha256": sha,
+        "fit_seconds": fit_seconds,
+        "train_metrics": train_metrics,
+    }

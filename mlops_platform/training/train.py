@@ -17,19 +17,7 @@ import pandas as pd
 
 from mlops_platform.features.build import LABEL
 from mlops_platform.specs import ModelSpec
-
-
-@dataclass(frozen=True)
-class Hyperparameters:
-    learning_rate: float = 0.08
-    max_iter: int = 300
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 40
-    l2_regularization: float = 1.0
-    random_state: int = 13
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from mlops_platform.training.params import Hyperparameters
 
 
 @dataclass(frozen=True)
@@ -45,14 +33,19 @@ class TimeSplit:
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> TimeSplit:
         try:
-            return cls(**{k: dt.date.fromisoformat(tags[f"window.{k}"]) for k in
-                          ("train_start", "train_end", "holdout_start", "holdout_end")})
+            return cls(
+                **{
+                    k: dt.date.fromisoformat(tags[f"window.{k}"])
+                    for k in ("train_start", "train_end", "holdout_start", "holdout_end")
+                }
+            )
         except KeyError as exc:
             raise ValueError(f"model version has no recorded time window ({exc})") from exc
 
 
-def split_by_time(table: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, pd.DataFrame,
-                                                                  TimeSplit]:
+def split_by_time(
+    table: pd.DataFrame, spec: ModelSpec
+) -> tuple[pd.DataFrame, pd.DataFrame, TimeSplit]:
     """(train, holdout, split) from a feature table; raises ValueError if there is too little."""
     labelled = table[table[LABEL].notna()]
     if labelled.empty:
@@ -87,19 +80,24 @@ def build_estimator(spec: ModelSpec, params: Hyperparameters):
 
     categorical = spec.features.categorical
     encode = ColumnTransformer(
-        [(
-            "categories",
-            OrdinalEncoder(
-                handle_unknown="use_encoded_value", unknown_value=np.nan,
-                encoded_missing_value=np.nan, dtype=np.float64,
-            ),
-            categorical,
-        )],
+        [
+            (
+                "categories",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=np.nan,
+                    encoded_missing_value=np.nan,
+                    dtype=np.float64,
+                ),
+                categorical,
+            )
+        ],
         remainder="passthrough",
         verbose_feature_names_out=False,
     )
     estimator = (
-        HistGradientBoostingClassifier if spec.task == "classification"
+        HistGradientBoostingClassifier
+        if spec.task == "classification"
         else HistGradientBoostingRegressor
     )(
         categorical_features=list(range(len(categorical))),
@@ -122,8 +120,9 @@ def model_input(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     return x
 
 
-def fit(spec: ModelSpec, train: pd.DataFrame, params: Hyperparameters,
-        shuffle_labels: bool = False):
+def fit(
+    spec: ModelSpec, train: pd.DataFrame, params: Hyperparameters, shuffle_labels: bool = False
+):
     """Fit the spec's pipeline. `shuffle_labels` is a drill: a model that learnt nothing."""
     y = train[LABEL].to_numpy()
     if shuffle_labels:

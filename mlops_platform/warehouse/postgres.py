@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from mlops_platform.warehouse.base import Warehouse, quote
+from mlops_platform.warehouse.pgcopy import copy_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +76,10 @@ class PostgresWarehouse(Warehouse):
                                     f"ADD COLUMN {quote(column)} {kind}"
                                 )
                             )
-                frame.to_sql(table, conn, schema=schema, if_exists="append", index=False)
+                frame.head(0).to_sql(table, conn, schema=schema, if_exists="append", index=False)
+                copy_frame(
+                    conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame
+                )
         finally:
             engine.dispose()
         return len(frame)
@@ -87,8 +91,10 @@ class PostgresWarehouse(Warehouse):
         try:
             with engine.begin() as conn:
                 conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
-                frame.to_sql(table, conn, schema=schema, if_exists="replace", index=False,
-                             chunksize=10_000, method="multi")
+                frame.head(0).to_sql(table, conn, schema=schema, if_exists="replace", index=False)
+                copy_frame(
+                    conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame
+                )
         finally:
             engine.dispose()
         return len(frame)

@@ -1,0 +1,26 @@
+"""Bulk-load a DataFrame into PostgreSQL with COPY (psycopg 3 or psycopg2)."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NULL = "\\N"
+
+
+def copy_frame(dbapi_connection, target: str, frame: pd.DataFrame) -> None:
+    """COPY `frame` into `target` (an already-quoted, possibly schema-qualified table name)."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, header=False, na_rep=NULL)
+    columns = ", ".join('"' + str(c).replace('"', '""') + '"' for c in frame.columns)
+    statement = f"COPY {target} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
+    cursor = dbapi_connection.cursor()
+    if hasattr(cursor, "copy_expert"):  # psycopg2
+        buffer.seek(0)
+        cursor.copy_expert(statement, buffer)
+    else:  # psycopg 3
+        with cursor.copy(statement) as copy:
+            copy.write(buffer.getvalue())
