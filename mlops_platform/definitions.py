@@ -18,12 +18,18 @@ from mlops_platform.registry import jobs as registry_jobs
 
 DOMAIN_MODULES = [ingestion_assets, ingestion_jobs, contract_checks, registry_jobs]
 
-with warnings.catch_warnings():
-    # `load_definitions_from_modules` is marked preview in Dagster 1.13; it is what collects
-    # asset specs and jobs from modules without listing them by hand.
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    domains = dg.load_definitions_from_modules(DOMAIN_MODULES)
 
+def _domain_definitions() -> dg.Definitions:
+    with warnings.catch_warnings():
+        # `load_definitions_from_modules` is marked preview in Dagster 1.13; it is what
+        # collects asset specs and jobs from modules without listing them by hand.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.load_definitions_from_modules(DOMAIN_MODULES)
+
+
+# The only module-level Definitions: Dagster refuses a module that holds more than one.
 defs = dg.Definitions.merge(
-    domains, model_pipeline.pipelines, dg.Definitions(resources=resources_for())
+    _domain_definitions(),
+    model_pipeline.model_pipelines(),
+    dg.Definitions(resources=resources_for()),
 )

@@ -22,4 +22,6 @@ def model_pipeline(spec: ModelSpec) -> dg.Definitions:
     return dg.Definitions(assets=assets, asset_checks=[build_gate_check(spec)], jobs=[job])
 
 
-pipelines = dg.Definitions.merge(*(model_pipeline(spec) for spec in enabled_specs()))
+def model_pipelines() -> dg.Definitions:
+    """The pipelines of every enabled spec (`MLOPS_MODEL_SPECS`)."""
+    return dg.Definitions.merge(*(model_pipeline(spec) for spec in enabled_specs()))

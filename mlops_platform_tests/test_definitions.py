@@ -19,6 +19,9 @@ EXPECTED_ASSETS = {
     "raw/weather",
     "source/flight_ops_db",
     "source/weather_feed",
+    "features/flight_delay",
+    "models/flight_delay",
+    "registry/flight_delay",
 }
 
 
@@ -28,12 +31,20 @@ def test_definitions_snapshot():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    raw_tables = ("airlines", "airports", "flights", "planes", "weather")
     assert checks == {
-        (f"raw/{t}", "contract") for t in ("airlines", "airports", "flights", "planes", "weather")
+        *((f"raw/{t}", "contract") for t in raw_tables),
+        ("models/flight_delay", "evaluation_gate"),
     }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
-    assert {job.name for job in defs.resolve_all_job_defs()} >= {"ingest", "advance_clock"}
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {
+        "ingest",
+        "advance_clock",
+        "train_flight_delay",
+        "approve_model",
+        "rollback_model",
+    }
     ingest = defs.resolve_job_def("ingest")
     assert ingest.asset_layer.executable_asset_keys >= {
         dg.AssetKey(["raw", t]) for t in ("flights", "weather")

@@ -17,7 +17,7 @@ from mlops_platform_tests.helpers import check_results, ingest, rows_loaded, sou
 
 SERVER = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SOURCE_SCHEMA = "flight_ops_source"
-WAREHOUSE_SCHEMAS = ("raw", "raw_staging", "quarantine")
+WAREHOUSE_SCHEMAS = ("raw", "raw_staging", "quarantine", "features", "audit")
 
 
 def _server_or_skip() -> None:
@@ -150,6 +150,10 @@ def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_di
     replay.set_clock(postgres, dt.datetime(2013, 1, 22))
     assert ingest(pg_resources).success
     spec = load_spec("flight_delay")
+    gate = spec.gate.model_copy(
+        update={"latency_single_row_ms": 5_000, "latency_1000_rows_ms": 20_000}
+    )
+    spec = spec.model_copy(update={"gate": gate})  # behaviour, not this machine's speed
     resources = {
         "warehouse": pg_resources["warehouse"],
         "mlflow_registry": MLflowResource(

@@ -5,7 +5,12 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
-from mlops_platform.ingestion.sources import flight_ops_source, weather_feed_source
+from mlops_platform.ingestion.sources import (
+    OPS_TABLES,
+    flight_ops_source,
+    source_shape,
+    weather_feed_source,
+)
 from mlops_platform.warehouse import Warehouse
 
 DESCRIPTIONS = {
@@ -62,8 +67,7 @@ def _spec_pipeline(name: str):
 
 
 @dlt_assets(
-    # Deferred reflection: building the asset specs does not connect to any database.
-    dlt_source=flight_ops_source("sqlite://"),
+    dlt_source=source_shape("flight_ops", OPS_TABLES),
     dlt_pipeline=_spec_pipeline("flight_ops"),
     name="flight_ops_tables",
     dagster_dlt_translator=RawTableTranslator(flight_ops_db),
@@ -86,7 +90,7 @@ def flight_ops_tables(
 
 
 @dlt_assets(
-    dlt_source=weather_feed_source("http://127.0.0.1"),
+    dlt_source=source_shape("weather_feed", ["weather"]),
     dlt_pipeline=_spec_pipeline("weather_feed"),
     name="weather_feed_tables",
     dagster_dlt_translator=RawTableTranslator(weather_api),

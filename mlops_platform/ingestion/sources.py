@@ -99,6 +99,25 @@ def weather_feed_source(base_url: str, page_size: int = 5000) -> Any:
     )
 
 
+def source_shape(name: str, tables: tuple[str, ...] | list[str]) -> Any:
+    """A dlt source with the same name, tables and keys as a real one, and no data.
+
+    `@dlt_assets` needs a source when the code location loads, only to name the assets; this
+    one avoids importing `sql_database`/`rest_api` (and reflecting anything) at load time.
+    Runs always build the real source.
+    """
+    import dlt
+
+    @dlt.source(name=name)
+    def shape():
+        return [
+            dlt.resource([], name=table, primary_key=NATURAL_KEYS[table], write_disposition="merge")
+            for table in tables
+        ]
+
+    return shape()
+
+
 def _natural_primary_key(table: Any) -> Any:
     """Make the natural key the primary key dlt reflects (the source's own is a surrogate `id`).
 
