@@ -96,7 +96,8 @@ class ModelRegistry:
         mlflow = self._mlflow()
         from mlflow.models import infer_signature
 
-        unreviewed = sorted(set(untrusted_types(model)) - set(REVIEWED_TRUSTED_TYPES))
+        found = untrusted_types(model)
+        unreviewed = sorted(set(found) - set(REVIEWED_TRUSTED_TYPES))
         if unreviewed:
             raise UntrustedTypesError(
                 f"model contains types not reviewed for skops loading: {unreviewed}"
@@ -105,7 +106,7 @@ class ModelRegistry:
             model,
             name="model",
             serialization_format="skops",
-            skops_trusted_types=untrusted_types(model),
+            skops_trusted_types=found,
             signature=infer_signature(input_example, prediction_example),
             input_example=input_example,
             registered_model_name=model_name,
