@@ -72,9 +72,9 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
     from mlops_platform.contracts.checks import reference_values
     from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
     from mlops_platform.contracts.rules import CONTRACTS
-    from mlops_platform.profiles import resources_for
+    from mlops_platform.profiles import plain_resources
 
-    warehouse = resources_for()["warehouse"]
+    warehouse = plain_resources()["warehouse"]
     tables = [args.table] if args.table else list(CONTRACTS)
     for table in tables:
         if table not in CONTRACTS:
@@ -93,11 +93,11 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
 
 
 def cmd_model(args: argparse.Namespace) -> None:
-    from mlops_platform.profiles import resources_for
+    from mlops_platform.profiles import plain_resources
     from mlops_platform.registry.promotion import audit_log, rollback
     from mlops_platform.registry.store import CHALLENGER, CHAMPION, PREVIOUS
 
-    resources = resources_for()
+    resources = plain_resources()
     registry, warehouse = resources["mlflow_registry"].registry(), resources["warehouse"]
     if args.action == "rollback":
         if not args.reason:

@@ -49,6 +49,29 @@ def production_resources() -> dict:
     }
 
 
+def plain_resources(profile: str | None = None) -> dict:
+    """Warehouse and MLflow for processes outside Dagster (serving, CLI): settings are read
+    from the environment now, since `dg.EnvVar` is only resolved when Dagster runs."""
+    import os
+
+    if (profile or active_profile()) != "production":
+        return {"warehouse": DuckDBWarehouse(), "mlflow_registry": MLflowResource()}
+
+    def need(name: str) -> str:
+        value = os.environ.get(name)
+        if not value:
+            raise RuntimeError(f"{name} must be set for the production profile (.env.example)")
+        return value
+
+    return {
+        "warehouse": PostgresWarehouse(url=need("MLOPS_WAREHOUSE_URL")),
+        "mlflow_registry": MLflowResource(
+            tracking_uri=need("MLOPS_MLFLOW_TRACKING_URI"),
+            artifact_root=need("MLOPS_MLFLOW_ARTIFACT_ROOT"),
+        ),
+    }
+
+
 def resources_for(profile: str | None = None) -> dict:
     profile = profile or active_profile()
     return production_resources() if profile == "production" else local_resources()

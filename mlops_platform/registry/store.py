@@ -91,6 +91,7 @@ class ModelRegistry:
         input_example,
         prediction_example,
         pip_requirements: list[str],
+        predict_fn: str = "predict",
     ) -> tuple[str, str]:
         """Log `model` to the active run and register it; returns (version, artifact SHA-256)."""
         mlflow = self._mlflow()
@@ -111,6 +112,9 @@ class ModelRegistry:
             input_example=input_example,
             registered_model_name=model_name,
             pip_requirements=pip_requirements,
+            # What `mlflow models serve` and pyfunc clients get: class probabilities for a
+            # classifier, the same reply our /invocations gives.
+            pyfunc_predict_fn=predict_fn,
         )
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp)

@@ -1,0 +1,106 @@
+"""Which models serve: the verified champion (and challenger), kept in step with the registry.
+
+The champion is loaded at start (waiting and retrying, with a clear log, while the registry is
+unreachable) and re-checked every `poll_seconds`: a new champion or a rollback is loaded and
+verified off the request path, then swapped in with one reference assignment, so requests in
+flight finish on the model they started with and none fail. If the registry goes down later,
+the current models keep serving. Nothing unverified is ever served: every load goes through
+`ModelRegistry.load_verified` (artifact SHA-256).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_platform.serving.scorer import FastScorer
+from mlops_platform.specs import ModelSpec
+
+log = logging.getLogger("mlops.serving")
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    name: str
+    version: str
+    alias: str
+    scorer: FastScorer
+
+
+class ModelManager:
+    def __init__(self, registry: ModelRegistry, spec: ModelSpec, poll_seconds: float = 5.0,
+                 load_challenger: bool = True) -> None:
+        self.registry = registry
+        self.spec = spec
+        self.poll_seconds = poll_seconds
+        self.load_challenger = load_challenger
+        self.champion: ModelHandle | None = None
+        self.challenger: ModelHandle | None = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def _load(self, alias: str, version: str) -> ModelHandle:
+        pipeline = self.registry.load_verified(self.spec.name, version)
+        return ModelHandle(self.spec.name, version, alias, FastScorer(pipeline, self.spec))
+
+    def refresh(self) -> bool:
+        """Follow the aliases once; returns True if anything changed. Never raises."""
+        with self._lock:
+            changed = False
+            try:
+                wanted = self.registry.alias_version(self.spec.name, CHAMPION)
+                if wanted is not None and (self.champion is None
+                                           or self.champion.version != wanted):
+                    handle = self._load(CHAMPION, wanted)
+                    previous = self.champion.version if self.champion else None
+                    self.champion = handle
+                    changed = True
+                    log.warning("champion %s v%s now serving (was %s)", self.spec.name,
+                                wanted, previous and f"v{previous}")
+                if self.load_challenger:
+                    shadow = self.registry.alias_version(self.spec.name, CHALLENGER)
+                    if shadow is None or shadow == wanted:
+                        changed |= self.challenger is not None
+                        self.challenger = None
+                    elif self.challenger is None or self.challenger.version != shadow:
+                        self.challenger = self._load(CHALLENGER, shadow)
+                        changed = True
+                        log.warning("challenger %s v%s shadowing", self.spec.name, shadow)
+                self.last_error = None
+            except Exception as exc:  # noqa: BLE001 - keep serving; the error is reported
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("registry check failed, still serving %s: %s",
+                          self.champion and f"v{self.champion.version}", self.last_error)
+            return changed
+
+    def wait_for_champion(self, timeout: float | None = None, retry_seconds: float = 2.0) -> None:
+        """Block until a verified champion is loaded (or `timeout`), logging each retry."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.refresh()
+            if self.champion is not None:
+                return
+            reason = self.last_error or f"no '{CHAMPION}' alias on {self.spec.name} yet"
+            log.warning("waiting for a champion (%s); retrying in %.0fs", reason, retry_seconds)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"no verified champion for {self.spec.name}: {reason}")
+            if self._stop.wait(retry_seconds):
+                raise RuntimeError("stopped while waiting for a champion")
+
+    def start_watching(self) -> None:
+        def watch() -> None:
+            while not self._stop.wait(self.poll_seconds):
+                self.refresh()
+
+        self._thread = threading.Thread(target=watch, name="alias-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)

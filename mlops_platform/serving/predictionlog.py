@@ -1,0 +1,101 @@
+"""Append-only prediction and feedback logs as date-partitioned Parquet files.
+
+Record batches (columns) are queued by the request path and written by one background thread
+(every `flush_seconds` or `max_rows`), so the request never waits for disk. `close()` drains
+the queue: on a clean shutdown (SIGTERM included) nothing accepted is lost.
+Layout: `<dir>/date=YYYY-MM-DD/part-<unix ms>-<n>.parquet`; monitoring reads the directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import queue
+import threading
+from pathlib import Path
+
+log = logging.getLogger("mlops.serving")
+
+
+class PartitionedLog:
+    def __init__(self, directory: str | Path, flush_seconds: float = 1.0,
+                 max_rows: int = 5_000) -> None:
+        self.directory = Path(directory)
+        self.flush_seconds = flush_seconds
+        self.max_rows = max_rows
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self._counter = itertools.count()
+        self.written = 0
+        self._thread = threading.Thread(target=self._run, name=f"log-{self.directory.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def append(self, columns: dict[str, list]) -> None:
+        """Queue one batch of records given as equal-length columns (one must be `ts`)."""
+        if columns and columns["ts"]:
+            self._queue.put(columns)
+
+    def _drain(self) -> list[dict[str, list]]:
+        batches, rows = [], 0
+        while rows < self.max_rows:
+            try:
+                batch = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            batches.append(batch)
+            rows += len(batch["ts"])
+        return batches
+
+    def _write(self, batches: list[dict[str, list]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        by_date: dict[str, list] = {}
+        for batch in batches:
+            by_date.setdefault(batch["ts"][0].strftime("%Y-%m-%d"), []).append(
+                pa.Table.from_pydict(batch)
+            )
+        for day, tables in by_date.items():
+            folder = self.directory / f"date={day}"
+            folder.mkdir(parents=True, exist_ok=True)
+            stamp = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+            name = folder / f"part-{stamp}-{next(self._counter)}.parquet"
+            table = pa.concat_tables(tables, promote_options="default")
+            pq.write_table(table, name.with_suffix(".tmp"))
+            name.with_suffix(".tmp").rename(name)  # readers never see half a file
+            self.written += table.num_rows
+
+    def _run(self) -> None:
+        while not self._closed.wait(self.flush_seconds):
+            self._flush()
+        self._flush()
+
+    def _flush(self) -> None:
+        while True:
+            batch = self._drain()
+            if not batch:
+                return
+            try:
+                self._write(batch)
+            except Exception:  # noqa: BLE001 - keep the records and try again on the next tick
+                log.exception("could not write %d log batches; retrying", len(batch))
+                for columns in batch:
+                    self._queue.put(columns)
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=30)
+
+
+def read_log(directory: str | Path):
+    """Everything logged so far, as a DataFrame (empty if nothing yet)."""
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    root = Path(directory)
+    if not any(root.glob("date=*/*.parquet")):
+        return pd.DataFrame()
+    return ds.dataset(root, format="parquet", partitioning="hive").to_table().to_pandas()

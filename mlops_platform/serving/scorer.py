@@ -1,0 +1,98 @@
+"""Score rows with a fitted pipeline without pandas on the per-request path.
+
+`FastScorer` reads the fitted ordinal encoder's categories into dicts and feeds a float64
+matrix, in the order the pipeline's ColumnTransformer produces, straight to the gradient
+boosting estimator. It gives the same numbers as `pipeline.predict_proba(frame)` (tested) at a
+fraction of the per-call cost, which is what bounds a service's throughput.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from mlops_platform.specs import ModelSpec
+
+
+class InputError(ValueError):
+    """A request's rows cannot be scored; the message names the column."""
+
+
+def normalize(columns: dict[str, Sequence], rows: int, spec: ModelSpec) -> dict[str, list]:
+    """Check and coerce request columns: numbers to float (None/"" -> NaN), categories to str.
+
+    Raises InputError naming the first missing or mistyped column. Extra columns are ignored.
+    """
+    out: dict[str, list] = {}
+    for name in spec.features.columns:
+        values = columns.get(name)
+        if values is None:
+            raise InputError(f"missing column '{name}'")
+        if len(values) != rows:
+            raise InputError(f"column '{name}' has {len(values)} values, expected {rows}")
+        if name in spec.features.categorical:
+            out[name] = [None if v is None else v if isinstance(v, str) else str(v)
+                         for v in values]
+            continue
+        try:
+            out[name] = [math.nan if v is None or v == "" else float(v) for v in values]
+        except (TypeError, ValueError):
+            bad = next(v for v in values if not _is_number(v))
+            raise InputError(f"column '{name}' must be numeric, got {bad!r}") from None
+    return out
+
+
+def _is_number(value) -> bool:
+    if value is None or value == "":
+        return True
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)
+
+
+class FastScorer:
+    def __init__(self, pipeline, spec: ModelSpec) -> None:
+        encode = pipeline.named_steps["encode"]
+        self.estimator = pipeline.named_steps["model"]
+        ordinal = encode.named_transformers_["categories"]
+        self.spec = spec
+        self.categorical = list(spec.features.categorical)
+        self.numeric = list(spec.features.numeric)
+        self.maps = {
+            column: {str(value): float(code) for code, value in enumerate(categories)}
+            for column, categories in zip(self.categorical, ordinal.categories_, strict=True)
+        }
+        self.order = list(encode.get_feature_names_out())
+        if sorted(self.order) != sorted(spec.features.columns):
+            raise ValueError("the model's columns do not match its spec's features")
+        self.classification = spec.task == "classification"
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.spec.features.columns)
+
+    def matrix(self, columns: dict[str, list], rows: int) -> np.ndarray:
+        """Float matrix from normalised columns (see `normalize`); unknown categories -> NaN."""
+        out = np.empty((rows, len(self.order)), dtype=np.float64)
+        for j, name in enumerate(self.order):
+            values = columns[name]
+            if name in self.maps:
+                lookup = self.maps[name]
+                out[:, j] = [lookup.get(v, math.nan) if v is not None else math.nan
+                             for v in values]
+            else:
+                out[:, j] = values
+        return out
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        """P(positive) for classification, the predicted value for regression."""
+        import sklearn
+
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            if self.classification:
+                return self.estimator.predict_proba(matrix)[:, 1]
+            return self.estimator.predict(matrix)
