@@ -61,6 +61,26 @@ def cmd_weather_feed(args: argparse.Namespace) -> None:
     uvicorn.run(create_app(_source_url(args)), host=args.host, port=args.port)
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    import logging
+
+    import uvicorn
+
+    from mlops_platform.serving.app import create_app
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+    )
+
+
 def cmd_quickstart(args: argparse.Namespace) -> None:
     from mlops_platform.quickstart import run_quickstart
 
@@ -140,6 +160,11 @@ def main(argv: list[str] | None = None) -> None:
     feed.add_argument("--host", default="127.0.0.1")
     feed.add_argument("--port", type=int, default=8765)
     feed.set_defaults(handler=cmd_weather_feed)
+
+    serve = commands.add_parser("serve", help="the model serving API (follows the champion)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(handler=cmd_serve)
 
     quick = commands.add_parser("quickstart", help="run the main job on embedded defaults")
     quick.add_argument("--days", type=int, default=45, help="days of 2013 to replay")

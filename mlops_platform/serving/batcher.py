@@ -43,9 +43,16 @@ class Scored:
 
 
 class MicroBatcher:
-    def __init__(self, manager: ModelManager, metrics: ServingMetrics, prediction_log:
-                 PartitionedLog, max_rows: int = 256, canary_percent: float = 0.0,
-                 shadow: bool = True, shadow_queue: int = 64) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: ServingMetrics,
+        prediction_log: PartitionedLog,
+        max_rows: int = 256,
+        canary_percent: float = 0.0,
+        shadow: bool = True,
+        shadow_queue: int = 64,
+    ) -> None:
         self.manager = manager
         self.metrics = metrics
         self.log = prediction_log
@@ -75,8 +82,9 @@ class MicroBatcher:
         self._model_thread.shutdown(wait=True)
         self._shadow_thread.shutdown(wait=True)
 
-    async def score(self, columns: dict[str, list], rows: int, request_id: str,
-                    route: str) -> Scored:
+    async def score(
+        self, columns: dict[str, list], rows: int, request_id: str, route: str
+    ) -> Scored:
         canary = self.canary_percent > 0 and random.random() * 100 < self.canary_percent
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(Pending(columns, rows, request_id, route, canary, future))
@@ -109,7 +117,7 @@ class MicroBatcher:
                 start = 0
                 for item in items:
                     if not item.future.done():
-                        item.future.set_result(Scored(scores[start:start + item.rows], handle))
+                        item.future.set_result(Scored(scores[start : start + item.rows], handle))
                     start += item.rows
                 self.metrics.batch_rows.labels(handle.alias).observe(len(scores))
                 for value in scores[:64]:
@@ -133,8 +141,7 @@ class MicroBatcher:
             columns, scores, items, handle, other = await self._shadow_queue.get()
             try:
                 shadow = await loop.run_in_executor(
-                    self._shadow_thread, lambda: other.scorer.score(
-                        other.scorer.matrix(columns, len(scores)))
+                    self._shadow_thread, _score_columns, other, columns, len(scores)
                 )
             except Exception:  # noqa: BLE001 - shadow failures never touch responses
                 log.exception("shadow scoring by v%s failed", other.version)
@@ -166,11 +173,15 @@ class MicroBatcher:
         self.log.append(record)
 
 
+def _score_columns(handle: ModelHandle, columns: dict[str, list], rows: int) -> np.ndarray:
+    return handle.scorer.score(handle.scorer.matrix(columns, rows))
+
+
 def _score(handle: ModelHandle, items: list[Pending]) -> tuple[dict[str, list], np.ndarray]:
     if len(items) == 1:
         columns = items[0].columns
     else:
-        columns = {name: [v for item in items for v in item.columns[name]]
-                   for name in items[0].columns}
-    rows = sum(item.rows for item in items)
-    return columns, handle.scorer.score(handle.scorer.matrix(columns, rows))
+        columns = {
+            name: [v for item in items for v in item.columns[name]] for name in items[0].columns
+        }
+    return columns, _score_columns(handle, columns, sum(item.rows for item in items))

@@ -31,8 +31,13 @@ class ModelHandle:
 
 
 class ModelManager:
-    def __init__(self, registry: ModelRegistry, spec: ModelSpec, poll_seconds: float = 5.0,
-                 load_challenger: bool = True) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        spec: ModelSpec,
+        poll_seconds: float = 5.0,
+        load_challenger: bool = True,
+    ) -> None:
         self.registry = registry
         self.spec = spec
         self.poll_seconds = poll_seconds
@@ -54,14 +59,19 @@ class ModelManager:
             changed = False
             try:
                 wanted = self.registry.alias_version(self.spec.name, CHAMPION)
-                if wanted is not None and (self.champion is None
-                                           or self.champion.version != wanted):
+                if wanted is not None and (
+                    self.champion is None or self.champion.version != wanted
+                ):
                     handle = self._load(CHAMPION, wanted)
                     previous = self.champion.version if self.champion else None
                     self.champion = handle
                     changed = True
-                    log.warning("champion %s v%s now serving (was %s)", self.spec.name,
-                                wanted, previous and f"v{previous}")
+                    log.warning(
+                        "champion %s v%s now serving (was %s)",
+                        self.spec.name,
+                        wanted,
+                        previous and f"v{previous}",
+                    )
                 if self.load_challenger:
                     shadow = self.registry.alias_version(self.spec.name, CHALLENGER)
                     if shadow is None or shadow == wanted:
@@ -74,8 +84,11 @@ class ModelManager:
                 self.last_error = None
             except Exception as exc:  # noqa: BLE001 - keep serving; the error is reported
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("registry check failed, still serving %s: %s",
-                          self.champion and f"v{self.champion.version}", self.last_error)
+                log.error(
+                    "registry check failed, still serving %s: %s",
+                    self.champion and f"v{self.champion.version}",
+                    self.last_error,
+                )
             return changed
 
     def wait_for_champion(self, timeout: float | None = None, retry_seconds: float = 2.0) -> None:

@@ -19,17 +19,20 @@ log = logging.getLogger("mlops.serving")
 
 
 class PartitionedLog:
-    def __init__(self, directory: str | Path, flush_seconds: float = 1.0,
-                 max_rows: int = 5_000) -> None:
+    def __init__(
+        self, directory: str | Path, schema, flush_seconds: float = 0.25, max_rows: int = 5_000
+    ) -> None:
         self.directory = Path(directory)
+        self.schema = schema
         self.flush_seconds = flush_seconds
         self.max_rows = max_rows
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = threading.Event()
         self._counter = itertools.count()
         self.written = 0
-        self._thread = threading.Thread(target=self._run, name=f"log-{self.directory.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"log-{self.directory.name}", daemon=True
+        )
         self._thread.start()
 
     def append(self, columns: dict[str, list]) -> None:
@@ -52,17 +55,24 @@ class PartitionedLog:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        by_date: dict[str, list] = {}
+        by_date: dict[str, dict[str, list]] = {}
         for batch in batches:
-            by_date.setdefault(batch["ts"][0].strftime("%Y-%m-%d"), []).append(
-                pa.Table.from_pydict(batch)
+            day = by_date.setdefault(
+                batch["ts"][0].strftime("%Y-%m-%d"), {name: [] for name in self.schema.names}
             )
-        for day, tables in by_date.items():
+            for name, values in day.items():
+                values.extend(batch[name])
+        # One conversion per day and flush: per-batch conversions cost more GIL time in all.
+        converted_by_day = {
+            day: [pa.RecordBatch.from_pydict(columns, schema=self.schema)]
+            for day, columns in by_date.items()
+        }
+        for day, converted in converted_by_day.items():
             folder = self.directory / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
             stamp = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
             name = folder / f"part-{stamp}-{next(self._counter)}.parquet"
-            table = pa.concat_tables(tables, promote_options="default")
+            table = pa.Table.from_batches(converted, schema=self.schema)
             pq.write_table(table, name.with_suffix(".tmp"))
             name.with_suffix(".tmp").rename(name)  # readers never see half a file
             self.written += table.num_rows
@@ -88,6 +98,46 @@ class PartitionedLog:
     def close(self) -> None:
         self._closed.set()
         self._thread.join(timeout=30)
+
+
+def prediction_schema(spec):
+    """Columns of the prediction log: who scored what, when, and the features as received."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("ts", pa.timestamp("us")),
+            ("request_id", pa.string()),
+            ("row", pa.int64()),
+            ("route", pa.string()),
+            ("model", pa.string()),
+            ("model_version", pa.string()),
+            ("alias", pa.string()),
+            ("score", pa.float64()),
+            ("shadow_version", pa.string()),
+            ("shadow_score", pa.float64()),
+        ]
+        + [(c, pa.string()) for c in spec.features.categorical]
+        + [(c, pa.float64()) for c in spec.features.numeric]
+    )
+
+
+def feedback_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("ts", pa.timestamp("us")),
+            ("year", pa.int64()),
+            ("month", pa.int64()),
+            ("day", pa.int64()),
+            ("carrier", pa.string()),
+            ("flight", pa.int64()),
+            ("origin", pa.string()),
+            ("arr_delay", pa.float64()),
+            ("request_id", pa.string()),
+        ]
+    )
 
 
 def read_log(directory: str | Path):

@@ -41,8 +41,9 @@ def _dict_of_columns(data: dict, where: str) -> tuple[dict[str, list], int]:
 def parse_mlflow_json(payload) -> tuple[dict[str, list], int]:
     """`dataframe_split`, `dataframe_records`, `instances` or `inputs` (exactly one)."""
     if not isinstance(payload, dict):
-        raise ProtocolError("the JSON body must be an object with one of the keys "
-                            f"{', '.join(MLFLOW_FORMATS)}")
+        raise ProtocolError(
+            f"the JSON body must be an object with one of the keys {', '.join(MLFLOW_FORMATS)}"
+        )
     found = [key for key in MLFLOW_FORMATS if key in payload]
     unknown = set(payload) - {*MLFLOW_FORMATS, "params"}
     if len(found) != 1 or unknown:
@@ -61,8 +62,9 @@ def parse_mlflow_json(payload) -> tuple[dict[str, list], int]:
             raise ProtocolError("dataframe_split.data must be a non-empty list of rows")
         for i, row in enumerate(rows):
             if not isinstance(row, list) or len(row) != len(names):
-                raise ProtocolError(f"dataframe_split.data[{i}] must have {len(names)} values "
-                                    f"(one per column)")
+                raise ProtocolError(
+                    f"dataframe_split.data[{i}] must have {len(names)} values (one per column)"
+                )
         return {name: [row[j] for row in rows] for j, name in enumerate(names)}, len(rows)
     if key == "dataframe_records":
         return _records_to_columns(data, key)
@@ -99,8 +101,9 @@ def parse_oip(payload) -> tuple[dict[str, list], int]:
             data = [data]
         shape = tensor.get("shape") or [len(data)]
         if shape[0] != len(data):
-            raise ProtocolError(f"input '{tensor['name']}' has shape {shape} but "
-                                f"{len(data)} values")
+            raise ProtocolError(
+                f"input '{tensor['name']}' has shape {shape} but {len(data)} values"
+            )
         if rows is not None and len(data) != rows:
             raise ProtocolError(f"input '{tensor['name']}' has {len(data)} rows, others {rows}")
         rows = len(data)

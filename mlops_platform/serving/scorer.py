@@ -1,9 +1,10 @@
 """Score rows with a fitted pipeline without pandas on the per-request path.
 
 `FastScorer` reads the fitted ordinal encoder's categories into dicts and feeds a float64
-matrix, in the order the pipeline's ColumnTransformer produces, straight to the gradient
-boosting estimator. It gives the same numbers as `pipeline.predict_proba(frame)` (tested) at a
-fraction of the per-call cost, which is what bounds a service's throughput.
+matrix, in the order the pipeline's ColumnTransformer produces, to the gradient boosting trees
+compiled into numpy arrays (`forest.py`). It gives the same numbers as
+`pipeline.predict_proba(frame)` (tested) at a fraction of the per-call cost, which is what
+bounds a service's throughput.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from mlops_platform.specs import ModelSpec
+
+#: Batches at least this big are scored by scikit-learn itself (measured crossover, 2 cores).
+COMPILED_MAX_ROWS = 24
 
 
 class InputError(ValueError):
@@ -33,8 +37,7 @@ def normalize(columns: dict[str, Sequence], rows: int, spec: ModelSpec) -> dict[
         if len(values) != rows:
             raise InputError(f"column '{name}' has {len(values)} values, expected {rows}")
         if name in spec.features.categorical:
-            out[name] = [None if v is None else v if isinstance(v, str) else str(v)
-                         for v in values]
+            out[name] = [None if v is None else v if isinstance(v, str) else str(v) for v in values]
             continue
         try:
             out[name] = [math.nan if v is None or v == "" else float(v) for v in values]
@@ -70,6 +73,9 @@ class FastScorer:
         if sorted(self.order) != sorted(spec.features.columns):
             raise ValueError("the model's columns do not match its spec's features")
         self.classification = spec.task == "classification"
+        from mlops_platform.serving.forest import CompiledForest
+
+        self.forest = CompiledForest(self.estimator)
 
     @property
     def columns(self) -> list[str]:
@@ -82,17 +88,26 @@ class FastScorer:
             values = columns[name]
             if name in self.maps:
                 lookup = self.maps[name]
-                out[:, j] = [lookup.get(v, math.nan) if v is not None else math.nan
-                             for v in values]
+                out[:, j] = [lookup.get(v, math.nan) if v is not None else math.nan for v in values]
             else:
                 out[:, j] = values
         return out
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
-        """P(positive) for classification, the predicted value for regression."""
-        import sklearn
+        """P(positive) for classification, the predicted value for regression.
 
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            if self.classification:
-                return self.estimator.predict_proba(matrix)[:, 1]
-            return self.estimator.predict(matrix)
+        Small batches (the online case) go through the compiled trees (~0.15 ms a row); from
+        `COMPILED_MAX_ROWS` rows on, scikit-learn's own per-tree loop (~3 ms a call, nearly
+        flat in rows) is the cheaper one.
+        """
+        if len(matrix) >= COMPILED_MAX_ROWS:
+            import sklearn
+
+            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+                if self.classification:
+                    return self.estimator.predict_proba(matrix)[:, 1]
+                return self.estimator.predict(matrix)
+        raw = self.forest.raw(matrix)
+        if self.classification:
+            return 1.0 / (1.0 + np.exp(-raw))
+        return raw

@@ -15,12 +15,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import socket
-import threading
-import time
 
 import sqlalchemy as sa
 
+from mlops_platform.http_server import BackgroundServer
 from mlops_platform.source_system import tables
 from mlops_platform.source_system.replay import read_clock
 
@@ -92,38 +90,8 @@ def create_app(source_url: str):
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class FeedServer:
-    """Runs the weather feed with uvicorn in a background thread on loopback."""
+class FeedServer(BackgroundServer):
+    """The weather feed with uvicorn in a background thread on loopback."""
 
     def __init__(self, source_url: str, port: int | None = None) -> None:
-        import uvicorn
-
-        self.port = port or free_port()
-        config = uvicorn.Config(
-            create_app(source_url), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> FeedServer:
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the weather feed did not start on port {self.port}")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        super().__init__(create_app(source_url), port)

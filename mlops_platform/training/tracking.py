@@ -124,7 +124,11 @@ def train_and_register(
 
         example = model_input(train.head(5), spec)
         version, sha = registry.log_model_version(
-            spec.name, model, example, predict(model, train.head(5), spec), _requirements(),
+            spec.name,
+            model,
+            example,
+            predict(model, train.head(5), spec),
+            _requirements(),
             predict_fn="predict_proba" if spec.task == "classification" else "predict",
         )
     registry.set_version_tags(
