@@ -62,3 +62,32 @@ def resources(source_url, data_dir) -> dict:
             path=str(data_dir / "warehouse.duckdb"), pipelines_dir=str(data_dir / "dlt")
         ),
     }
+
+
+@pytest.fixture(scope="session")
+def golden(tmp_path_factory, source_template) -> Path:
+    """A warehouse holding Jan 1 - Feb 10 (ingested for real) and a migrated MLflow store."""
+    import datetime as dt
+
+    from dagster_dlt import DagsterDltResource
+
+    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.registry.resources import MLflowResource
+    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform_tests.helpers import ingest
+
+    root = tmp_path_factory.mktemp("golden")
+    shutil.copy(source_template, root / "flight_ops.sqlite")
+    url = f"sqlite:///{root / 'flight_ops.sqlite'}"
+    replay.set_clock(url, dt.datetime(2013, 2, 10))
+    source = FlightOpsDatabase(url=url)
+    result = ingest({
+        "dlt": DagsterDltResource(), "source_system": source,
+        "weather_feed": WeatherFeed(source_system=source),
+        "warehouse": DuckDBWarehouse(path=str(root / "warehouse.duckdb"),
+                                     pipelines_dir=str(root / "dlt")),
+    })
+    assert result.success
+    MLflowResource(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+                   artifact_root=str(root / "artifacts")).registry().experiment_id("warmup")
+    return root

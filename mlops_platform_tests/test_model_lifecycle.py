@@ -14,10 +14,9 @@ from mlops_platform.model_pipeline import model_pipeline
 from mlops_platform.registry.promotion import PromotionRefused, audit_log, promote
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.registry.store import TamperedArtifactError
-from mlops_platform.source_system import replay
 from mlops_platform.specs import load_spec
 from mlops_platform.warehouse import DuckDBWarehouse
-from mlops_platform_tests.helpers import QUIET, ingest
+from mlops_platform_tests.helpers import QUIET
 
 
 def relaxed(spec):
@@ -31,35 +30,6 @@ def relaxed(spec):
 
 
 SPEC = relaxed(load_spec("flight_delay"))
-
-
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory, source_template) -> Path:
-    """A warehouse holding Jan 1 - Feb 10 (ingested for real) and a migrated MLflow store."""
-    from dagster_dlt import DagsterDltResource
-
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
-
-    root = tmp_path_factory.mktemp("golden")
-    shutil.copy(source_template, root / "flight_ops.sqlite")
-    url = f"sqlite:///{root / 'flight_ops.sqlite'}"
-    replay.set_clock(url, dt.datetime(2013, 2, 10))
-    source = FlightOpsDatabase(url=url)
-    result = ingest(
-        {
-            "dlt": DagsterDltResource(),
-            "source_system": source,
-            "weather_feed": WeatherFeed(source_system=source),
-            "warehouse": DuckDBWarehouse(
-                path=str(root / "warehouse.duckdb"), pipelines_dir=str(root / "dlt")
-            ),
-        }
-    )
-    assert result.success
-    MLflowResource(
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
-    ).registry().experiment_id("warmup")
-    return root
 
 
 @pytest.fixture()

@@ -1,0 +1,55 @@
+"""The serving fast path gives exactly the pipeline's numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlops_platform.serving.scorer import COMPILED_MAX_ROWS, FastScorer, InputError, normalize
+from mlops_platform.specs import load_spec
+from mlops_platform.training.params import Hyperparameters
+from mlops_platform.training.train import fit, model_input, split_by_time
+from mlops_platform.warehouse import DuckDBWarehouse
+
+SPEC = load_spec("flight_delay")
+
+
+@pytest.fixture(scope="module")
+def fitted(golden):
+    from mlops_platform.features.build import build_feature_table
+
+    warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
+    table = build_feature_table(warehouse.read_table("raw", "flights"),
+                                warehouse.read_table("raw", "weather"),
+                                warehouse.read_table("raw", "planes"), SPEC)
+    train, holdout, _ = split_by_time(table, SPEC)
+    return fit(SPEC, train, Hyperparameters(max_iter=60)), holdout
+
+
+def columns_of(frame):
+    x = model_input(frame, SPEC)
+    return {c: x[c].where(x[c].notna(), None).tolist() for c in SPEC.features.columns}, x
+
+
+@pytest.mark.parametrize("rows", [1, 7, COMPILED_MAX_ROWS - 1, COMPILED_MAX_ROWS, 2000])
+def test_fast_scorer_equals_the_pipeline(fitted, rows):
+    model, holdout = fitted
+    frame = holdout.head(rows).copy()
+    if rows > 3:  # unknown and missing categories, missing numbers
+        frame.iloc[0, frame.columns.get_loc("carrier")] = "ZZ"
+        frame.iloc[1, frame.columns.get_loc("dest")] = None
+        frame.iloc[2, frame.columns.get_loc("temp")] = np.nan
+    columns, x = columns_of(frame)
+    scorer = FastScorer(model, SPEC)
+    ours = scorer.score(scorer.matrix(normalize(columns, rows, SPEC), rows))
+    np.testing.assert_allclose(ours, model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_bad_columns_are_named():
+    with pytest.raises(InputError, match="missing column 'distance'"):
+        normalize({}, 1, SPEC)
+    columns = {c: [1.0] for c in SPEC.features.numeric} | {
+        c: ["x"] for c in SPEC.features.categorical}
+    columns["distance"] = ["far"]
+    with pytest.raises(InputError, match="column 'distance' must be numeric, got 'far'"):
+        normalize(columns, 1, SPEC)
