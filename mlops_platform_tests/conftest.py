@@ -81,13 +81,18 @@ def golden(tmp_path_factory, source_template) -> Path:
     url = f"sqlite:///{root / 'flight_ops.sqlite'}"
     replay.set_clock(url, dt.datetime(2013, 2, 10))
     source = FlightOpsDatabase(url=url)
-    result = ingest({
-        "dlt": DagsterDltResource(), "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
-        "warehouse": DuckDBWarehouse(path=str(root / "warehouse.duckdb"),
-                                     pipelines_dir=str(root / "dlt")),
-    })
+    result = ingest(
+        {
+            "dlt": DagsterDltResource(),
+            "source_system": source,
+            "weather_feed": WeatherFeed(source_system=source),
+            "warehouse": DuckDBWarehouse(
+                path=str(root / "warehouse.duckdb"), pipelines_dir=str(root / "dlt")
+            ),
+        }
+    )
     assert result.success
-    MLflowResource(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-                   artifact_root=str(root / "artifacts")).registry().experiment_id("warmup")
+    MLflowResource(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
+    ).registry().experiment_id("warmup")
     return root

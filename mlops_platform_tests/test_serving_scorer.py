@@ -19,9 +19,12 @@ def fitted(golden):
     from mlops_platform.features.build import build_feature_table
 
     warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
-    table = build_feature_table(warehouse.read_table("raw", "flights"),
-                                warehouse.read_table("raw", "weather"),
-                                warehouse.read_table("raw", "planes"), SPEC)
+    table = build_feature_table(
+        warehouse.read_table("raw", "flights"),
+        warehouse.read_table("raw", "weather"),
+        warehouse.read_table("raw", "planes"),
+        SPEC,
+    )
     train, holdout, _ = split_by_time(table, SPEC)
     return fit(SPEC, train, Hyperparameters(max_iter=60)), holdout
 
@@ -49,7 +52,8 @@ def test_bad_columns_are_named():
     with pytest.raises(InputError, match="missing column 'distance'"):
         normalize({}, 1, SPEC)
     columns = {c: [1.0] for c in SPEC.features.numeric} | {
-        c: ["x"] for c in SPEC.features.categorical}
+        c: ["x"] for c in SPEC.features.categorical
+    }
     columns["distance"] = ["far"]
     with pytest.raises(InputError, match="column 'distance' must be numeric, got 'far'"):
         normalize(columns, 1, SPEC)

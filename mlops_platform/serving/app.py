@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import gc
 import hmac
+import json
 import logging
 import uuid
 from importlib.metadata import version as package_version
@@ -40,6 +41,18 @@ def _json(body, status: int = 200) -> Response:
         status_code=status,
         media_type="application/json",
     )
+
+
+def _loads(body: bytes):
+    """orjson, falling back to the standard parser, which (like MLflow's server) accepts the
+    NaN/Infinity tokens Python clients emit for missing numbers."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise ProtocolError(f"invalid JSON: {exc}") from None
 
 
 def _bad_request(message: str, status: int = 400) -> Response:
@@ -181,10 +194,8 @@ def create_app(
             if kind == "text/csv":
                 columns, rows = parse_csv(body)
             else:
-                columns, rows = parse_mlflow_json(orjson.loads(body))
+                columns, rows = parse_mlflow_json(_loads(body))
             scored = await score(columns, rows, _request_id(request), "invocations")
-        except orjson.JSONDecodeError as exc:
-            return _bad_request(f"invalid JSON: {exc}")
         except (ProtocolError, InputError) as exc:
             return _bad_request(str(exc))
         except HTTPException as exc:
@@ -239,13 +250,20 @@ def create_app(
     async def v2_infer(name: str, request: Request) -> Response:
         _check_name(name)
         try:
-            payload = orjson.loads(await request.body())
+            body = await request.body()
+            # Triton's binary extension: a JSON header of this length, binary tensors after.
+            header_length = request.headers.get("inference-header-content-length")
+            if header_length is not None:
+                if int(header_length) != len(body):
+                    raise ProtocolError(
+                        "binary tensor data is not supported: send the "
+                        "tensors as JSON (binary_data=False)"
+                    )
+            payload = _loads(body)
             columns, rows = parse_oip(payload)
             scored = await score(
                 columns, rows, payload.get("id") or _request_id(request), "v2_infer"
             )
-        except orjson.JSONDecodeError as exc:
-            return _json({"error": f"invalid JSON: {exc}"}, 400)
         except (ProtocolError, InputError) as exc:
             return _json({"error": str(exc)}, 400)
         except HTTPException as exc:

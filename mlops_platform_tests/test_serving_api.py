@@ -1,0 +1,446 @@
+"""The serving API over real HTTP: real uvicorn, real MLflow registry, real skops artifacts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from mlops_platform.features.build import build_feature_table
+from mlops_platform.http_server import BackgroundServer
+from mlops_platform.registry.promotion import audit_log, promote
+from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_platform.serving.app import create_app
+from mlops_platform.serving.predictionlog import read_log
+from mlops_platform.serving.settings import ServingSettings
+from mlops_platform.specs import load_spec
+from mlops_platform.training.tracking import train_and_register
+from mlops_platform.warehouse import DuckDBWarehouse
+
+SPEC = load_spec("flight_delay")
+TOKEN = "test-admin-token"
+ROW = {
+    "carrier": "UA",
+    "origin": "EWR",
+    "dest": "IAH",
+    "manufacturer": "BOEING",
+    "distance": 1400,
+    "sched_dep_hour": 5,
+    "sched_arr_hour": 8,
+    "day_of_week": 1,
+    "day_of_year": 1,
+    "plane_age": 14,
+    "seats": 149,
+    "engines": 2,
+    "temp": 39.0,
+    "dewp": 26.1,
+    "humid": 59.4,
+    "wind_dir": 270,
+    "wind_speed": 10.4,
+    "wind_gust": None,
+    "precip": 0,
+    "pressure": 1012.0,
+    "visib": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def models(golden, tmp_path_factory) -> Path:
+    """A registry with v1 (champion) and v2 (challenger, gate passed, not promoted)."""
+    root = tmp_path_factory.mktemp("served")
+    shutil.copy(golden / "mlflow.db", root / "mlflow.db")
+    shutil.copy(golden / "warehouse.duckdb", root / "warehouse.duckdb")
+    warehouse = DuckDBWarehouse(path=str(root / "warehouse.duckdb"))
+    features = build_feature_table(
+        warehouse.read_table("raw", "flights"),
+        warehouse.read_table("raw", "weather"),
+        warehouse.read_table("raw", "planes"),
+        SPEC,
+    )
+    registry = ModelRegistry(f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts"))
+    for iterations in (80, 40):  # two different models
+        params = {
+            "learning_rate": 0.05,
+            "max_iter": iterations,
+            "max_leaf_nodes": 15,
+            "min_samples_leaf": 100,
+            "l2_regularization": 1.0,
+            "random_state": 13,
+        }
+        version = train_and_register(SPEC, features, registry, params, "test")["version"]
+        registry.set_version_tags(SPEC.name, version, {"gate_passed": "true"})
+        if iterations == 80:
+            promote(
+                registry, warehouse, SPEC.name, version, reason="test", actor="test", run_id="test"
+            )
+    assert registry.alias_version(SPEC.name, CHALLENGER) == "2"
+    return root
+
+
+@pytest.fixture()
+def stack(models, tmp_path):
+    """Private copies of the registry database and warehouse; artifacts are shared (read)."""
+    shutil.copy(models / "mlflow.db", tmp_path / "mlflow.db")
+    shutil.copy(models / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(models / "artifacts"))
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    return registry, warehouse, tmp_path
+
+
+def serve(stack, **overrides):
+    registry, warehouse, tmp = stack
+    options = {
+        "admin_token": TOKEN,
+        "poll_seconds": 0.2,
+        "retry_seconds": 0.2,
+        "log_dir": str(tmp / "serving"),
+        **overrides,
+    }
+    settings = ServingSettings(**options)
+    return BackgroundServer(create_app(settings, registry, warehouse))
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ping").status_code == 200:
+                return
+        except httpx.ConnectError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    raise AssertionError("service never became ready")
+
+
+def test_mlflow_scoring_client_and_every_input_format(stack):
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    with serve(stack) as server:
+        wait_ready(server.url)
+        host, port = server.url.rsplit(":", 1)
+        client = ScoringServerClient(host.replace("http://", ""), int(port))
+        import pandas as pd
+
+        reply = client.invoke(pd.DataFrame([ROW, {**ROW, "carrier": "ZZ"}]))
+        predictions = np.asarray(reply.get_predictions())
+        assert predictions.shape == (2, 2)
+        np.testing.assert_allclose(predictions.sum(axis=1), 1.0)
+
+        url = f"{server.url}/invocations"
+        split = {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())]}}
+        bodies = [
+            split,
+            {"dataframe_records": [ROW]},
+            {"instances": [ROW]},
+            {"inputs": {k: [v] for k, v in ROW.items()}},
+        ]
+        answers = [httpx.post(url, json=body).json()["predictions"] for body in bodies]
+        csv = ",".join(ROW) + "\n" + ",".join("" if v is None else str(v) for v in ROW.values())
+        answers.append(
+            httpx.post(url, content=csv, headers={"content-type": "text/csv"}).json()["predictions"]
+        )
+        assert all(a == answers[0] for a in answers), answers
+        assert answers[0][0][1] == pytest.approx(predictions[0][1])
+
+        assert httpx.get(f"{server.url}/version").text.startswith("3.")
+        both = httpx.post(url, json={"dataframe_records": [ROW], "instances": [ROW]})
+        assert both.status_code == 400 and both.json()["error_code"] == "BAD_REQUEST"
+        assert "exactly one" in both.json()["message"]
+
+
+def test_open_inference_protocol_client(stack):
+    import tritonclient.http as triton
+
+    with serve(stack) as server:
+        wait_ready(server.url)
+        client = triton.InferenceServerClient(server.url.replace("http://", ""))
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready(SPEC.name)
+        metadata = client.get_model_metadata(SPEC.name)
+        assert {i["name"] for i in metadata["inputs"]} == set(SPEC.features.columns)
+        inputs = []
+        for name in SPEC.features.columns:
+            categorical = name in SPEC.features.categorical
+            value = ROW[name]
+            data = np.array(
+                [value if categorical else (np.nan if value is None else value)] * 3,
+                dtype=object if categorical else np.float64,
+            )
+            tensor = triton.InferInput(name, [3], "BYTES" if categorical else "FP64")
+            tensor.set_data_from_numpy(data, binary_data=False)
+            inputs.append(tensor)
+        result = client.infer(
+            SPEC.name, inputs, outputs=[triton.InferRequestedOutput("score", binary_data=False)]
+        )
+        scores = result.as_numpy("score")
+        assert scores.shape == (3,) and 0 < scores[0] < 1
+        assert result.get_response()["model_version"] == "1"
+        assert httpx.get(f"{server.url}/v2/models/other").status_code == 404
+
+
+def test_typed_predict_with_curl_and_bad_inputs(stack):
+    with serve(stack, max_body_bytes=20_000) as server:
+        wait_ready(server.url)
+        done = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-X",
+                "POST",
+                f"{server.url}/predict",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                json.dumps(ROW),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        body = json.loads(done.stdout)
+        assert body["model"] == SPEC.name and body["version"] == "1"
+        assert body["alias"] == "champion" and isinstance(body["decision"], bool)
+        assert httpx.get(f"{server.url}/openapi.json").json()["paths"]["/predict"]
+
+        missing = httpx.post(
+            f"{server.url}/predict", json={k: v for k, v in ROW.items() if k != "origin"}
+        )
+        assert missing.status_code == 422
+        assert missing.json()["detail"][0]["loc"] == ["body", "origin"]
+        mistyped = httpx.post(f"{server.url}/predict", json={**ROW, "distance": "far"})
+        assert mistyped.status_code == 422 and mistyped.json()["detail"][0]["loc"][-1] == "distance"
+        unknown = httpx.post(f"{server.url}/predict", json={**ROW, "carrier": "NEW", "dest": "X"})
+        assert unknown.status_code == 200 and 0 < unknown.json()["score"] < 1
+
+        big = httpx.post(f"{server.url}/invocations", json={"dataframe_records": [ROW] * 200})
+        assert big.status_code == 413 and big.json()["error_code"] == "REQUEST_TOO_LARGE"
+        wrong = httpx.post(
+            f"{server.url}/invocations", content=b"x", headers={"content-type": "application/xml"}
+        )
+        assert wrong.status_code == 415
+        broken = httpx.post(
+            f"{server.url}/invocations",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        )
+        assert broken.status_code == 400 and "invalid JSON" in broken.json()["message"]
+        no_column = httpx.post(
+            f"{server.url}/invocations", json={"dataframe_records": [{"carrier": "UA"}]}
+        )
+        assert no_column.status_code == 400 and "missing column" in no_column.json()["message"]
+
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert 'http_requests_total{method="POST",route="/predict",status="422"}' in metrics
+        assert 'model_version_info{alias="champion",model="flight_delay",version="1"}' in metrics
+        assert "http_request_duration_seconds_bucket" in metrics
+        assert "model_batch_rows_bucket" in metrics and "prediction_score_bucket" in metrics
+
+
+def test_admin_routes_need_the_token_and_rollback_is_audited(stack):
+    registry, warehouse, _ = stack
+    promote(registry, warehouse, SPEC.name, "2", reason="test", actor="test", run_id="test")
+    with serve(stack) as server:
+        wait_ready(server.url)
+        deadline = time.monotonic() + 10
+        while httpx.post(f"{server.url}/predict", json=ROW).json()["version"] != "2":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN}):
+            denied = httpx.post(
+                f"{server.url}/admin/rollback", json={"reason": "bad model"}, headers=headers
+            )
+            assert denied.status_code == 401
+            assert TOKEN not in denied.text
+        assert registry.alias_version(SPEC.name, CHAMPION) == "2"
+
+        ok = httpx.post(
+            f"{server.url}/admin/rollback",
+            json={"reason": "bad model"},
+            headers={"authorization": f"Bearer {TOKEN}"},
+        )
+        assert ok.status_code == 200 and ok.json()["champion"] == "1"
+        assert registry.alias_version(SPEC.name, CHAMPION) == "1"
+        assert httpx.post(f"{server.url}/predict", json=ROW).json()["version"] == "1"
+        last = audit_log(warehouse, SPEC.name).iloc[-2]
+        assert last["actor"] == "serving-admin" and last["reason"] == "rollback: bad model"
+
+    with serve(stack, admin_token="") as server:  # no token configured: admin is off
+        wait_ready(server.url)
+        anyone = httpx.post(f"{server.url}/admin/reload", headers={"authorization": "Bearer x"})
+        assert anyone.status_code == 401
+
+
+def test_hot_swap_under_load_drops_nothing(stack):
+    registry, warehouse, _ = stack
+    with serve(stack) as server:
+        wait_ready(server.url)
+        versions, failures, stop = [], [], threading.Event()
+
+        def hammer():
+            with httpx.Client() as client:
+                while not stop.is_set():
+                    reply = client.post(f"{server.url}/predict", json=ROW)
+                    if reply.status_code != 200:
+                        failures.append(reply.status_code)
+                    else:
+                        versions.append(reply.json()["version"])
+
+        workers = [threading.Thread(target=hammer) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        time.sleep(0.5)
+        promote(registry, warehouse, SPEC.name, "2", reason="swap", actor="test", run_id="t")
+        deadline = time.monotonic() + 15
+        while (not versions or versions[-1] != "2") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert not failures
+    assert versions[0] == "1" and versions[-1] == "2" and len(versions) > 50
+    # Four clients finish in any order around the swap; once it is done only v2 answers.
+    assert set(versions[-20:]) == {"2"}
+
+
+def test_shadow_and_prediction_log_and_feedback(stack):
+    _, _, tmp = stack
+    with serve(stack) as server:
+        wait_ready(server.url)
+        deadline = time.monotonic() + 10
+        while "challenger" not in httpx.get(f"{server.url}/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        ids = [httpx.post(f"{server.url}/predict", json=ROW).json()["request_id"] for _ in range(5)]
+        feedback = httpx.post(
+            f"{server.url}/feedback",
+            json={
+                "year": 2013,
+                "month": 2,
+                "day": 9,
+                "carrier": "UA",
+                "flight": 1545,
+                "origin": "EWR",
+                "arr_delay": 22.0,
+                "request_id": ids[0],
+            },
+        )
+        assert feedback.status_code == 202
+    logged = read_log(tmp / "serving" / "predictions")  # written on shutdown at the latest
+    mine = logged[logged["request_id"].isin(ids)]
+    assert len(mine) == 5
+    assert set(mine["alias"]) == {"champion"} and set(mine["model_version"]) == {"1"}
+    assert set(mine["shadow_version"]) == {"2"} and mine["shadow_score"].notna().all()
+    assert (mine["score"] != mine["shadow_score"]).all()
+    assert (mine["carrier"] == "UA").all() and (mine["distance"] == 1400).all()
+    truth = read_log(tmp / "serving" / "feedback")
+    assert list(truth["request_id"]) == [ids[0]] and truth["arr_delay"].iloc[0] == 22.0
+
+
+def test_canary_routes_to_the_challenger(stack):
+    with serve(stack, canary_percent=100) as server:
+        wait_ready(server.url)
+        deadline = time.monotonic() + 10
+        while httpx.post(f"{server.url}/predict", json=ROW).json()["alias"] != "challenger":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        reply = httpx.post(f"{server.url}/predict", json=ROW).json()
+        assert reply["alias"] == "challenger" and reply["version"] == "2"
+
+
+def test_registry_down_at_start_then_later(stack, caplog):
+    registry, warehouse, tmp = stack
+    # The registry's database sits under a path that cannot exist yet (its parent is a file):
+    # every connection fails, as with a registry server that is down.
+    blocker = tmp / "registry"
+    blocker.write_text("not a directory")
+    down = ModelRegistry(f"sqlite:///{blocker / 'mlflow.db'}", registry.artifact_root)
+    settings = ServingSettings(
+        admin_token=TOKEN, poll_seconds=0.2, retry_seconds=0.2, log_dir=str(tmp / "serving")
+    )
+    caplog.set_level("WARNING", logger="mlops.serving")
+    with BackgroundServer(create_app(settings, down, warehouse)) as server:
+        time.sleep(1.0)
+        assert httpx.get(f"{server.url}/ping").status_code == 503
+        assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 503
+        waiting = [
+            r.getMessage() for r in caplog.records if "waiting for a champion" in r.getMessage()
+        ]
+        assert len(waiting) >= 2, "the service retries, and says so"
+        blocker.unlink()  # the registry comes up
+        blocker.mkdir()
+        shutil.copy(tmp / "mlflow.db", blocker / "mlflow.db")
+        wait_ready(server.url, timeout=20)
+        assert httpx.post(f"{server.url}/predict", json=ROW).json()["version"] == "1"
+
+        # The registry breaks later: the loaded champion keeps serving.
+        (blocker / "mlflow.db").write_bytes(b"garbage" * 1000)
+        time.sleep(1.0)
+        for _ in range(5):
+            assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 200
+        state = httpx.post(
+            f"{server.url}/admin/reload", headers={"authorization": f"Bearer {TOKEN}"}
+        ).json()
+        assert state["champion"] == "1" and state["registry_error"]
+
+
+def test_a_tampered_champion_is_never_served(stack):
+    registry, warehouse, tmp = stack
+    source = registry.client.get_model_version(SPEC.name, "1").source
+    model_id = source.split("/")[-1]
+    (skops_file,) = Path(registry.artifact_root).rglob(f"{model_id}/artifacts/model.skops")
+    original = skops_file.read_bytes()
+    skops_file.write_bytes(original + b"tampered")
+    try:
+        with serve(stack) as server:
+            time.sleep(1.5)
+            assert httpx.get(f"{server.url}/ping").status_code == 503
+            assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 503
+    finally:
+        skops_file.write_bytes(original)
+
+
+def test_sigterm_drains_the_prediction_log(stack):
+    registry, warehouse, tmp = stack
+    import os
+    import signal
+    import sys
+
+    env = {
+        **os.environ,
+        "MLOPS_SERVING_POLL_SECONDS": "60",
+        "MLOPS_PREDICTION_LOG_DIR": str(tmp / "drain"),
+    }
+    script = (
+        "import sys, uvicorn\n"
+        "from mlops_platform.registry.store import ModelRegistry\n"
+        "from mlops_platform.serving.app import create_app\n"
+        "from mlops_platform.warehouse import DuckDBWarehouse\n"
+        f"registry = ModelRegistry({registry.tracking_uri!r}, {registry.artifact_root!r})\n"
+        f"warehouse = DuckDBWarehouse(path={warehouse.database_path!r})\n"
+        "uvicorn.run(create_app(None, registry, warehouse), host='127.0.0.1', "
+        "port=int(sys.argv[1]), log_level='warning')\n"
+    )
+    from mlops_platform.http_server import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", script, str(port)], env=env)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", timeout=90)
+        with httpx.Client() as client:
+            for _ in range(200):
+                assert client.post(f"http://127.0.0.1:{port}/predict", json=ROW).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why.
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert len(read_log(tmp / "drain" / "predictions")) == 200
