@@ -9,7 +9,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
-.PHONY: run test install dev mlflow lint bench bench-ingest bench-load bench-train clean
+.PHONY: run test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
+	bench-serve clean
 
 ## run: install everything, then replay two weeks of 2013 through the platform (embedded defaults)
 run: install
@@ -43,13 +44,21 @@ lint: install
 	$(UV) run ruff format --check .
 
 ## bench: every benchmark under bench/
-bench: bench-ingest bench-load bench-train
+bench: bench-ingest bench-load bench-train bench-serve
 
 bench-ingest: install
 	$(UV) run python bench/ingest_bench.py
 
 bench-train: install
 	$(UV) run python bench/train_bench.py
+
+bench-serve: install
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(UV) run python bench/serving_bench.py
+
+## serve: the model API on the local registry at http://127.0.0.1:8080 (docs at /docs)
+serve: install
+	$(UV) run mlops serve --port 8080
 
 bench-load: install
 	$(UV) run python bench/load_bench.py
