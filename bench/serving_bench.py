@@ -62,9 +62,9 @@ def prepare(workdir: Path) -> dict:
         spec,
     )
     registry = MLflowResource().registry()  # MLOPS_DATA_DIR points into workdir
-    version = train_and_register(spec, features, registry, Hyperparameters().as_dict(), "bench")[
-        "version"
-    ]
+    version = train_and_register(
+        spec, features, registry, warehouse, Hyperparameters().as_dict(), "bench"
+    )["version"]
     if not run_gate(spec, features, registry).passed:
         sys.exit("the benchmark's champion did not pass its gate")
     promote(registry, warehouse, spec.name, version, reason="bench", actor="bench", run_id="bench")

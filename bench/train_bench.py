@@ -76,7 +76,7 @@ def main() -> None:
     bare = time.perf_counter() - started
 
     started = time.perf_counter()
-    result = train_and_register(spec, features, registry, params.as_dict(), "bench")
+    result = train_and_register(spec, features, registry, warehouse, params.as_dict(), "bench")
     trained = time.perf_counter() - started
     gate = run_gate(spec, features, registry)
     gated = time.perf_counter() - started

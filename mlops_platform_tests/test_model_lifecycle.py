@@ -32,16 +32,12 @@ SPEC = relaxed(load_spec("flight_delay"))
 
 
 @pytest.fixture()
-def env(golden, tmp_path) -> dict:
-    for name in ("warehouse.duckdb", "mlflow.db"):
-        shutil.copy(golden / name, tmp_path / name)
-    return {
-        "warehouse": DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb")),
-        "mlflow_registry": MLflowResource(
-            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-            artifact_root=str(tmp_path / "artifacts"),
-        ),
-    }
+def env(golden, data_dir) -> dict:
+    """The local profile's layout in the test's data dir (so the `mlops` CLI finds it too)."""
+    (data_dir / "mlflow").mkdir()
+    shutil.copy(golden / "warehouse.duckdb", data_dir / "warehouse.duckdb")
+    shutil.copy(golden / "mlflow.db", data_dir / "mlflow" / "mlflow.db")
+    return {"warehouse": DuckDBWarehouse(), "mlflow_registry": MLflowResource()}
 
 
 def run_train(
@@ -104,9 +100,10 @@ def test_first_model_becomes_champion_with_everything_recorded(env):
     assert "## Lineage" in text and tags["data_digest"] in text and "## Limitations" in text
 
     log = audit_log(env["warehouse"], SPEC.name)
-    assert list(log["alias"]) == ["champion"] and log["to_version"].iloc[0] == "1"
-    assert log["dagster_run_id"].iloc[0] == result.run_id
-    assert json.loads(log["gate_results"].iloc[0])["passed"] is True
+    assert list(log["alias"]) == ["challenger", "champion"]
+    assert list(log["to_version"]) == ["1", "1"]
+    assert set(log["dagster_run_id"]) == {result.run_id}
+    assert json.loads(log["gate_results"].iloc[1])["passed"] is True
 
 
 def test_degraded_challenger_is_stopped_and_the_champion_stays(env):
@@ -134,7 +131,12 @@ def test_degraded_challenger_is_stopped_and_the_champion_stays(env):
         promote(
             registry, env["warehouse"], SPEC.name, "2", reason="manual", actor="me", run_id="test"
         )
-    assert len(audit_log(env["warehouse"], SPEC.name)) == 1
+    log = audit_log(env["warehouse"], SPEC.name)
+    assert list(zip(log["alias"], log["to_version"], strict=True)) == [
+        ("challenger", "1"),
+        ("champion", "1"),
+        ("challenger", "2"),
+    ]
 
 
 def test_approval_holds_promotion_until_an_approver_signs(env):
@@ -184,6 +186,7 @@ def test_rollback_restores_the_previous_champion_and_is_audited(env):
     registry = env["mlflow_registry"].registry()
     assert registry.version_tags(SPEC.name, "2")["rolled_back"] == "true"
     log = audit_log(env["warehouse"], SPEC.name)
+    log = log[log["alias"] != "challenger"]
     assert len(log) == 5  # champion v1, previous v1, champion v2, rollback: champion, previous
     rollback_rows = log[log["reason"].str.startswith("rollback")]
     assert set(rollback_rows["actor"]) == {"bo"}
@@ -192,7 +195,25 @@ def test_rollback_restores_the_previous_champion_and_is_audited(env):
         env, rollback_model, "rollback_champion", {"model": SPEC.name, "reason": "again"}
     )
     assert not again.success and aliases(env)["champion"] == "1"
-    assert len(audit_log(env["warehouse"], SPEC.name)) == 5
+    assert len(audit_log(env["warehouse"], SPEC.name)) == 7  # + two challenger changes
+
+
+def test_cli_rollback_status_and_audit(env, capsys):
+    from mlops_platform.cli import main
+
+    assert run_train(env).success
+    assert run_train(env, training={"random_state": 7}).success
+    main(["model", "status"])
+    assert "champion           2" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="needs --reason"):
+        main(["model", "rollback"])
+    main(["model", "rollback", "--reason", "latency regression", "--actor", "cy"])
+    assert "champion v2 -> v1 (audited)" in capsys.readouterr().out
+    assert aliases(env)["champion"] == "1"
+    main(["model", "audit"])
+    assert "rollback: latency regression" in capsys.readouterr().out
+    last = audit_log(env["warehouse"], SPEC.name).iloc[-2]
+    assert (last["actor"], last["dagster_run_id"]) == ("cy", "cli")
 
 
 def test_tampered_artifact_is_refused_and_the_gate_fails_the_run(env):

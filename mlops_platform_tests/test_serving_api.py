@@ -74,7 +74,7 @@ def models(golden, tmp_path_factory) -> Path:
             "l2_regularization": 1.0,
             "random_state": 13,
         }
-        version = train_and_register(SPEC, features, registry, params, "test")["version"]
+        version = train_and_register(SPEC, features, registry, warehouse, params, "test")["version"]
         registry.set_version_tags(SPEC.name, version, {"gate_passed": "true"})
         if iterations == 80:
             promote(

@@ -57,6 +57,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             spec,
             warehouse.read_table("features", spec.name),
             mlflow_registry.registry(),
+            warehouse,
             params=params,
             shuffle_labels=config.shuffle_labels,
             dagster_run_id=context.run.run_id,

@@ -7,6 +7,7 @@ import time
 import pandas as pd
 
 from mlops_platform.features.build import LABEL
+from mlops_platform.registry.promotion import record_change
 from mlops_platform.registry.store import CHALLENGER, ModelRegistry
 from mlops_platform.settings import code_version
 from mlops_platform.specs import ModelSpec
@@ -18,6 +19,7 @@ from mlops_platform.training.train import (
     predict,
     split_by_time,
 )
+from mlops_platform.warehouse import Warehouse
 
 #: Training metrics are computed on at most this many rows (the gate's held-out metrics are the
 #: ones that decide; these only show over-fitting).
@@ -66,11 +68,13 @@ def train_and_register(
     spec: ModelSpec,
     features: pd.DataFrame,
     registry: ModelRegistry,
+    warehouse: Warehouse,
     params: dict,
     dagster_run_id: str,
     shuffle_labels: bool = False,
 ) -> dict:
-    """Split by time, fit, log params/metrics/data/model, register and alias `challenger`."""
+    """Split by time, fit, log params/metrics/data/model, register and alias `challenger`
+    (the alias change is audited like every other)."""
     from mlops_platform.evaluation.gate import score
 
     hyper = Hyperparameters(**params)
@@ -145,7 +149,17 @@ def train_and_register(
             **split.as_tags(),
         },
     )
-    registry.set_alias(spec.name, CHALLENGER, version)
+    record_change(
+        registry,
+        warehouse,
+        spec.name,
+        CHALLENGER,
+        registry.alias_version(spec.name, CHALLENGER),
+        version,
+        reason="new version trained",
+        actor="training",
+        run_id=dagster_run_id,
+    )
     return {
         "version": version,
         "run_id": run.info.run_id,
