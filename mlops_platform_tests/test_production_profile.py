@@ -170,7 +170,9 @@ def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_di
     assert registry.alias_version(spec.name, "champion") == "1"
     log = audit_log(pg_resources["warehouse"], spec.name)
     assert list(zip(log["alias"], log["to_version"], strict=True)) == [
-        ("challenger", "1"), ("champion", "1")]
+        ("challenger", "1"),
+        ("champion", "1"),
+    ]
     engine = sa.create_engine(SERVER)
     with engine.connect() as conn:
         stored = conn.execute(

@@ -9,22 +9,12 @@ import dagster as dg
 
 from mlops_platform.contracts.rules import CONTRACTS, TableContract
 from mlops_platform.ingestion.resources import FlightOpsDatabase
+from mlops_platform.markdown import markdown_table
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.base import quote
 
 STAGING_SCHEMA = "raw_staging"
 SAMPLE_ROWS = 10
-
-
-def markdown_table(rows: list[dict]) -> str:
-    if not rows:
-        return "_none_"
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [str(row[c]).replace("|", "\\|").replace("\n", " ")[:120] for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def read_batch(warehouse: Warehouse, table: str):

@@ -7,15 +7,6 @@ from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 
 
-def _table(rows: list[dict]) -> str:
-    if not rows:
-        return "_none_"
-    head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=dg.AssetKey(["models", spec.name]),
