@@ -34,7 +34,7 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
             "champion_version": result.champion.version if result.champion else "none",
             "holdout_rows": challenger.rows,
             "checks": dg.MetadataValue.md(
-                _table(
+                markdown_table(
                     [
                         {"check": c.name, "passed": c.passed, "detail": c.detail}
                         for c in result.checks
