@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from mlops_platform.markdown import markdown_table
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
