@@ -8,6 +8,7 @@ import dagster as dg
 from mlops_platform.evaluation.checks import build_gate_check
 from mlops_platform.features.assets import build_feature_asset
 from mlops_platform.registry.assets import build_champion_asset
+from mlops_platform.scoring.assets import DAILY, build_scores_asset
 from mlops_platform.specs import ModelSpec, enabled_specs
 from mlops_platform.training.assets import build_model_asset
 
@@ -19,7 +20,17 @@ def model_pipeline(spec: ModelSpec) -> dg.Definitions:
         selection=dg.AssetSelection.groups(spec.name),
         description=f"Features -> train -> evaluation gate -> promotion for {spec.name}.",
     )
-    return dg.Definitions(assets=assets, asset_checks=[build_gate_check(spec)], jobs=[job])
+    scores = build_scores_asset(spec)
+    scoring_job = dg.define_asset_job(
+        f"score_{spec.name}",
+        selection=dg.AssetSelection.assets(scores),
+        partitions_def=DAILY,
+        description=f"Score one day's flights with the {spec.name} champion (daily partitions; "
+        "backfill from the UI or `dagster job backfill`).",
+    )
+    return dg.Definitions(
+        assets=[*assets, scores], asset_checks=[build_gate_check(spec)], jobs=[job, scoring_job]
+    )
 
 
 def model_pipelines() -> dg.Definitions:

@@ -22,6 +22,7 @@ EXPECTED_ASSETS = {
     "features/flight_delay",
     "models/flight_delay",
     "registry/flight_delay",
+    "scores/flight_delay",
 }
 
 

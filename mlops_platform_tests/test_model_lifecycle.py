@@ -251,3 +251,57 @@ def test_second_spec_runs_on_the_same_pipeline(env):
     registry = env["mlflow_registry"].registry()
     assert registry.alias_version(spec.name, "champion") == "1"
     assert registry.alias_version(SPEC.name, "champion") is None
+
+
+def test_batch_scores_are_daily_partitions_replaced_on_rerun(env):
+    from mlops_platform.scoring.assets import build_scores_asset
+
+    scores = build_scores_asset(SPEC)
+    with dg.instance_for_test() as instance:
+        first = dg.materialize(
+            [scores],
+            partition_key="2013-02-09",
+            resources=env,
+            instance=instance,
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+        assert not first.success  # no champion yet: a clear failure, nothing scored
+        assert run_train(env).success
+        for day in ("2013-02-09", "2013-02-10", "2013-02-09"):
+            result = dg.materialize(
+                [scores], partition_key=day, resources=env, instance=instance, run_config=QUIET
+            )
+            assert result.success
+        (event,) = result.get_asset_materialization_events()
+        metadata = event.materialization.metadata
+        assert metadata["replaced_rows"].value == metadata["rows"].value > 500
+        # A range runs as one run (what `dagster asset materialize --partition-range` does).
+        ranged = dg.materialize(
+            [scores],
+            resources=env,
+            instance=instance,
+            run_config=QUIET,
+            tags={
+                "dagster/asset_partition_range_start": "2013-02-07",
+                "dagster/asset_partition_range_end": "2013-02-08",
+            },
+        )
+        assert ranged.success
+        events = ranged.get_asset_materialization_events()
+        assert sorted(e.partition for e in events) == ["2013-02-07", "2013-02-08"]
+        assert events[0].materialization.metadata["days"].value == 2
+    table = env["warehouse"].query(
+        "SELECT CAST(flight_date AS DATE) AS day, count(*) AS n, "
+        "count(DISTINCT (carrier, flight, origin)) AS k, min(model_version) AS v, "
+        "max(model_version) AS w, avg(score) AS s FROM scores.flight_delay GROUP BY 1 ORDER BY 1"
+    )
+    assert [str(d)[:10] for d in table["day"]] == [
+        "2013-02-07",
+        "2013-02-08",
+        "2013-02-09",
+        "2013-02-10",
+    ]
+    assert (table["n"] == table["k"]).all(), "a re-run replaces its day, never appends"
+    assert set(table["v"]) == set(table["w"]) == {"1"}
+    assert table["s"].between(0.01, 0.99).all()

@@ -81,6 +81,12 @@ class Warehouse(dg.ConfigurableResource):
         """Replace a table's whole content (and shape) with `frame`, atomically."""
         raise NotImplementedError
 
+    def replace_rows(self, schema: str, table: str, frame: pd.DataFrame, where: str) -> int:
+        """In one transaction, delete the rows matching `where` and append `frame`.
+
+        Returns how many rows were deleted. Creates the table from `frame` if needed."""
+        raise NotImplementedError
+
     def delete_matching(
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:

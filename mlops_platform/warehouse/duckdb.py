@@ -85,6 +85,19 @@ class DuckDBWarehouse(Warehouse):
             )
         return len(frame)
 
+    def replace_rows(self, schema: str, table: str, frame: pd.DataFrame, where: str) -> int:
+        target = f"{quote(schema)}.{quote(table)}"
+        with self._connect() as conn:
+            conn.register("incoming", frame)
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM incoming LIMIT 0")
+            conn.execute("BEGIN TRANSACTION")
+            deleted = conn.execute(f"DELETE FROM {target} WHERE {where}").fetchone()[0]
+            columns = ", ".join(quote(c) for c in frame.columns)
+            conn.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM incoming")
+            conn.execute("COMMIT")
+        return int(deleted)
+
     def delete_matching(
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:

@@ -99,6 +99,24 @@ class PostgresWarehouse(Warehouse):
             engine.dispose()
         return len(frame)
 
+    def replace_rows(self, schema: str, table: str, frame: pd.DataFrame, where: str) -> int:
+        import sqlalchemy as sa
+
+        engine = self._engine()
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
+                frame.head(0).to_sql(table, conn, schema=schema, if_exists="append", index=False)
+                deleted = conn.execute(
+                    sa.text(f"DELETE FROM {quote(schema)}.{quote(table)} WHERE {where}")
+                ).rowcount
+                copy_frame(
+                    conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame
+                )
+        finally:
+            engine.dispose()
+        return int(deleted)
+
     def delete_matching(
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:

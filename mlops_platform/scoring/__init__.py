@@ -1,0 +1,1 @@
+"""Batch scoring: each day's scheduled flights scored by the champion, one partition a day."""
