@@ -7,6 +7,8 @@ import dagster as dg
 
 from mlops_platform.evaluation.checks import build_gate_check
 from mlops_platform.features.assets import build_feature_asset
+from mlops_platform.monitoring.assets import build_monitoring_assets
+from mlops_platform.monitoring.sensors import build_retrain_sensor
 from mlops_platform.registry.assets import build_champion_asset
 from mlops_platform.scoring.assets import DAILY, build_scores_asset
 from mlops_platform.specs import ModelSpec, enabled_specs
@@ -28,8 +30,18 @@ def model_pipeline(spec: ModelSpec) -> dg.Definitions:
         description=f"Score one day's flights with the {spec.name} champion (daily partitions; "
         "backfill from the UI or `dagster job backfill`).",
     )
+    monitoring = build_monitoring_assets(spec)
+    monitoring_job = dg.define_asset_job(
+        f"monitor_{spec.name}",
+        selection=dg.AssetSelection.assets(*monitoring),
+        partitions_def=DAILY,
+        description=f"Drift report and performance on late labels for {spec.name} (daily).",
+    )
     return dg.Definitions(
-        assets=[*assets, scores], asset_checks=[build_gate_check(spec)], jobs=[job, scoring_job]
+        assets=[*assets, scores, *monitoring],
+        asset_checks=[build_gate_check(spec)],
+        jobs=[job, scoring_job, monitoring_job],
+        sensors=[build_retrain_sensor(spec)],
     )
 
 

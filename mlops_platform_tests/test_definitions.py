@@ -23,6 +23,8 @@ EXPECTED_ASSETS = {
     "models/flight_delay",
     "registry/flight_delay",
     "scores/flight_delay",
+    "drift_report/flight_delay",
+    "model_performance/flight_delay",
 }
 
 
@@ -46,6 +48,8 @@ def test_definitions_snapshot():
         "approve_model",
         "rollback_model",
     }
+    sensor = defs.resolve_sensor_def("retrain_flight_delay")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     ingest = defs.resolve_job_def("ingest")
     assert ingest.asset_layer.executable_asset_keys >= {
         dg.AssetKey(["raw", t]) for t in ("flights", "weather")

@@ -305,3 +305,47 @@ def test_batch_scores_are_daily_partitions_replaced_on_rerun(env):
     assert (table["n"] == table["k"]).all(), "a re-run replaces its day, never appends"
     assert set(table["v"]) == set(table["w"]) == {"1"}
     assert table["s"].between(0.01, 0.99).all()
+
+
+def test_monitoring_assets_report_drift_and_late_label_performance(env):
+    from mlops_platform.monitoring.assets import build_monitoring_assets
+    from mlops_platform.scoring.assets import build_scores_asset
+
+    assert run_train(env).success
+    scores = build_scores_asset(SPEC)
+    drift, performance = build_monitoring_assets(SPEC)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(
+            [scores],
+            resources=env,
+            instance=instance,
+            run_config=QUIET,
+            tags={
+                "dagster/asset_partition_range_start": "2013-02-03",
+                "dagster/asset_partition_range_end": "2013-02-09",
+            },
+        ).success
+        result = dg.materialize(
+            [drift, performance],
+            partition_key="2013-02-09",
+            resources=env,
+            instance=instance,
+            run_config=QUIET,
+        )
+        assert result.success
+        events = {
+            e.asset_key.path[0]: e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
+    report = events["drift_report"]
+    assert 0 <= report["drift_share"].value <= 1 and report["current_rows"].value > 5000
+    assert Path(report["report"].value).stat().st_size > 100_000  # Evidently's HTML
+    assert "psi_temp" in report
+    registry = env["mlflow_registry"].registry()
+    run = registry.client.get_run(report["mlflow_run_id"].value)
+    assert "drift_share" in run.data.metrics
+    quality = events["model_performance"]
+    assert quality["labelled_rows"].value > 4000 and 0.5 < quality["roc_auc"].value < 1
+    assert quality["performance_drop"].value == pytest.approx(
+        quality["baseline"].value - quality["roc_auc"].value
+    )

@@ -50,12 +50,15 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                     "awaiting_approval": version,
                 }
             )
+        reason = "passed evaluation gate"
+        if "mlops/reason" in context.run.tags:  # started by the retraining sensor
+            reason += f"; retrained because {context.run.tags['mlops/reason']}"
         changes = promote(
             registry,
             warehouse,
             spec.name,
             version,
-            reason="passed evaluation gate",
+            reason=reason,
             actor=config.actor,
             run_id=context.run.run_id,
         )

@@ -61,10 +61,19 @@ class Gate(_Strict):
 
 
 class Drift(_Strict):
-    method: str = "psi"
-    feature_threshold: float = 0.2
-    share_threshold: float = 0.3
-    performance_drop: float = 0.03
+    # Distance methods only: a value above the threshold means drift (p-value tests invert it).
+    method: Literal["psi", "wasserstein", "jensenshannon", "kl_div", "hellinger"] = Field(
+        default="psi", description="Evidently drift method for every feature"
+    )
+    feature_threshold: float = Field(default=0.2, description="a feature drifts above this")
+    share_threshold: float = Field(default=0.3, description="retrain when this share drifts")
+    prediction_threshold: float = Field(default=0.2, description="score distribution drift")
+    performance_drop: float = Field(default=0.03, description="retrain on this metric loss")
+    window_days: int = Field(default=7, ge=1, description="recent days compared")
+    cooldown_days: int = Field(default=14, ge=0, description="no second retrain within")
+    exclude: list[str] = Field(
+        default_factory=list, description="features not monitored (e.g. day of year)"
+    )
 
 
 class Approval(_Strict):

@@ -1,0 +1,1 @@
+"""Monitoring: Evidently drift of recent inputs and predictions, performance on late labels."""

@@ -1,0 +1,95 @@
+"""Gather the data for one day's monitoring and compute it (no Dagster)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+
+from mlops_platform.evaluation.gate import score
+from mlops_platform.features.build import KEY, LABEL
+from mlops_platform.monitoring.drift import SCORE, DriftResult, compute_drift
+from mlops_platform.registry.store import CHAMPION, ModelRegistry
+from mlops_platform.settings import data_dir
+from mlops_platform.specs import ModelSpec
+from mlops_platform.training.train import TimeSplit, predict, rows_between
+from mlops_platform.warehouse import Warehouse
+
+
+def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.DataFrame:
+    """Batch-scored flights of the window ending on `day`, with their features and labels."""
+    start = day - dt.timedelta(days=spec.drift.window_days - 1)
+    window = f"CAST(flight_date AS DATE) BETWEEN DATE '{start}' AND DATE '{day}'"
+    if not warehouse.table_exists("scores", spec.name):
+        raise RuntimeError(f"scores.{spec.name} does not exist: score some days first")
+    scores = warehouse.read_table("scores", spec.name, where=window)
+    features = warehouse.read_table("features", spec.name, where=window)
+    joined = scores[[*KEY, SCORE, "model_version"]].merge(features, on=KEY, how="inner")
+    if joined.empty:
+        raise RuntimeError(f"no scored flights between {start} and {day}")
+    return joined
+
+
+def run_drift(
+    spec: ModelSpec, day: dt.date, warehouse: Warehouse, registry: ModelRegistry
+) -> tuple[DriftResult, object, str, str]:
+    version = registry.alias_version(spec.name, CHAMPION)
+    if version is None:
+        raise RuntimeError(f"{spec.name} has no champion: nothing to monitor")
+    split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
+    features = warehouse.read_table(
+        "features",
+        spec.name,
+        where=f"CAST(flight_date AS DATE) BETWEEN DATE '{split.train_start}' "
+        f"AND DATE '{split.train_end}'",
+    )
+    reference = rows_between(features[features[LABEL].notna()], split.train_start, split.train_end)
+    reference = reference.sample(n=min(len(reference), 50_000), random_state=0)
+    reference = reference.assign(
+        **{SCORE: predict(registry.load_verified(spec.name, version), reference, spec)}
+    )
+    current = recent_scored(spec, day, warehouse)
+    result = compute_drift(reference, current, spec)
+
+    folder = data_dir() / "reports" / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"drift-{day}.html"
+    result.snapshot.save_html(str(path))
+    mlflow = registry._mlflow()
+    experiment = registry.experiment_id(f"{spec.name}-monitoring")
+    with mlflow.start_run(experiment_id=experiment, run_name=f"drift-{day}") as run:
+        mlflow.set_tags({"monitored_day": str(day), "champion_version": version})
+        mlflow.log_metrics(
+            {
+                "drift_share": result.share,
+                "prediction_drift": result.prediction_drift,
+                **{f"psi_{k}": v for k, v in result.per_feature.items()},
+            }
+        )
+        mlflow.log_artifact(str(path), artifact_path="drift")
+    return result, path, run.info.run_id, version
+
+
+def run_performance(
+    spec: ModelSpec, day: dt.date, warehouse: Warehouse, registry: ModelRegistry
+) -> dict:
+    """Quality of the scores already served, on flights whose label has arrived."""
+    recent = recent_scored(spec, day, warehouse)
+    labelled = recent[recent[LABEL].notna()]
+    version = registry.alias_version(spec.name, CHAMPION)
+    summary = json.loads(registry.version_tags(spec.name, version).get("gate_summary", "{}"))
+    baseline = (summary.get("metrics") or {}).get(spec.gate.primary_metric)
+    metrics = score(spec, labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy())
+    primary = metrics[spec.gate.primary_metric]
+    drop = None
+    if baseline is not None:
+        drop = baseline - primary if spec.higher_is_better else primary - baseline
+    return {
+        **{k: float(v) for k, v in metrics.items()},
+        "labelled_rows": len(labelled),
+        "scored_rows": len(recent),
+        "champion_version": version,
+        "baseline": float(baseline) if baseline is not None else float("nan"),
+        "performance_drop": float(drop) if drop is not None else float("nan"),
+    }

@@ -1,0 +1,52 @@
+"""The retraining sensor: a cheap read of the latest monitoring materializations."""
+
+import json
+
+import dagster as dg
+
+from mlops_platform.specs import ModelSpec
+
+
+def _latest(context: dg.SensorEvaluationContext, key: dg.AssetKey):
+    """(metadata, partition, storage id) of the newest materialization, or (None, None, -1)."""
+    records = context.instance.fetch_materializations(key, limit=1).records
+    if not records:
+        return None, None, -1
+    materialization = records[0].event_log_entry.asset_materialization
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    return metadata, materialization.partition, records[0].storage_id
+
+
+def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
+    drift_key = dg.AssetKey(["drift_report", spec.name])
+    performance_key = dg.AssetKey(["model_performance", spec.name])
+
+    @dg.sensor(
+        name=f"retrain_{spec.name}",
+        job_name=f"train_{spec.name}",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Starts train_{spec.name} when drift or the performance drop crosses the "
+        f"spec's thresholds; one run per episode ({spec.drift.cooldown_days}-day cooldown).",
+    )
+    def retrain(context: dg.SensorEvaluationContext):
+        from mlops_platform.monitoring.triggers import decide_retrain
+
+        cursor = json.loads(context.cursor or "{}")
+        drift, drift_day, drift_id = _latest(context, drift_key)
+        performance, performance_day, performance_id = _latest(context, performance_key)
+        seen = max(drift_id, performance_id)
+        if seen <= cursor.get("seen", -1):
+            return dg.SkipReason("no new monitoring results")
+        day = max(d for d in (drift_day, performance_day, "0000-00-00") if d)
+        decision = decide_retrain(spec, day, drift, performance, cursor.get("last_trigger"))
+        cursor["seen"] = seen
+        if decision.fire:
+            cursor["last_trigger"] = day
+        context.update_cursor(json.dumps(cursor))
+        if not decision.fire:
+            return dg.SkipReason(decision.reason)
+        context.log.info(f"retraining {spec.name}: {decision.reason}")
+        return dg.RunRequest(run_key=f"retrain-{spec.name}-{day}", tags=decision.tags)
+
+    return retrain

@@ -1,0 +1,114 @@
+"""Monitoring: real Evidently drift, and the retraining sensor against a real Dagster instance."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from mlops_platform.monitoring.drift import compute_drift
+from mlops_platform.monitoring.sensors import build_retrain_sensor
+from mlops_platform.specs import load_spec
+
+SPEC = load_spec("flight_delay")
+SENSOR = build_retrain_sensor(SPEC)
+DRIFT = dg.AssetKey(["drift_report", SPEC.name])
+
+
+def report(instance, day: str, share: float, prediction: float = 0.01) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=DRIFT,
+            partition=day,
+            metadata={
+                "drift_share": share,
+                "prediction_drift": prediction,
+                "drifted_features": "temp, dewp",
+            },
+        )
+    )
+
+
+def tick(instance, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor)
+    return SENSOR(context), context.cursor
+
+
+def test_drift_fires_one_run_and_the_same_drift_twice_fires_one():
+    with dg.instance_for_test() as instance:
+        report(instance, "2013-05-01", share=0.5)
+        request, cursor = tick(instance)
+        assert isinstance(request, dg.RunRequest)
+        assert request.run_key == "retrain-flight_delay-2013-05-01"
+        assert request.tags["mlops/trigger"] == "drift"
+        assert "drift share 0.50 > 0.3 (temp, dewp)" in request.tags["mlops/reason"]
+        again, _ = tick(instance, cursor)
+        assert isinstance(again, dg.SkipReason) and "no new" in again.skip_message
+
+
+def test_below_threshold_fires_nothing():
+    with dg.instance_for_test() as instance:
+        report(instance, "2013-05-01", share=0.1)
+        result, _ = tick(instance)
+        assert isinstance(result, dg.SkipReason) and "within thresholds" in result.skip_message
+
+
+def test_cooldown_holds_then_releases():
+    with dg.instance_for_test() as instance:
+        report(instance, "2013-05-01", share=0.5)
+        first, cursor = tick(instance)
+        assert isinstance(first, dg.RunRequest)
+        report(instance, "2013-05-05", share=0.7)  # same episode
+        held, cursor = tick(instance, cursor)
+        assert isinstance(held, dg.SkipReason) and "2013-05-01" in held.skip_message
+        report(instance, "2013-05-20", share=0.6)  # cooldown over
+        second, _ = tick(instance, cursor)
+        assert isinstance(second, dg.RunRequest)
+        assert second.run_key == "retrain-flight_delay-2013-05-20"
+
+
+def test_prediction_drift_alone_fires():
+    with dg.instance_for_test() as instance:
+        report(instance, "2013-06-01", share=0.0, prediction=0.5)
+        request, _ = tick(instance)
+        assert isinstance(request, dg.RunRequest)
+        assert request.tags["mlops/trigger"] == "prediction_drift"
+
+
+@pytest.fixture(scope="module")
+def features(golden):
+    from mlops_platform.features.build import build_feature_table
+    from mlops_platform.warehouse import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
+    table = build_feature_table(
+        warehouse.read_table("raw", "flights"),
+        warehouse.read_table("raw", "weather"),
+        warehouse.read_table("raw", "planes"),
+        SPEC,
+    )
+    return table.assign(score=0.2)
+
+
+def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):
+    january = features[features["flight_date"] < "2013-02-01"]
+    first, second = january.iloc[::2], january.iloc[1::2]
+    calm = compute_drift(first, second, SPEC)
+    assert calm.share < SPEC.drift.share_threshold and not calm.detected(SPEC)
+    assert "day_of_year" not in calm.per_feature  # excluded by the spec
+
+    shifted = second.assign(
+        temp=second["temp"] + 40,
+        dewp=second["dewp"] + 40,
+        humid=100 - second["humid"],
+        visib=second["visib"] / 4,
+        pressure=second["pressure"] - 30,
+        wind_speed=second["wind_speed"] * 3,
+        wind_gust=second["wind_gust"] * 3,
+        precip=second["precip"] + 1,
+        wind_dir=(second["wind_dir"] + 180) % 360,
+        score=0.6,
+    )
+    storm = compute_drift(first, shifted, SPEC)
+    assert storm.detected(SPEC) and storm.share > SPEC.drift.share_threshold
+    assert {"temp", "dewp", "humid"} <= set(storm.drifted)
+    assert storm.prediction_drift > SPEC.drift.prediction_threshold
