@@ -56,7 +56,7 @@ def run_drift(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"drift-{day}.html"
     result.snapshot.save_html(str(path))
-    mlflow = registry._mlflow()
+    mlflow = registry.fluent()
     experiment = registry.experiment_id(f"{spec.name}-monitoring")
     with mlflow.start_run(experiment_id=experiment, run_name=f"drift-{day}") as run:
         mlflow.set_tags({"monitored_day": str(day), "champion_version": version})

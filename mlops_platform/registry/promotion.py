@@ -91,8 +91,12 @@ def audit_log(warehouse: Warehouse, model: str | None = None) -> pd.DataFrame:
                 "actor",
             ]
         )
-    where = f"model = '{model}'" if model else ""
-    return warehouse.read_table(AUDIT_SCHEMA, AUDIT_TABLE, where).sort_values("changed_at")
+    sql = f"SELECT * FROM {AUDIT_SCHEMA}.{AUDIT_TABLE}"
+    if model:
+        return warehouse.query(sql + " WHERE model = :model", {"model": model}).sort_values(
+            "changed_at"
+        )
+    return warehouse.query(sql).sort_values("changed_at")
 
 
 def promote(

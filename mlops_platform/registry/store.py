@@ -58,7 +58,8 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
 
-    def _mlflow(self):
+    def fluent(self):
+        """The `mlflow` module pointed at this registry (for runs: `start_run`, `log_*`)."""
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow
 
@@ -72,7 +73,7 @@ class ModelRegistry:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
-        mlflow = self._mlflow()
+        mlflow = self.fluent()
         found = mlflow.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
@@ -94,7 +95,7 @@ class ModelRegistry:
         predict_fn: str = "predict",
     ) -> tuple[str, str]:
         """Log `model` to the active run and register it; returns (version, artifact SHA-256)."""
-        mlflow = self._mlflow()
+        mlflow = self.fluent()
         from mlflow.models import infer_signature
 
         found = untrusted_types(model)
@@ -156,7 +157,7 @@ class ModelRegistry:
     # -- loading -----------------------------------------------------------------------------
     def load_verified(self, model_name: str, version: str) -> Any:
         """Download, verify the SHA-256 recorded at registration, then deserialise."""
-        mlflow = self._mlflow()
+        mlflow = self.fluent()
         import yaml
 
         mv = self.client.get_model_version(model_name, version)

@@ -82,7 +82,7 @@ def train_and_register(
     training_rows = train[[*spec.features.columns, LABEL]].reset_index(drop=True)
     digest = data_digest(training_rows)
 
-    mlflow = registry._mlflow()
+    mlflow = registry.fluent()
     experiment = registry.experiment_id(spec.name)
     code = code_version()
     with mlflow.start_run(
