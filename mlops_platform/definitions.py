@@ -10,13 +10,20 @@ import warnings
 import dagster as dg
 
 from mlops_platform import model_pipeline
+from mlops_platform.alerting import sensors as alerting_sensors
 from mlops_platform.contracts import checks as contract_checks
 from mlops_platform.ingestion import assets as ingestion_assets
 from mlops_platform.ingestion import jobs as ingestion_jobs
 from mlops_platform.profiles import resources_for
 from mlops_platform.registry import jobs as registry_jobs
 
-DOMAIN_MODULES = [ingestion_assets, ingestion_jobs, contract_checks, registry_jobs]
+DOMAIN_MODULES = [
+    ingestion_assets,
+    ingestion_jobs,
+    contract_checks,
+    registry_jobs,
+    alerting_sensors,
+]
 
 
 def _domain_definitions() -> dg.Definitions:

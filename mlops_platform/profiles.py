@@ -16,6 +16,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
+from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.settings import active_profile
@@ -30,6 +31,7 @@ def local_resources() -> dict:
         "weather_feed": WeatherFeed(source_system=source_system),
         "warehouse": DuckDBWarehouse(),
         "mlflow_registry": MLflowResource(),
+        "alerting": AlertingResource(),
     }
 
 
@@ -46,6 +48,7 @@ def production_resources() -> dict:
             tracking_uri=dg.EnvVar("MLOPS_MLFLOW_TRACKING_URI"),
             artifact_root=dg.EnvVar("MLOPS_MLFLOW_ARTIFACT_ROOT"),
         ),
+        "alerting": AlertingResource(webhook_url=dg.EnvVar("MLOPS_ALERT_WEBHOOK_URL")),
     }
 
 

@@ -48,8 +48,8 @@ def test_definitions_snapshot():
         "approve_model",
         "rollback_model",
     }
-    sensor = defs.resolve_sensor_def("retrain_flight_delay")
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    for name in ("retrain_flight_delay", "alert_on_run_failure"):
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
     ingest = defs.resolve_job_def("ingest")
     assert ingest.asset_layer.executable_asset_keys >= {
         dg.AssetKey(["raw", t]) for t in ("flights", "weather")

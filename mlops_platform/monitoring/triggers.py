@@ -57,5 +57,10 @@ def decide_retrain(
     return Decision(
         True,
         reason,
-        {"mlops/trigger": trigger, "mlops/reason": reason[:1000], "mlops/monitored_day": day},
+        {
+            "mlops/trigger": trigger,
+            "mlops/reason": reason[:1000],
+            "mlops/monitored_day": day,
+            "mlops/runbook": "docs/runbooks/drift-alert.md",
+        },
     )
