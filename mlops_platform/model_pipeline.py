@@ -7,7 +7,9 @@ import dagster as dg
 
 from mlops_platform.evaluation.checks import build_gate_check
 from mlops_platform.features.assets import build_feature_asset
+from mlops_platform.ingestion.jobs import ingest_job
 from mlops_platform.monitoring.assets import build_monitoring_assets
+from mlops_platform.monitoring.cycle_sensor import build_cycle_sensor
 from mlops_platform.monitoring.sensors import build_retrain_sensor
 from mlops_platform.registry.assets import build_champion_asset
 from mlops_platform.scoring.assets import DAILY, build_scores_asset
@@ -30,6 +32,11 @@ def model_pipeline(spec: ModelSpec) -> dg.Definitions:
         description=f"Score one day's flights with the {spec.name} champion (daily partitions; "
         "backfill from the UI or `dagster job backfill`).",
     )
+    features_job = dg.define_asset_job(
+        f"features_{spec.name}",
+        selection=dg.AssetSelection.assets(assets[0]),
+        description=f"Rebuild the {spec.name} feature table (new flights, late labels).",
+    )
     monitoring = build_monitoring_assets(spec)
     monitoring_job = dg.define_asset_job(
         f"monitor_{spec.name}",
@@ -40,8 +47,11 @@ def model_pipeline(spec: ModelSpec) -> dg.Definitions:
     return dg.Definitions(
         assets=[*assets, scores, *monitoring],
         asset_checks=[build_gate_check(spec)],
-        jobs=[job, scoring_job, monitoring_job],
-        sensors=[build_retrain_sensor(spec)],
+        jobs=[job, scoring_job, monitoring_job, features_job],
+        sensors=[
+            build_retrain_sensor(spec),
+            build_cycle_sensor(spec, [ingest_job, features_job, scoring_job, monitoring_job]),
+        ],
     )
 
 

@@ -48,7 +48,7 @@ def test_definitions_snapshot():
         "approve_model",
         "rollback_model",
     }
-    for name in ("retrain_flight_delay", "alert_on_run_failure"):
+    for name in ("retrain_flight_delay", "alert_on_run_failure", "daily_cycle_flight_delay"):
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
     ingest = defs.resolve_job_def("ingest")
     assert ingest.asset_layer.executable_asset_keys >= {

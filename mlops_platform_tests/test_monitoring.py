@@ -112,3 +112,53 @@ def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):
     assert storm.detected(SPEC) and storm.share > SPEC.drift.share_threshold
     assert {"temp", "dewp", "humid"} <= set(storm.drifted)
     assert storm.prediction_drift > SPEC.drift.prediction_threshold
+
+
+def test_daily_cycle_runs_the_steps_in_clock_order(source_url):
+    import datetime as dt
+    import uuid
+
+    from mlops_platform.definitions import defs
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    from mlops_platform.source_system import replay
+
+    cycle = defs.resolve_sensor_def("daily_cycle_flight_delay")
+    replay.set_clock(source_url, dt.datetime(2013, 3, 5))
+    resources = {"source_system": FlightOpsDatabase(url=source_url)}
+
+    def record(instance, request, status):
+        instance.add_run(
+            dg.DagsterRun(
+                job_name=request.job_name, run_id=uuid.uuid4().hex, status=status, tags=request.tags
+            )
+        )
+
+    with dg.instance_for_test() as instance:
+
+        def tick():
+            return cycle(dg.build_sensor_context(instance=instance, resources=resources))
+
+        order = []
+        for _ in range(4):
+            request = tick()
+            assert isinstance(request, dg.RunRequest)
+            order.append((request.job_name, request.partition_key))
+            record(instance, request, dg.DagsterRunStatus.STARTED)
+            waiting = tick()
+            assert isinstance(waiting, dg.SkipReason) and "waiting for" in waiting.skip_message
+            instance.delete_run(instance.get_runs(limit=1)[0].run_id)
+            record(instance, request, dg.DagsterRunStatus.SUCCESS)
+        assert order == [
+            ("ingest", None),
+            ("features_flight_delay", None),
+            ("score_flight_delay", "2013-03-05"),
+            ("monitor_flight_delay", "2013-03-04"),
+        ]
+        assert "all steps done" in tick().skip_message
+
+        replay.advance(source_url, 1)  # a new day starts the cycle again
+        request = tick()
+        assert request.job_name == "ingest" and request.tags["mlops/cycle_day"] == "2013-03-06"
+        for _ in range(3):
+            record(instance, request, dg.DagsterRunStatus.FAILURE)
+        assert "failed 3 times" in tick().skip_message

@@ -1,0 +1,37 @@
+"""The daily cycle in replay-clock order: ingest -> features -> score the day -> monitor.
+
+Wall-clock schedules cannot follow the replay clock, so a sensor does: each tick it reads the
+source's clock and starts the first step of the current day that has not succeeded yet, one at
+a time, so the steps run in order. Which steps there are is plain data (tested without Dagster).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    job: str
+    partition: str | None
+
+
+def steps_for(spec_name: str, day: dt.date) -> list[Step]:
+    """Today's schedule is out at the start of the day: score it. Yesterday's outcomes have
+    (mostly) landed: monitor yesterday."""
+    yesterday = day - dt.timedelta(days=1)
+    return [
+        Step("ingest", "ingest", None),
+        Step("features", f"features_{spec_name}", None),
+        Step("score", f"score_{spec_name}", str(day)),
+        Step("monitor", f"monitor_{spec_name}", str(yesterday)),
+    ]
+
+
+def next_step(steps: list[Step], succeeded: set[str], in_progress: set[str]) -> Step | None:
+    """The first step not yet succeeded, unless a step is still running (then wait)."""
+    if in_progress:
+        return None
+    return next((step for step in steps if step.name not in succeeded), None)
