@@ -19,14 +19,14 @@ class Step:
 
 
 def steps_for(spec_name: str, day: dt.date) -> list[Step]:
-    """Today's schedule is out at the start of the day: score it. Yesterday's outcomes have
-    (mostly) landed: monitor yesterday."""
-    yesterday = day - dt.timedelta(days=1)
+    """Today's schedule is out at the start of the day: score it, then monitor the window
+    ending today (drift of today's inputs; performance on the window's flights whose outcomes
+    have arrived by now)."""
     return [
         Step("ingest", "ingest", None),
         Step("features", f"features_{spec_name}", None),
         Step("score", f"score_{spec_name}", str(day)),
-        Step("monitor", f"monitor_{spec_name}", str(yesterday)),
+        Step("monitor", f"monitor_{spec_name}", str(day)),
     ]
 
 

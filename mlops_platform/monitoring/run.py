@@ -80,12 +80,24 @@ def run_performance(
     version = registry.alias_version(spec.name, CHAMPION)
     summary = json.loads(registry.version_tags(spec.name, version).get("gate_summary", "{}"))
     baseline = (summary.get("metrics") or {}).get(spec.gate.primary_metric)
+    if len(labelled) < 200:
+        # Too few outcomes yet (the first days after scoring starts): say so, score nothing.
+        return {
+            "labelled_rows": len(labelled),
+            "scored_rows": len(recent),
+            "champion_version": version,
+            "status": "too few labelled flights yet",
+            spec.gate.primary_metric: float("nan"),
+            "performance_drop": float("nan"),
+            "baseline": float(baseline) if baseline is not None else float("nan"),
+        }
     metrics = score(spec, labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy())
     primary = metrics[spec.gate.primary_metric]
     drop = None
     if baseline is not None:
         drop = baseline - primary if spec.higher_is_better else primary - baseline
     return {
+        "status": "ok",
         **{k: float(v) for k, v in metrics.items()},
         "labelled_rows": len(labelled),
         "scored_rows": len(recent),
