@@ -19,14 +19,16 @@ class Step:
 
 
 def steps_for(spec_name: str, day: dt.date) -> list[Step]:
-    """Today's schedule is out at the start of the day: score it, then monitor the window
-    ending today (drift of today's inputs; performance on the window's flights whose outcomes
-    have arrived by now)."""
+    """The model predicts at scheduled departure, so a day is batch-scored once all its
+    departures have passed: at the start of `day`, yesterday is scored (with the weather its
+    flights really departed in, as in training) and then monitored. Scoring today at midnight
+    would feed the model hours-old weather it was never trained on."""
+    yesterday = str(day - dt.timedelta(days=1))
     return [
         Step("ingest", "ingest", None),
         Step("features", f"features_{spec_name}", None),
-        Step("score", f"score_{spec_name}", str(day)),
-        Step("monitor", f"monitor_{spec_name}", str(day)),
+        Step("score", f"score_{spec_name}", yesterday),
+        Step("monitor", f"monitor_{spec_name}", yesterday),
     ]
 
 
