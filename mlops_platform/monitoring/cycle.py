@@ -1,4 +1,4 @@
-"""The daily cycle in replay-clock order: ingest -> features -> score the day -> monitor.
+"""The daily cycle in replay-clock order: ingest -> features -> score yesterday -> monitor it.
 
 Wall-clock schedules cannot follow the replay clock, so a sensor does: each tick it reads the
 source's clock and starts the first step of the current day that has not succeeded yet, one at

@@ -21,7 +21,7 @@ def build_cycle_sensor(spec: ModelSpec, jobs: list) -> dg.SensorDefinition:
         jobs=jobs,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Each replay day, in order: ingest, features, score the day, monitor the "
+        description=f"Each replay day, in order: ingest, features, then score and monitor the "
         f"day before ({spec.name}). Advance the clock (job advance_clock) to start a day.",
     )
     def daily_cycle(context: dg.SensorEvaluationContext, source_system: FlightOpsDatabase):
