@@ -12,6 +12,7 @@ from mlops_platform.ingestion.resources import FlightOpsDatabase
 from mlops_platform.markdown import markdown_table
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.base import quote
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 STAGING_SCHEMA = "raw_staging"
 SAMPLE_ROWS = 10
@@ -58,6 +59,7 @@ def build_contract_check(contract: TableContract) -> dg.AssetChecksDefinition:
         asset=dg.AssetKey(["raw", contract.table]),
         name="contract",
         blocking=True,
+        pool=WAREHOUSE_POOL,
         description=(
             f"Great Expectations contract of raw.{contract.table}: columns, non-null and unique "
             "keys, value ranges, allowed categories, row count, freshness against the replay "

@@ -6,6 +6,7 @@ from mlops_platform.markdown import markdown_table
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 
 def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
@@ -13,6 +14,7 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
         asset=dg.AssetKey(["models", spec.name]),
         name="evaluation_gate",
         blocking=True,
+        pool=WAREHOUSE_POOL,
         description=(
             f"Gate for {spec.name}: floors {', '.join(spec.gate.floors)}, challenger vs champion "
             f"on {spec.gate.primary_metric}, slices by {', '.join(spec.gate.slice_columns)}, "

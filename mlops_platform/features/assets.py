@@ -4,6 +4,7 @@ import dagster as dg
 
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 RAW_INPUTS = ("flights", "weather", "planes")
 
@@ -15,7 +16,7 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"pandas"},
         description=f"Point-in-time features and late-arriving labels for {spec.name}.",
-        pool="warehouse",
+        pool=WAREHOUSE_POOL,
     )
     def feature_table(context: dg.AssetExecutionContext, warehouse: Warehouse):
         from mlops_platform.features.build import LABEL, build_feature_table

@@ -12,6 +12,7 @@ from mlops_platform.ingestion.sources import (
     weather_feed_source,
 )
 from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 DESCRIPTIONS = {
     "flights": "Scheduled flights of the NYC airports; outcome (times, arr_delay) once landed.",
@@ -71,7 +72,7 @@ def _spec_pipeline(name: str):
     dlt_pipeline=_spec_pipeline("flight_ops"),
     name="flight_ops_tables",
     dagster_dlt_translator=RawTableTranslator(flight_ops_db),
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
 )
 def flight_ops_tables(
     context: dg.AssetExecutionContext,
@@ -94,7 +95,7 @@ def flight_ops_tables(
     dlt_pipeline=_spec_pipeline("weather_feed"),
     name="weather_feed_tables",
     dagster_dlt_translator=RawTableTranslator(weather_api),
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
 )
 def weather_feed_tables(
     context: dg.AssetExecutionContext,

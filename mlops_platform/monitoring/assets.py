@@ -10,6 +10,7 @@ from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.scoring.assets import DAILY
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 REFERENCE_ROWS = 50_000
 
@@ -21,6 +22,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         partitions_def=DAILY,
         group_name="monitoring",
         kinds={"evidently"},
+        pool=WAREHOUSE_POOL,
         description=f"Drift of the last {spec.drift.window_days} days of {spec.name} inputs and "
         "scores against the champion's training data (Evidently).",
     )
@@ -51,6 +53,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         deps=[dg.AssetKey(["scores", spec.name])],
         partitions_def=DAILY,
         group_name="monitoring",
+        pool=WAREHOUSE_POOL,
         description=f"{spec.name} champion quality on the last {spec.drift.window_days} days of "
         "flights whose outcome has arrived.",
     )

@@ -6,6 +6,7 @@ from pydantic import Field
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 
 class PromotionConfig(dg.Config):
@@ -23,6 +24,7 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(["models", spec.name])],
         group_name=spec.name,
         kinds={"mlflow"},
+        pool=WAREHOUSE_POOL,
         description=f"The {spec.name} champion: promotion of a challenger that passed its gate.",
     )
     def champion(

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 
 class ApprovalConfig(dg.Config):
@@ -19,7 +20,7 @@ class RollbackConfig(dg.Config):
     actor: str = Field(default="on-call", description="who rolls back")
 
 
-@dg.op
+@dg.op(pool=WAREHOUSE_POOL)
 def approve_promotion(
     context: dg.OpExecutionContext,
     config: ApprovalConfig,
@@ -53,7 +54,7 @@ def approve_promotion(
     )
 
 
-@dg.op
+@dg.op(pool=WAREHOUSE_POOL)
 def rollback_champion(
     context: dg.OpExecutionContext,
     config: RollbackConfig,

@@ -5,6 +5,7 @@ import dagster as dg
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
 
@@ -16,7 +17,7 @@ def build_scores_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         partitions_def=DAILY,
         group_name="scoring",
         kinds={"duckdb"},
-        pool="warehouse",  # DuckDB has one writer: partitions run one at a time
+        pool=WAREHOUSE_POOL,  # DuckDB has one writer: partitions run one at a time
         description=f"Each day's scheduled flights scored by the {spec.name} champion.",
         metadata={"partition_expr": "flight_date"},
         # A range of days (a backfill, or `dagster asset materialize --partition-range`) runs

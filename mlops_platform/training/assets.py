@@ -7,6 +7,7 @@ from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.params import Hyperparameters
 from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 DEFAULTS = Hyperparameters()
 
@@ -42,6 +43,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         deps=[dg.AssetKey(["features", spec.name])],
         group_name=spec.name,
         kinds={"sklearn", "mlflow"},
+        pool=WAREHOUSE_POOL,
         description=f"A new {spec.name} model version (alias `challenger`), tracked in MLflow.",
     )
     def challenger_model(
