@@ -96,3 +96,19 @@ def golden(tmp_path_factory, source_template) -> Path:
         tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
     ).registry().experiment_id("warmup")
     return root
+
+
+@pytest.fixture(scope="session")
+def golden_features(golden):
+    """The flight_delay feature table of the golden warehouse (Jan 1 - Feb 10)."""
+    from mlops_platform.features.build import build_feature_table
+    from mlops_platform.specs import load_spec
+    from mlops_platform.warehouse import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
+    return build_feature_table(
+        warehouse.read_table("raw", "flights"),
+        warehouse.read_table("raw", "weather"),
+        warehouse.read_table("raw", "planes"),
+        load_spec("flight_delay"),
+    )

@@ -75,18 +75,8 @@ def test_prediction_drift_alone_fires():
 
 
 @pytest.fixture(scope="module")
-def features(golden):
-    from mlops_platform.features.build import build_feature_table
-    from mlops_platform.warehouse import DuckDBWarehouse
-
-    warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
-    table = build_feature_table(
-        warehouse.read_table("raw", "flights"),
-        warehouse.read_table("raw", "weather"),
-        warehouse.read_table("raw", "planes"),
-        SPEC,
-    )
-    return table.assign(score=0.2)
+def features(golden_features):
+    return golden_features.assign(score=0.2)
 
 
 def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):

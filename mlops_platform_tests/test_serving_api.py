@@ -13,7 +13,6 @@ import httpx
 import numpy as np
 import pytest
 
-from mlops_platform.features.build import build_feature_table
 from mlops_platform.http_server import BackgroundServer
 from mlops_platform.registry.promotion import audit_log, promote
 from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
@@ -52,18 +51,13 @@ ROW = {
 
 
 @pytest.fixture(scope="module")
-def models(golden, tmp_path_factory) -> Path:
+def models(golden, golden_features, tmp_path_factory) -> Path:
     """A registry with v1 (champion) and v2 (challenger, gate passed, not promoted)."""
     root = tmp_path_factory.mktemp("served")
     shutil.copy(golden / "mlflow.db", root / "mlflow.db")
     shutil.copy(golden / "warehouse.duckdb", root / "warehouse.duckdb")
     warehouse = DuckDBWarehouse(path=str(root / "warehouse.duckdb"))
-    features = build_feature_table(
-        warehouse.read_table("raw", "flights"),
-        warehouse.read_table("raw", "weather"),
-        warehouse.read_table("raw", "planes"),
-        SPEC,
-    )
+    features = golden_features
     registry = ModelRegistry(f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts"))
     for iterations in (80, 40):  # two different models
         params = {

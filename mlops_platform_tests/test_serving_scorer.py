@@ -9,23 +9,13 @@ from mlops_platform.serving.scorer import COMPILED_MAX_ROWS, FastScorer, InputEr
 from mlops_platform.specs import load_spec
 from mlops_platform.training.params import Hyperparameters
 from mlops_platform.training.train import fit, model_input, split_by_time
-from mlops_platform.warehouse import DuckDBWarehouse
 
 SPEC = load_spec("flight_delay")
 
 
 @pytest.fixture(scope="module")
-def fitted(golden):
-    from mlops_platform.features.build import build_feature_table
-
-    warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
-    table = build_feature_table(
-        warehouse.read_table("raw", "flights"),
-        warehouse.read_table("raw", "weather"),
-        warehouse.read_table("raw", "planes"),
-        SPEC,
-    )
-    train, holdout, _ = split_by_time(table, SPEC)
+def fitted(golden_features):
+    train, holdout, _ = split_by_time(golden_features, SPEC)
     return fit(SPEC, train, Hyperparameters(max_iter=60)), holdout
 
 

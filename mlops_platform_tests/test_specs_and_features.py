@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mlops_platform.features.build import LABEL, build_feature_table
+from mlops_platform.features.functions import WEATHER_COLUMNS as WEATHER_MEASURES
 from mlops_platform.specs import SPEC_DIR, load_spec
 from mlops_platform.training.train import split_by_time
 
@@ -57,19 +58,7 @@ def _flights(rows):
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
-WEATHER_COLUMNS = [
-    "origin",
-    "time_hour",
-    "temp",
-    "dewp",
-    "humid",
-    "wind_dir",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-]
+WEATHER_COLUMNS = ["origin", "time_hour", *WEATHER_MEASURES]
 
 
 def _weather(hours_and_temps):
