@@ -12,7 +12,8 @@ import shutil
 
 from mlops_platform.settings import data_dir
 
-#: Console logs of in-process runs at WARNING: the full event log is in the Dagster UI.
+#: Console logs of in-process runs silenced: the summary is printed, the full event log is in
+#: the Dagster UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 

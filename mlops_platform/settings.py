@@ -58,7 +58,3 @@ def code_version() -> str:
 
 def default_source_url() -> str:
     return f"sqlite:///{data_dir() / 'flight_ops.sqlite'}"
-
-
-def default_warehouse_url() -> str:
-    return f"duckdb:///{data_dir() / 'warehouse.duckdb'}"

@@ -8,8 +8,6 @@ from mlops_platform.features.functions import FEATURE_FUNCTIONS
 from mlops_platform.specs import ModelSpec
 
 KEY = ["year", "month", "day", "carrier", "flight", "origin"]
-#: Columns every feature table has besides the spec's features.
-ID_COLUMNS = [*KEY, "flight_date", "sched_dep_at"]
 LABEL = "label"
 
 
@@ -77,7 +75,3 @@ def label_of(flights: pd.DataFrame, spec: ModelSpec) -> pd.Series:
     if spec.task == "classification":
         return (source > spec.target.threshold).astype(float).where(source.notna())
     return source
-
-
-def feature_columns(spec: ModelSpec) -> list[str]:
-    return spec.features.columns

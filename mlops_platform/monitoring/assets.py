@@ -12,8 +12,6 @@ from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
-REFERENCE_ROWS = 50_000
-
 
 def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(

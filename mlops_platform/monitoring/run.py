@@ -16,6 +16,9 @@ from mlops_platform.specs import ModelSpec
 from mlops_platform.training.train import TimeSplit, predict, rows_between
 from mlops_platform.warehouse import Warehouse
 
+#: The champion's training rows are sampled down to this for the drift reference.
+REFERENCE_ROWS = 50_000
+
 
 def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.DataFrame:
     """Batch-scored flights of the window ending on `day`, with their features and labels."""
@@ -45,7 +48,7 @@ def run_drift(
         f"AND DATE '{split.train_end}'",
     )
     reference = rows_between(features[features[LABEL].notna()], split.train_start, split.train_end)
-    reference = reference.sample(n=min(len(reference), 50_000), random_state=0)
+    reference = reference.sample(n=min(len(reference), REFERENCE_ROWS), random_state=0)
     reference = reference.assign(
         **{SCORE: predict(registry.load_verified(spec.name, version), reference, spec)}
     )

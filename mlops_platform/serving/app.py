@@ -108,6 +108,8 @@ def create_app(
         warehouse = warehouse or resources["warehouse"]
     metrics = ServingMetrics()
     manager = ModelManager(registry, spec, poll_seconds=settings.poll_seconds)
+    # The model-version gauge changes when the models do, not on every request.
+    manager.on_change = lambda: metrics.set_models([manager.champion, manager.challenger])
     predictions = PartitionedLog(f"{settings.log_dir}/predictions", prediction_schema(spec))
     feedback_log = PartitionedLog(f"{settings.log_dir}/feedback", feedback_schema())
     batcher = MicroBatcher(
@@ -122,7 +124,6 @@ def create_app(
 
     async def wait_for_champion() -> None:
         await asyncio.to_thread(manager.wait_for_champion, None, settings.retry_seconds)
-        metrics.set_models([manager.champion, manager.challenger])
         manager.start_watching()
         # Everything loaded so far (libraries, models) lives as long as the process: keep it
         # out of the cyclic GC, whose full passes over it stalled requests for ~100 ms.
@@ -159,7 +160,6 @@ def create_app(
             raise HTTPException(503, "no verified champion loaded yet")
         normal = normalize(columns, rows, spec)
         scored = await batcher.score(normal, rows, request_id, route)
-        metrics.set_models([manager.champion, manager.challenger])
         return scored
 
     def mlflow_reply(scores) -> list:
@@ -341,7 +341,6 @@ def create_app(
     @app.post("/admin/reload", dependencies=[Depends(require_admin)])
     async def admin_reload() -> dict:
         changed = await asyncio.to_thread(manager.refresh)
-        metrics.set_models([manager.champion, manager.challenger])
         return {"changed": changed, **models_state()}
 
     @app.post("/admin/rollback", dependencies=[Depends(require_admin)])
@@ -361,7 +360,6 @@ def create_app(
         except PromotionRefused as exc:
             return JSONResponse({"detail": str(exc)}, status_code=409)
         await asyncio.to_thread(manager.refresh)
-        metrics.set_models([manager.champion, manager.challenger])
         return JSONResponse({"rolled_back_from": changes[0]["from_version"], **models_state()})
 
     return Guard(app, metrics, settings.max_body_bytes)

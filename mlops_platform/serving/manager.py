@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
@@ -37,8 +38,11 @@ class ModelManager:
         spec: ModelSpec,
         poll_seconds: float = 5.0,
         load_challenger: bool = True,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """`on_change` is called (on the refreshing thread) after the models in use change."""
         self.registry = registry
+        self.on_change = on_change
         self.spec = spec
         self.poll_seconds = poll_seconds
         self.load_challenger = load_challenger
@@ -89,6 +93,8 @@ class ModelManager:
                     self.champion and f"v{self.champion.version}",
                     self.last_error,
                 )
+            if changed and self.on_change is not None:
+                self.on_change()
             return changed
 
     def wait_for_champion(self, timeout: float | None = None, retry_seconds: float = 2.0) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
@@ -20,10 +22,25 @@ class PostgresWarehouse(Warehouse):
 
     url: str = Field(description="SQLAlchemy URL of the warehouse database")
 
-    def _engine(self) -> Any:
+    @contextlib.contextmanager
+    def _transaction(self, schema: str | None = None) -> Iterator[Any]:
+        """One connection in one transaction (creating `schema` first if given)."""
         import sqlalchemy as sa
 
-        return sa.create_engine(self.url)
+        engine = sa.create_engine(self.url)
+        try:
+            with engine.begin() as conn:
+                if schema:
+                    conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
+                yield conn
+        finally:
+            engine.dispose()
+
+    @staticmethod
+    def _write(conn: Any, schema: str, table: str, frame: pd.DataFrame, if_exists: str) -> None:
+        """Create (or keep) the table with `frame`'s columns, then COPY the rows in."""
+        frame.head(0).to_sql(table, conn, schema=schema, if_exists=if_exists, index=False)
+        copy_frame(conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame)
 
     def dlt_destination(self) -> Any:
         import dlt
@@ -39,82 +56,47 @@ class PostgresWarehouse(Warehouse):
         import pandas as pd
         import sqlalchemy as sa
 
-        engine = self._engine()
-        try:
-            with engine.connect() as conn:
-                return pd.read_sql_query(sa.text(sql), conn, params=params or {})
-        finally:
-            engine.dispose()
+        with self._transaction() as conn:
+            return pd.read_sql_query(sa.text(sql), conn, params=params or {})
 
     def execute(self, sql: str, params: dict | None = None) -> None:
         import sqlalchemy as sa
 
-        engine = self._engine()
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text(sql), params or {})
-        finally:
-            engine.dispose()
+        with self._transaction() as conn:
+            conn.execute(sa.text(sql), params or {})
 
     def append(self, schema: str, table: str, frame: pd.DataFrame) -> int:
         import sqlalchemy as sa
 
-        engine = self._engine()
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
-                inspector = sa.inspect(conn)
-                if inspector.has_table(table, schema=schema):
-                    existing = {c["name"] for c in inspector.get_columns(table, schema=schema)}
-                    for column in frame.columns:
-                        if column not in existing:
-                            empty = frame[[column]].head(0)
-                            kind = _pg_type(empty[column].dtype)
-                            conn.execute(
-                                sa.text(
-                                    f"ALTER TABLE {quote(schema)}.{quote(table)} "
-                                    f"ADD COLUMN {quote(column)} {kind}"
-                                )
+        with self._transaction(schema) as conn:
+            inspector = sa.inspect(conn)
+            if inspector.has_table(table, schema=schema):
+                existing = {c["name"] for c in inspector.get_columns(table, schema=schema)}
+                for column in frame.columns:
+                    if column not in existing:
+                        conn.execute(
+                            sa.text(
+                                f"ALTER TABLE {quote(schema)}.{quote(table)} "
+                                f"ADD COLUMN {quote(column)} {_pg_type(frame[column].dtype)}"
                             )
-                frame.head(0).to_sql(table, conn, schema=schema, if_exists="append", index=False)
-                copy_frame(
-                    conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame
-                )
-        finally:
-            engine.dispose()
+                        )
+            self._write(conn, schema, table, frame, if_exists="append")
         return len(frame)
 
     def replace_table(self, schema: str, table: str, frame: pd.DataFrame) -> int:
-        import sqlalchemy as sa
-
-        engine = self._engine()
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
-                frame.head(0).to_sql(table, conn, schema=schema, if_exists="replace", index=False)
-                copy_frame(
-                    conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame
-                )
-        finally:
-            engine.dispose()
+        with self._transaction(schema) as conn:
+            self._write(conn, schema, table, frame, if_exists="replace")
         return len(frame)
 
     def replace_rows(self, schema: str, table: str, frame: pd.DataFrame, where: str) -> int:
         import sqlalchemy as sa
 
-        engine = self._engine()
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
-                frame.head(0).to_sql(table, conn, schema=schema, if_exists="append", index=False)
-                deleted = conn.execute(
-                    sa.text(f"DELETE FROM {quote(schema)}.{quote(table)} WHERE {where}")
-                ).rowcount
-                copy_frame(
-                    conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame
-                )
-        finally:
-            engine.dispose()
+        with self._transaction(schema) as conn:
+            frame.head(0).to_sql(table, conn, schema=schema, if_exists="append", index=False)
+            deleted = conn.execute(
+                sa.text(f"DELETE FROM {quote(schema)}.{quote(table)} WHERE {where}")
+            ).rowcount
+            copy_frame(conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame)
         return int(deleted)
 
     def delete_matching(
@@ -127,16 +109,9 @@ class PostgresWarehouse(Warehouse):
         match = " AND ".join(f"{quote(c)} IS NOT DISTINCT FROM :{c}" for c in key_columns)
         records = keys[key_columns].drop_duplicates()
         records = records.astype(object).where(records.notna(), None).to_dict("records")
-        deleted = 0
-        engine = self._engine()
-        try:
-            with engine.begin() as conn:
-                statement = sa.text(f"DELETE FROM {quote(schema)}.{quote(table)} WHERE {match}")
-                for record in records:
-                    deleted += conn.execute(statement, record).rowcount
-        finally:
-            engine.dispose()
-        return deleted
+        statement = sa.text(f"DELETE FROM {quote(schema)}.{quote(table)} WHERE {match}")
+        with self._transaction() as conn:
+            return sum(conn.execute(statement, record).rowcount for record in records)
 
 
 def _pg_type(dtype: Any) -> str:
