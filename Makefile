@@ -9,12 +9,18 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
-.PHONY: run test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
-	bench-serve clean
+.PHONY: run year test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
+	bench-serve bench-drift clean
 
-## run: install everything, then replay two weeks of 2013 through the platform (embedded defaults)
+## run: install everything; ingest 45 days of 2013, train a champion, then two weeks through the
+## loop (drift -> retrain -> gate -> promote) on embedded defaults
 run: install
-	$(UV) run mlops quickstart --days 45 --step 5
+	$(UV) run mlops quickstart
+
+## year: replay the whole of 2013 day by day through the loop from a clean state (wipes .data);
+## prints the month-by-month table and saves it with a PNG under .data/reports/<spec>/
+year: install
+	$(UV) run mlops replay --fresh --report-name year-2013
 
 ## test: install everything, then run the whole test suite
 test: install
@@ -44,13 +50,17 @@ lint: install
 	$(UV) run ruff format --check .
 
 ## bench: every benchmark under bench/
-bench: bench-ingest bench-load bench-train bench-serve
+bench: bench-ingest bench-load bench-train bench-serve bench-drift
 
 bench-ingest: install
 	$(UV) run python bench/ingest_bench.py
 
 bench-train: install
 	$(UV) run python bench/train_bench.py
+
+## bench-drift: the daily drift check (target < 3 s) vs bare Evidently on the same frames
+bench-drift: install
+	$(UV) run python bench/drift_bench.py
 
 bench-serve: install
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)

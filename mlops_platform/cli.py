@@ -1,4 +1,4 @@
-"""`mlops`: the command line of the platform (source system, quickstart, quarantine)."""
+"""`mlops`: the command line (source system, quickstart and replay, quarantine, models, serving)."""
 
 from __future__ import annotations
 
@@ -81,11 +81,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_quickstart(args: argparse.Namespace) -> None:
-    from mlops_platform.quickstart import run_quickstart
+def cmd_replay(args: argparse.Namespace) -> None:
+    """`quickstart` and `replay` are one command with different defaults."""
+    import datetime as dt
+
+    from mlops_platform.loop.replay import run_replay
 
     ensure_dagster_home()
-    sys.exit(run_quickstart(days=args.days, step=args.step, fresh=args.fresh))
+    through = dt.date.fromisoformat(args.through)
+    sys.exit(
+        run_replay(
+            until=through + dt.timedelta(days=1),
+            warmup_days=args.warmup_days,
+            step=args.step,
+            fresh=args.fresh,
+            report_name=args.report_name or f"replay-to-{through}",
+        )
+    )
 
 
 def cmd_quarantine(args: argparse.Namespace) -> None:
@@ -166,11 +178,30 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(handler=cmd_serve)
 
-    quick = commands.add_parser("quickstart", help="run the main job on embedded defaults")
-    quick.add_argument("--days", type=int, default=45, help="days of 2013 to replay")
-    quick.add_argument("--step", type=int, default=5, help="days per ingestion run")
-    quick.add_argument("--fresh", action="store_true", help="start over from an empty state")
-    quick.set_defaults(handler=cmd_quickstart)
+    for name, help_text, warmup, through in [
+        (
+            "quickstart",
+            "the main job on embedded defaults: ingest 45 days, train a champion, then two "
+            "weeks through the loop",
+            45,
+            "2013-02-28",
+        ),
+        (
+            "replay",
+            "replay 2013 day by day through the loop (make year: the whole year, fresh)",
+            59,
+            "2013-12-31",
+        ),
+    ]:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--warmup-days", type=int, default=warmup, help="days ingested before the bootstrap"
+        )
+        sub.add_argument("--step", type=int, default=5, help="days per warm-up ingestion run")
+        sub.add_argument("--through", default=through, help="last day the loop scores and monitors")
+        sub.add_argument("--fresh", action="store_true", help="start over from an empty state")
+        sub.add_argument("--report-name", default="", help="file name of the saved report")
+        sub.set_defaults(handler=cmd_replay)
 
     quarantine = commands.add_parser("quarantine", help="inspect or replay quarantined rows")
     quarantine.add_argument("action", choices=["list", "replay"])

@@ -9,6 +9,7 @@ carrier has been added to `airlines`), and stamps `_replayed_at` on them.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import pandas as pd
@@ -71,6 +72,10 @@ def replay_quarantine(
     if good.empty:
         return 0, len(pending)
     restored = good.drop(columns=[c for c in META_COLUMNS if c in good.columns])
+    if "_dlt_load_id" in restored.columns:
+        # A fresh load id (dlt's format: epoch seconds) so that incremental builds downstream
+        # (features) see the restored rows as new.
+        restored["_dlt_load_id"] = f"{time.time():.6f}"
     warehouse.delete_matching("raw", contract.table, restored, contract.key)
     warehouse.append("raw", contract.table, restored)
     ids = ", ".join(f"'{i}'" for i in good["_quarantine_id"])

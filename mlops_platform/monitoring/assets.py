@@ -22,7 +22,8 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         kinds={"evidently"},
         pool=WAREHOUSE_POOL,
         description=f"Drift of the last {spec.drift.window_days} days of {spec.name} inputs and "
-        "scores against the champion's training data (Evidently).",
+        "scores (batch-scored days and the serving prediction log) against the champion's "
+        "training data (Evidently).",
     )
     def drift_report(
         context: dg.AssetExecutionContext, warehouse: Warehouse, mlflow_registry: MLflowResource
@@ -30,18 +31,22 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         from mlops_platform.monitoring.run import run_drift
 
         day = context.partition_time_window.start.date()
-        result, path, run_id, version = run_drift(spec, day, warehouse, mlflow_registry.registry())
+        drift = run_drift(spec, day, warehouse, mlflow_registry.registry())
+        result = drift.result
         return dg.MaterializeResult(
             metadata={
                 "drift_share": result.share,
                 "prediction_drift": result.prediction_drift,
                 "drift_detected": result.detected(spec),
                 "drifted_features": ", ".join(result.drifted) or "none",
-                "champion_version": version,
+                "champion_version": drift.champion_version,
                 "reference_rows": result.reference_rows,
                 "current_rows": result.current_rows,
-                "report": dg.MetadataValue.path(str(path)),
-                "mlflow_run_id": run_id,
+                "batch_scored_rows": drift.batch_rows,
+                "served_rows": drift.served_rows,
+                "seconds": round(drift.seconds, 3),
+                "report": dg.MetadataValue.path(str(drift.report_path)),
+                "mlflow_run_id": drift.mlflow_run_id,
                 **{f"psi_{k}": v for k, v in sorted(result.per_feature.items())},
             }
         )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -34,12 +37,33 @@ def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.Dat
     return joined
 
 
-def run_drift(
-    spec: ModelSpec, day: dt.date, warehouse: Warehouse, registry: ModelRegistry
-) -> tuple[DriftResult, object, str, str]:
-    version = registry.alias_version(spec.name, CHAMPION)
-    if version is None:
-        raise RuntimeError(f"{spec.name} has no champion: nothing to monitor")
+def recent_served(spec: ModelSpec, day: dt.date, log_dir: str | Path | None = None):
+    """Rows the serving API scored (its prediction log) in the window ending on `day`, for the
+    champion or the canary: the request inputs as received, and the score returned."""
+    from mlops_platform.serving.predictionlog import read_log
+
+    if log_dir is None:
+        from mlops_platform.serving.settings import ServingSettings
+
+        log_dir = ServingSettings().log_dir
+    start = day - dt.timedelta(days=spec.drift.window_days - 1)
+    served = read_log(Path(log_dir) / "predictions", start, day)
+    if served.empty:
+        return served
+    return served[[*spec.features.columns, SCORE, "model_version"]]
+
+
+def drift_reference(
+    spec: ModelSpec, version: str, warehouse: Warehouse, registry: ModelRegistry
+) -> pd.DataFrame:
+    """A sample of the champion's training rows, scored by the champion.
+
+    It depends only on the model version, so it is computed once per version and kept in
+    `<data dir>/monitoring/<spec>/` (named by the MLflow run, which no registry reset reuses)."""
+    run_id = registry.run_id_of(spec.name, version)
+    cache = data_dir() / "monitoring" / spec.name / f"reference-v{version}-{run_id}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
     split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
     features = warehouse.read_table(
         "features",
@@ -52,7 +76,43 @@ def run_drift(
     reference = reference.assign(
         **{SCORE: predict(registry.load_verified(spec.name, version), reference, spec)}
     )
-    current = recent_scored(spec, day, warehouse)
+    reference = reference[[*spec.features.columns, SCORE]].reset_index(drop=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    reference.to_parquet(cache)
+    return reference
+
+
+@dataclass
+class DriftRun:
+    result: DriftResult
+    report_path: Path
+    mlflow_run_id: str
+    champion_version: str
+    batch_rows: int
+    served_rows: int
+    seconds: float
+
+
+def run_drift(
+    spec: ModelSpec,
+    day: dt.date,
+    warehouse: Warehouse,
+    registry: ModelRegistry,
+    log_dir: str | Path | None = None,
+) -> DriftRun:
+    """Drift of the window ending on `day` (batch scores and the serving log) against the
+    champion's training reference; the HTML report goes to a file and to MLflow."""
+    started = time.perf_counter()
+    version = registry.alias_version(spec.name, CHAMPION)
+    if version is None:
+        raise RuntimeError(f"{spec.name} has no champion: nothing to monitor")
+    reference = drift_reference(spec, version, warehouse, registry)
+    batch = recent_scored(spec, day, warehouse)
+    served = recent_served(spec, day, log_dir)
+    current = pd.concat(
+        [batch[[*spec.features.columns, SCORE]], *([served] if len(served) else [])],
+        ignore_index=True,
+    )
     result = compute_drift(reference, current, spec)
 
     folder = data_dir() / "reports" / spec.name
@@ -67,11 +127,21 @@ def run_drift(
             {
                 "drift_share": result.share,
                 "prediction_drift": result.prediction_drift,
+                "batch_rows": len(batch),
+                "served_rows": len(served),
                 **{f"psi_{k}": v for k, v in result.per_feature.items()},
             }
         )
         mlflow.log_artifact(str(path), artifact_path="drift")
-    return result, path, run.info.run_id, version
+    return DriftRun(
+        result,
+        path,
+        run.info.run_id,
+        version,
+        len(batch),
+        len(served),
+        time.perf_counter() - started,
+    )
 
 
 def run_performance(

@@ -17,13 +17,23 @@ def _latest(context: dg.SensorEvaluationContext, key: dg.AssetKey):
     return metadata, materialization.partition, records[0].storage_id
 
 
+def _last_trigger(context: dg.SensorEvaluationContext, job_name: str) -> str | None:
+    """The monitored day of the latest retrain this sensor started, from the runs themselves,
+    so the cooldown survives a reset cursor (a restarted or re-deployed daemon)."""
+    runs = context.instance.get_runs(filters=dg.RunsFilter(job_name=job_name), limit=50)
+    days = [r.tags["mlops/monitored_day"] for r in runs if "mlops/monitored_day" in r.tags]
+    return max(days, default=None)
+
+
 def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
     drift_key = dg.AssetKey(["drift_report", spec.name])
     performance_key = dg.AssetKey(["model_performance", spec.name])
 
+    job_name = f"train_{spec.name}"
+
     @dg.sensor(
         name=f"retrain_{spec.name}",
-        job_name=f"train_{spec.name}",
+        job_name=job_name,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Starts train_{spec.name} when drift or the performance drop crosses the "
@@ -39,7 +49,11 @@ def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
         if seen <= cursor.get("seen", -1):
             return dg.SkipReason("no new monitoring results")
         day = max(d for d in (drift_day, performance_day, "0000-00-00") if d)
-        decision = decide_retrain(spec, day, drift, performance, cursor.get("last_trigger"))
+        last = max(
+            (d for d in (cursor.get("last_trigger"), _last_trigger(context, job_name)) if d),
+            default=None,
+        )
+        decision = decide_retrain(spec, day, drift, performance, last)
         cursor["seen"] = seen
         if decision.fire:
             cursor["last_trigger"] = day

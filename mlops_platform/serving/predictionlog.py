@@ -140,12 +140,21 @@ def feedback_schema():
     )
 
 
-def read_log(directory: str | Path):
-    """Everything logged so far, as a DataFrame (empty if nothing yet)."""
+def read_log(directory: str | Path, start: dt.date | None = None, end: dt.date | None = None):
+    """Everything logged so far, or only the date partitions from `start` to `end` (inclusive),
+    as a DataFrame (empty if nothing)."""
     import pandas as pd
     import pyarrow.dataset as ds
 
     root = Path(directory)
-    if not any(root.glob("date=*/*.parquet")):
+    folders = [
+        folder
+        for folder in sorted(root.glob("date=*"))
+        if (start is None or folder.name[5:] >= str(start))
+        and (end is None or folder.name[5:] <= str(end))
+    ]
+    files = [str(f) for folder in folders for f in sorted(folder.glob("*.parquet"))]
+    if not files:
         return pd.DataFrame()
-    return ds.dataset(root, format="parquet", partitioning="hive").to_table().to_pandas()
+    dataset = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root))
+    return dataset.to_table().to_pandas()

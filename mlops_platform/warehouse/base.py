@@ -37,6 +37,9 @@ class Warehouse(dg.ConfigurableResource):
         """A dlt pipeline loading into `dataset_name` of this warehouse."""
         import dlt
 
+        # Arrow loads (the connectorx backend) stamp `_dlt_load_id` on rows only when asked;
+        # incremental feature builds read it to find what changed.
+        dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
         pipelines_dir = self.pipelines_dir or str(data_dir() / "dlt")
         Path(pipelines_dir).mkdir(parents=True, exist_ok=True)
         return dlt.pipeline(

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from mlops_platform.settings import data_dir
 from mlops_platform.warehouse.base import Warehouse, quote
@@ -31,9 +31,23 @@ class DuckDBWarehouse(Warehouse):
         default="", description="DuckDB file; empty means <data dir>/warehouse.duckdb"
     )
 
+    #: Held open while a Dagster step runs. DuckDB shares one database instance among the
+    #: connections of a process, so with it open every query connects in ~0.2 ms instead of
+    #: re-opening the file and checkpointing it on close (~20 ms each, dozens per step). The
+    #: file stays locked for the step, which the `warehouse` pool already serialises.
+    _anchor: Any = PrivateAttr(default=None)
+
     @property
     def database_path(self) -> str:
         return self.path or str(data_dir() / "warehouse.duckdb")
+
+    def setup_for_execution(self, context) -> None:
+        self._anchor = self._connect()
+
+    def teardown_after_execution(self, context) -> None:
+        if self._anchor is not None:
+            self._anchor.close()
+            self._anchor = None
 
     def _connect(self, read_only: bool = False) -> Any:
         import duckdb

@@ -1,0 +1,1 @@
+"""The loop, replayed: what the Dagster daemon does as the clock advances, run in process."""

@@ -1,0 +1,174 @@
+"""The loop end to end on a short replay with a forced shift: the real sensors and jobs, run
+in process day by day on a real instance, warehouse and registry.
+
+Drift is detected, one retrain is launched, its gate is evaluated, the champion is promoted or
+kept, the audit log says so, the cooldown holds, and the report is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from mlops_platform.registry.promotion import audit_log
+from mlops_platform.specs import load_spec
+from mlops_platform_tests.test_model_lifecycle import relaxed
+
+SPEC = relaxed(load_spec("flight_delay"))
+SHIFT_FROM = dt.datetime(2013, 2, 10)
+
+
+def force_weather_shift(source_url: str) -> None:
+    """A storm front the models never saw, from Feb 10 on, kept inside the weather contract."""
+    engine = sa.create_engine(source_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE weather_observations SET temp = temp + 40, dewp = dewp + 40, "
+                "humid = 100 - humid, pressure = pressure - 30, visib = visib / 4, "
+                "wind_dir = (wind_dir + 180) % 360 WHERE time_hour >= :start"
+            ),
+            {"start": SHIFT_FROM},
+        )
+    engine.dispose()
+
+
+@pytest.fixture()
+def replayed(golden, data_dir, capsys):
+    """Golden state (ingested to Feb 10) -> bootstrap champion -> 6 loop days (Feb 11-16)."""
+    from mlops_platform.definitions import _domain_definitions
+    from mlops_platform.loop.replay import run_replay
+    from mlops_platform.model_pipeline import model_pipeline
+    from mlops_platform.profiles import resources_for
+
+    for name in ("flight_ops.sqlite", "warehouse.duckdb"):
+        shutil.copy(golden / name, data_dir / name)
+    shutil.copytree(golden / "dlt", data_dir / "dlt")
+    (data_dir / "mlflow").mkdir()
+    shutil.copy(golden / "mlflow.db", data_dir / "mlflow" / "mlflow.db")
+    force_weather_shift(f"sqlite:///{data_dir / 'flight_ops.sqlite'}")
+
+    defs = dg.Definitions.merge(
+        _domain_definitions(), model_pipeline(SPEC), dg.Definitions(resources=resources_for())
+    )
+    with dg.instance_for_test() as instance:
+        status = run_replay(
+            until=dt.date(2013, 2, 17),
+            warmup_days=40,  # the golden warehouse already holds Jan 1 - Feb 10
+            defs=defs,
+            specs=[SPEC],
+            instance=instance,
+            report_name="test",
+        )
+        yield status, instance, resources_for(), capsys.readouterr().out
+
+
+def test_short_replay_closes_the_loop(replayed, data_dir):
+    status, instance, resources, printed = replayed
+    warehouse, registry = resources["warehouse"], resources["mlflow_registry"].registry()
+    assert status == 0, printed
+
+    # Every loop day ran the cycle: ingest, features, score yesterday, monitor yesterday.
+    cycle_runs = instance.get_runs(filters=dg.RunsFilter(tags={"mlops/cycle_step": "monitor"}))
+    assert sorted(r.tags["mlops/cycle_day"] for r in cycle_runs) == [
+        f"2013-02-{d}" for d in range(11, 17)
+    ]
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in cycle_runs)
+    scored = warehouse.query(
+        f"SELECT DISTINCT CAST(flight_date AS DATE) AS d FROM scores.{SPEC.name} ORDER BY d"
+    )["d"]
+    assert [str(d) for d in scored] == [f"2013-02-{d}" for d in range(10, 16)]
+
+    # Drift detected on the first monitored day, the storm's features among the drifted.
+    first = instance.fetch_materializations(
+        dg.AssetKey(["drift_report", SPEC.name]), limit=100
+    ).records[-1]
+    meta = {k: v.value for k, v in first.event_log_entry.asset_materialization.metadata.items()}
+    assert first.event_log_entry.asset_materialization.partition == "2013-02-10"
+    assert meta["drift_detected"] is True and meta["drift_share"] > SPEC.drift.share_threshold
+    assert {"temp", "dewp", "humid"} <= set(meta["drifted_features"].split(", "))
+
+    # Exactly one retrain: the cooldown held while the shift went on.
+    retrains = [
+        r
+        for r in instance.get_runs(filters=dg.RunsFilter(job_name=f"train_{SPEC.name}"))
+        if "mlops/trigger" in r.tags
+    ]
+    assert len(retrains) == 1, [r.tags for r in retrains]
+    retrain = retrains[0]
+    assert retrain.tags["mlops/trigger"] == "drift"
+    assert retrain.tags["mlops/monitored_day"] == "2013-02-10"
+    assert "temp" in retrain.tags["mlops/reason"]
+    days = [line for line in printed.splitlines() if line.startswith("  2013-02-1")]
+    assert len(days) == 6 and sum("RETRAIN" in line for line in days) == 1
+
+    # The gate was evaluated, and the champion was promoted or kept accordingly.
+    gate = next(
+        e.dagster_event.event_specific_data
+        for e in instance.all_logs(retrain.run_id)
+        if e.dagster_event
+        and e.dagster_event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+    challenger = str(gate.metadata["version"].value)
+    assert challenger == "2"
+    log = audit_log(warehouse, SPEC.name)
+    assert ((log["alias"] == "challenger") & (log["to_version"] == "2")).any()
+    champion = registry.alias_version(SPEC.name, "champion")
+    if gate.passed:
+        assert champion == "2"
+        promotion = log[(log["alias"] == "champion") & (log["to_version"] == "2")]
+        assert len(promotion) == 1
+        assert "retrained because drift share" in promotion.iloc[0]["reason"]
+        assert promotion.iloc[0]["dagster_run_id"] == retrain.run_id
+    else:
+        assert champion == "1"
+        assert not ((log["alias"] == "champion") & (log["to_version"] == "2")).any()
+
+    # The report: live vs static (v1) month by month, the retrain, and the plot.
+    report = (data_dir / "reports" / SPEC.name / "test.md").read_text()
+    assert "Static model: v1" in report and "| 2013-02 |" in report
+    assert ("| passed |" if gate.passed else "| FAILED") in report
+    png = (data_dir / "reports" / SPEC.name / "test.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+    # The drift report also reads what the serving API scored: its prediction log, written by
+    # the API's own log writer, for a day in the window.
+    from mlops_platform.monitoring.run import recent_served, run_drift
+    from mlops_platform.serving.predictionlog import PartitionedLog, prediction_schema
+
+    day = dt.date(2013, 2, 15)
+    served = warehouse.read_table(
+        "features", SPEC.name, where=f"CAST(flight_date AS DATE) = DATE '{day}'"
+    ).head(300)
+    log = PartitionedLog(data_dir / "serving" / "predictions", prediction_schema(SPEC))
+    n = len(served)
+    log.append(
+        {
+            "ts": [dt.datetime(2013, 2, 15, 12)] * n,
+            "request_id": [f"r{i}" for i in range(n)],
+            "row": list(range(n)),
+            "route": ["/invocations"] * n,
+            "model": [SPEC.name] * n,
+            "model_version": [champion] * n,
+            "alias": ["champion"] * n,
+            "score": [0.3] * n,
+            "shadow_version": [None] * n,
+            "shadow_score": [None] * n,
+            **{
+                c: served[c].astype(object).where(served[c].notna(), None).tolist()
+                for c in SPEC.features.columns
+            },
+        }
+    )
+    log.close()
+    drift = run_drift(SPEC, day, warehouse, registry, log_dir=data_dir / "serving")
+    assert drift.served_rows == n > 0
+    assert drift.result.current_rows == drift.batch_rows + n
+    # Only the window's partitions are read: a week that ended before Feb 15 has none.
+    assert recent_served(
+        SPEC, dt.date(2013, 2, 14) - dt.timedelta(days=7), data_dir / "serving"
+    ).empty
