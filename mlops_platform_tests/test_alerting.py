@@ -37,7 +37,8 @@ def test_failed_run_raises_an_incident_and_calls_the_webhook(tmp_path):
         (record,) = instance.get_records_for_run(
             result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
         ).records
-        context = dg.build_run_status_sensor_context(
+        # `with`: the DuckDB warehouse holds its file open while in use, as in a daemon tick.
+        with dg.build_run_status_sensor_context(
             sensor_name="alert_on_run_failure",
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
@@ -46,8 +47,8 @@ def test_failed_run_raises_an_incident_and_calls_the_webhook(tmp_path):
                 "warehouse": warehouse,
                 "alerting": AlertingResource(webhook_url=f"{server.url}/alert"),
             },
-        ).for_run_failure()
-        alert_on_run_failure(context)
+        ) as status_context:
+            alert_on_run_failure(status_context.for_run_failure())
 
     (payload,) = received
     assert payload["job"] == "train_flight_delay" and payload["dagster_run_id"] == result.run_id

@@ -47,6 +47,7 @@ def test_definitions_snapshot():
         "train_flight_delay",
         "approve_model",
         "rollback_model",
+        "daily_flight_delay",
     }
     for name in ("retrain_flight_delay", "alert_on_run_failure", "daily_cycle_flight_delay"):
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
@@ -54,6 +55,17 @@ def test_definitions_snapshot():
     assert ingest.asset_layer.executable_asset_keys >= {
         dg.AssetKey(["raw", t]) for t in ("flights", "weather")
     }
+    # One run per replay day: the raw tables (with their contracts), features, scores and the
+    # monitoring assets, in asset-graph order; training is not part of it.
+    daily = defs.resolve_job_def("daily_flight_delay")
+    assert {k.to_user_string() for k in daily.asset_layer.executable_asset_keys} == {
+        *(f"raw/{t}" for t in raw_tables),
+        "features/flight_delay",
+        "scores/flight_delay",
+        "drift_report/flight_delay",
+        "model_performance/flight_delay",
+    }
+    assert daily.partitions_def is not None
 
 
 def test_dagster_validates_the_location_quickly(tmp_path):

@@ -84,7 +84,15 @@ def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):
     first, second = january.iloc[::2], january.iloc[1::2]
     calm = compute_drift(first, second, SPEC)
     assert calm.share < SPEC.drift.share_threshold and not calm.detected(SPEC)
-    assert "day_of_year" not in calm.per_feature  # excluded by the spec
+    assert "dest" in calm.per_feature
+    drift = SPEC.drift.model_copy(update={"exclude": ["dest"]})
+    excluding = compute_drift(first, second, SPEC.model_copy(update={"drift": drift}))
+    assert "dest" not in excluding.per_feature  # excluded by the spec
+
+    # A calm day has no gust reported at all: that column cannot be compared, and says so.
+    calm_day = compute_drift(first, second.assign(wind_gust=float("nan")), SPEC)
+    assert calm_day.empty == ["wind_gust"] and "wind_gust" not in calm_day.per_feature
+    assert "temp" in calm_day.per_feature
 
     shifted = second.assign(
         temp=second["temp"] + 40,
@@ -104,7 +112,7 @@ def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):
     assert storm.prediction_drift > SPEC.drift.prediction_threshold
 
 
-def test_daily_cycle_runs_the_steps_in_clock_order(source_url):
+def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):
     import datetime as dt
     import uuid
 
@@ -119,36 +127,35 @@ def test_daily_cycle_runs_the_steps_in_clock_order(source_url):
     def record(instance, request, status):
         instance.add_run(
             dg.DagsterRun(
-                job_name=request.job_name, run_id=uuid.uuid4().hex, status=status, tags=request.tags
+                job_name="daily_flight_delay",
+                run_id=uuid.uuid4().hex,
+                status=status,
+                tags={**request.tags, "dagster/partition": request.partition_key},
             )
         )
 
     with dg.instance_for_test() as instance:
 
         def tick():
-            return cycle(dg.build_sensor_context(instance=instance, resources=resources))
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                return cycle(context)
 
-        order = []
-        for _ in range(4):
-            request = tick()
-            assert isinstance(request, dg.RunRequest)
-            order.append((request.job_name, request.partition_key))
-            record(instance, request, dg.DagsterRunStatus.STARTED)
-            waiting = tick()
-            assert isinstance(waiting, dg.SkipReason) and "waiting for" in waiting.skip_message
-            instance.delete_run(instance.get_runs(limit=1)[0].run_id)
-            record(instance, request, dg.DagsterRunStatus.SUCCESS)
-        assert order == [
-            ("ingest", None),
-            ("features_flight_delay", None),
-            ("score_flight_delay", "2013-03-04"),
-            ("monitor_flight_delay", "2013-03-04"),
-        ]
-        assert "all steps done" in tick().skip_message
+        request = tick()
+        assert isinstance(request, dg.RunRequest)
+        assert request.partition_key == "2013-03-04"  # the day before the clock's day
+        assert request.run_key == "cycle-flight_delay-2013-03-04-0"
+        record(instance, request, dg.DagsterRunStatus.STARTED)
+        waiting = tick()
+        assert isinstance(waiting, dg.SkipReason) and "waiting for" in waiting.skip_message
+        instance.delete_run(instance.get_runs(limit=1)[0].run_id)
+        record(instance, request, dg.DagsterRunStatus.SUCCESS)
+        assert "done" in tick().skip_message  # once per day
 
         replay.advance(source_url, 1)  # a new day starts the cycle again
         request = tick()
-        assert request.job_name == "ingest" and request.tags["mlops/cycle_day"] == "2013-03-06"
-        for _ in range(3):
+        assert request.partition_key == "2013-03-05"
+        for attempt in range(3):
+            assert request.run_key == f"cycle-flight_delay-2013-03-05-{attempt}"
             record(instance, request, dg.DagsterRunStatus.FAILURE)
-        assert "failed 3 times" in tick().skip_message
+            request = tick()
+        assert "failed 3 times" in request.skip_message

@@ -34,7 +34,6 @@ ROW = {
     "sched_dep_hour": 5,
     "sched_arr_hour": 8,
     "day_of_week": 1,
-    "day_of_year": 1,
     "plane_age": 14,
     "seats": 149,
     "engines": 2,

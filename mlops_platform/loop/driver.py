@@ -2,11 +2,13 @@
 time.
 
 Each day: the source's clock advances a day; the `daily_cycle_<spec>` sensor is ticked and the
-run it asks for is executed, until it has nothing more to ask (ingest, features, score
-yesterday, monitor yesterday); then the `retrain_<spec>` sensor is ticked, and a retraining run
-(features -> train -> gate -> promote) is executed if it asks for one. Runs are executed with
-`execute_in_process` on the persistent instance, with the tags and run keys the sensors set, so
-the Dagster UI shows the same history a daemon would have left (a run key is never run twice).
+run it asks for (`daily_<spec>` for yesterday: ingest, features, score, monitor) is executed,
+again if it failed and the sensor retries it; then the `retrain_<spec>` sensor is ticked, and a
+retraining run (features -> train -> gate -> promote) is executed if it asks for one.
+
+Runs are executed with `execute_in_process` on the persistent instance, with the tags and run
+keys the sensors set, so the Dagster UI shows the same history a daemon would have left (a run
+key is never run twice).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class RunSummary:
     tags: dict[str, str]
     checks: dict[str, dg.AssetCheckEvaluation] = field(default_factory=dict)
     materializations: dict[str, dict] = field(default_factory=dict)
+    #: The first failed step and its error, if any.
+    error: str = ""
 
 
 @dataclass
@@ -55,6 +59,11 @@ def summarise(result, job: str, seconds: float, partition, tags) -> RunSummary:
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
             summary.checks[evaluation.asset_key.to_user_string()] = evaluation
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE and not summary.error:
+            error = event.event_specific_data.error
+            while error.cause is not None:  # the user code's own exception, not the wrapper
+                error = error.cause
+            summary.error = f"{event.step_key}: {error.message.strip()}"
     return summary
 
 
@@ -120,9 +129,9 @@ class Driver:
         day = Day(self.source.advance(1).now.date())
         for spec in self.specs:
             cycle = self.defs.resolve_sensor_def(f"daily_cycle_{spec.name}")
-            # The cycle sensor asks for one step at a time; a step that keeps failing is given
-            # up after 3 attempts (the sensor's rule), so this ends.
-            for _ in range(20):
+            # The sensor retries a failed day and gives up after 3 attempts (its rule), so this
+            # ends.
+            for _ in range(5):
                 runs, skipped = self.tick(cycle)
                 day.runs += runs
                 if not runs:

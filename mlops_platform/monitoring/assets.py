@@ -39,6 +39,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                 "prediction_drift": result.prediction_drift,
                 "drift_detected": result.detected(spec),
                 "drifted_features": ", ".join(result.drifted) or "none",
+                "empty_features": ", ".join(result.empty) or "none",
                 "champion_version": drift.champion_version,
                 "reference_rows": result.reference_rows,
                 "current_rows": result.current_rows,

@@ -1,8 +1,9 @@
-"""The daily cycle in replay-clock order: ingest -> features -> score yesterday -> monitor it.
+"""The daily cycle in replay-clock order: one `daily_<spec>` run per replay day.
 
 Wall-clock schedules cannot follow the replay clock, so a sensor does: each tick it reads the
-source's clock and starts the first step of the current day that has not succeeded yet, one at
-a time, so the steps run in order. Which steps there are is plain data (tested without Dagster).
+source's clock and, once a day, starts `daily_<spec>` for the day before. That run does the day
+in asset-graph order — ingest (contracts block what follows), features, score, monitor — so the
+order is Dagster's, not the sensor's. What to ask for is plain logic, tested without Dagster.
 """
 
 from __future__ import annotations
@@ -10,30 +11,40 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+#: A day whose run failed this many times is left for a human (the alert names the runbook).
+MAX_ATTEMPTS = 3
+
 
 @dataclass(frozen=True)
-class Step:
-    name: str
+class Request:
     job: str
-    partition: str | None
+    partition: str
+    attempt: int
 
 
-def steps_for(spec_name: str, day: dt.date) -> list[Step]:
+@dataclass(frozen=True)
+class Wait:
+    reason: str
+
+
+def scored_day(clock_day: dt.date) -> dt.date:
     """The model predicts at scheduled departure, so a day is batch-scored once all its
-    departures have passed: at the start of `day`, yesterday is scored (with the weather its
-    flights really departed in, as in training) and then monitored. Scoring today at midnight
-    would feed the model hours-old weather it was never trained on."""
-    yesterday = str(day - dt.timedelta(days=1))
-    return [
-        Step("ingest", "ingest", None),
-        Step("features", f"features_{spec_name}", None),
-        Step("score", f"score_{spec_name}", yesterday),
-        Step("monitor", f"monitor_{spec_name}", yesterday),
-    ]
+    departures have passed: at the start of `clock_day`, the day before is scored (with the
+    weather its flights really departed in, as in training) and then monitored. Scoring today
+    at midnight would feed the model hours-old weather it was never trained on."""
+    return clock_day - dt.timedelta(days=1)
 
 
-def next_step(steps: list[Step], succeeded: set[str], in_progress: set[str]) -> Step | None:
-    """The first step not yet succeeded, unless a step is still running (then wait)."""
+def next_request(
+    spec_name: str, clock_day: dt.date, succeeded: bool, in_progress: bool, failures: int
+) -> Request | Wait:
+    day = scored_day(clock_day)
+    if succeeded:
+        return Wait(f"{day}: done")
     if in_progress:
-        return None
-    return next((step for step in steps if step.name not in succeeded), None)
+        return Wait(f"{day}: waiting for the running daily_{spec_name} run")
+    if failures >= MAX_ATTEMPTS:
+        return Wait(
+            f"{day}: daily_{spec_name} failed {failures} times; see the incident and its runbook"
+        )
+    return Request(f"daily_{spec_name}", str(day), failures)

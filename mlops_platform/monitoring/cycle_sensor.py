@@ -1,4 +1,4 @@
-"""`daily_cycle_<spec>`: runs the day's steps in replay-clock order (see cycle.py)."""
+"""`daily_cycle_<spec>`: one `daily_<spec>` run per replay day, in clock order (see cycle.py)."""
 
 import dagster as dg
 
@@ -13,45 +13,35 @@ IN_PROGRESS = [
 ]
 
 
-def build_cycle_sensor(spec: ModelSpec, jobs: list) -> dg.SensorDefinition:
-    """`jobs`: the job definitions the steps name (ingest, features, score, monitor)."""
-
+def build_cycle_sensor(spec: ModelSpec, daily_job) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"daily_cycle_{spec.name}",
-        jobs=jobs,
+        job=daily_job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Each replay day, in order: ingest, features, then score and monitor the "
-        f"day before ({spec.name}). Advance the clock (job advance_clock) to start a day.",
+        description=f"Each replay day: ingest, features, then score and monitor the day before "
+        f"({spec.name}), as one daily_{spec.name} run. Advance the clock (job advance_clock) "
+        "to start a day.",
     )
     def daily_cycle(context: dg.SensorEvaluationContext, source_system: FlightOpsDatabase):
-        from mlops_platform.monitoring.cycle import next_step, steps_for
+        from mlops_platform.monitoring.cycle import Wait, next_request, scored_day
 
-        day = source_system.clock().now.date()
-        steps = steps_for(spec.name, day)
-        tag = {"mlops/cycle_day": str(day)}
-        runs = context.instance.get_runs(filters=dg.RunsFilter(tags=tag, job_name=None))
-        succeeded = {
-            r.tags.get("mlops/cycle_step") for r in runs if r.status == dg.DagsterRunStatus.SUCCESS
-        }
-        running = {r.tags.get("mlops/cycle_step") for r in runs if r.status in IN_PROGRESS}
-        failed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
-        step = next_step(steps, succeeded, running)
-        if step is None:
-            return dg.SkipReason(
-                f"{day}: "
-                + ("waiting for " + ", ".join(sorted(running)) if running else "all steps done")
-            )
-        attempts = sum(1 for r in failed if r.tags.get("mlops/cycle_step") == step.name)
-        if attempts >= 3:
-            return dg.SkipReason(
-                f"{day}: {step.name} failed {attempts} times; see the incident and its runbook"
-            )
+        clock_day = source_system.clock().now.date()
+        tag = {"mlops/cycle": spec.name, "mlops/cycle_day": str(scored_day(clock_day))}
+        runs = context.instance.get_runs(filters=dg.RunsFilter(tags=tag))
+        decision = next_request(
+            spec.name,
+            clock_day,
+            succeeded=any(r.status == dg.DagsterRunStatus.SUCCESS for r in runs),
+            in_progress=any(r.status in IN_PROGRESS for r in runs),
+            failures=sum(r.status == dg.DagsterRunStatus.FAILURE for r in runs),
+        )
+        if isinstance(decision, Wait):
+            return dg.SkipReason(decision.reason)
         return dg.RunRequest(
-            run_key=f"cycle-{spec.name}-{day}-{step.name}-{attempts}",
-            job_name=step.job,
-            partition_key=step.partition,
-            tags={**tag, "mlops/cycle_step": step.name},
+            run_key=f"cycle-{spec.name}-{decision.partition}-{decision.attempt}",
+            partition_key=decision.partition,
+            tags=tag,
         )
 
     return daily_cycle

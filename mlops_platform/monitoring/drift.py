@@ -3,7 +3,7 @@ with Evidently (explicit method and thresholds from the spec). No Dagster."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ class DriftResult:
     reference_rows: int
     current_rows: int
     snapshot: object
+    #: Monitored columns with no value at all on one side (wind gusts on a calm week): they
+    #: cannot be compared, so they are left out of this report and named instead.
+    empty: list[str] = field(default_factory=list)
 
     def detected(self, spec: ModelSpec) -> bool:
         return (
@@ -46,6 +49,13 @@ def compute_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: ModelSpe
             f"drift needs rows on both sides: reference {len(reference)}, current {len(current)}"
         )
     numeric, categorical = monitored_columns(spec)
+    empty = [
+        c
+        for c in [*numeric, *categorical]
+        if reference[c].notna().sum() == 0 or current[c].notna().sum() == 0
+    ]
+    numeric = [c for c in numeric if c not in empty]
+    categorical = [c for c in categorical if c not in empty]
     definition = DataDefinition(
         numerical_columns=[*numeric, SCORE], categorical_columns=categorical
     )
@@ -81,5 +91,5 @@ def compute_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: ModelSpe
     # psi/wasserstein/jensenshannon are distances: above the threshold means drift.
     drifted = sorted(c for c, v in per_feature.items() if v > threshold)
     return DriftResult(
-        share, drifted, per_feature, prediction, len(reference), len(current), snapshot
+        share, drifted, per_feature, prediction, len(reference), len(current), snapshot, empty
     )
