@@ -88,14 +88,15 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from mlops_platform.loop.replay import run_replay
 
     ensure_dagster_home()
-    through = dt.date.fromisoformat(args.through)
+    through = dt.date.fromisoformat(args.through) if args.through else None
     sys.exit(
         run_replay(
-            until=through + dt.timedelta(days=1),
+            until=through + dt.timedelta(days=1) if through else None,
+            loop_days=args.loop_days,
             warmup_days=args.warmup_days,
             step=args.step,
             fresh=args.fresh,
-            report_name=args.report_name or f"replay-to-{through}",
+            report_name=args.report_name or (f"replay-to-{through}" if through else "replay"),
         )
     )
 
@@ -182,9 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         (
             "quickstart",
             "the main job on embedded defaults: ingest 45 days, train a champion, then two "
-            "weeks through the loop",
+            "weeks through the loop (again: two more weeks)",
             45,
-            "2013-02-28",
+            "",
         ),
         (
             "replay",
@@ -198,7 +199,15 @@ def main(argv: list[str] | None = None) -> None:
             "--warmup-days", type=int, default=warmup, help="days ingested before the bootstrap"
         )
         sub.add_argument("--step", type=int, default=5, help="days per warm-up ingestion run")
-        sub.add_argument("--through", default=through, help="last day the loop scores and monitors")
+        sub.add_argument(
+            "--through",
+            default=through,
+            help="last day the loop scores and monitors"
+            + (f" (default {through})" if through else " (default: --loop-days from now)"),
+        )
+        sub.add_argument(
+            "--loop-days", type=int, default=14, help="days of the loop when --through is unset"
+        )
         sub.add_argument("--fresh", action="store_true", help="start over from an empty state")
         sub.add_argument("--report-name", default="", help="file name of the saved report")
         sub.set_defaults(handler=cmd_replay)

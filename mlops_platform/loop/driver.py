@@ -103,10 +103,13 @@ class Driver:
 
     def tick(self, sensor: dg.SensorDefinition) -> tuple[list[RunSummary], str | None]:
         """One evaluation of `sensor`; executes its run requests. Returns (runs, skip reason)."""
+        # Only the resources the sensor asks for: a daemon tick does not start the weather
+        # feed or open the warehouse for a sensor that reads neither.
+        needed = {k: v for k, v in self.resources.items() if k in sensor.required_resource_keys}
         with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursors.get(sensor.name),
-            resources=self.resources,
+            resources=needed,
             sensor_name=sensor.name,
             definitions=self.defs,
         ) as context:
@@ -117,7 +120,7 @@ class Driver:
             if self._already_ran(request.run_key):
                 continue
             job = request.job_name or sensor.job_name
-            tags = {**request.tags, "dagster/sensor_name": sensor.name}
+            tags = {**request.tags, "dagster/sensor_name": sensor.name, "mlops/replay": "loop"}
             if request.run_key:
                 tags["dagster/run_key"] = request.run_key
             runs.append(self.execute(job, request.partition_key, tags))

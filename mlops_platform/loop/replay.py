@@ -43,6 +43,26 @@ def reset_state(instance) -> None:
         elif target.exists():
             target.unlink()
     instance.wipe()
+    # Wiping empties the pools' slot tables but keeps their keys, so no slot would ever be
+    # granted again: start each pool over at its configured default.
+    storage = instance.event_log_storage
+    for pool in storage.get_concurrency_keys():
+        storage.delete_concurrency_limit(pool)
+        storage.initialize_concurrency_limit_to_default(pool)
+
+
+def release_interrupted_runs(instance) -> None:
+    """Runs a previous replay process left in progress (it was killed) are marked failed and
+    their pool slots freed; otherwise their claims would block every later step forever."""
+    import dagster as dg
+
+    from mlops_platform.monitoring.cycle_sensor import IN_PROGRESS
+
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        if "mlops/replay" in run.tags:
+            instance.report_run_failed(run)
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            print(f"run {run.run_id[:8]} ({run.job_name}) of an interrupted replay marked failed")
 
 
 def _contract_lines(run: RunSummary) -> list[str]:
@@ -137,7 +157,8 @@ def describe_day(day: Day, specs, seconds: float) -> str:
 
 def run_replay(
     *,
-    until: dt.date,
+    until: dt.date | None = None,
+    loop_days: int = 14,
     warmup_days: int = 59,
     step: int = 7,
     fresh: bool = False,
@@ -146,7 +167,8 @@ def run_replay(
     specs=None,
     instance=None,
 ) -> int:
-    """Replay until the clock reaches `until` (the loop scores and monitors the day before);
+    """Replay until the clock reaches `until`, or for `loop_days` days of the loop when `until`
+    is None (each loop day scores and monitors the day before);
     returns an exit code (non-zero if the bootstrap champion failed its gate or a day broke).
 
     `defs`, `specs` and `instance` default to the code location, the enabled specs and the
@@ -172,6 +194,8 @@ def run_replay(
     if fresh:
         print(f"starting from a clean state: removing {', '.join(STATE)} and the Dagster runs")
         reset_state(instance)
+    else:
+        release_interrupted_runs(instance)
     try:
         clock = source.clock().now.date()
     except RuntimeError:
@@ -190,6 +214,13 @@ def run_replay(
             if not bootstrap(driver, spec):
                 return 1
     loop_start = source.clock().now.date()
+    until = until or loop_start + dt.timedelta(days=loop_days)
+    if until <= loop_start:
+        print(
+            f"\nthe clock is at {loop_start}, already past {until}: nothing to replay "
+            "(--fresh starts over from an empty state)"
+        )
+        return 0
     print(
         f"\nthe loop, day by day from {loop_start} to {until} (the Dagster sensors "
         "daily_cycle_* and retrain_*, executed in process):"
