@@ -24,35 +24,20 @@ DAY = dt.date(2013, 3, 7)  # the window: Mar 1 - Mar 7, against a Jan-Feb champi
 
 def prepare(workdir: Path):
     os.environ["MLOPS_DATA_DIR"] = str(workdir)
+    from common import loaded_warehouse
+
     from mlops_platform.evaluation.run import run_gate
-    from mlops_platform.features.build import build_feature_table
-    from mlops_platform.ingestion.sources import flight_ops_source, weather_feed_source
+    from mlops_platform.features.build import features_from_warehouse
     from mlops_platform.registry.promotion import promote
     from mlops_platform.registry.store import ModelRegistry
     from mlops_platform.scoring.score import score_day
-    from mlops_platform.source_system import replay
-    from mlops_platform.source_system.weather_feed import FeedServer
     from mlops_platform.specs import load_spec
     from mlops_platform.training.params import Hyperparameters
     from mlops_platform.training.tracking import train_and_register
-    from mlops_platform.warehouse import DuckDBWarehouse
 
-    url = f"sqlite:///{workdir / 'source.sqlite'}"
-    replay.create_source(url)
-    replay.set_clock(url, dt.datetime(2013, 3, 9))
-    warehouse = DuckDBWarehouse(path=str(workdir / "wh.duckdb"), pipelines_dir=str(workdir / "d"))
-    warehouse.dlt_pipeline("flight_ops").run(flight_ops_source(url), loader_file_format="parquet")
-    with FeedServer(url) as feed:
-        warehouse.dlt_pipeline("weather_feed").run(
-            weather_feed_source(feed.url), loader_file_format="parquet"
-        )
+    warehouse = loaded_warehouse(workdir, dt.datetime(2013, 3, 9))
     spec = load_spec("flight_delay")
-    features = build_feature_table(
-        warehouse.read_table("raw", "flights"),
-        warehouse.read_table("raw", "weather"),
-        warehouse.read_table("raw", "planes"),
-        spec,
-    )
+    features = features_from_warehouse(warehouse, spec)
     warehouse.replace_table("features", spec.name, features)
     registry = ModelRegistry(f"sqlite:///{workdir / 'mlflow.db'}", str(workdir / "artifacts"))
     jan_feb = features[features["flight_date"] < "2013-03-01"]

@@ -31,36 +31,19 @@ BIN = Path(sys.executable).parent
 
 def prepare(workdir: Path) -> dict:
     """A champion for flight_delay in a fresh local MLflow store (Jan 1 - Feb 10 data)."""
+    from common import loaded_warehouse
+
     from mlops_platform.evaluation.run import run_gate
-    from mlops_platform.features.build import build_feature_table
-    from mlops_platform.ingestion.sources import flight_ops_source, weather_feed_source
+    from mlops_platform.features.build import features_from_warehouse
     from mlops_platform.registry.promotion import promote
     from mlops_platform.registry.resources import MLflowResource
-    from mlops_platform.source_system import replay
-    from mlops_platform.source_system.weather_feed import FeedServer
     from mlops_platform.specs import load_spec
     from mlops_platform.training.params import Hyperparameters
     from mlops_platform.training.tracking import train_and_register
-    from mlops_platform.warehouse import DuckDBWarehouse
 
-    url = f"sqlite:///{workdir / 'flight_ops.sqlite'}"
-    replay.create_source(url)
-    replay.set_clock(url, dt.datetime(2013, 2, 10))
-    warehouse = DuckDBWarehouse(
-        path=str(workdir / "warehouse.duckdb"), pipelines_dir=str(workdir / "dlt")
-    )
-    warehouse.dlt_pipeline("flight_ops").run(flight_ops_source(url), loader_file_format="parquet")
-    with FeedServer(url) as feed:
-        warehouse.dlt_pipeline("weather_feed").run(
-            weather_feed_source(feed.url), loader_file_format="parquet"
-        )
+    warehouse = loaded_warehouse(workdir, dt.datetime(2013, 2, 10))
     spec = load_spec("flight_delay")
-    features = build_feature_table(
-        warehouse.read_table("raw", "flights"),
-        warehouse.read_table("raw", "weather"),
-        warehouse.read_table("raw", "planes"),
-        spec,
-    )
+    features = features_from_warehouse(warehouse, spec)
     registry = MLflowResource().registry()  # MLOPS_DATA_DIR points into workdir
     version = train_and_register(
         spec, features, registry, warehouse, Hyperparameters().as_dict(), "bench"

@@ -20,32 +20,16 @@ from pathlib import Path
 
 
 def prepare(workdir: Path):
-    from mlops_platform.features.build import build_feature_table
-    from mlops_platform.ingestion.sources import flight_ops_source, weather_feed_source
-    from mlops_platform.source_system import replay
-    from mlops_platform.source_system.weather_feed import FeedServer
-    from mlops_platform.specs import load_spec
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from common import loaded_warehouse
 
-    url = f"sqlite:///{workdir / 'source.sqlite'}"
-    replay.create_source(url)
-    replay.set_clock(url, dt.datetime(2013, 7, 2))
-    warehouse = DuckDBWarehouse(path=str(workdir / "wh.duckdb"), pipelines_dir=str(workdir / "d"))
-    warehouse.dlt_pipeline("flight_ops").run(flight_ops_source(url), loader_file_format="parquet")
-    with FeedServer(url) as feed:
-        warehouse.dlt_pipeline("weather_feed").run(
-            weather_feed_source(feed.url), loader_file_format="parquet"
-        )
+    from mlops_platform.features.build import features_from_warehouse
+    from mlops_platform.specs import load_spec
+
+    warehouse = loaded_warehouse(workdir, dt.datetime(2013, 7, 2))
     base = load_spec("flight_delay")
     # Jan 1 .. Jun 23 for training, the last complete week of June held out.
     spec = base.model_copy(update={"training_window_days": 174})
-    features = build_feature_table(
-        warehouse.read_table("raw", "flights"),
-        warehouse.read_table("raw", "weather"),
-        warehouse.read_table("raw", "planes"),
-        spec,
-    )
-    return spec, features, warehouse
+    return spec, features_from_warehouse(warehouse, spec), warehouse
 
 
 def main() -> None:

@@ -101,14 +101,9 @@ def golden(tmp_path_factory, source_template) -> Path:
 @pytest.fixture(scope="session")
 def golden_features(golden):
     """The flight_delay feature table of the golden warehouse (Jan 1 - Feb 10)."""
-    from mlops_platform.features.build import build_feature_table
+    from mlops_platform.features.build import features_from_warehouse
     from mlops_platform.specs import load_spec
     from mlops_platform.warehouse import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
-    return build_feature_table(
-        warehouse.read_table("raw", "flights"),
-        warehouse.read_table("raw", "weather"),
-        warehouse.read_table("raw", "planes"),
-        load_spec("flight_delay"),
-    )
+    return features_from_warehouse(warehouse, load_spec("flight_delay"))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_platform.features.build import LABEL, build_feature_table
+from mlops_platform.features.build import LABEL, build_feature_table, features_from_warehouse
 from mlops_platform.features.functions import WEATHER_COLUMNS as WEATHER_MEASURES
 from mlops_platform.specs import SPEC_DIR, load_spec
 from mlops_platform.training.train import split_by_time
@@ -132,12 +132,7 @@ def test_features_do_not_change_when_later_rows_arrive(resources, source_url):
     warehouse = resources["warehouse"]
 
     def snapshot():
-        return build_feature_table(
-            warehouse.read_table("raw", "flights"),
-            warehouse.read_table("raw", "weather"),
-            warehouse.read_table("raw", "planes"),
-            SPEC,
-        )
+        return features_from_warehouse(warehouse, SPEC)
 
     replay.set_clock(source_url, dt.datetime(2013, 1, 10))
     assert ingest(resources).success

@@ -31,9 +31,7 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     def feature_table(
         context: dg.AssetExecutionContext, config: FeatureConfig, warehouse: Warehouse
     ):
-        import datetime as dt
-
-        from mlops_platform.features.build import LABEL, build_feature_table
+        from mlops_platform.features.build import LABEL, features_from_warehouse
         from mlops_platform.features.incremental import definition_digest, plan_build
 
         event = context.instance.get_latest_materialization_event(context.asset_key)
@@ -44,20 +42,7 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         context.log.info(f"features.{spec.name}: {plan.reason}")
         rebuilt = 0
         if plan.full or plan.since is not None:
-            flights_where = weather_where = ""
-            if plan.since is not None:
-                flights_where = (
-                    "make_date(CAST(year AS INTEGER), CAST(month AS INTEGER), "
-                    f"CAST(day AS INTEGER)) >= DATE '{plan.since}'"
-                )
-                # Weather from the day before: the 3-hour look-back crosses midnight.
-                weather_where = f"time_hour >= DATE '{plan.since - dt.timedelta(days=1)}'"
-            table = build_feature_table(
-                warehouse.read_table("raw", "flights", where=flights_where),
-                warehouse.read_table("raw", "weather", where=weather_where),
-                warehouse.read_table("raw", "planes"),
-                spec,
-            )
+            table = features_from_warehouse(warehouse, spec, plan.since)
             if plan.full:
                 warehouse.replace_table("features", spec.name, table)
             else:

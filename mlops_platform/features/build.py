@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from mlops_platform.features.functions import FEATURE_FUNCTIONS
 from mlops_platform.specs import ModelSpec
 
+if TYPE_CHECKING:
+    from mlops_platform.warehouse import Warehouse
+
 KEY = ["year", "month", "day", "carrier", "flight", "origin"]
 LABEL = "label"
+#: SQL for a raw flight's (local) date, in both warehouses' dialects.
+FLIGHT_DATE_SQL = "make_date(CAST(year AS INTEGER), CAST(month AS INTEGER), CAST(day AS INTEGER))"
 
 
 def _utc_naive(series: pd.Series) -> pd.Series:
@@ -67,6 +75,24 @@ def build_feature_table(
             table[column] = features[column]
     table[LABEL] = label_of(flights, spec)
     return table.sort_values(["sched_dep_at", "carrier", "flight"]).reset_index(drop=True)
+
+
+def features_from_warehouse(
+    warehouse: Warehouse, spec: ModelSpec, since: dt.date | None = None
+) -> pd.DataFrame:
+    """The feature table built from the warehouse's raw tables: every flight, or only those on
+    or after `since` (with the weather from the day before: the 3-hour look-back crosses
+    midnight)."""
+    flights_where = weather_where = ""
+    if since is not None:
+        flights_where = f"{FLIGHT_DATE_SQL} >= DATE '{since}'"
+        weather_where = f"time_hour >= DATE '{since - dt.timedelta(days=1)}'"
+    return build_feature_table(
+        warehouse.read_table("raw", "flights", where=flights_where),
+        warehouse.read_table("raw", "weather", where=weather_where),
+        warehouse.read_table("raw", "planes"),
+        spec,
+    )
 
 
 def label_of(flights: pd.DataFrame, spec: ModelSpec) -> pd.Series:

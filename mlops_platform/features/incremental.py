@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from mlops_platform.features.build import FLIGHT_DATE_SQL
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 
@@ -21,10 +22,7 @@ LOAD_ID = "_dlt_load_id"
 #: Raw table -> (SQL date of a row, days before it that a change can affect). A weather hour is
 #: in UTC, and New York flights of the previous local date can depart within 3 hours of it.
 AFFECTS_FROM = {
-    "flights": (
-        "make_date(CAST(year AS INTEGER), CAST(month AS INTEGER), CAST(day AS INTEGER))",
-        0,
-    ),
+    "flights": (FLIGHT_DATE_SQL, 0),
     "weather": ("CAST(time_hour AS DATE)", 1),
 }
 

@@ -107,7 +107,11 @@ def retrains(instance: dg.DagsterInstance, spec: ModelSpec) -> list[Retrain]:
             continue
         gate, promoted, version, metric = None, False, "", None
         failed = ""
-        for entry in instance.all_logs(run.run_id):
+        wanted = {
+            dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+            dg.DagsterEventType.ASSET_MATERIALIZATION,
+        }
+        for entry in instance.all_logs(run.run_id, of_type=wanted):
             event = entry.dagster_event
             if event is None:
                 continue
