@@ -228,7 +228,7 @@ def build_report(
 ) -> Report:
     flights = scored_flights(warehouse, registry, spec, start, end)
     drift = drift_by_day(instance, spec)
-    found = retrains(instance, spec)
+    found = [r for r in retrains(instance, spec) if str(start) <= r.monitored_day <= str(end)]
     daily_rows = []
     for day, group in flights.groupby("day"):
         daily_rows.append(
