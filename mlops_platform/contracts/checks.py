@@ -7,9 +7,11 @@ quarantine; the check then fails with severity ERROR, which stops everything dow
 
 import dagster as dg
 
+from mlops_platform.contracts.classification import classified_columns
 from mlops_platform.contracts.rules import CONTRACTS, TableContract
 from mlops_platform.ingestion.resources import FlightOpsDatabase
 from mlops_platform.markdown import markdown_table
+from mlops_platform.privacy import mask_observed, mask_records
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.base import quote
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
@@ -95,19 +97,23 @@ def build_contract_check(contract: TableContract) -> dg.AssetChecksDefinition:
             # The batch has been judged; a re-run of this check must not judge it again.
             warehouse.execute(f"DELETE FROM {STAGING_SCHEMA}.{quote(contract.table)}")
 
+        # Values of classified columns never leave as examples (contracts/classification.py).
+        classified = classified_columns(contract.table)
         failures = [
             {
                 "scope": o.scope,
                 "expectation": o.expectation,
                 "column": o.column,
                 "unexpected": o.unexpected_count,
-                "observed": o.observed[:200],
+                "observed": mask_observed(o.expectation, o.column, o.observed[:200], classified),
             }
             for o in report.failures
         ]
         sample = report.bad_rows.head(SAMPLE_ROWS)
         sample_cols = [*contract.key, REASON_COLUMN]
-        sample_rows = sample[[c for c in sample_cols if c in sample]].to_dict("records")
+        sample_rows = mask_records(
+            sample[[c for c in sample_cols if c in sample]].to_dict("records"), classified
+        )
         if quarantined:
             context.log.warning(
                 f"{quarantined} rows of raw.{contract.table} moved to "

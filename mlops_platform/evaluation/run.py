@@ -11,7 +11,13 @@ import json
 
 import pandas as pd
 
-from mlops_platform.evaluation.gate import GateResult, check_inputs, decide, evaluate
+from mlops_platform.evaluation.gate import (
+    GateResult,
+    check_inputs,
+    decide,
+    evaluate,
+    measure_latency,
+)
 from mlops_platform.evaluation.report import gate_report, model_card
 from mlops_platform.features.build import LABEL
 from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
@@ -32,6 +38,12 @@ def gate_summary(result: GateResult) -> dict:
         ),
         "failed_checks": [c.name for c in result.failures],
         "latency_ms": {k: round(v, 2) for k, v in result.challenger.latency_ms.items()},
+        "champion_latency_ms": (
+            {k: round(v, 2) for k, v in result.champion.latency_ms.items()}
+            if result.champion
+            else None
+        ),
+        "latency_rounds": result.challenger.latency_rounds,
     }
 
 
@@ -52,17 +64,18 @@ def run_gate(spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry) -
         )
     check_inputs(holdout, spec)
 
-    challenger = evaluate(registry.load_verified(spec.name, version), version, holdout, spec)
+    challenger_model = registry.load_verified(spec.name, version)
+    challenger = evaluate(challenger_model, version, holdout, spec, latency=False)
     champion_version = registry.alias_version(spec.name, CHAMPION)
-    champion = None
+    champion, champion_model = None, None
     if champion_version is not None and champion_version != version:
-        champion = evaluate(
-            registry.load_verified(spec.name, champion_version),
-            champion_version,
-            holdout,
-            spec,
-            latency=False,
-        )
+        champion_model = registry.load_verified(spec.name, champion_version)
+        champion = evaluate(champion_model, champion_version, holdout, spec, latency=False)
+    # Both timed in this process, round by round, so a busy machine slows both alike.
+    latency = measure_latency(challenger_model, holdout, spec, champion_model)
+    challenger.latency_ms, challenger.latency_rounds = latency.challenger, latency.rounds
+    if champion is not None:
+        champion.latency_ms = latency.champion or {}
     result = decide(spec, challenger, champion)
 
     run_id = registry.run_id_of(spec.name, version)

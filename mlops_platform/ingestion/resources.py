@@ -20,7 +20,10 @@ class FlightOpsDatabase(dg.ConfigurableResource):
 
     @property
     def database_url(self) -> str:
-        return self.url or default_source_url()
+        from mlops_platform.reliability import with_pg_timeouts
+
+        # Every reader (dlt, connectorx, the clock) gets bounded connect and statement times.
+        return with_pg_timeouts(self.url) if self.url else default_source_url()
 
     def clock(self):
         from mlops_platform.source_system.replay import read_clock

@@ -18,10 +18,15 @@ class MLflowResource(dg.ConfigurableResource):
 
     def registry(self):
         from mlops_platform.registry.store import ModelRegistry
+        from mlops_platform.reliability import apply_mlflow_http_timeouts, with_pg_timeouts
 
         base = data_dir() / "mlflow"
         base.mkdir(parents=True, exist_ok=True)
+        # Bounded waits on the tracking server (HTTP) or its database (PostgreSQL URL).
+        apply_mlflow_http_timeouts()
         return ModelRegistry(
-            tracking_uri=self.tracking_uri or f"sqlite:///{base / 'mlflow.db'}",
+            tracking_uri=with_pg_timeouts(self.tracking_uri)
+            if self.tracking_uri
+            else f"sqlite:///{base / 'mlflow.db'}",
             artifact_root=self.artifact_root or str(base / "artifacts"),
         )

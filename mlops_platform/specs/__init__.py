@@ -16,6 +16,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlops_platform.contracts.classification import CLASSIFICATION, classified_columns
+from mlops_platform.features.functions import FEATURE_FUNCTIONS
+from mlops_platform.privacy import classified_uses
+
 SPEC_DIR = Path(__file__).parent
 
 #: Columns known only once a flight has flown: never features (apart from the label's source).
@@ -56,8 +60,14 @@ class Gate(_Strict):
     top_slices: int = Field(default=5, ge=1, description="largest values of each slice column")
     min_slice_rows: int = Field(default=200, ge=1)
     slice_tolerance: float = Field(default=0.03, ge=0)
-    latency_single_row_ms: float = Field(gt=0)
-    latency_1000_rows_ms: float = Field(gt=0)
+    latency_single_row_ms: float = Field(gt=0, description="ceiling, threads pinned to one")
+    latency_1000_rows_ms: float = Field(gt=0, description="ceiling, threads pinned to one")
+    latency_max_ratio_to_champion: float = Field(
+        default=1.5, gt=1, description="at most this times the champion, measured alongside"
+    )
+    latency_rounds: int = Field(
+        default=5, ge=1, description="measurement rounds before a latency check may fail"
+    )
 
 
 class Drift(_Strict):
@@ -80,6 +90,49 @@ class Approval(_Strict):
     required: bool = False
 
 
+class Allowance(_Strict):
+    column: str = Field(description="a classified raw column the spec's features may read")
+    reason: str = Field(
+        min_length=20, description="why the model needs it, and how it is kept out of outputs"
+    )
+
+
+class Privacy(_Strict):
+    """Classified columns (contracts/classification.py) stay out of features unless allowed
+    here, one by one, with a reason."""
+
+    allow: list[Allowance] = Field(default_factory=list)
+
+
+def privacy_problems(features: Features, privacy: Privacy) -> list[str]:
+    """What the features read or produce that the domain classifies and the spec does not
+    allow, and allowances that allow nothing (stale ones hide future changes)."""
+    allowed = {a.column for a in privacy.allow}
+    unknown = [f for f in features.functions if f not in FEATURE_FUNCTIONS]
+    if unknown:
+        return [f"unknown feature functions {unknown}; known: {sorted(FEATURE_FUNCTIONS)}"]
+    problems, used = [], set()
+    for use in classified_uses(FEATURE_FUNCTIONS, features.functions, CLASSIFICATION):
+        used.add(use.column)
+        if use.column not in allowed:
+            problems.append(
+                f"feature function {use.function!r} reads {use.table}.{use.column}, classified "
+                f"{use.data_class.value}: list it under privacy.allow with a reason, or drop it"
+            )
+    domain = classified_columns()
+    for column in features.columns:
+        if column in domain:
+            used.add(column)
+            if column not in allowed:
+                problems.append(
+                    f"feature {column!r} is classified {domain[column].value}: list it under "
+                    "privacy.allow with a reason, or drop it"
+                )
+    for column in sorted(allowed - used):
+        problems.append(f"privacy.allow lists {column!r}, which no feature reads or classifies")
+    return problems
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
@@ -92,12 +145,16 @@ class ModelSpec(_Strict):
     gate: Gate
     drift: Drift = Drift()
     approval: Approval = Approval()
+    privacy: Privacy = Privacy()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
         leaked = set(self.features.columns) & LEAKAGE_COLUMNS
         if leaked:
             raise ValueError(f"features {sorted(leaked)} are only known after departure (leakage)")
+        problems = privacy_problems(self.features, self.privacy)
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.task == "classification" and self.target.threshold is None:
             raise ValueError("a classification spec needs target.threshold")
         known = {"roc_auc", "brier", "log_loss", "mae", "rmse", "r2"}

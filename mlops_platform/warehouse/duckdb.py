@@ -42,7 +42,15 @@ class DuckDBWarehouse(Warehouse):
         return self.path or str(data_dir() / "warehouse.duckdb")
 
     def setup_for_execution(self, context) -> None:
-        self._anchor = self._connect()
+        from mlops_platform.reliability import is_lock_conflict
+
+        try:
+            self._anchor = self._connect()
+        except Exception as exc:
+            # Another process kept the file past the wait: run unanchored (each query then
+            # waits for the lock itself), so a sensor tick can still spool what it must keep.
+            if not is_lock_conflict(exc):
+                raise
 
     def teardown_after_execution(self, context) -> None:
         if self._anchor is not None:
@@ -52,8 +60,16 @@ class DuckDBWarehouse(Warehouse):
     def _connect(self, read_only: bool = False) -> Any:
         import duckdb
 
+        from mlops_platform.reliability import is_lock_conflict, lock_backoff, retry
+
         Path(self.database_path).parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(self.database_path, read_only=read_only)
+        # One writer process per file: wait (bounded, with backoff) for another's lock to go.
+        return retry(
+            lambda: duckdb.connect(self.database_path, read_only=read_only),
+            is_lock_conflict,
+            lock_backoff(),
+            what=f"opening {self.database_path}",
+        )
 
     def dlt_destination(self) -> Any:
         import dlt

@@ -27,7 +27,9 @@ class PostgresWarehouse(Warehouse):
         """One connection in one transaction (creating `schema` first if given)."""
         import sqlalchemy as sa
 
-        engine = sa.create_engine(self.url)
+        from mlops_platform.reliability import pg_connect_args
+
+        engine = sa.create_engine(self.url, connect_args=pg_connect_args(self.url))
         try:
             with engine.begin() as conn:
                 if schema:
@@ -46,10 +48,13 @@ class PostgresWarehouse(Warehouse):
         import dlt
         from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
+        from mlops_platform.reliability import pg_connect_args
+
         credentials = PostgresCredentials()
         credentials.parse_native_representation(self.url)
         # dlt insists on a password; servers with trust or peer auth take an empty one.
         credentials.password = credentials.password or ""
+        credentials.connect_timeout = pg_connect_args(self.url)["connect_timeout"]
         return dlt.destinations.postgres(credentials=credentials)
 
     def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
