@@ -176,6 +176,17 @@ def test_a_write_waits_for_another_process_to_release_the_lock(tmp_path):
     assert DuckDBWarehouse(path=str(path)).read_table("ops", "notes")["n"].tolist() == [1]
 
 
+def test_cli_waits_for_a_step_holding_the_warehouse(data_dir, capsys):
+    from mlops_platform.cli import main
+
+    holder = hold_lock(data_dir / "warehouse.duckdb", "1.0")
+    try:
+        main(["model", "audit"])
+    finally:
+        holder.wait(timeout=30)
+    assert "no alias changes yet" in capsys.readouterr().out
+
+
 @dg.op
 def failing() -> None:
     raise RuntimeError("contract failed")
