@@ -137,9 +137,10 @@ def pg_connect_args(url: str, timeouts: Timeouts | None = None) -> dict:
 
 def with_pg_timeouts(url: str, timeouts: Timeouts | None = None) -> str:
     """The same bounds written into a PostgreSQL URL, for clients that take a URL only
-    (dlt, MLflow's tracking store). Other URLs are returned unchanged."""
+    (dlt and connectorx, MLflow's tracking store). Other URLs are returned unchanged."""
     import sqlalchemy as sa
 
+    timeouts = timeouts or Timeouts.from_env()
     args = pg_connect_args(url, timeouts)
     if not args:
         return url
@@ -148,7 +149,10 @@ def with_pg_timeouts(url: str, timeouts: Timeouts | None = None) -> str:
     parsed = sa.engine.make_url(url)
     query = dict(parsed.query)
     query.setdefault("connect_timeout", str(args["connect_timeout"]))
-    query["options"] = args["options"]
+    # A URL with libpq options of its own keeps them alone: dlt renders the URL for connectorx
+    # with spaces as `+`, which connectorx takes literally, so two options cannot travel in it.
+    # Set statement_timeout in those options (or on the database role) instead.
+    query.setdefault("options", f"-cstatement_timeout={timeouts.pg_statement_ms}")
     base = parsed.set(query={}).render_as_string(hide_password=False)
     # Spaces as %20, not `+`: connectorx (dlt's fast reader) takes `+` literally.
     return f"{base}?{urlencode(query, doseq=True, quote_via=quote)}"
