@@ -47,9 +47,13 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
             "failed_checks": ", ".join(c.name for c in result.failures) or "none",
             **{f"holdout_{k}": float(v) for k, v in challenger.metrics.items()},
             **{f"latency_{k}": float(v) for k, v in challenger.latency_ms.items()},
+            "latency_rounds": challenger.latency_rounds,
         }
         if result.champion:
             metadata.update({f"champion_{k}": float(v) for k, v in result.champion.metrics.items()})
+            metadata.update(
+                {f"champion_latency_{k}": float(v) for k, v in result.champion.latency_ms.items()}
+            )
         return dg.AssetCheckResult(
             passed=result.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata
         )

@@ -42,7 +42,16 @@ def gate_report(spec: ModelSpec, result: GateResult) -> str:
             f"{'-' if other is None else f'{other:.4f}'} |"
         )
     latency = result.challenger.latency_ms
-    lines += ["", "## Latency", *[f"- {k}: {v:.2f}" for k, v in latency.items()]]
+    champion_latency = result.champion.latency_ms if result.champion else {}
+    lines += [
+        "",
+        f"## Latency (serving path, one thread, best of {result.challenger.latency_rounds} rounds)",
+        *[
+            f"- {k}: {v:.2f}"
+            + (f" (champion {champion_latency[k]:.2f})" if k in champion_latency else "")
+            for k, v in latency.items()
+        ],
+    ]
     return "\n".join(lines) + "\n"
 
 
