@@ -180,3 +180,33 @@ def test_contract_check_metadata_masks_the_tail_number(resources, source_url):
     assert "expect_column_values_to_be_between" in check.metadata["failures"].value
     kept = resources["warehouse"].read_table("quarantine", "planes")
     assert list(kept["tailnum"]) == ["N999ZZ"]  # the data itself is kept whole, in quarantine
+
+
+@pytest.mark.parametrize(
+    ("expectation", "column", "observed", "expected"),
+    [
+        ("expect_column_values_to_be_unique", "tailnum", "N1, N2", MASK),
+        ("expect_compound_columns_to_be_unique", "carrier,tailnum", "{'UA', 'N1'}", MASK),
+        ("expect_column_to_exist", "tailnum", "missing", "missing"),
+        ("expect_column_values_to_be_between", "seats", "5000", "5000"),
+        ("expect_column_values_to_be_in_set", "carrier", "tailnum=N1", f"tailnum={MASK}"),
+        ("expect_column_values_to_not_be_null", "tailnum", "", ""),
+    ],
+)
+def test_expectation_observations_are_masked_for_classified_columns(
+    expectation, column, observed, expected
+):
+    from mlops_platform.privacy import mask_observed
+
+    assert mask_observed(expectation, column, observed, classified_columns()) == expected
+
+
+def test_a_feature_function_that_declares_nothing_is_refused(tmp_path, monkeypatch):
+    def undeclared(flights: pd.DataFrame, **_) -> pd.DataFrame:
+        return pd.DataFrame({"x": flights["carrier"]})
+
+    monkeypatch.setitem(FEATURE_FUNCTIONS, "undeclared", undeclared)
+    raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
+    raw["features"]["functions"].append("undeclared")
+    with pytest.raises(ValueError, match="undeclared does not declare what it reads"):
+        load_spec(_write(tmp_path, raw))
