@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
 .PHONY: run year test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
-	bench-serve bench-drift clean
+	bench-serve bench-drift bench-gate clean
 
 ## run: install everything; ingest 45 days of 2013, train a champion, then two weeks through the
 ## loop (drift -> retrain -> gate -> promote) on embedded defaults
@@ -50,13 +50,17 @@ lint: install
 	$(UV) run ruff format --check .
 
 ## bench: every benchmark under bench/
-bench: bench-ingest bench-load bench-train bench-serve bench-drift
+bench: bench-ingest bench-load bench-train bench-serve bench-drift bench-gate
 
 bench-ingest: install
 	$(UV) run python bench/ingest_bench.py
 
 bench-train: install
 	$(UV) run python bench/train_bench.py
+
+## bench-gate: the gate's single-row latency idle vs with every core busy (ratio near 1x)
+bench-gate: install
+	$(UV) run python bench/gate_latency_bench.py
 
 ## bench-drift: the daily drift check (target < 3 s) vs bare Evidently on the same frames
 bench-drift: install
