@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,24 +133,6 @@ class MaskingFilter(logging.Filter):
         return True
 
 
-def read_columns(function: Any) -> dict[str, tuple[str, ...]]:
-    """The raw columns a feature function declares it reads: {table: columns}."""
-    declared = getattr(function, "reads", None)
-    if declared is None:
-        raise ValueError(f"feature function {function.__name__} does not declare what it reads")
-    return declared
-
-
-def reads(**tables: list[str]):
-    """Decorator: declare the raw columns a feature function reads, per input table."""
-
-    def mark(function):
-        function.reads = {table: tuple(columns) for table, columns in tables.items()}
-        return function
-
-    return mark
-
-
 @dataclass(frozen=True)
 class ClassifiedUse:
     function: str
@@ -160,14 +142,15 @@ class ClassifiedUse:
 
 
 def classified_uses(
-    functions: Mapping[str, Any],
+    inputs: Mapping[str, Mapping[str, Sequence[str]]],
     names: Iterable[str],
     declaration: Mapping[str, Mapping[str, Classified]],
 ) -> list[ClassifiedUse]:
-    """Every classified raw column that the named feature functions read."""
+    """Every classified raw column that the named feature functions read, given what each
+    declares it reads (`inputs`: {function: {table: columns}})."""
     uses = []
     for name in names:
-        for table, columns in read_columns(functions[name]).items():
+        for table, columns in inputs[name].items():
             declared = declaration.get(table, {})
             for column in columns:
                 found = declared.get(column)

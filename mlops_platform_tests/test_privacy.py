@@ -12,7 +12,8 @@ import yaml
 from mlops_platform.contracts.classification import CLASSIFICATION, classified_columns
 from mlops_platform.contracts.rules import CONTRACTS
 from mlops_platform.features.functions import FEATURE_FUNCTIONS
-from mlops_platform.privacy import MASK, DataClass, MaskingFilter, mask_text, reads
+from mlops_platform.features.inputs import FEATURE_INPUTS
+from mlops_platform.privacy import MASK, DataClass, MaskingFilter, mask_text
 from mlops_platform.source_system import replay
 from mlops_platform.specs import SPEC_DIR, load_spec
 from mlops_platform.warehouse import DuckDBWarehouse
@@ -123,11 +124,8 @@ def test_a_spec_that_drops_the_plane_function_needs_no_allowance(tmp_path):
 
 
 def test_a_classified_column_produced_as_a_feature_is_refused(tmp_path, monkeypatch):
-    @reads(flights=["carrier"])
-    def registration(flights: pd.DataFrame, **_) -> pd.DataFrame:
-        return pd.DataFrame({"tailnum": flights["carrier"]})
-
-    monkeypatch.setitem(FEATURE_FUNCTIONS, "registration", registration)
+    # A function that would return the tail number as a feature column.
+    monkeypatch.setitem(FEATURE_INPUTS, "registration", {"flights": ("carrier",)})
     raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
     raw["features"]["functions"].append("registration")
     raw["features"]["categorical"].append("tailnum")
@@ -150,9 +148,10 @@ def test_feature_functions_read_only_the_columns_they_declare(golden):
     }
     for frame in (tables["flights"], tables["weather"]):
         frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True).dt.tz_localize(None)
+    assert set(FEATURE_INPUTS) == set(FEATURE_FUNCTIONS)
     for name, function in FEATURE_FUNCTIONS.items():
         whole = function(tables["flights"], weather=tables["weather"], planes=tables["planes"])
-        only = {t: tables[t][list(function.reads.get(t, []))] for t in tables}
+        only = {t: tables[t][list(FEATURE_INPUTS[name].get(t, []))] for t in tables}
         alone = function(only["flights"], weather=only["weather"], planes=only["planes"])
         pd.testing.assert_frame_equal(whole, alone, obj=name)
 
@@ -201,12 +200,8 @@ def test_expectation_observations_are_masked_for_classified_columns(
     assert mask_observed(expectation, column, observed, classified_columns()) == expected
 
 
-def test_a_feature_function_that_declares_nothing_is_refused(tmp_path, monkeypatch):
-    def undeclared(flights: pd.DataFrame, **_) -> pd.DataFrame:
-        return pd.DataFrame({"x": flights["carrier"]})
-
-    monkeypatch.setitem(FEATURE_FUNCTIONS, "undeclared", undeclared)
+def test_a_feature_function_that_declares_nothing_is_refused(tmp_path):
     raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
     raw["features"]["functions"].append("undeclared")
-    with pytest.raises(ValueError, match="undeclared does not declare what it reads"):
+    with pytest.raises(ValueError, match=r"\['undeclared'\] are unknown or do not declare"):
         load_spec(_write(tmp_path, raw))

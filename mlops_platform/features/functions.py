@@ -1,8 +1,8 @@
 """Feature functions a spec can name. Each takes the flights (one row per flight, schedule
 columns only) and the reference tables, and returns new columns aligned with the flights.
 
-Each declares the raw columns it reads (`@reads`), so a spec that names it is checked against
-the domain's column classification when it loads.
+The raw columns each one reads are declared in `inputs.py` (checked against the domain's
+column classification when a spec loads).
 
 Only what is known at the scheduled departure is used: the schedule, the calendar, the plane,
 and the weather observed at the origin at or before the scheduled departure hour.
@@ -14,24 +14,12 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from mlops_platform.privacy import reads
+from mlops_platform.features.inputs import WEATHER_COLUMNS
 
 #: Weather older than this at departure time is treated as missing rather than carried forward.
 WEATHER_MAX_AGE = pd.Timedelta(hours=3)
-WEATHER_COLUMNS = [
-    "temp",
-    "dewp",
-    "humid",
-    "wind_dir",
-    "wind_speed",
-    "wind_gust",
-    "precip",
-    "pressure",
-    "visib",
-]
 
 
-@reads(flights=["carrier", "origin", "dest", "distance", "sched_dep_time", "sched_arr_time"])
 def schedule(flights: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -46,7 +34,6 @@ def schedule(flights: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-@reads(flights=["year", "month", "day"])
 def calendar(flights: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     dates = pd.to_datetime(flights[["year", "month", "day"]])
     return pd.DataFrame(
@@ -59,11 +46,6 @@ def calendar(flights: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-# The tail number is only the join key: it is read, never returned as a feature.
-@reads(
-    flights=["tailnum", "year"],
-    planes=["tailnum", "year", "seats", "engines", "manufacturer"],
-)
 def plane(flights: pd.DataFrame, planes: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     attributes = planes.drop_duplicates("tailnum").set_index("tailnum")
     joined = flights[["tailnum", "year"]].join(attributes, on="tailnum", rsuffix="_built")
@@ -78,7 +60,6 @@ def plane(flights: pd.DataFrame, planes: pd.DataFrame, **_: pd.DataFrame) -> pd.
     )
 
 
-@reads(flights=["origin", "time_hour"], weather=["origin", "time_hour", *WEATHER_COLUMNS])
 def weather(flights: pd.DataFrame, weather: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     """Latest observation at the origin at or before the scheduled departure hour."""
     left = flights[["origin", "time_hour"]].reset_index().sort_values("time_hour")

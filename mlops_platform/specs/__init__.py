@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlops_platform.contracts.classification import CLASSIFICATION, classified_columns
-from mlops_platform.features.functions import FEATURE_FUNCTIONS
+from mlops_platform.features.inputs import FEATURE_INPUTS
 from mlops_platform.privacy import classified_uses
 
 SPEC_DIR = Path(__file__).parent
@@ -108,11 +108,14 @@ def privacy_problems(features: Features, privacy: Privacy) -> list[str]:
     """What the features read or produce that the domain classifies and the spec does not
     allow, and allowances that allow nothing (stale ones hide future changes)."""
     allowed = {a.column for a in privacy.allow}
-    unknown = [f for f in features.functions if f not in FEATURE_FUNCTIONS]
+    unknown = [f for f in features.functions if f not in FEATURE_INPUTS]
     if unknown:
-        return [f"unknown feature functions {unknown}; known: {sorted(FEATURE_FUNCTIONS)}"]
+        return [
+            f"feature functions {unknown} are unknown or do not declare their raw inputs "
+            f"(features/inputs.py); declared: {sorted(FEATURE_INPUTS)}"
+        ]
     problems, used = [], set()
-    for use in classified_uses(FEATURE_FUNCTIONS, features.functions, CLASSIFICATION):
+    for use in classified_uses(FEATURE_INPUTS, features.functions, CLASSIFICATION):
         used.add(use.column)
         if use.column not in allowed:
             problems.append(
