@@ -14,10 +14,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 MASK = "***"
 
@@ -63,15 +59,6 @@ def classes_of(declaration: Mapping[str, Mapping[str, Classified]], table: str |
             merged.setdefault(column, []).append(classified.data_class)
     found = {column: strictest(classes) for column, classes in merged.items()}
     return {column: cls for column, cls in found.items() if cls.classified}
-
-
-def mask_frame(frame: pd.DataFrame, classified: Mapping[str, DataClass]) -> pd.DataFrame:
-    """A copy with every non-null value of a classified column replaced by the mask."""
-    masked = frame.copy()
-    for column in masked.columns:
-        if column in classified:
-            masked[column] = masked[column].astype(object).where(masked[column].isna(), MASK)
-    return masked
 
 
 def mask_records(records: list[dict], classified: Mapping[str, DataClass]) -> list[dict]:
