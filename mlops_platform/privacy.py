@@ -3,7 +3,7 @@
 A domain declares, per raw table, which columns are identifiers, quasi-identifiers or personal
 data (for the flights, `contracts/classification.py`). This module holds what the platform does
 with such a declaration: it masks classified values wherever rows leave the warehouse as
-examples (check metadata, log lines, command output), and it tells the spec loader which
+examples (check metadata, incidents, log lines), and it tells the spec loader which
 columns a feature function may not read without a stated reason.
 """
 
