@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import dagster as dg
 import pandas as pd
@@ -156,9 +157,11 @@ def test_bad_batch_fails_the_check_stops_downstream_and_is_quarantined(resources
     assert kept[REASON_COLUMN].str.len().min() > 0
     assert kept["_dagster_run_id"].nunique() == 1
     raw = warehouse.query("SELECT flight FROM raw.flights WHERE flight >= 9001 AND day = 2")
-    assert list(raw["flight"]) == [9005]  # good row of the batch kept, bad rows moved out
+    assert list(raw["flight"]) == [9005]  # only the good row of the batch was published
+    assert "mlops quarantine list --table flights" in checks["flights"].description
 
-    # Next run: nothing new, the batch was judged once; downstream runs again.
+    # Next run: the rows at the cursor are read again, but they are already quarantined with
+    # the same reason, so nothing new fails and downstream runs again.
     again = ingest(resources, flights_consumer)
     assert check_results(again)["flights"].passed
     assert again.success
@@ -175,11 +178,28 @@ def test_quarantined_rows_replay_once_they_pass(resources, source_url):
 
     contract = CONTRACTS["flights"]
     carriers = list(warehouse.query("SELECT carrier FROM raw.airlines")["carrier"])
-    assert replay_quarantine(warehouse, contract, {"carrier": carriers}) == (0, 5)
+    now = dt.datetime(2013, 1, 2, 6)
+
+    def outcomes(found):
+        return sorted((json.loads(o.key)[4], o.outcome) for o in found)
+
+    first = replay_quarantine(warehouse, contract, {"carrier": carriers}, now)
+    # The two versions of 9004 resolve to one, which now passes alone; the others stay, each
+    # with its reason.
+    assert outcomes(first) == [
+        (9001, "kept"),
+        (9002, "kept"),
+        (9003, "kept"),
+        (9004, "replayed"),
+        (9004, "superseded"),
+    ]
+    reasons = {json.loads(o.key)[4]: o.reason for o in first if o.outcome == "kept"}
+    assert "expect_column_values_to_be_in_set(carrier)" in reasons[9003]
+    assert "expect_column_values_to_be_between(arr_delay)" in reasons[9002]
     # The carrier ZZ is registered; its flight can now be replayed, the others stay.
-    replayed, kept = replay_quarantine(warehouse, contract, {"carrier": [*carriers, "ZZ"]})
-    assert (replayed, kept) == (1, 4)
-    back = warehouse.query("SELECT carrier FROM raw.flights WHERE flight = 9003")
-    assert list(back["carrier"]) == ["ZZ"]
-    assert len(pending_quarantine(warehouse, "flights")) == 4
+    second = replay_quarantine(warehouse, contract, {"carrier": [*carriers, "ZZ"]}, now)
+    assert outcomes(second) == [(9001, "kept"), (9002, "kept"), (9003, "replayed")]
+    back = warehouse.query("SELECT carrier FROM raw.flights WHERE flight IN (9003, 9004)")
+    assert sorted(back["carrier"]) == ["UA", "ZZ"]
+    assert len(pending_quarantine(warehouse, "flights")) == 2
     assert len(warehouse.read_table("quarantine", "flights")) == 5  # the log keeps every row
