@@ -214,7 +214,8 @@ def replay_quarantine(
         names = ", ".join(quote(c) for c in rows.columns)
         casts = ", ".join(_cast(quote(c), types[c]) for c in rows.columns)
         tx.execute(
-            f"INSERT INTO {LANDING_DATASET}.{quote(table)} ({names}) SELECT {casts} FROM _replay_rows"
+            f"INSERT INTO {LANDING_DATASET}.{quote(table)} ({names}) "
+            f"SELECT {casts} FROM _replay_rows"
         )
         resolve(
             tx,

@@ -7,9 +7,9 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
 from mlops_platform.contracts.rules import CONTRACTS
 from mlops_platform.ingestion.cursors import read_cursors
+from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
 from mlops_platform.ingestion.sources import (
     LANDING_DATASET,
     OPS_TABLES,
