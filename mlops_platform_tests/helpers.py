@@ -52,3 +52,25 @@ def source_query(url: str, sql: str) -> list:
         rows = conn.execute(sa.text(sql)).fetchall()
     engine.dispose()
     return rows
+
+
+def land(warehouse, source_url: str) -> None:
+    """Land the flight-ops tables with dlt (what the `landing/*` asset does), no Dagster."""
+    from mlops_platform.ingestion.assets import REQUIRED
+    from mlops_platform.ingestion.cursors import read_cursors
+    from mlops_platform.ingestion.sources import LANDING_DATASET, flight_ops_source
+
+    pipeline = warehouse.dlt_pipeline("flight_ops", LANDING_DATASET)
+    pipeline.run(
+        flight_ops_source(source_url, read_cursors(warehouse), REQUIRED),
+        loader_file_format=warehouse.loader_file_format,
+    )
+
+
+def publish_table(warehouse, source_url: str, table: str = "flights", run_id: str = "test"):
+    """Audit and publish a landed table (what its `raw/<table>` asset does), no Dagster."""
+    from mlops_platform.contracts.publish import audit_and_publish
+    from mlops_platform.contracts.rules import CONTRACTS
+    from mlops_platform.source_system.replay import read_clock
+
+    return audit_and_publish(warehouse, CONTRACTS[table], read_clock(source_url).now, run_id)

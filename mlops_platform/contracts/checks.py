@@ -14,24 +14,10 @@ from mlops_platform.ingestion.resources import FlightOpsDatabase
 from mlops_platform.ingestion.sources import LANDING_DATASET
 from mlops_platform.markdown import markdown_table
 from mlops_platform.warehouse import Warehouse
-from mlops_platform.warehouse.base import quote
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 SAMPLE_ROWS = 10
 CHECK_NAME = "contract"
-
-
-def reference_values(warehouse: Warehouse, contract: TableContract) -> dict[str, list]:
-    values = {}
-    for column, (table, ref_column) in contract.references.items():
-        if not warehouse.table_exists("raw", table):
-            raise RuntimeError(
-                f"contract of raw.{contract.table} needs raw.{table} for allowed {column} values, "
-                "and it has not been published"
-            )
-        found = warehouse.query(f"SELECT DISTINCT {quote(ref_column)} AS v FROM raw.{quote(table)}")
-        values[column] = [v for v in found["v"] if v is not None]
-    return values
 
 
 def failure_summary(table: str, rule_counts: dict[str, int], failures: list) -> str:
@@ -80,7 +66,12 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
         warehouse: Warehouse,
         source_system: FlightOpsDatabase,
     ) -> dg.MaterializeResult:
-        from mlops_platform.contracts.publish import ROW_ID, audit_landed, publish
+        from mlops_platform.contracts.publish import (
+            ROW_ID,
+            audit_landed,
+            publish,
+            reference_values,
+        )
         from mlops_platform.contracts.quarantine import QUARANTINE_SCHEMA
         from mlops_platform.contracts.validate import REASON_COLUMN
 

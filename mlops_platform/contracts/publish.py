@@ -89,7 +89,7 @@ def _reasons(
     for column in contract.not_after_clock:
         if column in frame:
             times = pd.to_datetime(frame[column], utc=True).dt.tz_localize(None)
-            add(times > limit, lambda i, c=column, t=times: f"{FUTURE_RULE}({c}): {t[i]} > {limit}")
+            add(times > limit, lambda i, c=column, t=times: f"{FUTURE_RULE}({c}): {t[i]}")
     key = contract.key
     duplicate = frame.duplicated([*key, LOAD_ID], keep=False)
     add(duplicate, f"{DUPLICATE_RULE}({','.join(key)})")
@@ -231,6 +231,28 @@ def _profile_after(warehouse, contract, candidates, raw_versions) -> pd.DataFram
     return merged.reindex(columns=[*merged.columns, *dict.fromkeys(extra)])
 
 
+def reference_values(warehouse: Warehouse, contract: TableContract) -> dict[str, list]:
+    """Allowed values of columns that reference another raw table (e.g. known carriers)."""
+    values = {}
+    for column, (table, ref_column) in contract.references.items():
+        if not warehouse.table_exists("raw", table):
+            raise RuntimeError(
+                f"contract of raw.{contract.table} needs raw.{table} for allowed {column} values, "
+                "and it has not been published"
+            )
+        found = warehouse.query(f"SELECT DISTINCT {quote(ref_column)} AS v FROM raw.{quote(table)}")
+        values[column] = [v for v in found["v"] if v is not None]
+    return values
+
+
+def audit_and_publish(
+    warehouse: Warehouse, contract: TableContract, now: dt.datetime | None, run_id: str
+) -> tuple[Audit, Published]:
+    """Audit a table's landed batches and publish them (what its `raw/<table>` asset does)."""
+    audit = audit_landed(warehouse, contract, reference_values(warehouse, contract), now)
+    return audit, publish(warehouse, contract, audit, run_id)
+
+
 @dataclass(frozen=True)
 class Published:
     table: str
@@ -260,6 +282,7 @@ def publish(
     new_entries = q.entries_for(
         contract, audit.bad[~audit.bad[q.ROW_ID_COLUMN].isin(replayed)], run_id
     )
+    new_entries = q.latest_landing_only(new_entries)
     pending = q.pending_entries(warehouse, table)
     new_entries = q.without_repeats(new_entries, pending)
     published_rows = audit.landed[audit.landed[ROW_ID].isin(audit.publish_ids)]

@@ -103,6 +103,16 @@ def pending_entries(warehouse: Warehouse, table: str) -> pd.DataFrame:
     return warehouse.read_table(QUARANTINE_SCHEMA, table, where=f"\"_status\" = '{PENDING}'")
 
 
+def latest_landing_only(new: pd.DataFrame) -> pd.DataFrame:
+    """Of failing rows landed more than once (a batch read again after a crash, or re-read at
+    the cursor), keep those of the latest landing: two bad rows of one batch stay two."""
+    if new.empty:
+        return new
+    same = ["_key", "_version", REASON_COLUMN, "_row"]
+    latest = new.groupby(same, dropna=False)["_load_id"].transform("max")
+    return new[new["_load_id"] == latest]
+
+
 def without_repeats(new: pd.DataFrame, pending: pd.DataFrame) -> pd.DataFrame:
     """Drop new entries identical (key, version, reason) to a pending one: a row re-read at the
     cursor, or a future row read again, is quarantined once."""

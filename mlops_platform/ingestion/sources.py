@@ -10,6 +10,7 @@ must not be missed); the publish recognises them as unchanged.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 #: Natural key of each raw table (verified unique over the whole 2013 data).
@@ -28,6 +29,9 @@ CURSOR_COLUMNS: dict[str, str] = {
     **dict.fromkeys(OPS_TABLES, CURSOR_COLUMN),
     "weather": "time_hour",
 }
+#: How far before its cursor a table is read again: a change whose `updated_at` moved backwards
+#: within this window is seen, and flagged as older than the stored row, instead of hidden.
+CURSOR_LOOKBACK: dict[str, dt.timedelta] = {"flights": dt.timedelta(days=1)}
 WEATHER_START = "2013-01-01T00:00:00"
 LANDING_DATASET = "landing"
 #: Set on a landed row when the source lacked required columns (comma-separated names).
@@ -72,13 +76,11 @@ def flight_ops_source(
         reflection_level="full",
         defer_table_reflect=True,
         type_adapter_callback=_warehouse_types,
-        table_adapter_callback=_natural_primary_key,
+        table_adapter_callback=_permissive_landing,
         query_adapter_callback=_query_adapter(cursors or {}, required or {}, dynamic),
     )
     for table in OPS_TABLES:
-        source.resources[table].apply_hints(
-            primary_key=NATURAL_KEYS[table], write_disposition="append"
-        )
+        source.resources[table].apply_hints(write_disposition="append")
     return source
 
 
@@ -108,7 +110,8 @@ def _query_adapter(cursors: dict[str, Any], required: dict[str, list[str]], dyna
         adapted = sa.select(*columns).select_from(table)
         cursor_column = CURSOR_COLUMNS[table.name]
         if cursors.get(table.name) is not None and cursor_column in table.c:
-            adapted = adapted.where(table.c[cursor_column] >= cursors[table.name])
+            since = cursors[table.name] - CURSOR_LOOKBACK.get(table.name, dt.timedelta(0))
+            adapted = adapted.where(table.c[cursor_column] >= since)
         return adapted
 
     return adapt
@@ -135,7 +138,6 @@ def weather_feed_source(
             },
             "resource_defaults": {
                 "write_disposition": "append",
-                "primary_key": NATURAL_KEYS["weather"],
             },
             "resources": [
                 {
@@ -197,19 +199,13 @@ def source_shape(name: str, tables: tuple[str, ...] | list[str]) -> Any:
     return shape()
 
 
-def _natural_primary_key(table: Any) -> Any:
-    """Make the natural key the primary key dlt reflects (the source's own is a surrogate `id`).
-
-    With deferred reflection dlt takes the primary key from the reflected table, overriding
-    resource hints, so the key is set on the table itself.
-    """
-    import sqlalchemy as sa
-
-    key = NATURAL_KEYS.get(table.name)
-    if key:
-        for column in table.columns:
-            column.primary_key = False
-        table.append_constraint(sa.PrimaryKeyConstraint(*[table.c[name] for name in key]))
+def _permissive_landing(table: Any) -> Any:
+    """Every column nullable and no primary key: landing takes what the source sends and the
+    contract judges it (a key or a required column renamed at the source must reach the audit
+    as a failing row, not fail the load). Keys are the contract's (`NATURAL_KEYS`)."""
+    for column in table.columns:
+        column.nullable = True
+        column.primary_key = False
     return table
 
 
