@@ -71,6 +71,11 @@ def publish_table(warehouse, source_url: str, table: str = "flights", run_id: st
     """Audit and publish a landed table (what its `raw/<table>` asset does), no Dagster."""
     from mlops_platform.contracts.publish import audit_and_publish
     from mlops_platform.contracts.rules import CONTRACTS
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.source_system.replay import read_clock
 
-    return audit_and_publish(warehouse, CONTRACTS[table], read_clock(source_url).now, run_id)
+    contract = CONTRACTS[table]
+    keys = None
+    if contract.on_source_delete != "ignore":
+        keys = FlightOpsDatabase(url=source_url).table_keys(table, contract.key)
+    return audit_and_publish(warehouse, contract, read_clock(source_url).now, run_id, keys)

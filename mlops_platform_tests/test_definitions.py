@@ -56,8 +56,8 @@ def test_definitions_snapshot():
     assert ingest.asset_layer.executable_asset_keys >= {
         dg.AssetKey(["raw", t]) for t in ("flights", "weather")
     }
-    # One run per replay day: landing and the raw tables (with their contracts), features, scores and the
-    # monitoring assets, in asset-graph order; training is not part of it.
+    # One run per replay day: landing and the raw tables (with their contracts), features, scores
+    # and the monitoring assets, in asset-graph order; training is not part of it.
     daily = defs.resolve_job_def("daily_flight_delay")
     assert {k.to_user_string() for k in daily.asset_layer.executable_asset_keys} == {
         *(f"landing/{t}" for t in raw_tables),

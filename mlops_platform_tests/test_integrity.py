@@ -13,8 +13,14 @@ import sys
 
 import pytest
 
-from mlops_platform.contracts.publish import FUTURE_RULE, MISSING_RULE, STALE_RULE, TYPE_RULE
-from mlops_platform.contracts.quarantine import COLUMNS, pending_quarantine
+from mlops_platform.contracts.publish import (
+    DELETED_RULE,
+    FUTURE_RULE,
+    MISSING_RULE,
+    STALE_RULE,
+    TYPE_RULE,
+)
+from mlops_platform.contracts.quarantine import COLUMNS, DELETED, pending_quarantine
 from mlops_platform.ingestion.cursors import read_cursors
 from mlops_platform.settings import PROJECT_ROOT
 from mlops_platform.source_system import replay
@@ -31,6 +37,7 @@ from mlops_platform_tests.test_contracts import inject_bad_batch
 #: Runs land + audit + publish of flights in a fresh process that SIGKILLs itself at `point`.
 KILL_AT = """
 import os, signal, sys
+import mlops_platform.contracts.audit as audit
 import mlops_platform.contracts.publish as wap
 from mlops_platform.warehouse import DuckDBWarehouse
 from mlops_platform_tests.helpers import land, publish_table
@@ -41,7 +48,7 @@ def die(*args, **kwargs):
 if point == "before_audit":
     wap.audit_landed = die
 elif point == "during_audit":
-    wap.validate_contract = die
+    audit.validate_contract = die
 elif point == "inside_publish":
     wap.cursors.store_cursor = die  # inside the transaction, after raw and quarantine writes
 warehouse = DuckDBWarehouse(path=path, pipelines_dir=pipelines)
@@ -258,3 +265,36 @@ def test_renamed_required_column_fails_the_contract_by_name(resources, source_ur
         == 0
     )
     assert json.loads(kept["_row"].iloc[0])["destination"]
+
+
+def test_rows_deleted_at_the_source_are_reflected_or_flagged_as_the_contract_declares(
+    resources, source_url
+):
+    warehouse = resources["warehouse"]
+    baseline(warehouse, source_url)
+    flight_id, flight = source_query(
+        source_url, "SELECT id, flight FROM flights WHERE status = 'landed' LIMIT 1"
+    )[0]
+    source_execute(source_url, f"DELETE FROM flights WHERE id = {flight_id}")
+    land(warehouse, source_url)
+
+    # airports: reflect (reference data) - removed from raw, kept in quarantine as `deleted`.
+    publish_table(warehouse, source_url, "airports")  # first publish of airports
+    source_execute(source_url, "DELETE FROM airports WHERE faa = 'ZWU'")
+    _, airports = publish_table(warehouse, source_url, "airports")
+    assert airports.deleted_at_source == 1
+    left = set(warehouse.query("SELECT faa FROM raw.airports")["faa"])
+    assert "ZWU" not in left and "JFK" in left
+    log = warehouse.read_table("quarantine", "airports")
+    assert list(log["_status"]) == [DELETED] and DELETED_RULE in log["_quarantine_reason"][0]
+
+    # flights: flag - kept in raw, one pending entry naming the rule, flagged once.
+    before = flight_counts(warehouse)
+    _, flights = publish_table(warehouse, source_url, "flights")
+    assert flights.deleted_at_source == 1
+    assert flight_counts(warehouse) == before
+    kept = pending_quarantine(warehouse, "flights")
+    assert list(kept["flight"]) == [flight]
+    assert DELETED_RULE in kept["_quarantine_reason"].iloc[0]
+    land(warehouse, source_url)
+    assert publish_table(warehouse, source_url, "flights")[1].deleted_at_source == 0

@@ -66,19 +66,16 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
         warehouse: Warehouse,
         source_system: FlightOpsDatabase,
     ) -> dg.MaterializeResult:
-        from mlops_platform.contracts.publish import (
-            ROW_ID,
-            audit_landed,
-            publish,
-            reference_values,
-        )
+        from mlops_platform.contracts.publish import ROW_ID, audit_and_publish
         from mlops_platform.contracts.quarantine import QUARANTINE_SCHEMA
         from mlops_platform.contracts.validate import REASON_COLUMN
 
-        audit = audit_landed(
-            warehouse, contract, reference_values(warehouse, contract), source_system.clock().now
+        source_keys = None
+        if contract.on_source_delete != "ignore":
+            source_keys = source_system.table_keys(contract.table, contract.key)
+        audit, done = audit_and_publish(
+            warehouse, contract, source_system.clock().now, context.run.run_id, source_keys
         )
-        done = publish(warehouse, contract, audit, context.run.run_id)
         if not warehouse.table_exists("raw", contract.table):
             # Nothing published yet (e.g. the feed has no hour so far): no data to hand on.
             return dg.MaterializeResult(
@@ -110,7 +107,10 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
         # A failing row already pending in quarantine (re-read at the cursor, or a future row
         # read again) was reported by the run that quarantined it; only new ones fail again.
         table_failures = [o for o in report.failures if o.scope == "table"]
-        passed = not table_failures and done.quarantined == 0
+        flagged = done.deleted_at_source if contract.on_source_delete == "flag" else 0
+        passed = not table_failures and done.quarantined == 0 and flagged == 0
+        if flagged:
+            audit.rule_counts["expect_row_present_at_source"] = flagged
         summary = (
             "" if passed else failure_summary(contract.table, audit.rule_counts, report.failures)
         )
@@ -122,6 +122,7 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
                 "batches_audited": done.batches,
                 "landed_rows": done.landed,
                 "unchanged_rows": done.unchanged,
+                "deleted_at_source": done.deleted_at_source,
                 "cursor": str(done.cursor),
             },
             check_results=[

@@ -29,6 +29,8 @@ from mlops_platform.warehouse.base import Transaction, quote
 QUARANTINE_SCHEMA = "quarantine"
 ROW_ID_COLUMN = "_dlt_id"
 PENDING, REPLAYED, SUPERSEDED, KEPT = "pending", "replayed", "superseded", "kept"
+#: A row deleted at the source and removed from raw (kept here, never replayed).
+DELETED = "deleted"
 PUBLISHED_NOTE = "passed the contract; published"
 #: The declared schema of every quarantine table.
 COLUMNS: dict[str, str] = {

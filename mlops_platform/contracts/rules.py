@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mlops_platform.ingestion.sources import NATURAL_KEYS
 
@@ -35,6 +36,10 @@ class TableContract:
     #: time columns that may not be later than the source's clock (or now) + `future_tolerance`
     not_after_clock: list[str] = field(default_factory=list)
     future_tolerance: dt.timedelta = dt.timedelta(hours=1)
+    #: a row deleted at the source: "reflect" (delete it from raw, keep it in quarantine with
+    #: status `deleted`), "flag" (keep it in raw, quarantine a pending entry and fail the
+    #: contract), or "ignore" (the source cannot list its keys, e.g. an HTTP feed)
+    on_source_delete: Literal["reflect", "flag", "ignore"] = "ignore"
 
 
 CONTRACTS: dict[str, TableContract] = {
@@ -77,6 +82,8 @@ CONTRACTS: dict[str, TableContract] = {
         freshness=("updated_at", dt.timedelta(days=2)),
         version="updated_at",
         not_after_clock=["updated_at"],
+        # A flight record vanishing from the ops system is an incident, not a fact to copy.
+        on_source_delete="flag",
     ),
     "weather": TableContract(
         table="weather",
@@ -116,6 +123,8 @@ CONTRACTS: dict[str, TableContract] = {
         ranges={"year": (1940, 2014), "engines": (1, 8), "seats": (1, 1000)},
         version="updated_at",
         not_after_clock=["updated_at"],
+        # Reference data: a retired entry leaves the warehouse too.
+        on_source_delete="reflect",
     ),
     "airlines": TableContract(
         table="airlines",
@@ -124,6 +133,8 @@ CONTRACTS: dict[str, TableContract] = {
         not_null=["carrier", "name"],
         version="updated_at",
         not_after_clock=["updated_at"],
+        # Reference data: a retired entry leaves the warehouse too.
+        on_source_delete="reflect",
     ),
     "airports": TableContract(
         table="airports",
@@ -133,5 +144,7 @@ CONTRACTS: dict[str, TableContract] = {
         ranges={"lat": (-90, 90), "lon": (-180, 180), "alt": (-1500, 30000)},
         version="updated_at",
         not_after_clock=["updated_at"],
+        # Reference data: a retired entry leaves the warehouse too.
+        on_source_delete="reflect",
     ),
 }
