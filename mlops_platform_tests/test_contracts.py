@@ -7,6 +7,7 @@ import json
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
 from mlops_platform.contracts.rules import CONTRACTS
@@ -168,7 +169,9 @@ def test_bad_batch_fails_the_check_stops_downstream_and_is_quarantined(resources
     assert len(pending_quarantine(warehouse, "flights")) == 5
 
 
-def test_quarantined_rows_replay_once_they_pass(resources, source_url):
+def test_quarantined_rows_replay_once_they_pass(resources, source_url, capsys):
+    from mlops_platform.cli import main
+
     warehouse = resources["warehouse"]
     replay.advance(source_url, 1)
     assert ingest(resources).success
@@ -203,3 +206,42 @@ def test_quarantined_rows_replay_once_they_pass(resources, source_url):
     assert sorted(back["carrier"]) == ["UA", "ZZ"]
     assert len(pending_quarantine(warehouse, "flights")) == 2
     assert len(warehouse.read_table("quarantine", "flights")) == 5  # the log keeps every row
+
+    # The CLI prints each row's outcome and reason.
+    main(["quarantine", "replay", "--table", "flights"])
+    printed = capsys.readouterr().out
+    assert "9001" in printed and "kept - expect_column_values_to_not_be_null(carrier)" in printed
+    assert "quarantine.flights: 2 kept" in printed
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        ("flights", "dep_time", 2500),
+        ("flights", "arr_time", 0),
+        ("flights", "sched_dep_time", 2400),
+        ("flights", "hour", 24),
+        ("flights", "dep_delay", -500),
+        ("flights", "arr_delay", 5000),
+        ("flights", "air_time", 2),
+        ("weather", "hour", 25),
+        ("weather", "wind_dir", 400),
+        ("weather", "wind_speed", 1048.36),
+        ("weather", "pressure", 500),
+    ],
+)
+def test_every_time_and_delay_column_has_a_range(table, column, value):
+    contract = CONTRACTS[table]
+    assert column in contract.ranges
+    if table == "flights":
+        batch = flights_frame({}, {column: value})
+    else:
+        batch = pd.DataFrame(
+            [
+                {"origin": "EWR", "time_hour": pd.Timestamp("2013-01-02 05:00"), "hour": 5},
+                {"origin": "JFK", "time_hour": pd.Timestamp("2013-01-02 05:00"), column: value},
+            ]
+        )
+    report = validate_contract(contract, batch, batch[contract.key], {"carrier": ["UA"]}, None)
+    assert list(report.bad_rows.index) == [1]
+    assert f"expect_column_values_to_be_between({column})" in report.bad_rows[REASON_COLUMN][1]
