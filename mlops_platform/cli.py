@@ -102,7 +102,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> None:
-    from mlops_platform.contracts.checks import reference_values
+    from mlops_platform.contracts.publish import reference_values
     from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
     from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.profiles import plain_resources
@@ -112,17 +112,61 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
     for table in tables:
         if table not in CONTRACTS:
             raise SystemExit(f"unknown table {table!r}; one of {', '.join(CONTRACTS)}")
+        contract = CONTRACTS[table]
         if args.action == "list":
             pending = pending_quarantine(warehouse, table)
             print(f"quarantine.{table}: {len(pending)} rows pending")
             if len(pending):
-                print(pending.head(args.limit).to_string())
-        else:
-            contract = CONTRACTS[table]
-            replayed, kept = replay_quarantine(
-                warehouse, contract, reference_values(warehouse, contract)
+                shown = [*contract.key, "_version", "_quarantine_reason", "_quarantined_at"]
+                print(pending[shown].head(args.limit).to_string(index=False))
+            continue
+        clock = _clock_or_none(args)
+        outcomes = replay_quarantine(
+            warehouse, contract, reference_values(warehouse, contract), clock, run_id="cli"
+        )
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+            print(
+                f"  {table} {outcome.key} v{outcome.version}: {outcome.outcome} - {outcome.reason}"
             )
-            print(f"quarantine.{table}: {replayed} rows replayed into raw.{table}, {kept} kept")
+        summary = (
+            ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "nothing pending"
+        )
+        print(f"quarantine.{table}: {summary}")
+
+
+def _clock_or_none(args: argparse.Namespace):
+    from mlops_platform.source_system.replay import read_clock
+
+    try:
+        return read_clock(_source_url(args)).now
+    except RuntimeError:
+        return None  # no replay source: the wall clock bounds event times
+
+
+def cmd_source_cursor(args: argparse.Namespace) -> None:
+    import datetime as dt
+
+    from mlops_platform.ingestion.cursors import cursor_log, rewind_cursor
+    from mlops_platform.ingestion.sources import CURSOR_COLUMNS
+    from mlops_platform.profiles import plain_resources
+
+    warehouse = plain_resources()["warehouse"]
+    if args.rewind_to or args.reset:
+        if args.table not in CURSOR_COLUMNS:
+            raise SystemExit(f"--table must be one of {', '.join(CURSOR_COLUMNS)}")
+        value = None if args.reset else dt.datetime.fromisoformat(args.rewind_to)
+        previous = rewind_cursor(warehouse, args.table, CURSOR_COLUMNS[args.table], value)
+        print(
+            f"cursor of {args.table}: {previous} -> {value or 'start'}; the next ingest run reads "
+            "from there (rows already in raw at the same version are skipped)"
+        )
+        return
+    log = cursor_log(warehouse)
+    if args.table:
+        log = log[log["table_name"] == args.table]
+    print(log.to_string(index=False) if len(log) else "no cursor yet (nothing published)")
 
 
 def cmd_model(args: argparse.Namespace) -> None:
@@ -167,6 +211,13 @@ def main(argv: list[str] | None = None) -> None:
         sub.set_defaults(handler=handler)
         if name == "advance":
             sub.add_argument("--days", type=float, default=1.0)
+    cursor = source_commands.add_parser(
+        "cursor", help="show each table's ingestion cursor, or rewind one (--table, --rewind-to)"
+    )
+    cursor.add_argument("--table", default="")
+    cursor.add_argument("--rewind-to", default="", help="ISO time to read the table from again")
+    cursor.add_argument("--reset", action="store_true", help="read the whole table again")
+    cursor.set_defaults(handler=cmd_source_cursor)
 
     feed = commands.add_parser("weather-feed", help="serve the hourly weather HTTP feed")
     feed.add_argument("--url", default="", help="source database URL")
@@ -216,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     quarantine.add_argument("action", choices=["list", "replay"])
     quarantine.add_argument("--table", default="")
     quarantine.add_argument("--limit", type=int, default=20)
+    quarantine.add_argument("--url", default="", help="source database URL (for its clock)")
     quarantine.set_defaults(handler=cmd_quarantine)
 
     model = commands.add_parser("model", help="registry: status, audit log, rollback")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import dagster as dg
 import sqlalchemy as sa
 
-from mlops_platform.contracts.checks import contract_checks
+from mlops_platform.contracts.checks import published_tables
 from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 def ingest(resources: dict, *extra, instance=None, **kwargs) -> dg.ExecuteInJobResult:
-    """Materialize both dlt asset groups with their contract checks, as the `ingest` job does."""
+    """Land both sources, audit and publish every table, as the `ingest` job does."""
     return dg.materialize(
-        [flight_ops_tables, weather_feed_tables, *contract_checks, *extra],
+        [flight_ops_tables, weather_feed_tables, *published_tables, *extra],
         resources=resources,
         instance=instance,
         raise_on_error=False,
@@ -24,9 +24,12 @@ def ingest(resources: dict, *extra, instance=None, **kwargs) -> dg.ExecuteInJobR
 
 
 def rows_loaded(result: dg.ExecuteInJobResult) -> dict[str, int]:
+    """Rows published into each raw table by the run."""
     loaded = {}
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
+        if materialization.asset_key.path[0] != "raw":
+            continue
         value = materialization.metadata.get("rows_loaded")
         loaded[materialization.asset_key.path[-1]] = int(value.value) if value else 0
     return loaded
@@ -49,3 +52,30 @@ def source_query(url: str, sql: str) -> list:
         rows = conn.execute(sa.text(sql)).fetchall()
     engine.dispose()
     return rows
+
+
+def land(warehouse, source_url: str) -> None:
+    """Land the flight-ops tables with dlt (what the `landing/*` asset does), no Dagster."""
+    from mlops_platform.ingestion.assets import REQUIRED
+    from mlops_platform.ingestion.cursors import read_cursors
+    from mlops_platform.ingestion.sources import LANDING_DATASET, flight_ops_source
+
+    pipeline = warehouse.dlt_pipeline("flight_ops", LANDING_DATASET)
+    pipeline.run(
+        flight_ops_source(source_url, read_cursors(warehouse), REQUIRED),
+        loader_file_format=warehouse.loader_file_format,
+    )
+
+
+def publish_table(warehouse, source_url: str, table: str = "flights", run_id: str = "test"):
+    """Audit and publish a landed table (what its `raw/<table>` asset does), no Dagster."""
+    from mlops_platform.contracts.publish import audit_and_publish
+    from mlops_platform.contracts.rules import CONTRACTS
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    from mlops_platform.source_system.replay import read_clock
+
+    contract = CONTRACTS[table]
+    keys = None
+    if contract.on_source_delete != "ignore":
+        keys = FlightOpsDatabase(url=source_url).table_keys(table, contract.key)
+    return audit_and_publish(warehouse, contract, read_clock(source_url).now, run_id, keys)

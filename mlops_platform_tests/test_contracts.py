@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
 from mlops_platform.contracts.rules import CONTRACTS
@@ -156,16 +158,20 @@ def test_bad_batch_fails_the_check_stops_downstream_and_is_quarantined(resources
     assert kept[REASON_COLUMN].str.len().min() > 0
     assert kept["_dagster_run_id"].nunique() == 1
     raw = warehouse.query("SELECT flight FROM raw.flights WHERE flight >= 9001 AND day = 2")
-    assert list(raw["flight"]) == [9005]  # good row of the batch kept, bad rows moved out
+    assert list(raw["flight"]) == [9005]  # only the good row of the batch was published
+    assert "mlops quarantine list --table flights" in checks["flights"].description
 
-    # Next run: nothing new, the batch was judged once; downstream runs again.
+    # Next run: the rows at the cursor are read again, but they are already quarantined with
+    # the same reason, so nothing new fails and downstream runs again.
     again = ingest(resources, flights_consumer)
     assert check_results(again)["flights"].passed
     assert again.success
     assert len(pending_quarantine(warehouse, "flights")) == 5
 
 
-def test_quarantined_rows_replay_once_they_pass(resources, source_url):
+def test_quarantined_rows_replay_once_they_pass(resources, source_url, capsys):
+    from mlops_platform.cli import main
+
     warehouse = resources["warehouse"]
     replay.advance(source_url, 1)
     assert ingest(resources).success
@@ -175,11 +181,67 @@ def test_quarantined_rows_replay_once_they_pass(resources, source_url):
 
     contract = CONTRACTS["flights"]
     carriers = list(warehouse.query("SELECT carrier FROM raw.airlines")["carrier"])
-    assert replay_quarantine(warehouse, contract, {"carrier": carriers}) == (0, 5)
+    now = dt.datetime(2013, 1, 2, 6)
+
+    def outcomes(found):
+        return sorted((json.loads(o.key)[4], o.outcome) for o in found)
+
+    first = replay_quarantine(warehouse, contract, {"carrier": carriers}, now)
+    # The two versions of 9004 resolve to one, which now passes alone; the others stay, each
+    # with its reason.
+    assert outcomes(first) == [
+        (9001, "kept"),
+        (9002, "kept"),
+        (9003, "kept"),
+        (9004, "replayed"),
+        (9004, "superseded"),
+    ]
+    reasons = {json.loads(o.key)[4]: o.reason for o in first if o.outcome == "kept"}
+    assert "expect_column_values_to_be_in_set(carrier)" in reasons[9003]
+    assert "expect_column_values_to_be_between(arr_delay)" in reasons[9002]
     # The carrier ZZ is registered; its flight can now be replayed, the others stay.
-    replayed, kept = replay_quarantine(warehouse, contract, {"carrier": [*carriers, "ZZ"]})
-    assert (replayed, kept) == (1, 4)
-    back = warehouse.query("SELECT carrier FROM raw.flights WHERE flight = 9003")
-    assert list(back["carrier"]) == ["ZZ"]
-    assert len(pending_quarantine(warehouse, "flights")) == 4
+    second = replay_quarantine(warehouse, contract, {"carrier": [*carriers, "ZZ"]}, now)
+    assert outcomes(second) == [(9001, "kept"), (9002, "kept"), (9003, "replayed")]
+    back = warehouse.query("SELECT carrier FROM raw.flights WHERE flight IN (9003, 9004)")
+    assert sorted(back["carrier"]) == ["UA", "ZZ"]
+    assert len(pending_quarantine(warehouse, "flights")) == 2
     assert len(warehouse.read_table("quarantine", "flights")) == 5  # the log keeps every row
+
+    # The CLI prints each row's outcome and reason.
+    main(["quarantine", "replay", "--table", "flights"])
+    printed = capsys.readouterr().out
+    assert "9001" in printed and "kept - expect_column_values_to_not_be_null(carrier)" in printed
+    assert "quarantine.flights: 2 kept" in printed
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        ("flights", "dep_time", 2500),
+        ("flights", "arr_time", 0),
+        ("flights", "sched_dep_time", 2400),
+        ("flights", "hour", 24),
+        ("flights", "dep_delay", -500),
+        ("flights", "arr_delay", 5000),
+        ("flights", "air_time", 2),
+        ("weather", "hour", 25),
+        ("weather", "wind_dir", 400),
+        ("weather", "wind_speed", 1048.36),
+        ("weather", "pressure", 500),
+    ],
+)
+def test_every_time_and_delay_column_has_a_range(table, column, value):
+    contract = CONTRACTS[table]
+    assert column in contract.ranges
+    if table == "flights":
+        batch = flights_frame({}, {column: value})
+    else:
+        batch = pd.DataFrame(
+            [
+                {"origin": "EWR", "time_hour": pd.Timestamp("2013-01-02 05:00"), "hour": 5},
+                {"origin": "JFK", "time_hour": pd.Timestamp("2013-01-02 05:00"), column: value},
+            ]
+        )
+    report = validate_contract(contract, batch, batch[contract.key], {"carrier": ["UA"]}, None)
+    assert list(report.bad_rows.index) == [1]
+    assert f"expect_column_values_to_be_between({column})" in report.bad_rows[REASON_COLUMN][1]

@@ -12,6 +12,7 @@ import dagster as dg
 from mlops_platform.settings import PROJECT_ROOT
 
 EXPECTED_ASSETS = {
+    *(f"landing/{t}" for t in ("airlines", "airports", "flights", "planes", "weather")),
     "raw/airlines",
     "raw/airports",
     "raw/flights",
@@ -55,10 +56,11 @@ def test_definitions_snapshot():
     assert ingest.asset_layer.executable_asset_keys >= {
         dg.AssetKey(["raw", t]) for t in ("flights", "weather")
     }
-    # One run per replay day: the raw tables (with their contracts), features, scores and the
-    # monitoring assets, in asset-graph order; training is not part of it.
+    # One run per replay day: landing and the raw tables (with their contracts), features, scores
+    # and the monitoring assets, in asset-graph order; training is not part of it.
     daily = defs.resolve_job_def("daily_flight_delay")
     assert {k.to_user_string() for k in daily.asset_layer.executable_asset_keys} == {
+        *(f"landing/{t}" for t in raw_tables),
         *(f"raw/{t}" for t in raw_tables),
         "features/flight_delay",
         "scores/flight_delay",

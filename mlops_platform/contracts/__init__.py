@@ -1,4 +1,3 @@
-"""Data contracts: Great Expectations suites per raw table, run as blocking asset checks.
-
-A failing batch stops everything downstream; its offending rows are moved to `quarantine.<table>`
-with the reason, never silently dropped."""
+"""Data contracts: Great Expectations rules per table, run on landed batches before they are
+published into `raw` (write-audit-publish); failing rows go to `quarantine.<table>` with the
+reason, never silently dropped, and a failing contract stops everything downstream."""

@@ -1,102 +1,98 @@
-"""Blocking contract checks on every `raw.*` table.
+"""`raw.*` tables: each one's landed batches audited by its contract, and the passing rows
+published (write-audit-publish, contracts/publish.py).
 
-Each check validates the latest batch dlt loaded (its staging table, read before merge
-de-duplication so duplicate keys are visible) and the whole raw table. Failing rows are moved to
-quarantine; the check then fails with severity ERROR, which stops everything downstream.
+Every `raw/<table>` asset carries a blocking `contract` check: a batch with failing rows or a
+failing table rule stops everything downstream for this run (the passing rows are published
+and the failing ones quarantined either way, in one transaction).
 """
 
 import dagster as dg
 
 from mlops_platform.contracts.classification import classified_columns
 from mlops_platform.contracts.rules import CONTRACTS, TableContract
+from mlops_platform.ingestion.assets import DESCRIPTIONS
 from mlops_platform.ingestion.resources import FlightOpsDatabase
+from mlops_platform.ingestion.sources import LANDING_DATASET
 from mlops_platform.markdown import markdown_table
 from mlops_platform.privacy import mask_observed, mask_records
 from mlops_platform.warehouse import Warehouse
-from mlops_platform.warehouse.base import quote
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
-STAGING_SCHEMA = "raw_staging"
 SAMPLE_ROWS = 10
+CHECK_NAME = "contract"
 
 
-def read_batch(warehouse: Warehouse, table: str):
-    import pandas as pd
-
-    if not warehouse.table_exists(STAGING_SCHEMA, table):
-        return pd.DataFrame()
-    return warehouse.read_table(STAGING_SCHEMA, table)
-
-
-def read_profile(warehouse: Warehouse, contract: TableContract):
-    """Key and freshness columns of the whole raw table; other present columns as empty names."""
-    present = warehouse.columns("raw", contract.table)
-    wanted = list(
-        dict.fromkeys([*contract.key, *([contract.freshness[0]] if contract.freshness else [])])
+def failure_summary(table: str, rule_counts: dict[str, int], failures: list) -> str:
+    """One line: which rules failed, how many rows, and where to look."""
+    parts = [f"{rule}: {n} rows" for rule, n in sorted(rule_counts.items())]
+    parts += [
+        f"{o.expectation}({o.column}): {o.observed[:80]}" for o in failures if o.scope == "table"
+    ]
+    return (
+        f"contract of raw.{table} failed: {'; '.join(parts) or 'see failures'}. Rows kept in "
+        f"quarantine.{table}: `mlops quarantine list --table {table}`"
     )
-    selected = [c for c in wanted if c in present]
-    profile = warehouse.query(
-        f"SELECT {', '.join(quote(c) for c in selected) or '1 AS _row'} "
-        f"FROM raw.{quote(contract.table)}"
-    )
-    # Required columns are checked for presence only, so they are carried without their data.
-    return profile.reindex(columns=[*selected, *(c for c in present if c not in selected)])
 
 
-def reference_values(warehouse: Warehouse, contract: TableContract) -> dict[str, list]:
-    values = {}
-    for column, (table, ref_column) in contract.references.items():
-        if not warehouse.table_exists("raw", table):
-            raise RuntimeError(
-                f"contract of raw.{contract.table} needs raw.{table} for allowed {column} values, "
-                "and it has not been loaded"
-            )
-        found = warehouse.query(f"SELECT DISTINCT {quote(ref_column)} AS v FROM raw.{quote(table)}")
-        values[column] = [v for v in found["v"] if v is not None]
-    return values
+def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["raw", contract.table])
+    references = sorted({table for table, _ in contract.references.values()})
 
-
-def build_contract_check(contract: TableContract) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(["raw", contract.table]),
-        name="contract",
-        blocking=True,
+    @dg.asset(
+        key=key,
+        deps=[dg.AssetKey([LANDING_DATASET, contract.table])]
+        + [dg.AssetKey(["raw", t]) for t in references],
+        group_name="ingestion",
         pool=WAREHOUSE_POOL,
-        description=(
-            f"Great Expectations contract of raw.{contract.table}: columns, non-null and unique "
-            "keys, value ranges, allowed categories, row count, freshness against the replay "
-            "clock. Offending rows go to quarantine."
-        ),
+        tags={"layer": "raw"},
+        kinds={"python"},
+        description=DESCRIPTIONS.get(contract.table, "")
+        + " Published: only rows that passed the contract.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                CHECK_NAME,
+                asset=key,
+                blocking=True,
+                description=(
+                    f"Great Expectations contract of raw.{contract.table}, run on the landed "
+                    "batches before they are published: columns present at the source, cell "
+                    "types, non-null and unique keys, value ranges, allowed categories, no time "
+                    "beyond the source's clock, no version older than the stored one; row count "
+                    "and freshness of the table. Failing rows go to quarantine."
+                ),
+            )
+        ],
     )
-    def contract_check(
-        context: dg.AssetCheckExecutionContext,
+    def published_table(
+        context: dg.AssetExecutionContext,
         warehouse: Warehouse,
         source_system: FlightOpsDatabase,
-    ) -> dg.AssetCheckResult:
-        from mlops_platform.contracts.quarantine import QUARANTINE_SCHEMA, quarantine_rows
-        from mlops_platform.contracts.validate import REASON_COLUMN, validate_contract
+    ) -> dg.MaterializeResult:
+        from mlops_platform.contracts.publish import ROW_ID, audit_and_publish
+        from mlops_platform.contracts.quarantine import QUARANTINE_SCHEMA
+        from mlops_platform.contracts.validate import REASON_COLUMN
 
-        if not warehouse.table_exists("raw", contract.table):
-            # Nothing has been loaded yet (e.g. the feed has published no hour so far): there is
-            # no data to hand downstream, so the contract fails rather than passing vacuously.
-            return dg.AssetCheckResult(
-                passed=False,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"error": f"raw.{contract.table} has not been loaded yet"},
-            )
-        batch = read_batch(warehouse, contract.table)
-        report = validate_contract(
-            contract,
-            batch,
-            read_profile(warehouse, contract),
-            reference_values(warehouse, contract),
-            now=source_system.clock().now,
+        source_keys = None
+        if contract.on_source_delete != "ignore":
+            source_keys = source_system.table_keys(contract.table, contract.key)
+        audit, done = audit_and_publish(
+            warehouse, contract, source_system.clock().now, context.run.run_id, source_keys
         )
-        quarantined = quarantine_rows(warehouse, contract, report.bad_rows, context.run.run_id)
-        if not batch.empty:
-            # The batch has been judged; a re-run of this check must not judge it again.
-            warehouse.execute(f"DELETE FROM {STAGING_SCHEMA}.{quote(contract.table)}")
-
+        if not warehouse.table_exists("raw", contract.table):
+            # Nothing published yet (e.g. the feed has no hour so far): no data to hand on.
+            return dg.MaterializeResult(
+                metadata={"rows_loaded": 0},
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name=CHECK_NAME,
+                        passed=False,
+                        severity=dg.AssetCheckSeverity.ERROR,
+                        description=f"raw.{contract.table} has not been published yet",
+                        metadata={"error": f"raw.{contract.table} has not been published yet"},
+                    )
+                ],
+            )
+        report = audit.report
         # Values of classified columns never leave as examples (contracts/classification.py).
         classified = classified_columns(contract.table)
         failures = [
@@ -109,32 +105,55 @@ def build_contract_check(contract: TableContract) -> dg.AssetChecksDefinition:
             }
             for o in report.failures
         ]
-        sample = report.bad_rows.head(SAMPLE_ROWS)
-        sample_cols = [*contract.key, REASON_COLUMN]
+        sample = audit.bad.head(SAMPLE_ROWS)
+        columns = [*contract.key, REASON_COLUMN]
         sample_rows = mask_records(
-            sample[[c for c in sample_cols if c in sample]].to_dict("records"), classified
+            sample[[c for c in columns if c in sample]].to_dict("records"), classified
         )
-        if quarantined:
-            context.log.warning(
-                f"{quarantined} rows of raw.{contract.table} moved to "
-                f"{QUARANTINE_SCHEMA}.{contract.table}"
-            )
-        return dg.AssetCheckResult(
-            passed=report.success,
-            severity=dg.AssetCheckSeverity.ERROR,
+        # A failing row already pending in quarantine (re-read at the cursor, or a future row
+        # read again) was reported by the run that quarantined it; only new ones fail again.
+        table_failures = [o for o in report.failures if o.scope == "table"]
+        flagged = done.deleted_at_source if contract.on_source_delete == "flag" else 0
+        passed = not table_failures and done.quarantined == 0 and flagged == 0
+        if flagged:
+            audit.rule_counts["expect_row_present_at_source"] = flagged
+        summary = (
+            "" if passed else failure_summary(contract.table, audit.rule_counts, report.failures)
+        )
+        if summary:
+            context.log.warning(summary)
+        return dg.MaterializeResult(
             metadata={
-                "batch_rows": report.batch_rows,
-                "table_rows": report.table_rows,
-                "expectations": len(report.outcomes),
-                "failed_expectations": len(failures),
-                "quarantined_rows": quarantined,
-                "quarantine_table": f"{QUARANTINE_SCHEMA}.{contract.table}",
-                "failures": dg.MetadataValue.md(markdown_table(failures)),
-                "bad_rows_sample": dg.MetadataValue.md(markdown_table(sample_rows)),
+                "rows_loaded": done.published,
+                "batches_audited": done.batches,
+                "landed_rows": done.landed,
+                "unchanged_rows": done.unchanged,
+                "deleted_at_source": done.deleted_at_source,
+                "cursor": str(done.cursor),
             },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=CHECK_NAME,
+                    passed=passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=summary or None,
+                    metadata={
+                        "batch_rows": len(audit.landed),
+                        "table_rows": report.table_rows,
+                        "expectations": len(report.outcomes),
+                        "failed_expectations": len(failures),
+                        "failed_rows_by_rule": dg.MetadataValue.json(audit.rule_counts),
+                        "quarantined_rows": int(audit.bad[ROW_ID].nunique()),
+                        "new_quarantine_entries": done.quarantined,
+                        "quarantine_table": f"{QUARANTINE_SCHEMA}.{contract.table}",
+                        "failures": dg.MetadataValue.md(markdown_table(failures)),
+                        "bad_rows_sample": dg.MetadataValue.md(markdown_table(sample_rows)),
+                    },
+                )
+            ],
         )
 
-    return contract_check
+    return published_table
 
 
-contract_checks = [build_contract_check(contract) for contract in CONTRACTS.values()]
+published_tables = [build_published_table(contract) for contract in CONTRACTS.values()]

@@ -1,14 +1,17 @@
 """What each raw table promises: its contract, as plain data (no Great Expectations, no Dagster).
 
-Row rules (non-null, ranges, categories, key uniqueness within the batch) are checked on every
-new batch, so offending rows can be quarantined one by one. Table rules (columns, key uniqueness,
-row count, freshness against the replay clock) are checked on the whole table.
+Row rules (non-null, ranges, categories, key uniqueness within the batch, cell types, required
+columns present at the source, no time beyond the source's clock, no version older than the
+stored one) are checked on every landed batch, so offending rows are quarantined one by one.
+Table rules (key uniqueness, row count, freshness against the replay clock) are checked on the
+table as it would be after the publish.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Literal
 
 from mlops_platform.ingestion.sources import NATURAL_KEYS
 
@@ -28,6 +31,15 @@ class TableContract:
     min_rows: int = 1
     #: (column, maximum age relative to the replay clock) or None
     freshness: tuple[str, dt.timedelta] | None = None
+    #: the column that orders a key's versions (newest wins; None: the latest load wins)
+    version: str | None = None
+    #: time columns that may not be later than the source's clock (or now) + `future_tolerance`
+    not_after_clock: list[str] = field(default_factory=list)
+    future_tolerance: dt.timedelta = dt.timedelta(hours=1)
+    #: a row deleted at the source: "reflect" (delete it from raw, keep it in quarantine with
+    #: status `deleted`), "flag" (keep it in raw, quarantine a pending entry and fail the
+    #: contract), or "ignore" (the source cannot list its keys, e.g. an HTTP feed)
+    on_source_delete: Literal["reflect", "flag", "ignore"] = "ignore"
 
 
 CONTRACTS: dict[str, TableContract] = {
@@ -56,6 +68,8 @@ CONTRACTS: dict[str, TableContract] = {
             "hour": (0, 23),
             "minute": (0, 59),
             "distance": (1, 6000),
+            "dep_time": (1, 2400),
+            "arr_time": (1, 2400),
             "dep_delay": (-120, 1800),
             "arr_delay": (-120, 1800),
             "air_time": (5, 800),
@@ -66,6 +80,10 @@ CONTRACTS: dict[str, TableContract] = {
         },
         references={"carrier": ("airlines", "carrier")},
         freshness=("updated_at", dt.timedelta(days=2)),
+        version="updated_at",
+        not_after_clock=["updated_at"],
+        # A flight record vanishing from the ops system is an incident, not a fact to copy.
+        on_source_delete="flag",
     ),
     "weather": TableContract(
         table="weather",
@@ -86,9 +104,16 @@ CONTRACTS: dict[str, TableContract] = {
             "wind_speed": (0, 150),
             "precip": (0, 10),
             "visib": (0, 10),
+            "wind_dir": (0, 360),
+            "wind_gust": (0, 200),
+            "pressure": (850, 1100),
+            "hour": (0, 23),
         },
         categories={"origin": ORIGINS},
         freshness=("time_hour", dt.timedelta(days=2)),
+        # An hour's observation is published once: a re-read of it is the same version.
+        version="time_hour",
+        not_after_clock=["time_hour"],
     ),
     "planes": TableContract(
         table="planes",
@@ -96,18 +121,30 @@ CONTRACTS: dict[str, TableContract] = {
         required_columns=["tailnum", "year", "manufacturer", "model", "engines", "seats"],
         not_null=["tailnum"],
         ranges={"year": (1940, 2014), "engines": (1, 8), "seats": (1, 1000)},
+        version="updated_at",
+        not_after_clock=["updated_at"],
+        # Reference data: a retired entry leaves the warehouse too.
+        on_source_delete="reflect",
     ),
     "airlines": TableContract(
         table="airlines",
         key=NATURAL_KEYS["airlines"],
         required_columns=["carrier", "name"],
         not_null=["carrier", "name"],
+        version="updated_at",
+        not_after_clock=["updated_at"],
+        # Reference data: a retired entry leaves the warehouse too.
+        on_source_delete="reflect",
     ),
     "airports": TableContract(
         table="airports",
         key=NATURAL_KEYS["airports"],
         required_columns=["faa", "name", "lat", "lon"],
         not_null=["faa"],
-        ranges={"lat": (-90, 90), "lon": (-180, 180)},
+        ranges={"lat": (-90, 90), "lon": (-180, 180), "alt": (-1500, 30000)},
+        version="updated_at",
+        not_after_clock=["updated_at"],
+        # Reference data: a retired entry leaves the warehouse too.
+        on_source_delete="reflect",
     ),
 }

@@ -1,11 +1,17 @@
-"""`raw.*` tables loaded by dlt from the flight-ops database and the weather feed."""
+"""`landing.*` tables: dlt lands each batch of the flight-ops database and the weather feed.
+
+Nothing here writes `raw`: the contract assets (contracts/checks.py) audit the landed batches
+and publish the rows that pass."""
 
 import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from mlops_platform.contracts.rules import CONTRACTS
+from mlops_platform.ingestion.cursors import read_cursors
 from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
 from mlops_platform.ingestion.sources import (
+    LANDING_DATASET,
     OPS_TABLES,
     flight_ops_source,
     source_shape,
@@ -36,8 +42,11 @@ weather_api = dg.AssetSpec(
 )
 
 
-class RawTableTranslator(DagsterDltTranslator):
-    """Asset keys `["raw", <table>]`, one group, upstream of them the system they come from."""
+REQUIRED = {table: contract.required_columns for table, contract in CONTRACTS.items()}
+
+
+class LandingTableTranslator(DagsterDltTranslator):
+    """Asset keys `["landing", <table>]`, one group, upstream of them the system they come from."""
 
     def __init__(self, upstream: dg.AssetSpec) -> None:
         self.upstream = upstream
@@ -46,11 +55,11 @@ class RawTableTranslator(DagsterDltTranslator):
         spec = super().get_asset_spec(data)
         table = str(data.resource.table_name)
         return spec.replace_attributes(
-            key=dg.AssetKey(["raw", table]),
+            key=dg.AssetKey([LANDING_DATASET, table]),
             deps=[self.upstream.key],
             group_name="ingestion",
-            description=DESCRIPTIONS.get(table, spec.description),
-        ).merge_attributes(tags={"layer": "raw"})
+            description="Landed, not yet audited: " + DESCRIPTIONS.get(table, spec.description),
+        ).merge_attributes(tags={"layer": LANDING_DATASET})
 
 
 def _spec_pipeline(name: str):
@@ -62,7 +71,7 @@ def _spec_pipeline(name: str):
     return dlt.pipeline(
         pipeline_name=name,
         destination="duckdb",
-        dataset_name="raw",
+        dataset_name=LANDING_DATASET,
         pipelines_dir=str(data_dir() / "dlt_specs"),
     )
 
@@ -71,7 +80,7 @@ def _spec_pipeline(name: str):
     dlt_source=source_shape("flight_ops", OPS_TABLES),
     dlt_pipeline=_spec_pipeline("flight_ops"),
     name="flight_ops_tables",
-    dagster_dlt_translator=RawTableTranslator(flight_ops_db),
+    dagster_dlt_translator=LandingTableTranslator(flight_ops_db),
     pool=WAREHOUSE_POOL,
 )
 def flight_ops_tables(
@@ -80,12 +89,12 @@ def flight_ops_tables(
     source_system: FlightOpsDatabase,
     warehouse: Warehouse,
 ):
-    """Incremental merge of the operational tables into the warehouse's `raw` dataset."""
+    """Land the operational tables' rows changed since each table's cursor."""
     yield from dlt.run(
         context=context,
         # A fresh source every run: dlt cannot re-run one source object in a process.
-        dlt_source=flight_ops_source(source_system.database_url),
-        dlt_pipeline=warehouse.dlt_pipeline("flight_ops"),
+        dlt_source=flight_ops_source(source_system.database_url, read_cursors(warehouse), REQUIRED),
+        dlt_pipeline=warehouse.dlt_pipeline("flight_ops", LANDING_DATASET),
         loader_file_format=warehouse.loader_file_format,
     )
 
@@ -94,7 +103,7 @@ def flight_ops_tables(
     dlt_source=source_shape("weather_feed", ["weather"]),
     dlt_pipeline=_spec_pipeline("weather_feed"),
     name="weather_feed_tables",
-    dagster_dlt_translator=RawTableTranslator(weather_api),
+    dagster_dlt_translator=LandingTableTranslator(weather_api),
     pool=WAREHOUSE_POOL,
 )
 def weather_feed_tables(
@@ -103,11 +112,12 @@ def weather_feed_tables(
     weather_feed: WeatherFeed,
     warehouse: Warehouse,
 ):
-    """Incremental load of hourly weather from the feed, following its pagination cursor."""
+    """Land hourly weather from the feed since the cursor, following its pagination."""
+    since = read_cursors(warehouse).get("weather")
     with weather_feed.serve() as base_url:
         yield from dlt.run(
             context=context,
-            dlt_source=weather_feed_source(base_url),
-            dlt_pipeline=warehouse.dlt_pipeline("weather_feed"),
+            dlt_source=weather_feed_source(base_url, since, REQUIRED["weather"]),
+            dlt_pipeline=warehouse.dlt_pipeline("weather_feed", LANDING_DATASET),
             loader_file_format=warehouse.loader_file_format,
         )

@@ -30,6 +30,19 @@ class FlightOpsDatabase(dg.ConfigurableResource):
 
         return read_clock(self.database_url)
 
+    def table_keys(self, table: str, columns: list[str]):
+        """Every key of a source table (to find rows deleted at the source)."""
+        import pandas as pd
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.database_url)
+        try:
+            names = ", ".join(f'"{c}"' for c in columns)
+            with engine.connect() as conn:
+                return pd.read_sql_query(sa.text(f"SELECT {names} FROM {table}"), conn)
+        finally:
+            engine.dispose()
+
     def advance(self, days: float):
         from mlops_platform.source_system.replay import advance
 

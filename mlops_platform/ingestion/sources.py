@@ -1,12 +1,16 @@
 """The dlt sources for the flight-ops database and the weather feed (plain dlt, no Dagster).
 
-Both load incrementally and merge on natural keys, so re-running with nothing new loads
-nothing, late outcomes update rows in place, and an interrupted load is finished by the next run
-(dlt commits the incremental cursor together with the load package it belongs to).
+Both land in the warehouse's `landing` dataset by appending (write-audit-publish: nothing here
+writes `raw`; the contract audits each landed batch and publishes what passes). The incremental
+cursor of each table is the platform's own (`ingestion/cursors.py`), kept in the warehouse and
+moved only by a publish, so a batch that was never audited is read again, and a row from the
+future cannot move it. Rows at the cursor are re-read (a row written later in the same instant
+must not be missed); the publish recognises them as unchanged.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 #: Natural key of each raw table (verified unique over the whole 2013 data).
@@ -20,49 +24,109 @@ NATURAL_KEYS: dict[str, list[str]] = {
 
 OPS_TABLES = ("flights", "planes", "airlines", "airports")
 CURSOR_COLUMN = "updated_at"
+#: The column each table's cursor follows.
+CURSOR_COLUMNS: dict[str, str] = {
+    **dict.fromkeys(OPS_TABLES, CURSOR_COLUMN),
+    "weather": "time_hour",
+}
+#: How far before its cursor a table is read again: a change whose `updated_at` moved backwards
+#: within this window is seen, and flagged as older than the stored row, instead of hidden.
+CURSOR_LOOKBACK: dict[str, dt.timedelta] = {"flights": dt.timedelta(days=1)}
 WEATHER_START = "2013-01-01T00:00:00"
+LANDING_DATASET = "landing"
+#: Set on a landed row when the source lacked required columns (comma-separated names).
+MISSING_COLUMNS = "_source_missing"
+#: Set on a landed row whose cells did not have their column's type ("col='value'; ...").
+TYPE_ERRORS = "_type_errors"
+
+
+#: Declared for the feed (sql_database takes column hints only for reflected columns).
+AUDIT_HINTS = {
+    name: {"data_type": "text", "nullable": True} for name in (MISSING_COLUMNS, TYPE_ERRORS)
+}
 
 
 def flight_ops_source(
-    credentials: Any, chunk_size: int = 100_000, backend: str = "connectorx"
+    credentials: Any,
+    cursors: dict[str, Any] | None = None,
+    required: dict[str, list[str]] | None = None,
+    chunk_size: int = 100_000,
+    backend: str = "",
 ) -> Any:
-    """The operational tables as one dlt source: Arrow tables, incremental on `updated_at`.
+    """The operational tables as one dlt source, rows with `updated_at` >= each table's cursor.
 
     The connectorx backend reads query results straight into Arrow (about twice the speed of
-    the pyarrow backend here: `make bench-ingest`); the incremental filter is part of the SQL.
+    the pyarrow backend here: `make bench-ingest`). SQLite does not enforce column types, so a
+    SQLite source is read row by row through a type guard instead: a cell that is not a number
+    in a numeric column is nulled and named in `_type_errors`, so its row (not the source) is
+    quarantined. Required columns absent at the source are named in `_source_missing`.
 
     Tables are reflected when extraction starts, so a column added at the source is picked up
     on the next run. `credentials` is a SQLAlchemy URL or Engine.
     """
-    import dlt
     from dlt.sources.sql_database import sql_database
 
+    url = str(getattr(credentials, "url", credentials))
+    dynamic = url.startswith("sqlite")
     source = sql_database.with_args(name="flight_ops")(
         credentials,
         table_names=list(OPS_TABLES),
-        backend=backend,
+        backend=backend or ("sqlalchemy" if dynamic else "connectorx"),
         chunk_size=chunk_size,
         reflection_level="full",
         defer_table_reflect=True,
         type_adapter_callback=_warehouse_types,
-        table_adapter_callback=_natural_primary_key,
+        table_adapter_callback=_permissive_landing,
+        query_adapter_callback=_query_adapter(cursors or {}, required or {}, dynamic),
     )
     for table in OPS_TABLES:
-        source.resources[table].apply_hints(
-            primary_key=NATURAL_KEYS[table],
-            write_disposition="merge",
-            # Rows at the cursor boundary are re-read (a row written later in the same instant
-            # must not be missed) and dropped again by primary key, so a re-run loads nothing.
-            incremental=dlt.sources.incremental(CURSOR_COLUMN, on_cursor_value_missing="raise"),
-        )
+        source.resources[table].apply_hints(write_disposition="append")
     return source
 
 
-def weather_feed_source(base_url: str, page_size: int = 5000) -> Any:
-    """Hourly weather from the feed's cursor-paginated API, incremental over `time_hour`."""
+def _query_adapter(cursors: dict[str, Any], required: dict[str, list[str]], dynamic: bool):
+    def adapt(query: Any, table: Any) -> Any:
+        import sqlalchemy as sa
+
+        columns = []
+        errors = []
+        for column in table.columns:
+            if dynamic and isinstance(column.type, sa.Integer | sa.Float | sa.Numeric):
+                ok = sa.func.typeof(column).in_(["integer", "real", "null"])
+                columns.append(sa.case((ok, column)).label(column.name))
+                errors.append(
+                    sa.case((~ok, sa.literal(f"{column.name}=") + sa.func.quote(column) + "; "))
+                )
+            else:
+                columns.append(column)
+        missing = [c for c in required.get(table.name, []) if c not in table.c]
+        if missing:
+            columns.append(sa.literal(",".join(missing)).label(MISSING_COLUMNS))
+        if errors:
+            joined = sa.func.coalesce(errors[0], "")
+            for error in errors[1:]:
+                joined = joined + sa.func.coalesce(error, "")
+            columns.append(sa.func.nullif(joined, "").label(TYPE_ERRORS))
+        adapted = sa.select(*columns).select_from(table)
+        cursor_column = CURSOR_COLUMNS[table.name]
+        if cursors.get(table.name) is not None and cursor_column in table.c:
+            since = cursors[table.name] - CURSOR_LOOKBACK.get(table.name, dt.timedelta(0))
+            adapted = adapted.where(table.c[cursor_column] >= since)
+        return adapted
+
+    return adapt
+
+
+def weather_feed_source(
+    base_url: str,
+    since: Any = None,
+    required: list[str] | None = None,
+    page_size: int = 5000,
+) -> Any:
+    """Hourly weather from the feed's cursor-paginated API, observations from `since` on."""
     from dlt.sources.rest_api import rest_api_source
 
-    return rest_api_source(
+    source = rest_api_source(
         {
             "client": {
                 "base_url": base_url.rstrip("/") + "/",
@@ -73,23 +137,21 @@ def weather_feed_source(base_url: str, page_size: int = 5000) -> Any:
                 },
             },
             "resource_defaults": {
-                "write_disposition": "merge",
-                "primary_key": NATURAL_KEYS["weather"],
+                "write_disposition": "append",
             },
             "resources": [
                 {
                     "name": "weather",
-                    "columns": {"time_hour": {"data_type": "timestamp", "nullable": False}},
+                    "columns": {
+                        "time_hour": {"data_type": "timestamp", "nullable": False},
+                        **AUDIT_HINTS,
+                    },
                     "endpoint": {
                         "path": "v1/observations",
                         "data_selector": "observations",
                         "params": {
                             "limit": page_size,
-                            "since": {
-                                "type": "incremental",
-                                "cursor_path": "time_hour",
-                                "initial_value": WEATHER_START,
-                            },
+                            "since": _iso(since) if since is not None else WEATHER_START,
                         },
                     },
                 }
@@ -97,6 +159,23 @@ def weather_feed_source(base_url: str, page_size: int = 5000) -> Any:
         },
         name="weather_feed",
     )
+    if required:
+        source.resources["weather"].add_map(_mark_missing(required))
+    return source
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _mark_missing(required: list[str]):
+    def mark(row: dict) -> dict:
+        missing = [c for c in required if c not in row]
+        if missing:
+            row[MISSING_COLUMNS] = ",".join(missing)
+        return row
+
+    return mark
 
 
 def source_shape(name: str, tables: tuple[str, ...] | list[str]) -> Any:
@@ -111,26 +190,22 @@ def source_shape(name: str, tables: tuple[str, ...] | list[str]) -> Any:
     @dlt.source(name=name)
     def shape():
         return [
-            dlt.resource([], name=table, primary_key=NATURAL_KEYS[table], write_disposition="merge")
+            dlt.resource(
+                [], name=table, primary_key=NATURAL_KEYS[table], write_disposition="append"
+            )
             for table in tables
         ]
 
     return shape()
 
 
-def _natural_primary_key(table: Any) -> Any:
-    """Make the natural key the primary key dlt reflects (the source's own is a surrogate `id`).
-
-    With deferred reflection dlt takes the primary key from the reflected table, overriding
-    resource hints, so the key is set on the table itself.
-    """
-    import sqlalchemy as sa
-
-    key = NATURAL_KEYS.get(table.name)
-    if key:
-        for column in table.columns:
-            column.primary_key = False
-        table.append_constraint(sa.PrimaryKeyConstraint(*[table.c[name] for name in key]))
+def _permissive_landing(table: Any) -> Any:
+    """Every column nullable and no primary key: landing takes what the source sends and the
+    contract judges it (a key or a required column renamed at the source must reach the audit
+    as a failing row, not fail the load). Keys are the contract's (`NATURAL_KEYS`)."""
+    for column in table.columns:
+        column.nullable = True
+        column.primary_key = False
     return table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,6 +41,8 @@ class Warehouse(dg.ConfigurableResource):
         # Arrow loads (the connectorx backend) stamp `_dlt_load_id` on rows only when asked;
         # incremental feature builds read it to find what changed.
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
+        # Every landed row needs its own id: the audit names the rows it publishes by it.
+        dlt.config["normalize.parquet_normalizer.add_dlt_id"] = True
         pipelines_dir = self.pipelines_dir or str(data_dir() / "dlt")
         Path(pipelines_dir).mkdir(parents=True, exist_ok=True)
         return dlt.pipeline(
@@ -94,4 +97,36 @@ class Warehouse(dg.ConfigurableResource):
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:
         """Delete the rows whose key columns match a row of `keys` (NULLs match NULLs)."""
+        raise NotImplementedError
+
+    def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
+        """One connection in one transaction: everything done through it commits together or
+        not at all (a crash or kill before the end leaves the warehouse as it was)."""
+        raise NotImplementedError
+
+    def column_types(self, schema: str, table: str) -> dict[str, str]:
+        found = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position",
+            {"schema": schema, "table": table},
+        )
+        return dict(zip(found["column_name"], found["data_type"], strict=True))
+
+
+class Transaction:
+    """What a warehouse transaction offers (DuckDB and PostgreSQL implement it)."""
+
+    def execute(self, sql: str, params: dict | None = None) -> int:
+        """Run a statement; returns the affected row count where the database reports one."""
+        raise NotImplementedError
+
+    def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def put_frame(self, name: str, frame: pd.DataFrame) -> None:
+        """Make `frame` readable as the temporary table `name` for this transaction."""
+        raise NotImplementedError
+
+    def insert_frame(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        """Insert `frame`'s rows into an existing table (columns by name)."""
         raise NotImplementedError

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr
 
 from mlops_platform.settings import data_dir
-from mlops_platform.warehouse.base import Warehouse, quote
+from mlops_platform.warehouse.base import Transaction, Warehouse, quote
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,3 +145,44 @@ class DuckDBWarehouse(Warehouse):
             )
             after = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
         return before - after
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                yield _DuckDBTransaction(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+
+class _DuckDBTransaction(Transaction):
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: dict | None = None) -> int:
+        sql, params = _to_duckdb_params(sql, params)
+        found = self.conn.execute(sql, params).fetchall()
+        # DML reports its row count as a one-row, one-column result.
+        return int(found[0][0]) if len(found) == 1 and isinstance(found[0][0], int) else 0
+
+    def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        sql, params = _to_duckdb_params(sql, params)
+        return self.conn.execute(sql, params).df()
+
+    def put_frame(self, name: str, frame: pd.DataFrame) -> None:
+        self.conn.register(name, frame)
+
+    def insert_frame(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        if frame.empty:
+            return 0
+        self.conn.register("_incoming_frame", frame)
+        columns = ", ".join(quote(c) for c in frame.columns)
+        self.conn.execute(
+            f"INSERT INTO {quote(schema)}.{quote(table)} ({columns}) "
+            f"SELECT {columns} FROM _incoming_frame"
+        )
+        self.conn.unregister("_incoming_frame")
+        return len(frame)

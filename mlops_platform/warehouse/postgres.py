@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from mlops_platform.warehouse.base import Warehouse, quote
+from mlops_platform.warehouse.base import Transaction, Warehouse, quote
 from mlops_platform.warehouse.pgcopy import copy_frame
 
 if TYPE_CHECKING:
@@ -117,6 +117,51 @@ class PostgresWarehouse(Warehouse):
         statement = sa.text(f"DELETE FROM {quote(schema)}.{quote(table)} WHERE {match}")
         with self._transaction() as conn:
             return sum(conn.execute(statement, record).rowcount for record in records)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        import sqlalchemy as sa
+
+        with self._transaction() as conn:
+            # A lock held elsewhere fails the transaction with a clear error instead of a stall.
+            conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            yield _PostgresTransaction(conn)
+
+
+#: How long a warehouse transaction waits for a lock another session holds.
+LOCK_TIMEOUT = "30s"
+
+
+class _PostgresTransaction(Transaction):
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: dict | None = None) -> int:
+        import sqlalchemy as sa
+
+        return int(self.conn.execute(sa.text(sql), params or {}).rowcount or 0)
+
+    def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        import pandas as pd
+        import sqlalchemy as sa
+
+        return pd.read_sql_query(sa.text(sql), self.conn, params=params or {})
+
+    def put_frame(self, name: str, frame: pd.DataFrame) -> None:
+        import sqlalchemy as sa
+
+        columns = ", ".join(f"{quote(c)} {_pg_type(frame[c].dtype)}" for c in frame.columns)
+        self.conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(name)}"))
+        self.conn.execute(
+            sa.text(f"CREATE TEMPORARY TABLE {quote(name)} ({columns}) ON COMMIT DROP")
+        )
+        copy_frame(self.conn.connection.dbapi_connection, quote(name), frame)
+
+    def insert_frame(self, schema: str, table: str, frame: pd.DataFrame) -> int:
+        if frame.empty:
+            return 0
+        copy_frame(self.conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame)
+        return len(frame)
 
 
 def _pg_type(dtype: Any) -> str:

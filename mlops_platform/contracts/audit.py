@@ -1,0 +1,255 @@
+"""Audit the batches landed in `landing.<table>` (the A of write-audit-publish; no writes).
+
+`audit_landed` reads every pending landed row of a table (nothing is pending once published) and
+judges it: the contract's row rules (Great Expectations), plus the rules only a landing can see:
+required columns absent at the source, cells of the wrong type, times beyond the source's clock,
+versions older than the row already in `raw`, and duplicate keys within one batch. Of a key's
+pending versions the newest is kept. `find_deleted` finds raw rows whose key the source no
+longer has.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from mlops_platform.contracts.rules import TableContract
+from mlops_platform.contracts.validate import (
+    REASON_COLUMN,
+    ContractReport,
+    ExpectationOutcome,
+    validate_contract,
+)
+from mlops_platform.ingestion import cursors
+from mlops_platform.ingestion.sources import (
+    CURSOR_COLUMNS,
+    LANDING_DATASET,
+    MISSING_COLUMNS,
+    TYPE_ERRORS,
+)
+from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.base import quote
+
+LOAD_ID, ROW_ID = "_dlt_load_id", "_dlt_id"
+#: Landing-only columns: they describe a landed row and are never published.
+AUDIT_COLUMNS = (MISSING_COLUMNS, TYPE_ERRORS)
+#: Rule names used in reasons (besides the Great Expectations expectation types).
+MISSING_RULE = "expect_column_to_exist"
+TYPE_RULE = "expect_column_values_to_be_of_type"
+FUTURE_RULE = "expect_not_after_source_clock"
+STALE_RULE = "expect_version_not_older_than_stored"
+DUPLICATE_RULE = "expect_compound_columns_to_be_unique"
+DELETED_RULE = "expect_row_present_at_source"
+
+
+@dataclass
+class Audit:
+    table: str
+    load_ids: list[str]
+    landed: pd.DataFrame
+    #: landed rows to publish (newest version of their key, passing, newer than raw)
+    publish_ids: list[str]
+    #: landed rows already in raw at the same version (re-read at the cursor) or superseded
+    unchanged_ids: list[str]
+    #: failing landed rows, with `_quarantine_reason`
+    bad: pd.DataFrame
+    report: ContractReport
+    cursor: dt.datetime | None
+    rule_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.report.success and self.bad.empty
+
+
+def _limit(now: dt.datetime | None, contract: TableContract) -> dt.datetime:
+    wall = cursors.utcnow()
+    return min(now or wall, wall) + contract.future_tolerance
+
+
+def _reasons(
+    frame: pd.DataFrame, contract: TableContract, raw_versions: pd.DataFrame, now
+) -> dict[str, list[str]]:
+    """Landing-only row rules: {row id: [reason, ...]}."""
+    found: dict[str, list[str]] = {}
+
+    def add(mask: pd.Series, reason) -> None:
+        for row_id, value in frame.loc[mask, ROW_ID].items():
+            found.setdefault(value, []).append(reason(row_id) if callable(reason) else reason)
+
+    if MISSING_COLUMNS in frame:
+        missing = frame[MISSING_COLUMNS].notna()
+        add(missing, lambda i: f"{MISSING_RULE}({frame.at[i, MISSING_COLUMNS]}): not at the source")
+    if TYPE_ERRORS in frame:
+        add(frame[TYPE_ERRORS].notna(), lambda i: f"{TYPE_RULE}: {frame.at[i, TYPE_ERRORS]}")
+    limit = _limit(now, contract)
+    for column in contract.not_after_clock:
+        if column in frame:
+            times = pd.to_datetime(frame[column], utc=True).dt.tz_localize(None)
+            add(times > limit, lambda i, c=column, t=times: f"{FUTURE_RULE}({c}): {t[i]}")
+    key = contract.key
+    duplicate = frame.duplicated([*key, LOAD_ID], keep=False)
+    add(duplicate, f"{DUPLICATE_RULE}({','.join(key)})")
+    if contract.version and not raw_versions.empty:
+        for row_id, mine, stored in _against_stored(frame, raw_versions, contract).itertuples(
+            index=False
+        ):
+            if mine < stored:
+                found.setdefault(row_id, []).append(
+                    f"{STALE_RULE}({contract.version}): stored {stored}"
+                )
+    return found
+
+
+def _against_stored(
+    frame: pd.DataFrame, raw_versions: pd.DataFrame, contract: TableContract
+) -> pd.DataFrame:
+    """(row id, its version, the stored version) for landed rows whose key is in raw."""
+    version, key = contract.version, contract.key
+    stored = (
+        raw_versions.rename(columns={version: "_stored"})
+        if version not in key
+        else (raw_versions.assign(_stored=raw_versions[version]))
+    )
+    joined = frame[[ROW_ID, *dict.fromkeys([*key, version])]].merge(stored, on=key)
+    return pd.DataFrame(
+        {
+            ROW_ID: joined[ROW_ID],
+            "mine": pd.to_datetime(joined[version], utc=True),
+            "stored": pd.to_datetime(joined["_stored"], utc=True),
+        }
+    )
+
+
+def _raw_versions(warehouse: Warehouse, contract: TableContract) -> pd.DataFrame:
+    if not warehouse.table_exists("raw", contract.table):
+        return pd.DataFrame(columns=contract.key)
+    wanted = list(dict.fromkeys([*contract.key, *([contract.version] if contract.version else [])]))
+    return warehouse.query(
+        f"SELECT {', '.join(quote(c) for c in wanted)} FROM raw.{quote(contract.table)}"
+    )
+
+
+def audit_landed(
+    warehouse: Warehouse,
+    contract: TableContract,
+    references: dict[str, list],
+    now: dt.datetime | None,
+) -> Audit:
+    table = contract.table
+    if warehouse.table_exists(LANDING_DATASET, table):
+        landed = warehouse.read_table(LANDING_DATASET, table)
+    else:
+        landed = pd.DataFrame(columns=[*contract.key, LOAD_ID, ROW_ID])
+    raw_versions = _raw_versions(warehouse, contract)
+    reasons = _reasons(landed, contract, raw_versions, now)
+
+    # A key's newest pending version is judged; older ones (earlier batches) are superseded.
+    order = [contract.version] if contract.version else []
+    newest = landed.sort_values([*order, LOAD_ID]).drop_duplicates(contract.key, keep="last")
+    newest = newest[~newest[ROW_ID].isin([r for r in reasons if "unique" in reasons[r][0]])]
+    candidates = newest.drop(columns=[c for c in AUDIT_COLUMNS if c in newest])
+    profile = _profile_after(warehouse, contract, candidates, raw_versions)
+    report = validate_contract(
+        contract, candidates.reset_index(drop=True), profile, references, now=now
+    )
+    if len(report.bad_rows):
+        pairs = zip(report.bad_rows[ROW_ID], report.bad_rows[REASON_COLUMN], strict=True)
+        for row_id, reason in pairs:
+            reasons.setdefault(row_id, []).extend(reason.split("; "))
+    missing = sorted(
+        {
+            c
+            for v in landed.get(MISSING_COLUMNS, pd.Series(dtype=object)).dropna()
+            for c in v.split(",")
+        }
+    )
+    for column in missing:
+        count = int(
+            landed[MISSING_COLUMNS]
+            .fillna("")
+            .str.split(",")
+            .apply(lambda v, c=column: c in v)
+            .sum()
+        )
+        report.outcomes.append(
+            ExpectationOutcome("batch", MISSING_RULE, column, False, count, "not at the source")
+        )
+
+    bad = landed[landed[ROW_ID].isin(reasons)].copy()
+    bad[REASON_COLUMN] = ["; ".join(dict.fromkeys(reasons[i])) for i in bad[ROW_ID]]
+    good = newest[~newest[ROW_ID].isin(reasons)]
+    unchanged = set(landed[ROW_ID]) - set(good[ROW_ID]) - set(reasons)
+    if contract.version and not raw_versions.empty:
+        same = _against_stored(good, raw_versions, contract)
+        unchanged |= set(same.loc[same["mine"] == same["stored"], ROW_ID])
+    publish_ids = [i for i in good[ROW_ID] if i not in unchanged]
+
+    future = {i for i, r in reasons.items() if any(x.startswith(FUTURE_RULE) for x in r)}
+    cursor_column = CURSOR_COLUMNS.get(table)
+    cursor = None
+    if cursor_column in landed and len(landed):
+        moving = landed.loc[~landed[ROW_ID].isin(future), cursor_column]
+        cursor = cursors.naive(pd.to_datetime(moving, utc=True).max()) if len(moving) else None
+    rule_counts: dict[str, int] = {}
+    for row_reasons in reasons.values():
+        for rule in {r.split("(")[0].split(":")[0] for r in row_reasons}:
+            rule_counts[rule] = rule_counts.get(rule, 0) + 1
+    return Audit(
+        table=table,
+        load_ids=sorted(landed[LOAD_ID].astype(str).unique()),
+        landed=landed,
+        publish_ids=publish_ids,
+        unchanged_ids=sorted(unchanged),
+        bad=bad,
+        report=report,
+        cursor=cursor,
+        rule_counts=rule_counts,
+    )
+
+
+def _profile_after(warehouse, contract, candidates, raw_versions) -> pd.DataFrame:
+    """Key and freshness columns of the table as the publish would leave it."""
+    columns = list(
+        dict.fromkeys([*contract.key, *([contract.freshness[0]] if contract.freshness else [])])
+    )
+    present = warehouse.columns("raw", contract.table) if len(raw_versions.columns) else []
+    stored = pd.DataFrame(columns=columns)
+    if warehouse.table_exists("raw", contract.table):
+        selected = [c for c in columns if c in present]
+        stored = warehouse.query(
+            f"SELECT {', '.join(quote(c) for c in selected)} FROM raw.{quote(contract.table)}"
+        )
+    fresh = candidates[[c for c in columns if c in candidates]]
+    parts = [f for f in (stored, fresh) if len(f)]
+    merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts or [stored])[0]
+    merged = merged.drop_duplicates(contract.key, keep="last") if len(merged) else merged
+    extra = [c for c in [*present, *candidates.columns] if c not in merged]
+    return merged.reindex(columns=[*merged.columns, *dict.fromkeys(extra)])
+
+
+def find_deleted(
+    warehouse: Warehouse, contract: TableContract, source_keys: pd.DataFrame
+) -> pd.DataFrame:
+    """Rows of `raw.<table>` whose key the source no longer holds, with the reason."""
+    if not warehouse.table_exists("raw", contract.table):
+        return pd.DataFrame()
+    key = contract.key
+    stored = warehouse.query(
+        f"SELECT {', '.join(quote(c) for c in key)} FROM raw.{quote(contract.table)}"
+    )
+    source_keys = source_keys[key].astype(stored.dtypes.to_dict(), errors="ignore")
+    merged = stored.merge(source_keys.drop_duplicates(), on=key, how="left", indicator=True)
+    gone = merged.loc[merged["_merge"] == "left_only", key]
+    if gone.empty:
+        return pd.DataFrame()
+    match = " AND ".join(f"r.{quote(c)} IS NOT DISTINCT FROM g.{quote(c)}" for c in key)
+    with warehouse.transaction() as tx:
+        tx.put_frame("_gone_keys", gone)
+        rows = tx.query(
+            f"SELECT r.* FROM raw.{quote(contract.table)} r "
+            f"WHERE EXISTS (SELECT 1 FROM _gone_keys g WHERE {match})"
+        )
+    return rows.assign(**{REASON_COLUMN: f"{DELETED_RULE}: deleted at the source"})

@@ -1,0 +1,188 @@
+"""Publish an audit (the P of write-audit-publish), in ONE warehouse transaction.
+
+`publish` merges the passing rows into `raw` (replacing older versions of their keys), appends
+the failing rows to `quarantine.<table>`, marks pending quarantine entries that a newer
+published version supersedes, reflects or flags rows deleted at the source (as the contract
+declares), deletes the audited batches from landing, moves the table's cursor (never over a
+future row) and logs the batches. A crash, kill or lock at any point before the commit leaves
+`raw`, quarantine, landing and the cursor as they were: the batches stay pending and the next
+run audits them again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+
+from mlops_platform.contracts import quarantine as q
+from mlops_platform.contracts.audit import (  # noqa: F401 - the rule names are part of the API
+    AUDIT_COLUMNS,
+    DELETED_RULE,
+    DUPLICATE_RULE,
+    FUTURE_RULE,
+    LOAD_ID,
+    MISSING_RULE,
+    ROW_ID,
+    STALE_RULE,
+    TYPE_RULE,
+    Audit,
+    audit_landed,
+    find_deleted,
+)
+from mlops_platform.contracts.rules import TableContract
+from mlops_platform.ingestion import cursors
+from mlops_platform.ingestion.sources import CURSOR_COLUMNS, LANDING_DATASET
+from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.base import quote
+
+
+def reference_values(warehouse: Warehouse, contract: TableContract) -> dict[str, list]:
+    """Allowed values of columns that reference another raw table (e.g. known carriers)."""
+    values = {}
+    for column, (table, ref_column) in contract.references.items():
+        if not warehouse.table_exists("raw", table):
+            raise RuntimeError(
+                f"contract of raw.{contract.table} needs raw.{table} for allowed {column} values, "
+                "and it has not been published"
+            )
+        found = warehouse.query(f"SELECT DISTINCT {quote(ref_column)} AS v FROM raw.{quote(table)}")
+        values[column] = [v for v in found["v"] if v is not None]
+    return values
+
+
+def audit_and_publish(
+    warehouse: Warehouse,
+    contract: TableContract,
+    now: dt.datetime | None,
+    run_id: str,
+    source_keys: pd.DataFrame | None = None,
+) -> tuple[Audit, Published]:
+    """Audit a table's landed batches and publish them (what its `raw/<table>` asset does).
+
+    `source_keys`: every key the source holds now, to find rows deleted there (None: skip)."""
+    audit = audit_landed(warehouse, contract, reference_values(warehouse, contract), now)
+    deleted = None
+    if source_keys is not None and contract.on_source_delete != "ignore":
+        deleted = find_deleted(warehouse, contract, source_keys)
+    return audit, publish(warehouse, contract, audit, run_id, deleted=deleted)
+
+
+@dataclass(frozen=True)
+class Published:
+    table: str
+    batches: int
+    landed: int
+    published: int
+    unchanged: int
+    quarantined: int
+    superseded: int
+    deleted_at_source: int
+    cursor: dt.datetime | None
+
+
+def publish(
+    warehouse: Warehouse,
+    contract: TableContract,
+    audit: Audit,
+    run_id: str,
+    replayed: dict[str, str] | None = None,
+    deleted: pd.DataFrame | None = None,
+) -> Published:
+    """Publish an audit in one transaction (see the module docstring).
+
+    `replayed` maps landed row ids that came from quarantine to their entry ids: those rows
+    update their entry instead of adding one."""
+    table, key, replayed = contract.table, contract.key, replayed or {}
+    landing = f"{LANDING_DATASET}.{quote(table)}"
+    target = f"raw.{quote(table)}"
+    new_entries = q.entries_for(
+        contract, audit.bad[~audit.bad[q.ROW_ID_COLUMN].isin(replayed)], run_id
+    )
+    new_entries = q.latest_landing_only(new_entries)
+    pending = q.pending_entries(warehouse, table)
+    new_entries = q.without_repeats(new_entries, pending)
+    published_rows = audit.landed[audit.landed[ROW_ID].isin(audit.publish_ids)]
+    superseded = q.superseded_by(contract, pending, published_rows)
+    deleted = deleted if deleted is not None and len(deleted) else pd.DataFrame()
+    reflect = contract.on_source_delete == "reflect" and len(deleted) > 0
+    gone = q.entries_for(contract, deleted, run_id)
+    if reflect:
+        gone = gone.assign(_status=q.DELETED, _resolved_at=cursors.utcnow())
+        gone["_outcome"] = "deleted at the source; removed from raw"
+    else:
+        gone = q.without_repeats(gone, pending)  # flagged once, kept in raw
+    with warehouse.transaction() as tx:
+        cursors.ensure_state(tx)
+        q.ensure_table(tx, table)
+        if audit.publish_ids:
+            types = warehouse.column_types(LANDING_DATASET, table)
+            columns = [c for c in types if c not in AUDIT_COLUMNS]
+            tx.execute("CREATE SCHEMA IF NOT EXISTS raw")
+            names = ", ".join(quote(c) for c in columns)
+            tx.execute(
+                f"CREATE TABLE IF NOT EXISTS {target} AS SELECT {names} FROM {landing} WHERE 1 = 0"
+            )
+            stored = set(
+                tx.query(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = 'raw' AND table_name = :t",
+                    {"t": table},
+                )["column_name"]
+            )
+            for column in columns:
+                if column not in stored:  # a column added at the source
+                    tx.execute(f"ALTER TABLE {target} ADD COLUMN {quote(column)} {types[column]}")
+            tx.put_frame("_publish_ids", pd.DataFrame({ROW_ID: audit.publish_ids}))
+            chosen = (
+                f"SELECT * FROM {landing} l WHERE l.{ROW_ID} IN (SELECT {ROW_ID} FROM _publish_ids)"
+            )
+            match = " AND ".join(f"r.{quote(c)} IS NOT DISTINCT FROM c.{quote(c)}" for c in key)
+            tx.execute(
+                f"DELETE FROM {target} r WHERE EXISTS (SELECT 1 FROM ({chosen}) c WHERE {match})"
+            )
+            tx.execute(f"INSERT INTO {target} ({names}) SELECT {names} FROM ({chosen}) c")
+        if reflect:
+            tx.put_frame("_deleted_keys", deleted[key])
+            match = " AND ".join(f"r.{quote(c)} IS NOT DISTINCT FROM d.{quote(c)}" for c in key)
+            tx.execute(
+                f"DELETE FROM {target} r WHERE EXISTS (SELECT 1 FROM _deleted_keys d WHERE {match})"
+            )
+        tx.insert_frame(q.QUARANTINE_SCHEMA, table, pd.concat([new_entries, gone]))
+        q.resolve(tx, table, superseded, "superseded", "a newer version was published")
+        if audit.load_ids:
+            tx.put_frame("_audited_loads", pd.DataFrame({LOAD_ID: audit.load_ids}))
+            tx.execute(
+                f"DELETE FROM {landing} WHERE {LOAD_ID} IN (SELECT {LOAD_ID} FROM _audited_loads)"
+            )
+        previous = cursors.read_cursor_in(tx, table)
+        if audit.cursor is not None and (previous is None or audit.cursor > previous):
+            cursors.store_cursor(tx, table, CURSOR_COLUMNS[table], audit.cursor, "published")
+        for load_id in audit.load_ids:
+            rows = audit.landed[audit.landed[LOAD_ID].astype(str) == load_id]
+            tx.execute(
+                f"INSERT INTO {cursors.STATE_SCHEMA}.{cursors.BATCHES} VALUES "
+                "(:t, :l, :n, :p, :u, :q, :r, :at)",
+                {
+                    "t": table,
+                    "l": load_id,
+                    "n": len(rows),
+                    "p": int(rows[ROW_ID].isin(audit.publish_ids).sum()),
+                    "u": int(rows[ROW_ID].isin(audit.unchanged_ids).sum()),
+                    "q": int(rows[ROW_ID].isin(audit.bad[ROW_ID]).sum()),
+                    "r": run_id,
+                    "at": cursors.utcnow(),
+                },
+            )
+    return Published(
+        table=table,
+        batches=len(audit.load_ids),
+        landed=len(audit.landed),
+        published=len(audit.publish_ids),
+        unchanged=len(audit.unchanged_ids),
+        quarantined=len(new_entries),
+        superseded=len(superseded),
+        deleted_at_source=len(gone),
+        cursor=audit.cursor,
+    )

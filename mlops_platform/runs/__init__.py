@@ -1,0 +1,1 @@
+"""How Dagster runs are launched and watched on the local profile (see dagster.yaml)."""
