@@ -356,7 +356,11 @@ def test_registry_down_at_start_then_later(stack, caplog):
     blocker.write_text("not a directory")
     down = ModelRegistry(f"sqlite:///{blocker / 'mlflow.db'}", registry.artifact_root)
     settings = ServingSettings(
-        admin_token=TOKEN, poll_seconds=0.2, retry_seconds=0.2, log_dir=str(tmp / "serving")
+        admin_token=TOKEN,
+        poll_seconds=0.2,
+        retry_seconds=0.2,
+        log_dir=str(tmp / "serving"),
+        breaker_reset_seconds=0.5,
     )
     caplog.set_level("WARNING", logger="mlops.serving")
     with BackgroundServer(create_app(settings, down, warehouse)) as server:
