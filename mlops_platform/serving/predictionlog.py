@@ -72,6 +72,7 @@ class PartitionedLog:
         self._closed = threading.Event()
         self._counter = itertools.count()
         self._last_compaction = time.monotonic()
+        self._compact_on_close = True
         self.written = 0
         self.dropped = 0
         self._thread = threading.Thread(
@@ -173,7 +174,8 @@ class PartitionedLog:
             if time.monotonic() - self._last_compaction >= self.compact_seconds:
                 self.compact()
         self._flush()
-        self.compact()
+        if self._compact_on_close:
+            self.compact()
 
     def _flush(self) -> None:
         retry, self._retry = self._retry, []
@@ -206,7 +208,9 @@ class PartitionedLog:
                 log.exception("could not merge %d files in %s", len(mine), folder)
         return merged
 
-    def close(self) -> None:
+    def close(self, compact: bool = True) -> None:
+        """Write what is queued (and merge this writer's files, unless `compact` is False)."""
+        self._compact_on_close = compact
         self._closed.set()
         self._thread.join(timeout=30)
 
