@@ -26,7 +26,8 @@ def feedback_model(rules: FeedbackRules, max_request_id_chars: int) -> type[Base
         if column in rules.categories or column in rules.references:
             fields[column] = (str, Field(max_length=256, description="a known value"))
         else:
-            fields[column] = (int, Field(description="key part"))
+            # Bounded to what the log stores (int64), so no value overflows on the way.
+            fields[column] = (int, Field(ge=-(2**63), le=2**63 - 1, description="key part"))
     fields[rules.label] = (float | None, Field(description="the outcome; null if unknown"))
     fields["request_id"] = (
         str | None,

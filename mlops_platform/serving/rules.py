@@ -89,7 +89,7 @@ def feedback_problems(
     if all(part in record for part in DATE_PARTS):
         try:
             day = dt.date(*(int(record[part]) for part in DATE_PARTS))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             problems.append(f"{'-'.join(DATE_PARTS)}: not a real date ({exc})")
         else:
             # A label is known only after the event: feedback about a future day is wrong.
