@@ -327,6 +327,20 @@ def test_concurrency_limit_and_request_timeout(server):
     assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 200
 
 
+def test_rate_limit_per_client_is_429(models, tmp_path):
+    shutil.copy(models / "mlflow.db", tmp_path / "mlflow.db")
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(models / "artifacts"))
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    limited = {"rate_limit_per_second": 0.5, "rate_limit_burst": 3}
+    with serve((registry, warehouse, tmp_path), **limited) as running:
+        wait_ready(running.url)
+        codes = [httpx.get(f"{running.url}/version").status_code for _ in range(6)]
+        assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+        refused = httpx.get(f"{running.url}/version")
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert httpx.get(f"{running.url}/ping").status_code == 200  # probes are exempt
+
+
 def test_bad_content_length_is_400(server):
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as conn:

@@ -165,3 +165,13 @@ def test_rules_come_from_the_contracts():
     for change, fragment in cases:
         problems = feedback_problems({**good, **change}, rules, known, today)
         assert len(problems) == 1 and fragment in problems[0], (change, problems)
+
+
+def test_rate_limiter_per_client_token_bucket():
+    from mlops_platform.serving.guard import RateLimiter
+
+    limiter = RateLimiter(rate=2.0, burst=3)
+    assert [limiter.wait_seconds("a", 0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.wait_seconds("a", 0.0) == pytest.approx(0.5)  # over: wait for a token
+    assert limiter.wait_seconds("b", 0.0) == 0.0  # another client is not affected
+    assert limiter.wait_seconds("a", 0.6) == 0.0  # refilled
