@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import shutil
 
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.warehouse import DuckDBWarehouse
 from mlops_platform_tests import serving_support
@@ -17,9 +21,6 @@ EXAMPLES = 12  # per operation and mode: a few hundred requests in all
 
 
 def test_fuzz_the_api_from_its_openapi_schema(models, tmp_path):
-    import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
-    from hypothesis.errors import Unsatisfiable
 
     shutil.copy(models / "mlflow.db", tmp_path / "mlflow.db")
     shutil.copy(models / "warehouse.duckdb", tmp_path / "warehouse.duckdb")

@@ -17,7 +17,7 @@ from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.serving.predictionlog import read_log
 from mlops_platform.warehouse import DuckDBWarehouse
 from mlops_platform_tests import serving_support
-from mlops_platform_tests.serving_support import ROW, SPEC, serve, wait_ready
+from mlops_platform_tests.serving_support import ROW, SPEC, TOKEN, serve, wait_ready
 
 models = serving_support.models  # fixture
 
@@ -74,6 +74,8 @@ CSV_ROW = ",".join("" if v is None else str(v) for v in ROW.values())
 CASES = [
     ("deep nesting", "POST", "/invocations", raw_json(DEEP), 400, "nested deeper"),
     ("deep nesting oip", "POST", INFER, raw_json(DEEP), 400, "nested deeper"),
+    ("deep nesting typed", "POST", "/predict", raw_json(DEEP), 422, "recursion limit"),
+    ("deep nesting feedback", "POST", "/feedback", raw_json(DEEP), 422, "recursion limit"),
     ("integer beyond float", "POST", "/invocations", raw_json(HUGE_INT), 400, "float range"),
     (
         "columns not a list",
@@ -104,6 +106,7 @@ CASES = [
         "name must be a string",
     ),
     ("numeric OIP id", "POST", INFER, {"json": oip([ROW], id=7)}, 400, "'id' must be a string"),
+    ("long OIP id", "POST", INFER, {"json": oip([ROW], id="i" * 500)}, 400, "'id' is longer"),
     (
         "non-integer header length",
         "POST",
@@ -229,12 +232,10 @@ def test_body_over_the_limit_is_413_with_or_without_length(server):
 
     # Every route that reads a body (a route that reads none answers before it arrives).
     for path in ("/invocations", INFER, "/predict", "/feedback", "/admin/rollback"):
-        declared = httpx.post(
-            f"{server.url}{path}", content=big, headers={"content-type": "application/json"}
-        )
-        streamed = httpx.post(
-            f"{server.url}{path}", content=chunked(), headers={"content-type": "application/json"}
-        )
+        # (admin: with the token; without it the answer is 401 before any body is read)
+        headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
+        declared = httpx.post(f"{server.url}{path}", content=big, headers=headers)
+        streamed = httpx.post(f"{server.url}{path}", content=chunked(), headers=headers)
         for reply in (declared, streamed):
             assert reply.status_code == 413, (path, reply.status_code, reply.text[:200])
             if path.startswith("/v2"):

@@ -48,6 +48,28 @@ def test_parsing_records_is_linear_in_memory():
     assert peak < 15 * small_peak  # 10x the rows: about 10x the memory
 
 
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        (b'{"x": NaN, "y": [1, Infinity]}', "ok"),  # the standard parser's tokens
+        (b'{"x": 1' + b"0" * 30 + b"}", "ok"),  # over 64 bits: a float
+        (b'{"x": 1' + b"0" * 400 + b"}", "beyond the float range"),
+        (b"[" * 5000 + b"]" * 5000, "nested deeper than 1024"),  # orjson's limit
+        (b'{"x": NaN, "y": ' + b"[" * 300 + b"]" * 300 + b"}", "nested deeper than 256"),
+        (b'{"x": NaN, "s": "[[[[\\"[["}', "ok"),  # brackets in strings do not count
+        (b"{not json", "invalid JSON"),
+    ],
+)
+def test_json_bodies_are_parsed_or_refused_by_name(body, expected):
+    from mlops_platform.serving.protocols import ProtocolError
+
+    if expected == "ok":
+        assert isinstance(loads(body), dict)
+    else:
+        with pytest.raises(ProtocolError, match=expected):
+            loads(body)
+
+
 def flush_until(predicate, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

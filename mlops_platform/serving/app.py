@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.serving.batcher import MicroBatcher
@@ -81,6 +81,32 @@ class PredictResponse(BaseModel):
 
 class RollbackRequest(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
+
+
+def validated(model: type[BaseModel], body: bytes) -> BaseModel:
+    """Parse and validate a JSON body with pydantic's own parser, which bounds nesting and
+    refuses invalid Unicode itself (the standard parser raises RecursionError, and CPython 3.11
+    can then fail a later compile in that thread). Errors are 422 like FastAPI's, without
+    echoing the input."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        detail = [
+            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        raise HTTPException(422, detail[:20]) from None
+
+
+def json_body(model: type[BaseModel]) -> dict:
+    """OpenAPI request body of a route that reads its body itself."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
 
 
 def require_json(content_type: str = Header(default="")) -> None:
@@ -147,6 +173,7 @@ def create_app(
         await asyncio.to_thread(references.refresh)
         await asyncio.to_thread(manager.wait_for_champion, None, settings.retry_seconds)
         manager.start_watching()
+        await batcher.warm_up()
         # Everything loaded so far (libraries, models) lives as long as the process: keep it
         # out of the cyclic GC, whose full passes over it stalled requests for ~100 ms.
         gc.collect()
@@ -233,9 +260,11 @@ def create_app(
         "/predict",
         response_model=PredictResponse,
         dependencies=[Depends(require_json)],
-        responses={400: {"description": "a value outside the input policy"}},
+        responses={400: {"description": "a value outside the input policy"}, 422: {}},
+        openapi_extra=json_body(Features),
     )
-    async def predict(features: Features, request: Request) -> PredictResponse:  # type: ignore[valid-type]
+    async def predict(request: Request) -> PredictResponse:
+        features = validated(Features, await request.body())
         request_id = _request_id(request)
         columns = {k: [v] for k, v in features.model_dump().items()}
         try:
@@ -257,8 +286,15 @@ def create_app(
 
     FeedbackModel = feedback_model(rules, settings.max_request_id_chars)
 
-    @app.post("/feedback", status_code=202, dependencies=[Depends(require_json)])
-    async def feedback(item: FeedbackModel) -> dict:  # type: ignore[valid-type]
+    @app.post(
+        "/feedback",
+        status_code=202,
+        dependencies=[Depends(require_json)],
+        responses={422: {}},
+        openapi_extra=json_body(FeedbackModel),
+    )
+    async def feedback(request: Request) -> dict:
+        item = validated(FeedbackModel, await request.body())
         if references.stale():
             await asyncio.to_thread(references.refresh)
         if references.values is None:
@@ -304,8 +340,13 @@ def create_app(
         changed = await asyncio.to_thread(manager.refresh)
         return {"changed": changed, **models_state()}
 
-    @app.post("/admin/rollback", dependencies=[Depends(require_admin)])
-    async def admin_rollback(body: RollbackRequest) -> JSONResponse:
+    @app.post(
+        "/admin/rollback",
+        dependencies=[Depends(require_admin)],
+        openapi_extra=json_body(RollbackRequest),
+    )
+    async def admin_rollback(request: Request) -> JSONResponse:
+        body = validated(RollbackRequest, await request.body())
         from mlops_platform.registry.promotion import PromotionRefused, rollback
 
         try:

@@ -107,6 +107,9 @@ def add_oip_routes(app: FastAPI, scoring: Scoring, reply) -> None:
                 or request.headers.get("x-request-id")
                 or uuid.uuid4().hex
             )
+            if len(request_id) > scoring.settings.max_request_id_chars:
+                limit = scoring.settings.max_request_id_chars
+                raise ProtocolError(f"'id' is longer than {limit} characters")
             scored = await scoring.score(prepared, request_id, "v2_infer", version)
         except TooManyRows as exc:
             return error(str(exc), 413)

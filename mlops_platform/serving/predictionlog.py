@@ -169,6 +169,8 @@ class PartitionedLog:
             self._drop(oldest.num_rows, "disk unwritable and the retry buffer is full")
 
     def _run(self) -> None:
+        import pyarrow.parquet  # noqa: F401 - imported here at start, not on the first flush
+
         while not self._closed.wait(self.flush_seconds):
             self._flush()
             if time.monotonic() - self._last_compaction >= self.compact_seconds:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 
 import orjson
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-#: orjson's own nesting limit; the standard parser (fallback) is held to the same.
+#: orjson's own nesting limit, and the one of the standard parser (the fallback for NaN and
+#: Infinity tokens and integers over 64 bits), which recurses in C.
 MAX_DEPTH = 1024
+FALLBACK_DEPTH = 256
 
 
 class ProtocolError(ValueError):
@@ -26,6 +29,22 @@ class ProtocolError(ValueError):
 
 class TooManyRows(ProtocolError):
     """More rows than one request may carry (answered 413)."""
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _depth(body: bytes) -> int:
+    """Deepest bracket nesting outside strings, in C-speed passes (regex, translate, numpy)."""
+    import numpy as np
+
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
 
 
 def _bounded_int(text: str) -> int | float:
@@ -44,12 +63,14 @@ def loads(body: bytes):
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc).lower():
+        if "depth limit" in str(exc) or "recursion" in str(exc).lower():
             raise ProtocolError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    # The standard parser recurses: refuse deep nesting before it raises RecursionError
+    # (after which CPython 3.11 can fail a later compile() in the same thread).
+    if _depth(body) > FALLBACK_DEPTH:
+        raise ProtocolError(f"JSON nested deeper than {FALLBACK_DEPTH} levels")
     try:
         return json.loads(body, parse_int=_bounded_int)
-    except RecursionError:
-        raise ProtocolError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, ProtocolError):
             raise
@@ -67,15 +88,23 @@ def _records_to_columns(
     if not isinstance(records, list) or not records:
         raise ProtocolError(f"{where} must be a non-empty list of records")
     _check_rows(len(records), max_rows, where)
-    seen: set[str] = set()
     for i, record in enumerate(records):
         if type(record) is not dict:
             raise ProtocolError(f"{where}[{i}] must be an object of column: value")
-        if len(seen) < len(wanted):  # usually settled by the first record
-            seen.update(name for name in wanted if name in record)
-    # Only the model's columns: a client's extra keys cost one dict lookup per wanted column.
-    # A column no record has is missing (an error); one some records lack is null there.
-    columns = {name: [record.get(name) for record in records] for name in wanted if name in seen}
+    first = records[0]
+    present = [name for name in wanted if name in first]
+    if len(present) < len(wanted) and len(records) > 1:
+        # A column no record has is missing (an error later); one some records lack is null.
+        absent = {name for name in wanted if name not in first}
+        for record in records:
+            absent.difference_update([name for name in absent if name in record])
+            if not absent:
+                break
+        present = [name for name in wanted if name not in absent]
+    # Only the model's columns: a client's extra keys cost nothing.
+    if len(records) == 1:
+        return {name: [first[name]] for name in present}, 1
+    columns = {name: [record.get(name) for record in records] for name in present}
     return columns, len(records)
 
 
