@@ -52,6 +52,7 @@ def test_fuzz_the_api_from_its_openapi_schema(models, tmp_path):
                     response = case.call(base_url=server.url, timeout=30)
                     calls["n"] += 1
                     calls["2xx"] += response.status_code < 300
+                    # 503/504 are the documented load and time limits, not crashes.
                     if response.status_code >= 500 and response.status_code not in (503, 504):
                         failures.append(
                             (

@@ -10,18 +10,16 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
-import hmac
 import logging
 import uuid
 from importlib.metadata import version as package_version
 from pathlib import Path
 
 import orjson
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError, create_model
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
 from mlops_platform.registry.store import ModelRegistry
+from mlops_platform.serving.admin import add_admin_routes
 from mlops_platform.serving.batcher import MicroBatcher
 from mlops_platform.serving.breaker import CircuitBreaker
 from mlops_platform.serving.feedback import ReferenceValues, feedback_model, feedback_schema
@@ -37,7 +35,14 @@ from mlops_platform.serving.rules import feature_ranges, feedback_problems, feed
 from mlops_platform.serving.scorer import InputError
 from mlops_platform.serving.service import NotReady, Scoring
 from mlops_platform.serving.settings import ServingSettings
-from mlops_platform.specs import ModelSpec, load_spec
+from mlops_platform.serving.typed import (
+    PredictResponse,
+    feature_model,
+    json_body,
+    require_json,
+    validated,
+)
+from mlops_platform.specs import load_spec
 
 log = logging.getLogger("mlops.serving")
 
@@ -52,67 +57,6 @@ def _json(body, status: int = 200) -> Response:
 
 def _mlflow_error(message: str, status: int = 400, code: str = "BAD_REQUEST") -> Response:
     return _json({"error_code": code, "message": message}, status)
-
-
-def feature_model(spec: ModelSpec, ranges: dict) -> type[BaseModel]:
-    """The typed request of /predict, generated from the spec's features. Declared ranges are
-    documented here and enforced by `normalize` (400), like on every other route."""
-    fields = {
-        name: (str, Field(max_length=256, description="category"))
-        for name in spec.features.categorical
-    }
-    for name in spec.features.numeric:
-        extra = {"minimum": ranges[name][0], "maximum": ranges[name][1]} if name in ranges else {}
-        fields[name] = (
-            float | None,
-            Field(description="number, or null if unknown", json_schema_extra=extra or None),
-        )
-    return create_model(f"{spec.name.title().replace('_', '')}Features", **fields)
-
-
-class PredictResponse(BaseModel):
-    request_id: str
-    score: float = Field(description="probability of the positive class, or the prediction")
-    decision: bool | None = Field(description="score >= decision threshold (classification)")
-    model: str
-    version: str
-    alias: str
-
-
-class RollbackRequest(BaseModel):
-    reason: str = Field(min_length=3, max_length=500)
-
-
-def validated(model: type[BaseModel], body: bytes) -> BaseModel:
-    """Parse and validate a JSON body with pydantic's own parser, which bounds nesting and
-    refuses invalid Unicode itself (the standard parser raises RecursionError, and CPython 3.11
-    can then fail a later compile in that thread). Errors are 422 like FastAPI's, without
-    echoing the input."""
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        detail = [
-            {"type": e["type"], "loc": ["body", *e["loc"]], "msg": e["msg"]}
-            for e in exc.errors(include_url=False)
-        ]
-        raise HTTPException(422, detail[:20]) from None
-
-
-def json_body(model: type[BaseModel]) -> dict:
-    """OpenAPI request body of a route that reads its body itself."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": schema}},
-        }
-    }
-
-
-def require_json(content_type: str = Header(default="")) -> None:
-    kind = content_type.split(";")[0].strip().lower()
-    if kind != "application/json":
-        raise HTTPException(415, f"content type {kind or '(none)'!r}: use application/json")
 
 
 def create_app(
@@ -315,54 +259,7 @@ def create_app(
         metrics.registry_circuit_open.set(manager.breaker.state == "open")
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # -- admin -------------------------------------------------------------------------------
-    def require_admin(authorization: str = Header(default="")) -> None:
-        token = settings.admin_token
-        scheme, _, given = authorization.partition(" ")
-        if (
-            not token
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.encode(), token.encode())
-        ):
-            raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
-
-    def models_state() -> dict:
-        return {
-            alias: handle.version if handle else None
-            for alias, handle in (
-                ("champion", manager.champion),
-                ("challenger", manager.challenger),
-            )
-        } | {"registry_error": manager.last_error, "registry_circuit": manager.breaker.state}
-
-    @app.post("/admin/reload", dependencies=[Depends(require_admin)])
-    async def admin_reload() -> dict:
-        changed = await asyncio.to_thread(manager.refresh)
-        return {"changed": changed, **models_state()}
-
-    @app.post(
-        "/admin/rollback",
-        dependencies=[Depends(require_admin)],
-        openapi_extra=json_body(RollbackRequest),
-    )
-    async def admin_rollback(request: Request) -> JSONResponse:
-        body = validated(RollbackRequest, await request.body())
-        from mlops_platform.registry.promotion import PromotionRefused, rollback
-
-        try:
-            changes = await asyncio.to_thread(
-                rollback,
-                registry,
-                warehouse,
-                spec.name,
-                reason=body.reason,
-                actor="serving-admin",
-                run_id="serving",
-            )
-        except PromotionRefused as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=409)
-        await asyncio.to_thread(manager.refresh)
-        return JSONResponse({"rolled_back_from": changes[0]["from_version"], **models_state()})
+    add_admin_routes(app, settings, manager, registry, warehouse, spec.name)
 
     limits = Limits(
         max_body_bytes=settings.max_body_bytes,
