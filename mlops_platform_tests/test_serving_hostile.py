@@ -105,6 +105,8 @@ CASES = [
         400,
         "name must be a string",
     ),
+    ("unknown OIP path", "GET", "/v2/nothing/here", {}, 404, "Not Found"),
+    ("wrong OIP method", "PUT", INFER, {}, 405, "Method Not Allowed"),
     ("numeric OIP id", "POST", INFER, {"json": oip([ROW], id=7)}, 400, "'id' must be a string"),
     ("long OIP id", "POST", INFER, {"json": oip([ROW], id="i" * 500)}, 400, "'id' is longer"),
     (

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.serving.admin import add_admin_routes
@@ -149,6 +152,14 @@ def create_app(
         redoc_url=None,
     )
     add_offline_docs(app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # OIP clients read {"error": ...} from every answer under /v2 (404, 405 included).
+        if request.url.path.startswith("/v2"):
+            return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+        return await http_exception_handler(request, exc)
+
     app.state.manager, app.state.batcher, app.state.settings = manager, batcher, settings
     app.state.predictions, app.state.feedback = predictions, feedback_log
 
