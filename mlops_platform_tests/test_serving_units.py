@@ -197,3 +197,28 @@ def test_rate_limiter_per_client_token_bucket():
     assert limiter.wait_seconds("a", 0.0) == pytest.approx(0.5)  # over: wait for a token
     assert limiter.wait_seconds("b", 0.0) == 0.0  # another client is not affected
     assert limiter.wait_seconds("a", 0.6) == 0.0  # refilled
+
+
+def test_chunks_of_a_large_request_take_turns_with_small_requests():
+    import asyncio
+
+    from mlops_platform.serving.batcher import MicroBatcher, Pending
+
+    loop = asyncio.new_event_loop()
+    try:
+        batcher = MicroBatcher(None, None, None, max_rows=4, chunk_rows=2)
+
+        def pending(name, rows):
+            return Pending({}, rows, name, "test", False, loop.create_future())
+
+        batcher._chunks.extend(pending(f"big{i}", 2) for i in range(3))  # noqa: SLF001
+        order = []
+        for step in range(6):
+            if step == 1:  # single rows arrive while the large request is being scored
+                batcher._small.extend(pending(f"small{i}", 1) for i in range(2))  # noqa: SLF001
+            batch = batcher._next_batch()  # noqa: SLF001 - the scheduling decision itself
+            order.append([item.request_id for item in batch])
+        # The waiting single rows go right after the chunk in progress, not after all chunks.
+        assert order == [["big0"], ["small0", "small1"], ["big1"], ["big2"], [], []]
+    finally:
+        loop.close()

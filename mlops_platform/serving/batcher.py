@@ -70,6 +70,7 @@ class MicroBatcher:
         self._chunks: deque[Pending] = deque()
         self._work: asyncio.Event | None = None
         self._busy = False
+        self._last_was_chunk = False
         self._shadow_queue: asyncio.Queue | None = None
         self._shadow_size = shadow_queue
         self._model_thread = ThreadPoolExecutor(
@@ -139,12 +140,15 @@ class MicroBatcher:
         done = await asyncio.gather(*(piece.future for piece in pieces))
         return Scored(np.concatenate([d.scores for d in done]), done[-1].handle)
 
-    def _next_batch(self, chunk_turn: bool) -> list[Pending]:
-        """Waiting small requests (up to `max_rows`), or one chunk of a large request when it
-        is the chunks' turn or nothing small waits. Requests given up on are skipped."""
-        if self._chunks and (chunk_turn or not self._small):
+    def _next_batch(self) -> list[Pending]:
+        """Waiting small requests (up to `max_rows`), or one chunk of a large request when
+        nothing small waits or the last batch was small: chunks and small batches take turns.
+        Requests given up on are skipped."""
+        if self._chunks and (not self._small or not self._last_was_chunk):
+            self._last_was_chunk = True
             piece = self._chunks.popleft()
             return [] if piece.future.done() else [piece]
+        self._last_was_chunk = False
         batch, rows = [], 0
         while self._small and rows < self.max_rows:
             item = self._small.popleft()
@@ -155,13 +159,11 @@ class MicroBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        chunk_turn = False
         while True:
             if not self._small and not self._chunks:
                 self._work.clear()
                 await self._work.wait()
-            batch = self._next_batch(chunk_turn)
-            chunk_turn = not chunk_turn
+            batch = self._next_batch()
             if batch:
                 self._busy = True
                 try:
