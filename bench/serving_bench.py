@@ -8,6 +8,11 @@ request (`bench/invocation.lua`):
   floor     a no-op FastAPI endpoint on the same uvicorn stack (bench/noop_app.py)
 Prints requests/s, p50/p99 latency, errors and peak RSS of each, and the ratios.
 Target for the platform: >= 2,000 req/s, p99 < 25 ms, zero errors, RSS < 600 MB.
+
+Then, on the platform only, hostile figures: the time and the server's extra memory for a 1 MB
+body of records with 16,800 distinct keys (target < 0.5 s, < 50 MB), and single-row latency
+while 10,000-row requests are being scored (target p99 < 50 ms), against the same single rows
+on the idle server.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from pathlib import Path
 
 import httpx
 
+ROW = {
+    "carrier": "UA", "origin": "EWR", "dest": "IAH", "manufacturer": "BOEING", "distance": 1400,
+    "sched_dep_hour": 5, "sched_arr_hour": 8, "day_of_week": 1, "plane_age": 14, "seats": 149,
+    "engines": 2, "temp": 39.0, "dewp": 26.1, "humid": 59.4, "wind_dir": 270, "wind_speed": 10.4,
+    "wind_gust": None, "precip": 0, "pressure": 1012.0, "visib": 10,
+}  # fmt: skip
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 
@@ -109,6 +120,75 @@ def run_wrk(url: str, seconds: int) -> dict:
     }
 
 
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def single_rows(url: str, stop, out: list[float]) -> None:
+    with httpx.Client() as client:
+        while not stop():
+            started = time.perf_counter()
+            reply = client.post(f"{url}/predict", json=ROW)
+            out.append((time.perf_counter() - started) * 1000)
+            if reply.status_code != 200:
+                sys.exit(f"single row answered {reply.status_code}: {reply.text[:200]}")
+
+
+def hostile(url: str, pid: int) -> dict:
+    """1 MB of many-keyed records; single rows during 10,000-row requests."""
+    import json
+    import threading
+
+    records = [{**ROW, **{f"k{i}_{j}": j for j in range(8)}} for i in range(2100)]
+    body = json.dumps({"dataframe_records": records}).encode()
+    before = rss_mb(pid)
+    started = time.perf_counter()
+    reply = httpx.post(
+        f"{url}/invocations",
+        content=body,
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    parse_s = time.perf_counter() - started
+    extra_mb = rss_mb(pid) - before
+    assert reply.status_code == 200, reply.text[:200]
+
+    idle: list[float] = []
+    deadline = time.monotonic() + 3
+    single_rows(url, lambda: time.monotonic() > deadline, idle)
+    big = json.dumps(
+        {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())] * 10_000}}
+    ).encode()
+    busy: list[float] = []
+    done = threading.Event()
+    worker = threading.Thread(target=single_rows, args=(url, done.is_set, busy))
+    worker.start()
+    big_s = []
+    for _ in range(5):
+        started = time.perf_counter()
+        httpx.post(
+            f"{url}/invocations",
+            content=big,
+            headers={"content-type": "application/json"},
+            timeout=120,
+        ).raise_for_status()
+        big_s.append(time.perf_counter() - started)
+    done.set()
+    worker.join()
+    return {
+        "body_bytes": len(body), "parse_s": parse_s, "extra_mb": extra_mb,
+        "idle_p50": _percentile(idle, 0.5), "idle_p99": _percentile(idle, 0.99),
+        "busy_p50": _percentile(busy, 0.5), "busy_p99": _percentile(busy, 0.99),
+        "busy_n": len(busy), "big_s": sorted(big_s)[len(big_s) // 2],
+    }  # fmt: skip
+
+
 def measure(name: str, command: list[str], env: dict, port: int, seconds: int) -> dict:
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -128,6 +208,8 @@ def measure(name: str, command: list[str], env: dict, port: int, seconds: int) -
         run_wrk(url, 3)  # warm-up
         result = run_wrk(url, seconds)
         result["rss_mb"] = peak_rss_mb(process.pid)
+        if name == "platform":
+            result["hostile"] = hostile(url, process.pid)
         return result
     finally:
         process.terminate()
@@ -152,6 +234,8 @@ def main() -> None:
         **os.environ,
         "MLOPS_DATA_DIR": str(workdir),
         "MLFLOW_TRACKING_URI": champion["tracking_uri"],
+        # the 10,000-row requests of the hostile figures (split format) are ~1.7 MB
+        "MLOPS_SERVING_MAX_BODY_BYTES": "4000000",
         # mlflow models serve starts `uvicorn` by name
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -214,6 +298,18 @@ def main() -> None:
     )
     print(f"platform / floor throughput:  {platform['rps'] / results['floor']['rps']:.2f}x")
     print(f"platform p99 / mlflow p99:    {platform['p99'] / results['mlflow']['p99']:.3f}")
+    h = platform["hostile"]
+    print(
+        f"\nhostile (platform): a {h['body_bytes'] / 1e6:.1f} MB body of records with "
+        f"{2100 * 8:,} invented keys: {h['parse_s'] * 1000:.0f} ms, "
+        f"{h['extra_mb']:+.1f} MB server RSS (targets < 500 ms, < 50 MB)"
+    )
+    print(
+        f"single rows while 10,000-row requests are scored ({h['big_s']:.2f} s each): "
+        f"p50 {h['busy_p50']:.1f} ms, p99 {h['busy_p99']:.1f} ms over {h['busy_n']} requests "
+        f"(target p99 < 50 ms); idle p50 {h['idle_p50']:.1f} ms, p99 {h['idle_p99']:.1f} ms; "
+        f"p99 busy / idle: {h['busy_p99'] / h['idle_p99']:.1f}x"
+    )
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -16,6 +16,7 @@ from mlops_platform.ingestion import assets as ingestion_assets
 from mlops_platform.ingestion import jobs as ingestion_jobs
 from mlops_platform.profiles import resources_for
 from mlops_platform.registry import jobs as registry_jobs
+from mlops_platform.retention import jobs as retention_jobs
 
 DOMAIN_MODULES = [
     ingestion_assets,
@@ -23,6 +24,7 @@ DOMAIN_MODULES = [
     contract_checks,
     registry_jobs,
     alerting_sensors,
+    retention_jobs,
 ]
 
 

@@ -15,101 +15,14 @@ import pytest
 
 from mlops_platform.http_server import BackgroundServer
 from mlops_platform.registry.promotion import audit_log, promote
-from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.serving.app import create_app
 from mlops_platform.serving.predictionlog import read_log
 from mlops_platform.serving.settings import ServingSettings
-from mlops_platform.specs import load_spec
-from mlops_platform.training.tracking import train_and_register
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform_tests import serving_support
+from mlops_platform_tests.serving_support import ROW, SPEC, TOKEN, serve, wait_ready
 
-SPEC = load_spec("flight_delay")
-TOKEN = "test-admin-token"
-ROW = {
-    "carrier": "UA",
-    "origin": "EWR",
-    "dest": "IAH",
-    "manufacturer": "BOEING",
-    "distance": 1400,
-    "sched_dep_hour": 5,
-    "sched_arr_hour": 8,
-    "day_of_week": 1,
-    "plane_age": 14,
-    "seats": 149,
-    "engines": 2,
-    "temp": 39.0,
-    "dewp": 26.1,
-    "humid": 59.4,
-    "wind_dir": 270,
-    "wind_speed": 10.4,
-    "wind_gust": None,
-    "precip": 0,
-    "pressure": 1012.0,
-    "visib": 10,
-}
-
-
-@pytest.fixture(scope="module")
-def models(golden, golden_features, tmp_path_factory) -> Path:
-    """A registry with v1 (champion) and v2 (challenger, gate passed, not promoted)."""
-    root = tmp_path_factory.mktemp("served")
-    shutil.copy(golden / "mlflow.db", root / "mlflow.db")
-    shutil.copy(golden / "warehouse.duckdb", root / "warehouse.duckdb")
-    warehouse = DuckDBWarehouse(path=str(root / "warehouse.duckdb"))
-    features = golden_features
-    registry = ModelRegistry(f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts"))
-    for iterations in (80, 40):  # two different models
-        params = {
-            "learning_rate": 0.05,
-            "max_iter": iterations,
-            "max_leaf_nodes": 15,
-            "min_samples_leaf": 100,
-            "l2_regularization": 1.0,
-            "random_state": 13,
-        }
-        version = train_and_register(SPEC, features, registry, warehouse, params, "test")["version"]
-        registry.set_version_tags(SPEC.name, version, {"gate_passed": "true"})
-        if iterations == 80:
-            promote(
-                registry, warehouse, SPEC.name, version, reason="test", actor="test", run_id="test"
-            )
-    assert registry.alias_version(SPEC.name, CHALLENGER) == "2"
-    return root
-
-
-@pytest.fixture()
-def stack(models, tmp_path):
-    """Private copies of the registry database and warehouse; artifacts are shared (read)."""
-    shutil.copy(models / "mlflow.db", tmp_path / "mlflow.db")
-    shutil.copy(models / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
-    registry = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(models / "artifacts"))
-    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    return registry, warehouse, tmp_path
-
-
-def serve(stack, **overrides):
-    registry, warehouse, tmp = stack
-    options = {
-        "admin_token": TOKEN,
-        "poll_seconds": 0.2,
-        "retry_seconds": 0.2,
-        "log_dir": str(tmp / "serving"),
-        **overrides,
-    }
-    settings = ServingSettings(**options)
-    return BackgroundServer(create_app(settings, registry, warehouse))
-
-
-def wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ping").status_code == 200:
-                return
-        except httpx.ConnectError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise AssertionError("service never became ready")
+models, stack = serving_support.models, serving_support.stack  # fixtures
 
 
 def test_mlflow_scoring_client_and_every_input_format(stack):
@@ -356,7 +269,11 @@ def test_registry_down_at_start_then_later(stack, caplog):
     blocker.write_text("not a directory")
     down = ModelRegistry(f"sqlite:///{blocker / 'mlflow.db'}", registry.artifact_root)
     settings = ServingSettings(
-        admin_token=TOKEN, poll_seconds=0.2, retry_seconds=0.2, log_dir=str(tmp / "serving")
+        admin_token=TOKEN,
+        poll_seconds=0.2,
+        retry_seconds=0.2,
+        log_dir=str(tmp / "serving"),
+        breaker_reset_seconds=0.5,
     )
     caplog.set_level("WARNING", logger="mlops.serving")
     with BackgroundServer(create_app(settings, down, warehouse)) as server:
@@ -382,6 +299,8 @@ def test_registry_down_at_start_then_later(stack, caplog):
             f"{server.url}/admin/reload", headers={"authorization": f"Bearer {TOKEN}"}
         ).json()
         assert state["champion"] == "1" and state["registry_error"]
+        # Failed look-ups opened the registry circuit: it is not called on every poll.
+        assert state["registry_circuit"] != "closed"
 
 
 def test_a_tampered_champion_is_never_served(stack):

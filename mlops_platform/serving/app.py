@@ -1,36 +1,51 @@
 """The serving API: MLflow scoring protocol, Open Inference Protocol, typed /predict, feedback,
 Prometheus metrics and token-protected admin routes. `create_app` builds it; `mlops serve` runs it.
+
+Input policy (the same on every route, see `scorer.normalize`): null/""/NaN are "unknown";
++-Infinity and numbers outside the contracts' declared ranges are refused (400 naming column
+and row). Limits (body, rows, headers, concurrency, time, rate) are in `guard` and the settings.
 """
 
 import asyncio
 import contextlib
 import datetime as dt
 import gc
-import hmac
-import json
 import logging
 import uuid
 from importlib.metadata import version as package_version
+from pathlib import Path
 
 import orjson
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_platform.registry.store import ModelRegistry
+from mlops_platform.serving.admin import add_admin_routes
 from mlops_platform.serving.batcher import MicroBatcher
-from mlops_platform.serving.guard import Guard
+from mlops_platform.serving.breaker import CircuitBreaker
+from mlops_platform.serving.feedback import ReferenceValues, feedback_model, feedback_schema
+from mlops_platform.serving.guard import Guard, Limits
 from mlops_platform.serving.manager import ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
-from mlops_platform.serving.predictionlog import (
-    PartitionedLog,
-    feedback_schema,
-    prediction_schema,
-)
-from mlops_platform.serving.protocols import ProtocolError, parse_csv, parse_mlflow_json, parse_oip
-from mlops_platform.serving.scorer import InputError, normalize
+from mlops_platform.serving.oip import add_oip_routes
+from mlops_platform.serving.openapi import add_offline_docs, health_route, invocations_body
+from mlops_platform.serving.predictionlog import PartitionedLog, prediction_schema
+from mlops_platform.serving.privacy import hash_key, hashed_columns
+from mlops_platform.serving.protocols import ProtocolError, TooManyRows
+from mlops_platform.serving.rules import feature_ranges, feedback_problems, feedback_rules
+from mlops_platform.serving.scorer import InputError
+from mlops_platform.serving.service import NotReady, Scoring
 from mlops_platform.serving.settings import ServingSettings
-from mlops_platform.specs import ModelSpec, load_spec
+from mlops_platform.serving.typed import (
+    PredictResponse,
+    feature_model,
+    json_body,
+    require_json,
+    validated,
+)
+from mlops_platform.specs import load_spec
 
 log = logging.getLogger("mlops.serving")
 
@@ -43,61 +58,13 @@ def _json(body, status: int = 200) -> Response:
     )
 
 
-def _loads(body: bytes):
-    """orjson, falling back to the standard parser, which (like MLflow's server) accepts the
-    NaN/Infinity tokens Python clients emit for missing numbers."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise ProtocolError(f"invalid JSON: {exc}") from None
-
-
-def _bad_request(message: str, status: int = 400) -> Response:
-    return _json({"error_code": "BAD_REQUEST", "message": message}, status)
-
-
-def feature_model(spec: ModelSpec) -> type[BaseModel]:
-    """The typed request of /predict, generated from the spec's features."""
-    fields = {name: (str, Field(description="category")) for name in spec.features.categorical}
-    fields |= {
-        name: (float | None, Field(description="number, or null if unknown"))
-        for name in spec.features.numeric
-    }
-    return create_model(f"{spec.name.title().replace('_', '')}Features", **fields)
-
-
-class PredictResponse(BaseModel):
-    request_id: str
-    score: float = Field(description="probability of the positive class, or the prediction")
-    decision: bool | None = Field(description="score >= decision threshold (classification)")
-    model: str
-    version: str
-    alias: str
-
-
-class Feedback(BaseModel):
-    """Ground truth for a flight, by its natural key."""
-
-    year: int
-    month: int = Field(ge=1, le=12)
-    day: int = Field(ge=1, le=31)
-    carrier: str
-    flight: int
-    origin: str
-    arr_delay: float | None = Field(description="minutes; null if cancelled or diverted")
-    request_id: str | None = None
-
-
-class RollbackRequest(BaseModel):
-    reason: str = Field(min_length=3)
+def _mlflow_error(message: str, status: int = 400, code: str = "BAD_REQUEST") -> Response:
+    return _json({"error_code": code, "message": message}, status)
 
 
 def create_app(
     settings: ServingSettings | None = None, registry: ModelRegistry | None = None, warehouse=None
-) -> FastAPI:
+) -> Guard:
     settings = settings or ServingSettings()
     spec = load_spec(settings.model)
     if registry is None or warehouse is None:
@@ -108,10 +75,35 @@ def create_app(
         warehouse = warehouse or resources["warehouse"]
     metrics = ServingMetrics()
     manager = ModelManager(registry, spec, poll_seconds=settings.poll_seconds)
+    manager.breaker = CircuitBreaker(
+        "registry", settings.breaker_failures, settings.breaker_reset_seconds
+    )
+
     # The model-version gauge changes when the models do, not on every request.
-    manager.on_change = lambda: metrics.set_models([manager.champion, manager.challenger])
-    predictions = PartitionedLog(f"{settings.log_dir}/predictions", prediction_schema(spec))
-    feedback_log = PartitionedLog(f"{settings.log_dir}/feedback", feedback_schema())
+    def models_changed() -> None:
+        metrics.set_models([manager.champion, manager.challenger])
+
+    manager.on_change = models_changed
+    ranges = feature_ranges(spec)
+    rules = feedback_rules(spec)
+    references = ReferenceValues(warehouse, rules.references)
+    log_dir = Path(settings.log_dir)
+    schema = prediction_schema(spec)
+    hashed = hashed_columns(settings.hash_columns, schema.names)
+    predictions = PartitionedLog(
+        log_dir / "predictions",
+        schema,
+        compact_seconds=settings.log_compact_seconds,
+        hash_columns=hashed,
+        hash_key=hash_key(settings.hash_key, log_dir / "hash.key") if hashed else b"",
+        on_drop=lambda rows, _: metrics.log_dropped.labels("predictions").inc(rows),
+    )
+    feedback_log = PartitionedLog(
+        log_dir / "feedback",
+        feedback_schema(rules),
+        compact_seconds=settings.log_compact_seconds,
+        on_drop=lambda rows, _: metrics.log_dropped.labels("feedback").inc(rows),
+    )
     batcher = MicroBatcher(
         manager,
         metrics,
@@ -119,12 +111,16 @@ def create_app(
         max_rows=settings.max_batch_rows,
         canary_percent=settings.canary_percent,
         shadow=settings.shadow,
+        chunk_rows=settings.chunk_rows,
     )
+    scoring = Scoring(spec, settings, manager, batcher, metrics, ranges)
     classification = spec.task == "classification"
 
     async def wait_for_champion() -> None:
+        await asyncio.to_thread(references.refresh)
         await asyncio.to_thread(manager.wait_for_champion, None, settings.retry_seconds)
         manager.start_watching()
+        await batcher.warm_up()
         # Everything loaded so far (libraries, models) lives as long as the process: keep it
         # out of the cyclic GC, whose full passes over it stalled requests for ~100 ms.
         gc.collect()
@@ -141,26 +137,31 @@ def create_app(
         predictions.close()
         feedback_log.close()
         log.warning(
-            "stopped; %d predictions and %d feedback records written",
+            "stopped; %d predictions and %d feedback records written, %d and %d dropped",
             predictions.written,
             feedback_log.written,
+            predictions.dropped,
+            feedback_log.dropped,
         )
 
     app = FastAPI(
-        title=f"{spec.name} serving", lifespan=lifespan, description=spec.description.strip()
+        title=f"{spec.name} serving",
+        lifespan=lifespan,
+        description=spec.description.strip(),
+        docs_url=None,
+        redoc_url=None,
     )
+    add_offline_docs(app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # OIP clients read {"error": ...} from every answer under /v2 (404, 405 included).
+        if request.url.path.startswith("/v2"):
+            return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+        return await http_exception_handler(request, exc)
+
     app.state.manager, app.state.batcher, app.state.settings = manager, batcher, settings
     app.state.predictions, app.state.feedback = predictions, feedback_log
-
-    def ready() -> bool:
-        return manager.champion is not None
-
-    async def score(columns: dict, rows: int, request_id: str, route: str):
-        if not ready():
-            raise HTTPException(503, "no verified champion loaded yet")
-        normal = normalize(columns, rows, spec)
-        scored = await batcher.score(normal, rows, request_id, route)
-        return scored
 
     def mlflow_reply(scores) -> list:
         if classification:
@@ -168,134 +169,66 @@ def create_app(
         return scores.tolist()
 
     # -- MLflow scoring protocol -------------------------------------------------------------
-    @app.get("/ping")
-    @app.get("/health")
+    @health_route(app, "/ping")
+    @health_route(app, "/health")
     async def ping() -> Response:
-        return Response("\n", status_code=200 if ready() else 503, media_type="application/json")
+        ready = scoring.ready()
+        return Response("\n", status_code=200 if ready else 503, media_type="application/json")
 
-    @app.get("/version")
+    @health_route(app, "/version")
     async def mlflow_version() -> Response:
         return Response(package_version("mlflow"), media_type="text/plain")
 
-    @app.post("/invocations")
+    invocations_doc = invocations_body(spec, ranges, settings.max_request_rows)
+
+    @app.post("/invocations", openapi_extra={"requestBody": invocations_doc})
     async def invocations(request: Request) -> Response:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in ("application/json", "text/csv"):
-            return _json(
-                {
-                    "error_code": "BAD_REQUEST",
-                    "message": f"content type {kind or '(none)'!r} is not supported: use "
-                    "application/json or text/csv",
-                },
+            return _mlflow_error(
+                f"content type {kind or '(none)'!r} is not supported: use "
+                "application/json or text/csv",
                 415,
             )
+        if not scoring.ready():
+            return _mlflow_error("no verified champion loaded yet", 503, "SERVICE_UNAVAILABLE")
         body = await request.body()
         try:
-            if kind == "text/csv":
-                columns, rows = parse_csv(body)
-            else:
-                columns, rows = parse_mlflow_json(_loads(body))
-            scored = await score(columns, rows, _request_id(request), "invocations")
-        except (ProtocolError, InputError) as exc:
-            return _bad_request(str(exc))
-        except HTTPException as exc:
-            return _json(
-                {"error_code": "SERVICE_UNAVAILABLE", "message": exc.detail}, exc.status_code
+            prepared = await scoring.prepare(
+                "csv" if kind == "text/csv" else "mlflow", body, "invocations"
             )
+            scored = await scoring.score(prepared, _request_id(request), "invocations")
+        except TooManyRows as exc:
+            return _mlflow_error(str(exc), 413, "REQUEST_TOO_LARGE")
+        except (ProtocolError, InputError) as exc:
+            return _mlflow_error(str(exc))
+        except NotReady as exc:
+            return _mlflow_error(str(exc), exc.status, "SERVICE_UNAVAILABLE")
         return _json({"predictions": mlflow_reply(scored.scores)})
 
-    # -- Open Inference Protocol (KServe V2) -------------------------------------------------
-    def _check_name(name: str) -> None:
-        if name != spec.name:
-            raise HTTPException(404, f"unknown model {name!r}; this server serves {spec.name!r}")
-
-    @app.get("/v2")
-    async def v2_server() -> dict:
-        return {
-            "name": "mlops-platform",
-            "version": package_version("mlops_platform"),
-            "extensions": [],
-        }
-
-    @app.get("/v2/health/live")
-    async def v2_live() -> dict:
-        return {"live": True}
-
-    @app.get("/v2/health/ready")
-    async def v2_ready() -> Response:
-        return _json({"ready": ready()}, 200 if ready() else 503)
-
-    @app.get("/v2/models/{name}")
-    async def v2_metadata(name: str) -> dict:
-        _check_name(name)
-        champion = manager.champion
-        return {
-            "name": spec.name,
-            "versions": [champion.version] if champion else [],
-            "platform": "sklearn",
-            "inputs": [
-                {"name": c, "datatype": "BYTES", "shape": [-1]} for c in spec.features.categorical
-            ]
-            + [{"name": c, "datatype": "FP64", "shape": [-1]} for c in spec.features.numeric],
-            "outputs": [{"name": "score", "datatype": "FP64", "shape": [-1]}],
-            "parameters": {"content_type": "pd"},
-        }
-
-    @app.get("/v2/models/{name}/ready")
-    async def v2_model_ready(name: str) -> Response:
-        _check_name(name)
-        return _json({"name": name, "ready": ready()}, 200 if ready() else 503)
-
-    @app.post("/v2/models/{name}/infer")
-    async def v2_infer(name: str, request: Request) -> Response:
-        _check_name(name)
-        try:
-            body = await request.body()
-            # Triton's binary extension: a JSON header of this length, binary tensors after.
-            header_length = request.headers.get("inference-header-content-length")
-            if header_length is not None:
-                if int(header_length) != len(body):
-                    raise ProtocolError(
-                        "binary tensor data is not supported: send the "
-                        "tensors as JSON (binary_data=False)"
-                    )
-            payload = _loads(body)
-            columns, rows = parse_oip(payload)
-            scored = await score(
-                columns, rows, payload.get("id") or _request_id(request), "v2_infer"
-            )
-        except (ProtocolError, InputError) as exc:
-            return _json({"error": str(exc)}, 400)
-        except HTTPException as exc:
-            return _json({"error": exc.detail}, exc.status_code)
-        return _json(
-            {
-                "model_name": spec.name,
-                "model_version": scored.handle.version,
-                "id": payload.get("id") or str(uuid.uuid4()),
-                "parameters": {"content_type": "np", "alias": scored.handle.alias},
-                "outputs": [
-                    {
-                        "name": "score",
-                        "datatype": "FP64",
-                        "shape": [rows],
-                        "data": scored.scores.tolist(),
-                    }
-                ],
-            }
-        )
+    add_oip_routes(app, scoring, _json)
 
     # -- typed API ---------------------------------------------------------------------------
-    Features = feature_model(spec)
+    Features = feature_model(spec, ranges)
 
-    @app.post("/predict", response_model=PredictResponse)
-    async def predict(features: Features, request: Request) -> PredictResponse:  # type: ignore[valid-type]
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        dependencies=[Depends(require_json)],
+        responses={400: {"description": "a value outside the input policy"}, 422: {}},
+        openapi_extra=json_body(Features),
+    )
+    async def predict(request: Request) -> PredictResponse:
+        features = validated(Features, await request.body())
         request_id = _request_id(request)
         columns = {k: [v] for k, v in features.model_dump().items()}
         try:
-            scored = await score(columns, 1, request_id, "predict")
+            prepared = scoring.prepare_columns(columns, 1, "predict")
+            scored = await scoring.score(prepared, request_id, "predict")
         except InputError as exc:
-            raise HTTPException(422, str(exc)) from None
+            raise HTTPException(400, str(exc)) from None
+        except NotReady as exc:
+            raise HTTPException(exc.status, str(exc)) from None
         value = float(scored.scores[0])
         return PredictResponse(
             request_id=request_id,
@@ -306,63 +239,51 @@ def create_app(
             alias=scored.handle.alias,
         )
 
-    @app.post("/feedback", status_code=202)
-    async def feedback(item: Feedback) -> dict:
+    FeedbackModel = feedback_model(rules, settings.max_request_id_chars)
+
+    @app.post(
+        "/feedback",
+        status_code=202,
+        dependencies=[Depends(require_json)],
+        responses={422: {}},
+        openapi_extra=json_body(FeedbackModel),
+    )
+    async def feedback(request: Request) -> dict:
+        item = validated(FeedbackModel, await request.body())
+        if references.stale():
+            await asyncio.to_thread(references.refresh)
+        if references.values is None:
+            raise HTTPException(503, f"cannot check feedback yet: {references.error}")
+        record = item.model_dump()
+        today = dt.datetime.now(dt.UTC).date()
+        problems = feedback_problems(record, rules, references.values, today)
+        if problems:
+            raise HTTPException(422, problems)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        feedback_log.append({"ts": [now], **{k: [v] for k, v in item.model_dump().items()}})
+        feedback_log.append({"ts": [now], **{k: [v] for k, v in record.items()}})
         return {"accepted": True}
 
     @app.get("/metrics")
     async def prometheus() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        metrics.registry_circuit_open.set(manager.breaker.state == "open")
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # -- admin -------------------------------------------------------------------------------
-    def require_admin(authorization: str = Header(default="")) -> None:
-        token = settings.admin_token
-        scheme, _, given = authorization.partition(" ")
-        if (
-            not token
-            or scheme.lower() != "bearer"
-            or not hmac.compare_digest(given.encode(), token.encode())
-        ):
-            raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+    add_admin_routes(app, settings, manager, registry, warehouse, spec.name)
 
-    def models_state() -> dict:
-        return {
-            alias: handle.version if handle else None
-            for alias, handle in (
-                ("champion", manager.champion),
-                ("challenger", manager.challenger),
-            )
-        } | {"registry_error": manager.last_error}
-
-    @app.post("/admin/reload", dependencies=[Depends(require_admin)])
-    async def admin_reload() -> dict:
-        changed = await asyncio.to_thread(manager.refresh)
-        return {"changed": changed, **models_state()}
-
-    @app.post("/admin/rollback", dependencies=[Depends(require_admin)])
-    async def admin_rollback(body: RollbackRequest) -> JSONResponse:
-        from mlops_platform.registry.promotion import PromotionRefused, rollback
-
-        try:
-            changes = await asyncio.to_thread(
-                rollback,
-                registry,
-                warehouse,
-                spec.name,
-                reason=body.reason,
-                actor="serving-admin",
-                run_id="serving",
-            )
-        except PromotionRefused as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=409)
-        await asyncio.to_thread(manager.refresh)
-        return JSONResponse({"rolled_back_from": changes[0]["from_version"], **models_state()})
-
-    return Guard(app, metrics, settings.max_body_bytes)
+    limits = Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
+        max_request_id_chars=settings.max_request_id_chars,
+        max_concurrent=settings.max_concurrent,
+        timeout_seconds=settings.request_timeout_seconds,
+        rate_per_second=settings.rate_limit_per_second,
+        rate_burst=settings.rate_limit_burst,
+    )
+    guarded = Guard(app, metrics, limits)
+    guarded.state = app.state  # tests and tools reach the app's state through the wrapper
+    return guarded
 
 
 def _request_id(request: Request) -> str:

@@ -3,9 +3,11 @@
 A model call costs about the same for 1 row as for 64 (the cost is per call), so requests are
 queued and one worker scores everything waiting as a single matrix, in a thread so the event
 loop keeps accepting requests. Under load batches grow on their own; idle, a request is scored
-alone at once (no artificial wait). Shadow scoring by the challenger happens afterwards on its
-own thread and queue: a response never waits for it, and a full shadow queue drops shadow work,
-never requests.
+alone at once (no artificial wait). A request of more than `chunk_rows` rows is split into
+chunks that take turns with the batches of small requests, so a single row never waits behind
+a large request for longer than one chunk (no head-of-line blocking). Shadow
+scoring by the challenger happens afterwards on its own thread and queue: a response never
+waits for it, and a full shadow queue drops shadow work, never requests.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import datetime as dt
 import logging
 import random
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -34,6 +37,8 @@ class Pending:
     route: str
     canary: bool
     future: asyncio.Future
+    #: index of this piece's first row in its request (chunks of a large request)
+    first_row: int = 0
 
 
 @dataclass
@@ -52,6 +57,7 @@ class MicroBatcher:
         canary_percent: float = 0.0,
         shadow: bool = True,
         shadow_queue: int = 64,
+        chunk_rows: int = 512,
     ) -> None:
         self.manager = manager
         self.metrics = metrics
@@ -59,21 +65,30 @@ class MicroBatcher:
         self.max_rows = max_rows
         self.canary_percent = canary_percent
         self.shadow = shadow
-        self._queue: asyncio.Queue[Pending] | None = None
+        self.chunk_rows = chunk_rows
+        self._small: deque[Pending] = deque()
+        self._chunks: deque[Pending] = deque()
+        self._work: asyncio.Event | None = None
+        self._busy = False
+        self._last_was_chunk = False
         self._shadow_queue: asyncio.Queue | None = None
         self._shadow_size = shadow_queue
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
-        self._shadow_thread = ThreadPoolExecutor(1, thread_name_prefix="shadow")
+        self._model_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="model", initializer=_one_openmp_thread
+        )
+        self._shadow_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="shadow", initializer=_one_openmp_thread
+        )
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._work = asyncio.Event()
         self._shadow_queue = asyncio.Queue(maxsize=self._shadow_size)
         self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._run_shadow())]
 
     async def stop(self) -> None:
         """Finish what was accepted (requests and shadow work), then stop."""
-        while self._queue is not None and not self._queue.empty():
+        while self._small or self._chunks or self._busy:
             await asyncio.sleep(0.01)
         if self._shadow_queue is not None:
             await self._shadow_queue.join()
@@ -82,48 +97,106 @@ class MicroBatcher:
         self._model_thread.shutdown(wait=True)
         self._shadow_thread.shutdown(wait=True)
 
+    async def warm_up(self) -> None:
+        """Score a few all-missing rows down both paths (compiled trees, scikit-learn) on the
+        model thread, so the first large request does not pay for lazy imports and set-up."""
+        from mlops_platform.serving.scorer import COMPILED_MAX_ROWS
+
+        scorer = self.manager.champion.scorer
+        loop = asyncio.get_running_loop()
+        for rows in (1, COMPILED_MAX_ROWS):
+            matrix = np.full((rows, len(scorer.order)), np.nan)
+            await loop.run_in_executor(self._model_thread, scorer.score, matrix)
+
     async def score(
-        self, columns: dict[str, list], rows: int, request_id: str, route: str
+        self,
+        columns: dict[str, list],
+        rows: int,
+        request_id: str,
+        route: str,
+        challenger: bool | None = None,
     ) -> Scored:
-        canary = self.canary_percent > 0 and random.random() * 100 < self.canary_percent
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Pending(columns, rows, request_id, route, canary, future))
-        return await future
+        """Score rows; `challenger` True/False picks the model, None lets the canary decide."""
+        canary = (
+            challenger
+            if challenger is not None
+            else self.canary_percent > 0 and random.random() * 100 < self.canary_percent
+        )
+        loop = asyncio.get_running_loop()
+        if rows <= self.chunk_rows:
+            future = loop.create_future()
+            self._small.append(Pending(columns, rows, request_id, route, canary, future))
+            self._work.set()
+            return await future
+        pieces = []
+        for start in range(0, rows, self.chunk_rows):
+            end = min(rows, start + self.chunk_rows)
+            part = {name: values[start:end] for name, values in columns.items()}
+            pieces.append(
+                Pending(part, end - start, request_id, route, canary, loop.create_future(), start)
+            )
+        self._chunks.extend(pieces)
+        self._work.set()
+        done = await asyncio.gather(*(piece.future for piece in pieces))
+        return Scored(np.concatenate([d.scores for d in done]), done[-1].handle)
+
+    def _next_batch(self) -> list[Pending]:
+        """Waiting small requests (up to `max_rows`), or one chunk of a large request when
+        nothing small waits or the last batch was small: chunks and small batches take turns.
+        Requests given up on are skipped."""
+        if self._chunks and (not self._small or not self._last_was_chunk):
+            self._last_was_chunk = True
+            piece = self._chunks.popleft()
+            return [] if piece.future.done() else [piece]
+        self._last_was_chunk = False
+        batch, rows = [], 0
+        while self._small and rows < self.max_rows:
+            item = self._small.popleft()
+            if not item.future.done():
+                batch.append(item)
+                rows += item.rows
+        return batch
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            rows = batch[0].rows
-            while rows < self.max_rows and not self._queue.empty():
-                item = self._queue.get_nowait()
-                batch.append(item)
-                rows += item.rows
-            champion, challenger = self.manager.champion, self.manager.challenger
-            groups: dict[str, tuple[ModelHandle, list[Pending]]] = {}
-            for item in batch:
-                handle = challenger if item.canary and challenger is not None else champion
-                groups.setdefault(handle.alias, (handle, []))[1].append(item)
-            for handle, items in groups.values():
+            if not self._small and not self._chunks:
+                self._work.clear()
+                await self._work.wait()
+            batch = self._next_batch()
+            if batch:
+                self._busy = True
                 try:
-                    columns, scores = await loop.run_in_executor(
-                        self._model_thread, _score, handle, items
-                    )
-                except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
-                    for item in items:
-                        if not item.future.done():
-                            item.future.set_exception(exc)
-                    continue
-                start = 0
+                    await self._score_batch(loop, batch)
+                finally:
+                    self._busy = False
+
+    async def _score_batch(self, loop, batch: list[Pending]) -> None:
+        champion, challenger = self.manager.champion, self.manager.challenger
+        groups: dict[str, tuple[ModelHandle, list[Pending]]] = {}
+        for item in batch:
+            handle = challenger if item.canary and challenger is not None else champion
+            groups.setdefault(handle.alias, (handle, []))[1].append(item)
+        for handle, items in groups.values():
+            try:
+                columns, scores = await loop.run_in_executor(
+                    self._model_thread, _score, handle, items
+                )
+            except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
                 for item in items:
                     if not item.future.done():
-                        item.future.set_result(Scored(scores[start : start + item.rows], handle))
-                    start += item.rows
-                self.metrics.batch_rows.labels(handle.alias).observe(len(scores))
-                for value in scores[:64]:
-                    self.metrics.scores.labels(handle.alias).observe(float(value))
-                other = challenger if handle is champion else champion
-                self._after(columns, scores, items, handle, other)
+                        item.future.set_exception(exc)
+                continue
+            start = 0
+            for item in items:
+                if not item.future.done():
+                    item.future.set_result(Scored(scores[start : start + item.rows], handle))
+                start += item.rows
+            self.metrics.batch_rows.labels(handle.alias).observe(len(scores))
+            for value in scores[:64]:
+                self.metrics.scores.labels(handle.alias).observe(float(value))
+            other = challenger if handle is champion else champion
+            self._after(columns, scores, items, handle, other)
 
     def _after(self, columns, scores, items, handle, other) -> None:
         """Queue the batch for shadow scoring, or log it straight away."""
@@ -156,7 +229,7 @@ class MicroBatcher:
         for item in items:
             request_ids += [item.request_id] * item.rows
             routes += [item.route] * item.rows
-            row_index += list(range(item.rows))
+            row_index += range(item.first_row, item.first_row + item.rows)
         record = {
             "ts": [now] * n,
             "request_id": request_ids,
@@ -171,6 +244,15 @@ class MicroBatcher:
             **columns,
         }
         self.log.append(record)
+
+
+def _one_openmp_thread() -> None:
+    """scikit-learn's trees run OpenMP threads that spin while they wait: on a busy machine
+    they take the CPU from the event loop and a 1,000-row call takes 10x longer. One thread
+    per model thread keeps large requests from stalling small ones (measured with py-spy)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def _score_columns(handle: ModelHandle, columns: dict[str, list], rows: int) -> np.ndarray:

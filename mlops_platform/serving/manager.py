@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_platform.serving.breaker import CircuitBreaker
 from mlops_platform.serving.scorer import FastScorer
 from mlops_platform.specs import ModelSpec
 
@@ -52,6 +53,8 @@ class ModelManager:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        #: alias look-ups go through it: a registry that is down is not waited on every poll
+        self.breaker = CircuitBreaker("registry")
 
     def _load(self, alias: str, version: str) -> ModelHandle:
         pipeline = self.registry.load_verified(self.spec.name, version)
@@ -62,7 +65,7 @@ class ModelManager:
         with self._lock:
             changed = False
             try:
-                wanted = self.registry.alias_version(self.spec.name, CHAMPION)
+                wanted = self.breaker.call(self.registry.alias_version, self.spec.name, CHAMPION)
                 if wanted is not None and (
                     self.champion is None or self.champion.version != wanted
                 ):
@@ -77,7 +80,9 @@ class ModelManager:
                         previous and f"v{previous}",
                     )
                 if self.load_challenger:
-                    shadow = self.registry.alias_version(self.spec.name, CHALLENGER)
+                    shadow = self.breaker.call(
+                        self.registry.alias_version, self.spec.name, CHALLENGER
+                    )
                     if shadow is None or shadow == wanted:
                         changed |= self.challenger is not None
                         self.challenger = None

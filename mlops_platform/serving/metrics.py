@@ -53,6 +53,24 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+        self.log_dropped = Counter(
+            "log_records_dropped_total",
+            "Log records that could not be stored (dropped, never retried)",
+            ["log"],
+            registry=self.registry,
+        )
+        self.rejected_values = Counter(
+            "rejected_values_total",
+            "Requests refused for a value outside the policy (infinite, out of declared range)",
+            ["route"],
+            registry=self.registry,
+        )
+        self.registry_circuit_open = Gauge(
+            "registry_circuit_open",
+            "1 while calls to the model registry are suspended by the circuit breaker",
+            registry=self.registry,
+        )
+
     def set_models(self, handles) -> None:
         self.model_version.clear()
         for handle in handles:

@@ -3,33 +3,89 @@
 Record batches (columns) are queued by the request path and written by one background thread
 (every `flush_seconds` or `max_rows`), so the request never waits for disk. `close()` drains
 the queue: on a clean shutdown (SIGTERM included) nothing accepted is lost.
-Layout: `<dir>/date=YYYY-MM-DD/part-<unix ms>-<n>.parquet`; monitoring reads the directory.
+
+The writer never stops: a batch that cannot be converted to the log's schema (a poison record)
+is dropped, counted (`dropped`, `on_drop`) and logged, never re-queued, so it cannot block the
+batches after it. A failed disk write keeps the converted rows and retries them (bounded by
+`max_pending_rows`). Identifying columns (`hash_columns`) are stored as a keyed hash.
+Every `compact_seconds` the writer merges its own small files of a day into one (see
+`logfiles`); a day's files from all replicas are merged by the retention job.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
+import hmac
 import itertools
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from mlops_platform.serving.logfiles import (  # noqa: F401 - read_log is this module's API
+    PARTITION_PREFIX,
+    merge_files,
+    read_log,
+    write_atomic,
+    writer_token,
+)
+
 log = logging.getLogger("mlops.serving")
+#: Rows converted to Arrow at a time (a conversion holds the GIL; ~2 ms per slice).
+CONVERT_ROWS = 1_000
+
+
+def _slices(columns: dict[str, list], size: int):
+    rows = len(next(iter(columns.values())))
+    if rows <= size:
+        yield columns
+        return
+    for start in range(0, rows, size):
+        yield {name: values[start : start + size] for name, values in columns.items()}
+
+
+def keyed_hash(key: bytes, value: str | None) -> str | None:
+    """HMAC-SHA256 of a value (hex, 32 characters): joinable, not reversible without the key."""
+    if value is None:
+        return None
+    return hmac.new(key, str(value).encode(errors="replace"), hashlib.sha256).hexdigest()[:32]
 
 
 class PartitionedLog:
     def __init__(
-        self, directory: str | Path, schema, flush_seconds: float = 0.25, max_rows: int = 5_000
+        self,
+        directory: str | Path,
+        schema,
+        flush_seconds: float = 0.25,
+        max_rows: int = 5_000,
+        compact_seconds: float = 60.0,
+        hash_columns: frozenset[str] = frozenset(),
+        hash_key: bytes = b"",
+        on_drop: Callable[[int, str], None] | None = None,
+        max_pending_rows: int = 1_000_000,
     ) -> None:
         self.directory = Path(directory)
         self.schema = schema
         self.flush_seconds = flush_seconds
         self.max_rows = max_rows
+        self.compact_seconds = compact_seconds
+        self.hash_columns = frozenset(c for c in hash_columns if c in schema.names)
+        if self.hash_columns and not hash_key:
+            raise ValueError("hash_columns need a hash_key")
+        self.hash_key = hash_key
+        self.on_drop = on_drop
+        self.max_pending_rows = max_pending_rows
+        self.token = writer_token()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._retry: list[tuple[str, object]] = []  # converted (day, table) not yet on disk
         self._closed = threading.Event()
         self._counter = itertools.count()
+        self._last_compaction = time.monotonic()
+        self._compact_on_close = True
         self.written = 0
+        self.dropped = 0
         self._thread = threading.Thread(
             target=self._run, name=f"log-{self.directory.name}", daemon=True
         )
@@ -51,51 +107,125 @@ class PartitionedLog:
             rows += len(batch["ts"])
         return batches
 
-    def _write(self, batches: list[dict[str, list]]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def _drop(self, rows: int, reason: str) -> None:
+        self.dropped += rows
+        log.error("dropped %d %s log records that cannot be stored: %s", rows, self.name, reason)
+        if self.on_drop is not None:
+            self.on_drop(rows, reason)
 
-        by_date: dict[str, dict[str, list]] = {}
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    def _convert(self, batches: list[dict[str, list]]):
+        """One Arrow batch per day; a batch that does not convert is dropped on its own."""
+        import pyarrow as pa
+
+        def days_of(group):
+            by_date: dict[str, dict[str, list]] = {}
+            for batch in group:
+                day = by_date.setdefault(
+                    batch["ts"][0].strftime("%Y-%m-%d"), {name: [] for name in self.schema.names}
+                )
+                for name, values in day.items():
+                    values.extend(batch.get(name) or [None] * len(batch["ts"]))
+            for columns in by_date.values():
+                for name in self.hash_columns:
+                    columns[name] = [keyed_hash(self.hash_key, v) for v in columns[name]]
+            # In slices: one conversion holds the GIL throughout, and the event loop waits.
+            return [
+                (day, pa.RecordBatch.from_pydict(part, schema=self.schema))
+                for day, columns in by_date.items()
+                for part in _slices(columns, CONVERT_ROWS)
+            ]
+
+        # One conversion per day and flush (per-batch conversions cost more GIL time in all);
+        # only if that fails is each batch converted alone, to find and drop the bad one.
+        try:
+            return days_of(batches)
+        except Exception:  # noqa: BLE001 - isolate the poison batch below
+            pass
+        converted = []
         for batch in batches:
-            day = by_date.setdefault(
-                batch["ts"][0].strftime("%Y-%m-%d"), {name: [] for name in self.schema.names}
-            )
-            for name, values in day.items():
-                values.extend(batch[name])
-        # One conversion per day and flush: per-batch conversions cost more GIL time in all.
-        converted_by_day = {
-            day: [pa.RecordBatch.from_pydict(columns, schema=self.schema)]
-            for day, columns in by_date.items()
-        }
-        for day, converted in converted_by_day.items():
-            folder = self.directory / f"date={day}"
-            folder.mkdir(parents=True, exist_ok=True)
-            stamp = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-            name = folder / f"part-{stamp}-{next(self._counter)}.parquet"
-            table = pa.Table.from_batches(converted, schema=self.schema)
-            pq.write_table(table, name.with_suffix(".tmp"))
-            name.with_suffix(".tmp").rename(name)  # readers never see half a file
+            try:
+                converted += days_of([batch])
+            except Exception as exc:  # noqa: BLE001 - a record that cannot be stored
+                rows = len(batch.get("ts") or [])
+                self._drop(rows, f"{type(exc).__name__}: {str(exc)[:200]}")
+        return converted
+
+    def _write(self, converted) -> None:
+        import pyarrow as pa
+
+        by_day: dict[str, list] = {}
+        for day, batch in converted:
+            by_day.setdefault(day, []).append(batch)
+        for day, parts in by_day.items():
+            table = pa.Table.from_batches(parts, schema=self.schema)
+            folder = self.directory / f"{PARTITION_PREFIX}{day}"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                name = f"part-{self.token}-{next(self._counter):08d}.parquet"
+                write_atomic(table, folder / name)
+            except OSError:
+                log.exception("could not write %d %s log rows; retrying", table.num_rows, self.name)
+                self._keep_for_retry(day, table)
+                continue
             self.written += table.num_rows
 
+    def _keep_for_retry(self, day: str, table) -> None:
+        self._retry.append((day, table))
+        pending = sum(t.num_rows for _, t in self._retry)
+        while pending > self.max_pending_rows and self._retry:
+            _, oldest = self._retry.pop(0)
+            pending -= oldest.num_rows
+            self._drop(oldest.num_rows, "disk unwritable and the retry buffer is full")
+
     def _run(self) -> None:
+        import pyarrow.parquet  # noqa: F401 - imported here at start, not on the first flush
+
         while not self._closed.wait(self.flush_seconds):
             self._flush()
+            if time.monotonic() - self._last_compaction >= self.compact_seconds:
+                self.compact()
         self._flush()
+        if self._compact_on_close:
+            self.compact()
 
     def _flush(self) -> None:
+        retry, self._retry = self._retry, []
+        if retry:
+            self._write([(day, batch) for day, table in retry for batch in table.to_batches()])
         while True:
-            batch = self._drain()
-            if not batch:
+            batches = self._drain()
+            if not batches:
                 return
             try:
-                self._write(batch)
-            except Exception:  # noqa: BLE001 - keep the records and try again on the next tick
-                log.exception("could not write %d log batches; retrying", len(batch))
-                for columns in batch:
-                    self._queue.put(columns)
-                return
+                self._write(self._convert(batches))
+            except Exception:  # noqa: BLE001 - the writer thread must never die
+                rows = sum(len(b.get("ts") or []) for b in batches)
+                log.exception("unexpected error writing the %s log", self.name)
+                self._drop(rows, "unexpected writer error")
 
-    def close(self) -> None:
+    def compact(self) -> int:
+        """Merge this writer's small files, per day, into one; returns the files merged."""
+        self._last_compaction = time.monotonic()
+        merged = 0
+        for folder in sorted(self.directory.glob(f"{PARTITION_PREFIX}*")):
+            mine = sorted(folder.glob(f"part-{self.token}-*.parquet"))
+            if len(mine) < 2:
+                continue
+            target = folder / f"merged-{self.token}-{next(self._counter):08d}.parquet"
+            try:
+                merge_files(mine, target)
+                merged += len(mine)
+            except Exception:  # noqa: BLE001 - the small files stay and are merged later
+                log.exception("could not merge %d files in %s", len(mine), folder)
+        return merged
+
+    def close(self, compact: bool = True) -> None:
+        """Write what is queued (and merge this writer's files, unless `compact` is False)."""
+        self._compact_on_close = compact
         self._closed.set()
         self._thread.join(timeout=30)
 
@@ -120,41 +250,3 @@ def prediction_schema(spec):
         + [(c, pa.string()) for c in spec.features.categorical]
         + [(c, pa.float64()) for c in spec.features.numeric]
     )
-
-
-def feedback_schema():
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("ts", pa.timestamp("us")),
-            ("year", pa.int64()),
-            ("month", pa.int64()),
-            ("day", pa.int64()),
-            ("carrier", pa.string()),
-            ("flight", pa.int64()),
-            ("origin", pa.string()),
-            ("arr_delay", pa.float64()),
-            ("request_id", pa.string()),
-        ]
-    )
-
-
-def read_log(directory: str | Path, start: dt.date | None = None, end: dt.date | None = None):
-    """Everything logged so far, or only the date partitions from `start` to `end` (inclusive),
-    as a DataFrame (empty if nothing)."""
-    import pandas as pd
-    import pyarrow.dataset as ds
-
-    root = Path(directory)
-    folders = [
-        folder
-        for folder in sorted(root.glob("date=*"))
-        if (start is None or folder.name[5:] >= str(start))
-        and (end is None or folder.name[5:] <= str(end))
-    ]
-    files = [str(f) for folder in folders for f in sorted(folder.glob("*.parquet"))]
-    if not files:
-        return pd.DataFrame()
-    dataset = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=str(root))
-    return dataset.to_table().to_pandas()

@@ -1,0 +1,101 @@
+"""The route-independent part of a scoring request: parse, check, score.
+
+Every route goes through `Scoring.prepare` (parse and `normalize`, so the value policy is the
+same everywhere) and `Scoring.score`. Bodies larger than `OFFLOAD_BYTES` are parsed on a worker
+thread, so a large request never holds the event loop while small ones wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from mlops_platform.serving.batcher import MicroBatcher, Scored
+from mlops_platform.serving.manager import ModelManager
+from mlops_platform.serving.metrics import ServingMetrics
+from mlops_platform.serving.protocols import loads, parse_csv, parse_mlflow_json, parse_oip
+from mlops_platform.serving.scorer import InputError, normalize
+from mlops_platform.serving.settings import ServingSettings
+from mlops_platform.specs import ModelSpec
+
+#: Bodies from this size on are parsed off the event loop (a single row is ~600 bytes).
+OFFLOAD_BYTES = 64_000
+
+
+class NotReady(RuntimeError):
+    """No verified champion (or not the version asked for): 503 or 404."""
+
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Prepared:
+    columns: dict[str, list]
+    rows: int
+    payload: object = None
+
+
+class Scoring:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        settings: ServingSettings,
+        manager: ModelManager,
+        batcher: MicroBatcher,
+        metrics: ServingMetrics,
+        ranges: dict[str, tuple[float, float]],
+    ) -> None:
+        self.spec, self.settings, self.manager = spec, settings, manager
+        self.batcher, self.metrics, self.ranges = batcher, metrics, ranges
+        self.wanted = list(spec.features.columns)
+
+    def ready(self) -> bool:
+        return self.manager.champion is not None
+
+    def _normalize(self, columns: dict, rows: int, route: str) -> dict[str, list]:
+        try:
+            return normalize(columns, rows, self.spec, self.ranges)
+        except InputError:
+            self.metrics.rejected_values.labels(route).inc()
+            raise
+
+    def _parse(self, kind: str, body: bytes, route: str) -> Prepared:
+        limit = self.settings.max_request_rows
+        if kind == "csv":
+            columns, rows = parse_csv(body, self.wanted, limit)
+            payload = None
+        else:
+            payload = loads(body)
+            parse = parse_oip if kind == "oip" else parse_mlflow_json
+            columns, rows = parse(payload, self.wanted, limit)
+        return Prepared(self._normalize(columns, rows, route), rows, payload)
+
+    async def prepare(self, kind: str, body: bytes, route: str) -> Prepared:
+        """Parse and check a body ("csv", "mlflow" or "oip"); raises ProtocolError/InputError."""
+        if len(body) >= OFFLOAD_BYTES:
+            return await asyncio.to_thread(self._parse, kind, body, route)
+        return self._parse(kind, body, route)
+
+    def prepare_columns(self, columns: dict, rows: int, route: str) -> Prepared:
+        return Prepared(self._normalize(columns, rows, route), rows)
+
+    async def score(
+        self, prepared: Prepared, request_id: str, route: str, version: str | None = None
+    ) -> Scored:
+        """Score on the champion (or, by `version`, on whichever served model has it)."""
+        champion, challenger = self.manager.champion, self.manager.challenger
+        if champion is None:
+            raise NotReady("no verified champion loaded yet")
+        use_challenger = None
+        if version is not None:
+            if version == champion.version:
+                use_challenger = False
+            elif challenger is not None and version == challenger.version:
+                use_challenger = True
+            else:
+                raise NotReady(f"version {version!r} is not being served", 404)
+        return await self.batcher.score(
+            prepared.columns, prepared.rows, request_id, route, use_challenger
+        )
