@@ -1,9 +1,8 @@
 """Which logged columns identify someone, and the key their hashes are made with.
 
-`hashed_columns` is the one place the prediction log asks which columns to hash. Until the
-contracts carry a column classification, it reads them from the setting
-`MLOPS_SERVING_HASH_COLUMNS`; then it returns the identifier and quasi-identifier columns the
-classification declares.
+`hashed_columns` is the one place the prediction log asks which columns to hash: every column
+the contracts classify (identifier, quasi-identifier, personal: `contracts/classification.py`),
+plus any extra named in the setting `MLOPS_SERVING_HASH_COLUMNS`.
 """
 
 from __future__ import annotations
@@ -16,7 +15,9 @@ from pathlib import Path
 
 def hashed_columns(configured: str, logged: list[str]) -> frozenset[str]:
     """Columns of the log to store as keyed hashes (only those the log has)."""
-    wanted = {c.strip() for c in configured.split(",") if c.strip()}
+    from mlops_platform.contracts.classification import classified_columns
+
+    wanted = {c.strip() for c in configured.split(",") if c.strip()} | set(classified_columns())
     return frozenset(c for c in logged if c in wanted)
 
 

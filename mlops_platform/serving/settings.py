@@ -55,7 +55,7 @@ class ServingSettings:
     #: each replica merges its own small log files this often
     log_compact_seconds: float = _float("MLOPS_SERVING_LOG_COMPACT_SECONDS", "60")
     #: logged columns stored as a keyed hash (until contracts classify columns)
-    hash_columns: str = field(default_factory=lambda: _env("MLOPS_SERVING_HASH_COLUMNS", "tailnum"))
+    hash_columns: str = field(default_factory=lambda: _env("MLOPS_SERVING_HASH_COLUMNS", ""))
     #: key of those hashes; empty: generated once under the log directory
     hash_key: str = field(default_factory=lambda: _env("MLOPS_SERVING_HASH_KEY", ""), repr=False)
     retry_seconds: float = _float("MLOPS_SERVING_RETRY_SECONDS", "2")
