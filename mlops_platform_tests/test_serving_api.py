@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from mlops_platform.http_server import BackgroundServer
-from mlops_platform.registry.promotion import audit_log, promote
+from mlops_platform.registry.promotion import admit_challenger, audit_log, promote
+from mlops_platform.registry.signing import record_gate
 from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
 from mlops_platform.serving.app import create_app
 from mlops_platform.serving.predictionlog import read_log
@@ -68,7 +69,8 @@ def models(golden, golden_features, tmp_path_factory) -> Path:
             "random_state": 13,
         }
         version = train_and_register(SPEC, features, registry, warehouse, params, "test")["version"]
-        registry.set_version_tags(SPEC.name, version, {"gate_passed": "true"})
+        record_gate(registry, SPEC.name, version, {"passed": True})  # signed, as the gate does
+        admit_challenger(registry, warehouse, SPEC.name, version, run_id="test")
         if iterations == 80:
             promote(
                 registry, warehouse, SPEC.name, version, reason="test", actor="test", run_id="test"

@@ -92,7 +92,7 @@ class Feedback(BaseModel):
 
 
 class RollbackRequest(BaseModel):
-    reason: str = Field(min_length=3)
+    reason: str = Field(min_length=3, max_length=500)
 
 
 def create_app(
@@ -110,6 +110,7 @@ def create_app(
     manager = ModelManager(registry, spec, poll_seconds=settings.poll_seconds)
     # The model-version gauge changes when the models do, not on every request.
     manager.on_change = lambda: metrics.set_models([manager.champion, manager.challenger])
+    manager.on_refused = lambda alias, version, _: metrics.refused.labels(alias, version).inc()
     predictions = PartitionedLog(f"{settings.log_dir}/predictions", prediction_schema(spec))
     feedback_log = PartitionedLog(f"{settings.log_dir}/feedback", feedback_schema())
     batcher = MicroBatcher(
@@ -169,9 +170,13 @@ def create_app(
 
     # -- MLflow scoring protocol -------------------------------------------------------------
     @app.get("/ping")
-    @app.get("/health")
     async def ping() -> Response:
         return Response("\n", status_code=200 if ready() else 503, media_type="application/json")
+
+    @app.get("/health")
+    async def health() -> Response:
+        # Same status as /ping; the body says which versions serve and which were refused.
+        return _json({"ready": ready(), **models_state()}, 200 if ready() else 503)
 
     @app.get("/version")
     async def mlflow_version() -> Response:
@@ -336,7 +341,7 @@ def create_app(
                 ("champion", manager.champion),
                 ("challenger", manager.challenger),
             )
-        } | {"registry_error": manager.last_error}
+        } | {"registry_error": manager.last_error, "refused": dict(manager.refused)}
 
     @app.post("/admin/reload", dependencies=[Depends(require_admin)])
     async def admin_reload() -> dict:

@@ -53,6 +53,13 @@ class ServingMetrics:
             registry=self.registry,
         )
 
+        self.refused = Counter(
+            "model_refused_total",
+            "Model versions an alias pointed to that failed verification (never served)",
+            ["alias", "version"],
+            registry=self.registry,
+        )
+
     def set_models(self, handles) -> None:
         self.model_version.clear()
         for handle in handles:
