@@ -127,7 +127,8 @@ class ModelManager:
                     )
                 if self.load_challenger:
                     shadow = self.registry.alias_version(self.spec.name, CHALLENGER)
-                    if shadow is None or shadow == wanted:
+                    serving = self.champion.version if self.champion else None
+                    if shadow is None or shadow == serving:
                         changed |= self.challenger is not None
                         self.challenger = None
                         self.refused.pop(CHALLENGER, None)
