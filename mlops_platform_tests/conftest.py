@@ -146,3 +146,20 @@ def signed_model(golden, golden_features, tmp_path_factory) -> Path:
         admit_challenger(registry, warehouse, spec.name, version, run_id="fixture")
         promote(registry, warehouse, spec.name, version, reason="first", actor="t", run_id="t")
     return root
+
+
+@pytest.fixture()
+def signed_registry(signed_model, data_dir, monkeypatch):
+    """Private copies of the signed registry and warehouse in the test's data dir (the local
+    profile's layout, so the `mlops` CLI finds them); the pipeline's key from the fixture."""
+    (data_dir / "mlflow").mkdir()
+    shutil.copy(signed_model / "mlflow" / "mlflow.db", data_dir / "mlflow" / "mlflow.db")
+    shutil.copy(signed_model / "warehouse.duckdb", data_dir / "warehouse.duckdb")
+    monkeypatch.setenv("MLOPS_SIGNING_KEY", str(signed_model / "signing" / "pipeline.key"))
+    from mlops_platform.registry.store import ModelRegistry
+    from mlops_platform.warehouse import DuckDBWarehouse
+
+    registry = ModelRegistry(
+        f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}", str(signed_model / "mlflow" / "artifacts")
+    )
+    return registry, DuckDBWarehouse(path=str(data_dir / "warehouse.duckdb"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,48 +27,10 @@ from mlops_platform.registry.artifact import (
 from mlops_platform.registry.promotion import PromotionRefused, admit_challenger, promote
 from mlops_platform.registry.signing import SignatureError, record_gate, sign_version
 from mlops_platform.registry.store import ModelRegistry, directory_sha256
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform_tests.registry_helpers import NAME, clone_version
 from mlops_platform_tests.test_serving_api import ROW
 
-NAME = "flight_delay"
 TOKEN = "supply-token"
-
-
-@pytest.fixture()
-def reg(signed_model, data_dir, monkeypatch):
-    """Private copies of the signed registry and warehouse in the test's data dir (the local
-    profile's layout, so the `mlops` CLI finds them); the pipeline's key from the fixture."""
-    (data_dir / "mlflow").mkdir()
-    shutil.copy(signed_model / "mlflow" / "mlflow.db", data_dir / "mlflow" / "mlflow.db")
-    shutil.copy(signed_model / "warehouse.duckdb", data_dir / "warehouse.duckdb")
-    monkeypatch.setenv("MLOPS_SIGNING_KEY", str(signed_model / "signing" / "pipeline.key"))
-    registry = ModelRegistry(
-        f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}", str(signed_model / "mlflow" / "artifacts")
-    )
-    return registry, DuckDBWarehouse(path=str(data_dir / "warehouse.duckdb"))
-
-
-def register_dir(registry: ModelRegistry, local: Path) -> str:
-    """Register a model directory by hand, with a correct digest tag (anyone can)."""
-    mlflow = registry.fluent()
-    with mlflow.start_run(experiment_id=registry.experiment_id(NAME)) as run:
-        mlflow.log_artifacts(str(local), "model")
-    mv = registry.client.create_model_version(
-        NAME, f"runs:/{run.info.run_id}/model", run.info.run_id
-    )
-    registry.set_version_tags(NAME, mv.version, {"artifact_sha256": directory_sha256(local)})
-    return str(mv.version)
-
-
-def clone_version(registry: ModelRegistry, version: str = "1", edit=None) -> str:
-    """Re-upload a version's artifact as a new version (optionally edited first)."""
-    mlflow = registry.fluent()
-    source = registry.client.get_model_version(NAME, version).source
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp))
-        if edit:
-            edit(local)
-        return register_dir(registry, local)
 
 
 # -- A. nothing from an artifact runs before it is verified -----------------------------------
@@ -143,8 +104,8 @@ def _ship_code(marker: Path):
     return edit
 
 
-def test_code_shipped_in_an_artifact_never_runs(reg, tmp_path):
-    registry, warehouse = reg
+def test_code_shipped_in_an_artifact_never_runs(signed_registry, tmp_path):
+    registry, warehouse = signed_registry
     marker = tmp_path / "marker"
     version = clone_version(registry, edit=_ship_code(marker))
     # Sign it with the pipeline's own key too: the layout check must not rely on the signature.
@@ -214,12 +175,14 @@ def _admin(url: str, route: str) -> dict:
     return httpx.post(f"{url}{route}", headers={"authorization": f"Bearer {TOKEN}"}).json()
 
 
-def test_forged_versions_are_never_served_nor_promoted(reg, tmp_path, monkeypatch, caplog):
+def test_forged_versions_are_never_served_nor_promoted(
+    signed_registry, tmp_path, monkeypatch, caplog
+):
     from mlops_platform.http_server import BackgroundServer
     from mlops_platform.serving.app import create_app
     from mlops_platform.serving.settings import ServingSettings
 
-    registry, warehouse = reg
+    registry, warehouse = signed_registry
     copied = clone_version(registry)  # v2: v1 re-uploaded, with v1's tags and signature
     _copy_signature(registry, "1", copied)
     attacker = clone_version(registry)  # v3: signed, but not with the pipeline's key
@@ -274,8 +237,8 @@ def test_forged_versions_are_never_served_nor_promoted(reg, tmp_path, monkeypatc
         assert httpx.get(f"{server.url}/health").json()["refused"].get("champion") is None
 
 
-def test_signature_covers_the_gate_result(reg):
-    registry, _ = reg
+def test_signature_covers_the_gate_result(signed_registry):
+    registry, _ = signed_registry
     mlflow = registry.fluent()
     real = registry.client.get_model_version(NAME, "1")
     registry.load_verified(NAME, "1")  # intact: verifies
@@ -296,10 +259,10 @@ def test_signature_covers_the_gate_result(reg):
 
 
 # -- C. every version names the software that trained it ------------------------------------
-def test_every_version_carries_its_sbom(reg):
+def test_every_version_carries_its_sbom(signed_registry):
     from importlib.metadata import version as installed
 
-    registry, _ = reg
+    registry, _ = signed_registry
     mv = registry.client.get_model_version(NAME, "1")
     path = registry.client.download_artifacts(mv.run_id, "sbom/environment.cdx.json")
     text = Path(path).read_text()
