@@ -246,3 +246,45 @@ def test_postgres_audit_table_refuses_update_delete_truncate(data_dir):
             )
     finally:
         engine.dispose()
+
+
+def test_postgres_lock_serialises_hosts(data_dir, tmp_path):
+    """Another host (its own data dir, so its own file locks) holding the model's lock on the
+    PostgreSQL server makes this one wait."""
+    import os
+
+    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform_tests.test_production_profile import SERVER, _server_or_skip
+
+    _server_or_skip()
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from mlops_platform.registry.audit import governance_lock\n"
+            "from mlops_platform.warehouse import PostgresWarehouse\n"
+            f"with governance_lock({NAME!r}, PostgresWarehouse(url={SERVER!r})):\n"
+            "    print('held', flush=True)\n"
+            "    sys.stdin.read()\n",
+        ],
+        env={**os.environ, "MLOPS_DATA_DIR": str(tmp_path / "other-host")},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    acquired = threading.Event()
+
+    def take() -> None:
+        with governance_lock(NAME, PostgresWarehouse(url=SERVER)):
+            acquired.set()
+
+    try:
+        assert other.stdout.readline().strip() == "held"
+        waiting = threading.Thread(target=take)
+        waiting.start()
+        assert not acquired.wait(1.0)
+    finally:
+        other.communicate("", timeout=60)
+    waiting.join(timeout=60)
+    assert acquired.is_set()

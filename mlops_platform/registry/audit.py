@@ -79,8 +79,9 @@ _held = threading.local()
 
 
 @contextlib.contextmanager
-def governance_lock(model: str) -> Iterator[None]:
-    """Exclusive per model across threads and processes of this host (re-entrant per thread)."""
+def governance_lock(model: str, warehouse=None) -> Iterator[None]:
+    """Exclusive per model across threads and processes of this host (re-entrant per thread);
+    with a PostgreSQL warehouse also across hosts (an advisory lock on that server)."""
     depth = getattr(_held, model, 0)
     if depth:
         setattr(_held, model, depth + 1)
@@ -92,7 +93,7 @@ def governance_lock(model: str) -> Iterator[None]:
     folder = data_dir() / "registry_locks"
     folder.mkdir(parents=True, exist_ok=True)
     name = hashlib.sha256(model.encode()).hexdigest()[:16]
-    with open(folder / f"{name}.lock", "a+") as handle:
+    with open(folder / f"{name}.lock", "a+") as handle, _server_lock(model, warehouse):
         fcntl.flock(handle, fcntl.LOCK_EX)  # its own open file: threads exclude each other too
         setattr(_held, model, 1)
         try:
@@ -100,6 +101,30 @@ def governance_lock(model: str) -> Iterator[None]:
         finally:
             setattr(_held, model, 0)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _server_lock(model: str, warehouse) -> Iterator[None]:
+    from mlops_platform.warehouse import PostgresWarehouse
+
+    if not isinstance(warehouse, PostgresWarehouse):
+        yield
+        return
+    import sqlalchemy as sa
+
+    key = int.from_bytes(
+        hashlib.sha256(f"mlops-alias:{model}".encode()).digest()[:8], "big", signed=True
+    )
+    engine = sa.create_engine(warehouse.url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()
 
 
 # -- spool -----------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def record_change(
     warehouse cannot take the row now, it stays journalled and lands with the next write."""
     reason = validate_reason(reason)
     change = new_change(model, alias, from_version, to_version, reason, actor, run_id, gate)
-    with governance_lock(model):
+    with governance_lock(model, warehouse):
         journal(warehouse, change)
         try:
             if to_version is None:
@@ -109,7 +109,7 @@ def admit_challenger(
 ) -> dict | None:
     """A version that passed its gate (signature verified) becomes `challenger`."""
     gate = verified_gate(registry, model, version)
-    with governance_lock(model):
+    with governance_lock(model, warehouse):
         current = registry.alias_version(model, CHALLENGER)
         if current == version:
             return None
@@ -140,7 +140,7 @@ def promote(
     """Make `version` the champion, keeping the old one as `previous_champion`."""
     reason = validate_reason(reason)
     gate = verified_gate(registry, model, version)
-    with governance_lock(model):
+    with governance_lock(model, warehouse):
         current = registry.alias_version(model, CHAMPION)
         if current == version:
             return []
@@ -205,7 +205,7 @@ def rollback(
     """Champion goes back to `previous_champion`; the rolled-back version stops being
     challenger too."""
     reason = validate_reason(f"rollback: {validate_reason(reason)}"[:500])
-    with governance_lock(model):
+    with governance_lock(model, warehouse):
         previous = registry.alias_version(model, PREVIOUS)
         current = registry.alias_version(model, CHAMPION)
         if previous is None:
