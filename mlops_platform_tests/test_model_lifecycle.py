@@ -90,7 +90,8 @@ def test_first_model_becomes_champion_with_everything_recorded(env):
     assert tags["gate_passed"] == "true" and len(tags["artifact_sha256"]) == 64
     # The gate signed it (artifact + gate result) and the SBOM of its software is beside it.
     assert len(tags["signed_by"]) == 16 and len(tags["sbom_sha256"]) == 64
-    assert registry.verified_download(SPEC.name, "1")  # signature verifies (no raise on enter)
+    with registry.verified_download(SPEC.name, "1") as (_, signed):
+        assert signed.gate["passed"] is True and signed.version == "1"
     assert tags["dagster_run_id"] == result.run_id and tags["data_digest"]
     run = registry.client.get_run(tags["mlflow_run_id"])
     assert run.data.params["max_iter"] == "200"
