@@ -263,16 +263,20 @@ def flush(warehouse, registry=None) -> int:
     return 0
 
 
-_protected: set[str] = set()
-
-
 def _protect(warehouse) -> None:
     """On PostgreSQL, refuse UPDATE, DELETE and TRUNCATE of the audit table (a trigger)."""
     from mlops_platform.warehouse import PostgresWarehouse
 
-    if not isinstance(warehouse, PostgresWarehouse) or warehouse.url in _protected:
+    if not isinstance(warehouse, PostgresWarehouse):
         return
     table = f"{AUDIT_SCHEMA}.{AUDIT_TABLE}"
+    found = warehouse.query(
+        "SELECT count(*) AS n FROM pg_trigger WHERE tgrelid = CAST(:t AS regclass) "
+        "AND tgname IN ('append_only', 'append_only_truncate')",
+        {"t": table},
+    )
+    if int(found["n"].iloc[0]) == 2:
+        return
     warehouse.execute(
         f"CREATE OR REPLACE FUNCTION {AUDIT_SCHEMA}.refuse_audit_change() RETURNS trigger "
         "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
@@ -286,7 +290,6 @@ def _protect(warehouse) -> None:
         f"CREATE OR REPLACE TRIGGER append_only_truncate BEFORE TRUNCATE ON {table} "
         f"FOR EACH STATEMENT EXECUTE FUNCTION {AUDIT_SCHEMA}.refuse_audit_change()"
     )
-    _protected.add(warehouse.url)
 
 
 def verify_chain(warehouse, registry=None, model: str | None = None) -> list[str]:
