@@ -152,6 +152,18 @@ def cmd_model(args: argparse.Namespace) -> None:
                 else "(audited)"
             )
         )
+    elif args.action == "sign":
+        from mlops_platform.registry.audit import validate_reason
+        from mlops_platform.registry.signing import sign_legacy
+
+        if not args.version:
+            raise SystemExit("sign needs --version (a version gated before signing existed)")
+        try:
+            reason = validate_reason(args.reason)
+            sign_legacy(registry, args.model, args.version, args.actor, reason)
+        except (PromotionRefused, RuntimeError) as exc:
+            raise SystemExit(f"refused: {exc}") from None
+        print(f"{args.model} v{args.version}: signed by the pipeline's key ({args.actor})")
     elif args.action == "status":
         for alias in (CHAMPION, CHALLENGER, PREVIOUS):
             print(f"{alias:<18} {registry.alias_version(args.model, alias) or '-'}")
@@ -239,8 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     quarantine.add_argument("--limit", type=int, default=20)
     quarantine.set_defaults(handler=cmd_quarantine)
 
-    model = commands.add_parser("model", help="registry: status, audit log, rollback")
-    model.add_argument("action", choices=["status", "audit", "rollback"])
+    model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")
+    model.add_argument("action", choices=["status", "audit", "rollback", "sign"])
+    model.add_argument("--version", default="", help="sign: the version to sign")
     model.add_argument("--model", default="flight_delay")
     model.add_argument("--reason", default="")
     model.add_argument("--actor", default=os.environ.get("USER", "cli"))

@@ -275,3 +275,23 @@ def test_every_version_carries_its_sbom(signed_registry):
     assert f"pkg:pypi/scikit-learn@{installed('scikit-learn')}" in {
         c["purl"] for c in bom["components"]
     }
+
+
+def test_versions_gated_before_signing_are_signed_only_on_request(signed_registry, capsys):
+    from mlops_platform.cli import main
+
+    registry, _ = signed_registry
+    legacy = clone_version(registry)  # as the platform left it before signing existed
+    summary = registry.version_tags(NAME, "1")["gate_summary"]
+    registry.set_version_tags(NAME, legacy, {"gate_passed": "true", "gate_summary": summary})
+    with pytest.raises(SignatureError, match="mlops model sign"):
+        registry.load_verified(NAME, legacy)
+    never_gated = clone_version(registry)
+    with pytest.raises(SystemExit, match="no recorded gate pass"):
+        main(["model", "sign", "--version", never_gated, "--reason", "trust me"])
+    with pytest.raises(SystemExit, match="reason is required"):
+        main(["model", "sign", "--version", legacy])
+    main(["model", "sign", "--version", legacy, "--reason", "gated in 2013", "--actor", "ana"])
+    assert "signed by the pipeline's key (ana)" in capsys.readouterr().out
+    with registry.verified_download(NAME, legacy) as (_, record):
+        assert record.gate["signed_later_by"] == "ana" and record.gate["passed"] is True

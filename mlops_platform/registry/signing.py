@@ -166,7 +166,8 @@ def verify_signature(registry, model: str, version: str, local_model: Path) -> G
         except Exception as exc:  # noqa: BLE001 - absent in every store-specific way
             raise SignatureError(
                 f"{model} v{version} is not signed (no signature/v{version} on its run: "
-                f"{type(exc).__name__}); only versions that passed the gate are signed"
+                f"{type(exc).__name__}); only versions that passed the gate are signed (one "
+                "gated before signing existed: `mlops model sign --version N --reason ...`)"
             ) from None
         if (
             not (signature_dir / SIGNATURE_FILE).is_file()
@@ -207,3 +208,18 @@ def record_gate(registry, model: str, version: str, summary: dict) -> GateRecord
         },
     )
     return sign_version(registry, model, version, summary) if summary.get("passed") else None
+
+
+def sign_legacy(registry, model: str, version: str, signer: str, reason: str) -> GateRecord:
+    """Sign a version gated before signing existed, on a person's word: its recorded gate must
+    be a pass, and its artifact must match its digest and pass the layout checks."""
+    summary = json.loads(registry.version_tags(model, version).get("gate_summary") or "{}")
+    if registry.version_tags(model, version).get("gate_passed") != "true" or not summary.get(
+        "passed"
+    ):
+        raise SignatureError(f"{model} v{version} has no recorded gate pass: run the gate")
+    with registry.verified_download(model, version, signed=False):
+        pass  # digest and layout
+    return sign_version(
+        registry, model, version, {**summary, "signed_later_by": signer, "reason": reason}
+    )
