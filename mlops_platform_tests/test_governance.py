@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from mlops_platform.registry.audit import (
+    confirm,
     governance_lock,
     journal,
     new_change,
@@ -75,6 +76,22 @@ def test_bad_reason_or_failed_alias_move_changes_nothing(signed_registry):
     assert aliases(registry) == before
     assert len(audit_log(warehouse, NAME)) == rows and pending(warehouse) == []
     assert verify_chain(warehouse, registry) == []
+
+
+def test_a_crash_between_journal_and_move_is_resolved(signed_registry):
+    """A process died after journalling: once before moving the alias, once after."""
+    registry, warehouse = signed_registry
+    ghost = new_change(NAME, "champion", "1", "42", "died before the move", "t", "t", None)
+    journal(warehouse, ghost)
+    registry.set_alias(NAME, "previous_champion", "1")
+    real = new_change(NAME, "previous_champion", None, "1", "died after the move", "t", "t", None)
+    journal(warehouse, real)
+    assert len(audit_log(warehouse, NAME)) == 2  # intents are not rows (yet)
+    promote(registry, warehouse, NAME, gated_version(registry), reason="r", actor="t", run_id="t")
+    log = audit_log(warehouse, NAME)
+    assert "died before the move" not in set(log["reason"])
+    assert list(log["reason"]).count("died after the move") == 1
+    assert pending(warehouse) == [] and verify_chain(warehouse, registry) == []
 
 
 def test_busy_warehouse_queues_audit_rows_and_never_loses_them(signed_registry, capsys):
@@ -227,7 +244,9 @@ def test_postgres_audit_table_refuses_update_delete_truncate(data_dir):
         conn.execute(sa.text('DROP SCHEMA IF EXISTS "audit" CASCADE'))
     warehouse = PostgresWarehouse(url=SERVER)
     for to_version in ("1", "2"):
-        journal(warehouse, new_change(NAME, "champion", None, to_version, "r", "t", "t", None))
+        change = new_change(NAME, "champion", None, to_version, "r", "t", "t", None)
+        journal(warehouse, change)
+        confirm(warehouse, change["change_id"])
         assert flush(warehouse) == 0
     assert verify_chain(warehouse) == []
     try:

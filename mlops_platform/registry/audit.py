@@ -1,10 +1,12 @@
 """The audit log of alias changes: write-ahead, serialised, hash-chained, append-only.
 
-- Every change is first journalled to a local spool (fsync'd JSON lines), then the alias moves,
-  then the spool is flushed to `audit.model_alias_changes`. If the alias cannot move, the
-  journal entry is withdrawn (nothing happened, nothing is logged); if the warehouse cannot take
-  the row (a step holds DuckDB's write lock, the server is down), the row stays spooled and the
-  next audit write or read flushes it, in order. So a change and its row never part ways.
+- Every change is first journalled to a local spool (fsync'd JSON lines, state `intent`), then
+  the alias moves (state `moved`), then the spool is flushed to `audit.model_alias_changes`. If
+  the alias cannot move, the entry is withdrawn (nothing happened, nothing is logged); if the
+  warehouse cannot take the row (a step holds DuckDB's write lock, the server is down), the row
+  stays spooled and the next audit write or read flushes it, in order; an `intent` left by a
+  crashed process is settled by the next change of that model from the registry's state. So a
+  change and its row never part ways.
 - Changes of one model are serialised by a lock (`governance_lock`), across threads and
   processes, so a promote and a rollback cannot interleave their read-then-move.
 - Each row carries `seq`, `prev_hash` and `row_hash` (SHA-256 of the previous row's hash and its
@@ -162,15 +164,44 @@ def _write_spool(path: Path, rows: list[dict]) -> None:
 
 
 def journal(warehouse, change: dict) -> None:
-    """Durably note a change before it happens."""
+    """Durably note a change before it happens (state `intent`)."""
     with _spool_locked(warehouse) as path:
-        _write_spool(path, [*_read_spool(path), change])
+        _write_spool(path, [*_read_spool(path), {**change, "state": "intent"}])
 
 
 def withdraw(warehouse, change_id: str) -> None:
     """The change did not happen: drop its journal entry."""
     with _spool_locked(warehouse) as path:
         _write_spool(path, [r for r in _read_spool(path) if r["change_id"] != change_id])
+
+
+def confirm(warehouse, change_id: str) -> None:
+    """The alias moved: the entry becomes a row to write."""
+    with _spool_locked(warehouse) as path:
+        rows = _read_spool(path)
+        for row in rows:
+            if row["change_id"] == change_id:
+                row["state"] = "moved"
+        _write_spool(path, rows)
+
+
+def resolve_intents(warehouse, registry, model: str) -> None:
+    """Entries a crashed process left between journal and confirm (call with the model's
+    lock held, so none is in flight): the registry says whether the alias moved."""
+    with _spool_locked(warehouse) as path:
+        rows = _read_spool(path)
+        kept = []
+        for row in rows:
+            if row["model"] == model and row.get("state") == "intent":
+                if registry.alias_version(model, row["alias"]) != row["to_version"]:
+                    log.warning(
+                        "dropping the journal entry of a change that never happened: %s", row
+                    )
+                    continue
+                row["state"] = "moved"
+            kept.append(row)
+        if kept != rows or any(r.get("state") == "moved" for r in kept):
+            _write_spool(path, kept)
 
 
 def pending(warehouse) -> list[dict]:
@@ -227,11 +258,14 @@ def flush(warehouse, registry=None) -> int:
     pending (0 when all landed). Never raises for a busy or failing warehouse: rows wait."""
     with _spool_locked(warehouse) as path:
         rows = _read_spool(path)
-        if not rows:
+        if not any(r.get("state", "moved") == "moved" for r in rows):
             return 0
         try:
-            done = _existing_ids(warehouse, [r["change_id"] for r in rows])
-            todo = [r for r in rows if r["change_id"] not in done]
+            moved = [r for r in rows if r.get("state", "moved") == "moved"]
+            done = _existing_ids(warehouse, [r["change_id"] for r in moved])
+            todo = [
+                {k: r[k] for k in COLUMNS if k in r} for r in moved if r["change_id"] not in done
+            ]
             heads = _chain_heads(warehouse, {r["model"] for r in todo})
             for row in todo:
                 seq, previous = heads[row["model"]]
@@ -252,11 +286,12 @@ def flush(warehouse, registry=None) -> int:
                 "next audit write",
                 type(exc).__name__,
                 str(exc)[:200],
-                len(rows),
+                len(moved),
                 path,
             )
-            return len(rows)
-        _write_spool(path, [])
+            return len(moved)
+        # What is still in flight (journalled, alias not moved yet) stays.
+        _write_spool(path, [r for r in rows if r.get("state", "moved") != "moved"])
     if registry is not None:
         for model, (seq, digest) in heads.items():
             registry.client.set_registered_model_tag(model, HEAD_TAG, f"{seq}:{digest}")

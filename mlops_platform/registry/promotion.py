@@ -17,10 +17,12 @@ from mlops_platform.registry.audit import (
     AUDIT_TABLE,
     PromotionRefused,
     audit_log,
+    confirm,
     flush,
     governance_lock,
     journal,
     new_change,
+    resolve_intents,
     validate_reason,
     withdraw,
 )
@@ -54,6 +56,7 @@ def record_change(
     reason = validate_reason(reason)
     change = new_change(model, alias, from_version, to_version, reason, actor, run_id, gate)
     with governance_lock(model, warehouse):
+        resolve_intents(warehouse, registry, model)
         journal(warehouse, change)
         try:
             if to_version is None:
@@ -63,6 +66,7 @@ def record_change(
         except BaseException:
             withdraw(warehouse, change["change_id"])
             raise
+        confirm(warehouse, change["change_id"])
         change["queued"] = flush(warehouse, registry) > 0
     # Mirrors on the registry, for people browsing MLflow (the audit table is the record).
     tag = {k: v for k, v in change.items() if k != "queued"}
