@@ -14,6 +14,7 @@ the `.pub` beside the private key). Locally both are generated on first use unde
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -78,11 +79,14 @@ def ensure_keys() -> Path:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = private.with_suffix(".tmp")
+        tmp = private.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
-        os.replace(tmp, private)  # atomic: concurrent first uses never see half a key
+        # Atomic and first-wins: concurrent first uses never see half a key, nor two keys.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, private)
+        tmp.unlink()
     public = private.with_suffix(".pub")
     if not public.exists():
         key = serialization.load_pem_private_key(private.read_bytes(), None)
@@ -153,6 +157,8 @@ def verify_signature(registry, model: str, version: str, local_model: Path) -> G
 
     public = public_key_path()
     if not public.exists():
+        if os.environ.get("MLOPS_SIGNING_PUBLIC_KEY"):
+            raise SignatureError(f"public key {public} (MLOPS_SIGNING_PUBLIC_KEY) does not exist")
         ensure_keys()  # local profile only; a missing configured key stays an error
     mv = registry.client.get_model_version(model, version)
     registry.fluent()
