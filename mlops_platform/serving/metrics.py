@@ -52,7 +52,6 @@ class ServingMetrics:
             "Rows not shadow-scored because the queue was full",
             registry=self.registry,
         )
-
         self.refused = Counter(
             "model_refused_total",
             "Model versions an alias pointed to that failed verification (never served)",
