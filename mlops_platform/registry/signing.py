@@ -35,6 +35,10 @@ class SignatureError(RuntimeError):
     """A version has no signature, or one that does not verify with the pipeline's key."""
 
 
+class SigningKeyError(RuntimeError):
+    """The pipeline's key is not configured here (an operator's fix, not a bad version)."""
+
+
 @dataclass(frozen=True)
 class GateRecord:
     """What the pipeline signed for a version: that it passed its gate, and with what."""
@@ -69,7 +73,7 @@ def ensure_keys() -> Path:
     if not private.exists():
         if active_profile() == "production" or os.environ.get("MLOPS_SIGNING_KEY"):
             # A configured key is provisioned, never minted by whichever process runs first.
-            raise SignatureError(
+            raise SigningKeyError(
                 f"signing key {private} does not exist: provision it and set MLOPS_SIGNING_KEY"
             )
         private.parent.mkdir(parents=True, exist_ok=True)
@@ -158,28 +162,25 @@ def verify_signature(registry, model: str, version: str, local_model: Path) -> G
     public = public_key_path()
     if not public.exists():
         if os.environ.get("MLOPS_SIGNING_PUBLIC_KEY"):
-            raise SignatureError(f"public key {public} (MLOPS_SIGNING_PUBLIC_KEY) does not exist")
+            raise SigningKeyError(f"public key {public} (MLOPS_SIGNING_PUBLIC_KEY) does not exist")
         ensure_keys()  # local profile only; a missing configured key stays an error
     mv = registry.client.get_model_version(model, version)
     registry.fluent()
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            signature_dir = Path(
-                mlflow.artifacts.download_artifacts(
-                    run_id=mv.run_id, artifact_path=f"signature/v{version}", dst_path=tmp
-                )
-            )
-        except Exception as exc:  # noqa: BLE001 - absent in every store-specific way
+        # Absent is a refusal; failing to reach the store is not (it propagates and is retried).
+        folder = f"signature/v{version}"
+        listed = {Path(a.path).name for a in registry.client.list_artifacts(mv.run_id, folder)}
+        if not {SIGNATURE_FILE, GATE_FILE} <= listed:
             raise SignatureError(
-                f"{model} v{version} is not signed (no signature/v{version} on its run: "
-                f"{type(exc).__name__}); only versions that passed the gate are signed (one "
-                "gated before signing existed: `mlops model sign --version N --reason ...`)"
-            ) from None
-        if (
-            not (signature_dir / SIGNATURE_FILE).is_file()
-            or not (signature_dir / GATE_FILE).is_file()
-        ):
-            raise SignatureError(f"{model} v{version} has an incomplete signature")
+                f"{model} v{version} is not signed (no complete {folder} on its run); only "
+                "versions that passed the gate are signed (one gated before signing existed: "
+                "`mlops model sign --version N --reason ...`)"
+            )
+        signature_dir = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id, artifact_path=folder, dst_path=tmp
+            )
+        )
         shutil.copy(signature_dir / GATE_FILE, local_model / GATE_FILE)
         try:
             verifying.Config().use_elliptic_key_verifier(public_key=public).set_hashing_config(
