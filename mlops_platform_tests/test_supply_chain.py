@@ -295,3 +295,20 @@ def test_versions_gated_before_signing_are_signed_only_on_request(signed_registr
     assert "signed by the pipeline's key (ana)" in capsys.readouterr().out
     with registry.verified_download(NAME, legacy) as (_, record):
         assert record.gate["signed_later_by"] == "ana" and record.gate["passed"] is True
+
+
+def test_keys_are_made_locally_and_provisioned_in_production(data_dir, monkeypatch):
+    from mlops_platform.registry.signing import SigningKeyError, ensure_keys, key_fingerprint
+
+    monkeypatch.delenv("MLOPS_SIGNING_KEY", raising=False)
+    monkeypatch.setenv("MLOPS_PROFILE", "production")
+    with pytest.raises(SigningKeyError, match="MLOPS_SIGNING_KEY"):
+        ensure_keys()
+    monkeypatch.setenv("MLOPS_PROFILE", "local")
+    private = ensure_keys()
+    assert private == data_dir / "signing" / "pipeline.key"
+    assert private.stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert ensure_keys() == private and len(key_fingerprint(private.with_suffix(".pub"))) == 16
+    monkeypatch.setenv("MLOPS_SIGNING_KEY", str(data_dir / "elsewhere.key"))
+    with pytest.raises(SigningKeyError, match="provision it"):
+        ensure_keys()  # a configured path is never minted
