@@ -240,22 +240,33 @@ def test_forged_versions_are_never_served_nor_promoted(
 def test_signature_covers_the_gate_result(signed_registry):
     registry, _ = signed_registry
     mlflow = registry.fluent()
-    real = registry.client.get_model_version(NAME, "1")
-    registry.load_verified(NAME, "1")  # intact: verifies
+    version = clone_version(registry)  # its own run: the shared v1 stays intact
+    record_gate(registry, NAME, version, {"passed": True, "metrics": {"roc_auc": 0.61}})
+    real = registry.client.get_model_version(NAME, version)
+    registry.load_verified(NAME, version)  # intact: verifies
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(
             mlflow.artifacts.download_artifacts(
-                run_id=real.run_id, artifact_path="signature/v1", dst_path=tmp
+                run_id=real.run_id, artifact_path=f"signature/v{version}", dst_path=tmp
             )
         )
         record = json.loads((local / "mlops_gate.json").read_text())
-        assert record["gate"]["passed"] is True and record["version"] == "1"
-        assert record["sbom_sha256"] == real.tags["sbom_sha256"]
+        assert record["gate"]["passed"] is True and record["version"] == version
+        assert record["artifact_sha256"] == real.tags["artifact_sha256"]
         record["gate"]["metrics"]["roc_auc"] = 0.99  # a better-looking gate result
         (local / "mlops_gate.json").write_text(json.dumps(record))
-        registry.client.log_artifacts(real.run_id, str(local), "signature/v1")
+        registry.client.log_artifacts(real.run_id, str(local), f"signature/v{version}")
     with pytest.raises(SignatureError, match="does not verify"):
-        registry.load_verified(NAME, "1")
+        registry.load_verified(NAME, version)
+    # The gate's own record names the SBOM of the software that trained the version.
+    assert registry.version_tags(NAME, "1")["sbom_sha256"] in json.dumps(
+        _signed_record(registry, "1")
+    )
+
+
+def _signed_record(registry: ModelRegistry, version: str) -> dict:
+    with registry.verified_download(NAME, version) as (_, record):
+        return record.__dict__
 
 
 # -- C. every version names the software that trained it ------------------------------------
