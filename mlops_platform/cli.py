@@ -166,7 +166,15 @@ def cmd_model(args: argparse.Namespace) -> None:
         print(f"{args.model} v{args.version}: signed by the pipeline's key ({args.actor})")
     elif args.action == "status":
         for alias in (CHAMPION, CHALLENGER, PREVIOUS):
-            print(f"{alias:<18} {registry.alias_version(args.model, alias) or '-'}")
+            version = registry.alias_version(args.model, alias)
+            state = ""
+            if version is not None:
+                try:
+                    with registry.verified_download(args.model, version):
+                        state = "  signed, verified"
+                except RuntimeError as exc:  # every verification error says why
+                    state = f"  NOT VERIFIED (never served): {exc}"
+            print(f"{alias:<18} {version or '-'}{state}")
     elif args.verify:
         waiting = flush(warehouse, registry)
         problems = verify_chain(warehouse, registry, args.model)

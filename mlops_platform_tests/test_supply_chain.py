@@ -302,8 +302,13 @@ def test_versions_gated_before_signing_are_signed_only_on_request(signed_registr
         main(["model", "sign", "--version", never_gated, "--reason", "trust me"])
     with pytest.raises(SystemExit, match="reason is required"):
         main(["model", "sign", "--version", legacy])
+    registry.set_alias(NAME, "challenger", legacy)
+    main(["model", "status"])
+    assert f"challenger         {legacy}  NOT VERIFIED" in capsys.readouterr().out
     main(["model", "sign", "--version", legacy, "--reason", "gated in 2013", "--actor", "ana"])
     assert "signed by the pipeline's key (ana)" in capsys.readouterr().out
+    main(["model", "status"])
+    assert f"challenger         {legacy}  signed, verified" in capsys.readouterr().out
     with registry.verified_download(NAME, legacy) as (_, record):
         assert record.gate["signed_later_by"] == "ana" and record.gate["passed"] is True
 
