@@ -94,14 +94,9 @@ def test_a_crash_between_journal_and_move_is_resolved(signed_registry):
     assert pending(warehouse) == [] and verify_chain(warehouse, registry) == []
 
 
-def test_busy_warehouse_queues_audit_rows_and_never_loses_them(signed_registry, capsys):
-    """A step in another process holds DuckDB's write lock: the CLI rollback still moves the
-    alias, its rows wait in the journal, and land in order with the next audit write."""
-    from mlops_platform.cli import main
-
-    registry, warehouse = signed_registry
-    version = gated_version(registry)
-    promote(registry, warehouse, NAME, version, reason="better", actor="t", run_id="t")
+def hold_lock(warehouse) -> subprocess.Popen:
+    """Another process opens the DuckDB file for writing (as a running step does) and keeps
+    it until its stdin closes."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -114,8 +109,20 @@ def test_busy_warehouse_queues_audit_rows_and_never_loses_them(signed_registry, 
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_busy_warehouse_queues_audit_rows_and_never_loses_them(signed_registry, capsys):
+    """A step in another process holds DuckDB's write lock: the CLI rollback still moves the
+    alias, its rows wait in the journal, and land in order with the next audit write."""
+    from mlops_platform.cli import main
+
+    registry, warehouse = signed_registry
+    version = gated_version(registry)
+    promote(registry, warehouse, NAME, version, reason="better", actor="t", run_id="t")
+    holder = hold_lock(warehouse)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(Exception, match="lock"):
             warehouse.query("SELECT 1")  # really held
         main(["model", "rollback", "--reason", "errors in serving", "--actor", "cy"])
@@ -140,6 +147,36 @@ def test_busy_warehouse_queues_audit_rows_and_never_loses_them(signed_registry, 
         ("previous_champion", None),
     ]
     assert set(log["actor"].iloc[-2:]) == {"cy"}
+
+
+def test_admin_rollback_works_while_another_process_holds_the_warehouse(signed_registry, tmp_path):
+    import httpx
+
+    from mlops_platform.http_server import BackgroundServer
+    from mlops_platform.serving.app import create_app
+    from mlops_platform.serving.settings import ServingSettings
+
+    registry, warehouse = signed_registry
+    version = gated_version(registry)
+    promote(registry, warehouse, NAME, version, reason="better", actor="t", run_id="t")
+    settings = ServingSettings(admin_token="tok", log_dir=str(tmp_path / "log"), retry_seconds=0.2)
+    with BackgroundServer(create_app(settings, registry, warehouse)) as server:
+        holder = hold_lock(warehouse)
+        try:
+            reply = httpx.post(
+                f"{server.url}/admin/rollback",
+                json={"reason": "errors in serving"},
+                headers={"authorization": "Bearer tok"},
+                timeout=120,
+            )
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["audit_queued"] is True and reply.json()["champion"] == "1"
+            assert len(pending(warehouse)) == 2
+        finally:
+            holder.communicate("", timeout=60)
+    log = audit_log(warehouse, NAME)
+    assert list(log["reason"].iloc[-2:]) == ["rollback: errors in serving"] * 2
+    assert pending(warehouse) == [] and verify_chain(warehouse, registry) == []
 
 
 def test_promote_and_rollback_are_serialised(signed_registry):

@@ -365,7 +365,11 @@ def create_app(
         except PromotionRefused as exc:
             return JSONResponse({"detail": str(exc)}, status_code=409)
         await asyncio.to_thread(manager.refresh)
-        return JSONResponse({"rolled_back_from": changes[0]["from_version"], **models_state()})
+        queued = any(c.get("queued") for c in changes)  # warehouse busy: rows land later
+        return JSONResponse(
+            {"rolled_back_from": changes[0]["from_version"], "audit_queued": queued}
+            | models_state()
+        )
 
     return Guard(app, metrics, settings.max_body_bytes)
 
