@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
 .PHONY: run year test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
-	bench-serve bench-drift bench-gate clean
+	bench-serve bench-drift bench-gate clean sbom
 
 ## run: install everything; ingest 45 days of 2013, train a champion, then two weeks through the
 ## loop (drift -> retrain -> gate -> promote) on embedded defaults
@@ -44,6 +44,18 @@ dev: install
 ## mlflow: the MLflow UI on the local tracking store at http://127.0.0.1:5000
 mlflow: install
 	$(UV) run mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.data/mlflow/mlflow.db --port 5000
+
+## sbom: CycloneDX SBOM of the locked runtime dependencies (uv.lock without dev tools), offline,
+## written to $(SBOM) (never committed; every model version also logs the SBOM it was trained with)
+SBOM ?= .data/sbom/runtime.cdx.json
+sbom: install
+	@mkdir -p $(dir $(SBOM))
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --format requirements-txt \
+		--quiet --output-file $(dir $(SBOM))runtime-requirements.txt
+	$(UV) run cyclonedx-py requirements --pyproject pyproject.toml --output-reproducible \
+		--no-validate --output-format JSON --output-file $(SBOM) \
+		$(dir $(SBOM))runtime-requirements.txt
+	@echo "SBOM: $(SBOM) ($$(grep -c '"purl"' $(SBOM)) packages)"
 
 lint: install
 	$(UV) run ruff check .

@@ -171,7 +171,8 @@ def cmd_source_cursor(args: argparse.Namespace) -> None:
 
 def cmd_model(args: argparse.Namespace) -> None:
     from mlops_platform.profiles import plain_resources
-    from mlops_platform.registry.promotion import audit_log, rollback
+    from mlops_platform.registry.audit import flush, pending, verify_chain
+    from mlops_platform.registry.promotion import PromotionRefused, audit_log, rollback
     from mlops_platform.registry.store import CHALLENGER, CHAMPION, PREVIOUS
 
     resources = plain_resources()
@@ -179,20 +180,60 @@ def cmd_model(args: argparse.Namespace) -> None:
     if args.action == "rollback":
         if not args.reason:
             raise SystemExit("a rollback needs --reason (it goes into the audit log)")
-        changes = rollback(
-            registry, warehouse, args.model, reason=args.reason, actor=args.actor, run_id="cli"
-        )
+        try:
+            changes = rollback(
+                registry, warehouse, args.model, reason=args.reason, actor=args.actor, run_id="cli"
+            )
+        except PromotionRefused as exc:
+            raise SystemExit(f"refused: {exc}") from None
+        queued = any(c.get("queued") for c in changes)
         print(
             f"{args.model}: champion v{changes[0]['from_version']} -> "
-            f"v{changes[0]['to_version']} (audited)"
+            f"v{changes[0]['to_version']} "
+            + (
+                "(audit row queued: the warehouse is busy; written on the next audit write)"
+                if queued
+                else "(audited)"
+            )
         )
+    elif args.action == "sign":
+        from mlops_platform.registry.audit import validate_reason
+        from mlops_platform.registry.signing import sign_legacy
+
+        if not args.version:
+            raise SystemExit("sign needs --version (a version gated before signing existed)")
+        try:
+            reason = validate_reason(args.reason)
+            sign_legacy(registry, args.model, args.version, args.actor, reason)
+        except (PromotionRefused, RuntimeError) as exc:
+            raise SystemExit(f"refused: {exc}") from None
+        print(f"{args.model} v{args.version}: signed by the pipeline's key ({args.actor})")
     elif args.action == "status":
         for alias in (CHAMPION, CHALLENGER, PREVIOUS):
-            print(f"{alias:<18} {registry.alias_version(args.model, alias) or '-'}")
+            version = registry.alias_version(args.model, alias)
+            state = ""
+            if version is not None:
+                try:
+                    with registry.verified_download(args.model, version):
+                        state = "  signed, verified"
+                except RuntimeError as exc:  # every verification error says why
+                    state = f"  NOT VERIFIED (never served): {exc}"
+            print(f"{alias:<18} {version or '-'}{state}")
+    elif args.verify:
+        waiting = flush(warehouse, registry)
+        problems = verify_chain(warehouse, registry, args.model)
+        if waiting:
+            print(f"{waiting} audit row(s) still queued (warehouse busy)")
+        if problems:
+            print("\n".join(["audit log TAMPERED:", *problems]))
+            raise SystemExit(1)
+        print(f"audit log of {args.model}: hash chain intact")
     else:
         log = audit_log(warehouse, args.model)
         columns = ["changed_at", "alias", "from_version", "to_version", "actor", "reason"]
         print(log[columns].to_string(index=False) if len(log) else "no alias changes yet")
+        if waiting := len(pending(warehouse)):
+            print(f"{waiting} audit row(s) queued, not yet written (warehouse busy)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -270,11 +311,15 @@ def main(argv: list[str] | None = None) -> None:
     quarantine.add_argument("--url", default="", help="source database URL (for its clock)")
     quarantine.set_defaults(handler=cmd_quarantine)
 
-    model = commands.add_parser("model", help="registry: status, audit log, rollback")
-    model.add_argument("action", choices=["status", "audit", "rollback"])
+    model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")
+    model.add_argument("action", choices=["status", "audit", "rollback", "sign"])
+    model.add_argument("--version", default="", help="sign: the version to sign")
     model.add_argument("--model", default="flight_delay")
     model.add_argument("--reason", default="")
     model.add_argument("--actor", default=os.environ.get("USER", "cli"))
+    model.add_argument(
+        "--verify", action="store_true", help="audit: check the hash chain (exit 1 if tampered)"
+    )
     model.set_defaults(handler=cmd_model)
 
     args = parser.parse_args(argv)

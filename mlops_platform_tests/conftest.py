@@ -107,3 +107,59 @@ def golden_features(golden):
 
     warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
     return features_from_warehouse(warehouse, load_spec("flight_delay"))
+
+
+@pytest.fixture(scope="session")
+def signed_model(golden, golden_features, tmp_path_factory) -> Path:
+    """A registry with flight_delay v1 trained, gated (signed with the key in `keys/`),
+    challenger and champion, and its warehouse with the audit rows (supply-chain tests)."""
+    from mlops_platform.evaluation.run import run_gate
+    from mlops_platform.registry.promotion import admit_challenger, promote
+    from mlops_platform.registry.signing import ensure_keys
+    from mlops_platform.registry.store import ModelRegistry
+    from mlops_platform.specs import load_spec
+    from mlops_platform.training.tracking import train_and_register
+    from mlops_platform.warehouse import DuckDBWarehouse
+
+    root = tmp_path_factory.mktemp("signed")
+    (root / "mlflow").mkdir()
+    shutil.copy(golden / "mlflow.db", root / "mlflow" / "mlflow.db")
+    shutil.copy(golden / "warehouse.duckdb", root / "warehouse.duckdb")
+    spec = load_spec("flight_delay")
+    gate = spec.gate.model_copy(
+        update={"latency_single_row_ms": 5_000, "latency_1000_rows_ms": 20_000}
+    )
+    spec = spec.model_copy(update={"gate": gate})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_DATA_DIR", str(root))
+        patch.delenv("MLOPS_SIGNING_KEY", raising=False)
+        ensure_keys()
+        registry = ModelRegistry(
+            f"sqlite:///{root / 'mlflow' / 'mlflow.db'}", str(root / "mlflow" / "artifacts")
+        )
+        warehouse = DuckDBWarehouse(path=str(root / "warehouse.duckdb"))
+        params = {"max_iter": 40, "max_leaf_nodes": 15, "min_samples_leaf": 100}
+        version = train_and_register(spec, golden_features, registry, warehouse, params, "fixture")[
+            "version"
+        ]
+        assert run_gate(spec, golden_features, registry, version).passed
+        admit_challenger(registry, warehouse, spec.name, version, run_id="fixture")
+        promote(registry, warehouse, spec.name, version, reason="first", actor="t", run_id="t")
+    return root
+
+
+@pytest.fixture()
+def signed_registry(signed_model, data_dir, monkeypatch):
+    """Private copies of the signed registry and warehouse in the test's data dir (the local
+    profile's layout, so the `mlops` CLI finds them); the pipeline's key from the fixture."""
+    (data_dir / "mlflow").mkdir()
+    shutil.copy(signed_model / "mlflow" / "mlflow.db", data_dir / "mlflow" / "mlflow.db")
+    shutil.copy(signed_model / "warehouse.duckdb", data_dir / "warehouse.duckdb")
+    monkeypatch.setenv("MLOPS_SIGNING_KEY", str(signed_model / "signing" / "pipeline.key"))
+    from mlops_platform.registry.store import ModelRegistry
+    from mlops_platform.warehouse import DuckDBWarehouse
+
+    registry = ModelRegistry(
+        f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}", str(signed_model / "mlflow" / "artifacts")
+    )
+    return registry, DuckDBWarehouse(path=str(data_dir / "warehouse.duckdb"))

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from mlops_platform.http_server import BackgroundServer
-from mlops_platform.registry.promotion import promote
+from mlops_platform.registry.promotion import admit_challenger, promote
+from mlops_platform.registry.signing import record_gate
 from mlops_platform.registry.store import CHALLENGER, ModelRegistry
 from mlops_platform.serving.app import create_app
 from mlops_platform.serving.settings import ServingSettings
@@ -72,7 +73,8 @@ def _train(golden, golden_features, root: Path) -> Path:
             "random_state": 13,
         }
         version = train_and_register(SPEC, features, registry, warehouse, params, "test")["version"]
-        registry.set_version_tags(SPEC.name, version, {"gate_passed": "true"})
+        record_gate(registry, SPEC.name, version, {"passed": True})  # signed, as the gate does
+        admit_challenger(registry, warehouse, SPEC.name, version, run_id="test")
         if iterations == 80:
             promote(
                 registry, warehouse, SPEC.name, version, reason="test", actor="test", run_id="test"

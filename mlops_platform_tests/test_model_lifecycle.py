@@ -88,6 +88,10 @@ def test_first_model_becomes_champion_with_everything_recorded(env):
     registry = env["mlflow_registry"].registry()
     tags = registry.version_tags(SPEC.name, "1")
     assert tags["gate_passed"] == "true" and len(tags["artifact_sha256"]) == 64
+    # The gate signed it (artifact + gate result) and the SBOM of its software is beside it.
+    assert len(tags["signed_by"]) == 16 and len(tags["sbom_sha256"]) == 64
+    with registry.verified_download(SPEC.name, "1") as (_, signed):
+        assert signed.gate["passed"] is True and signed.version == "1"
     assert tags["dagster_run_id"] == result.run_id and tags["data_digest"]
     run = registry.client.get_run(tags["mlflow_run_id"])
     assert run.data.params["max_iter"] == "200"
@@ -123,7 +127,8 @@ def test_degraded_challenger_is_stopped_and_the_champion_stays(env):
             and e.dagster_event.event_type_value == "STEP_START"
         ]
         assert not promoted, "promotion must not even start after a failed gate"
-    assert aliases(env) == {"champion": "1", "challenger": "2", "previous_champion": None}
+    # A rejected version never becomes challenger (nothing shadows or canaries it).
+    assert aliases(env) == {"champion": "1", "challenger": "1", "previous_champion": None}
     registry = env["mlflow_registry"].registry()
     assert registry.version_tags(SPEC.name, "2")["gate_passed"] == "false"
     # Nobody can promote it by hand either.
@@ -135,7 +140,6 @@ def test_degraded_challenger_is_stopped_and_the_champion_stays(env):
     assert list(zip(log["alias"], log["to_version"], strict=True)) == [
         ("challenger", "1"),
         ("champion", "1"),
-        ("challenger", "2"),
     ]
 
 
@@ -195,7 +199,9 @@ def test_rollback_restores_the_previous_champion_and_is_audited(env):
         env, rollback_model, "rollback_champion", {"model": SPEC.name, "reason": "again"}
     )
     assert not again.success and aliases(env)["champion"] == "1"
-    assert len(audit_log(env["warehouse"], SPEC.name)) == 7  # + two challenger changes
+    # + challenger v1, challenger v2, and v2 removed as challenger by the rollback
+    assert len(audit_log(env["warehouse"], SPEC.name)) == 8
+    assert aliases(env)["challenger"] is None
 
 
 def test_cli_rollback_status_and_audit(env, capsys):

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from mlops_platform.markdown import markdown_table
+from mlops_platform.registry.assets import trained_version
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
@@ -29,7 +30,10 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
         from mlops_platform.evaluation.run import run_gate
 
         result = run_gate(
-            spec, warehouse.read_table("features", spec.name), mlflow_registry.registry()
+            spec,
+            warehouse.read_table("features", spec.name),
+            mlflow_registry.registry(),
+            version=trained_version(context.instance, spec.name),
         )
         challenger = result.challenger
         metadata = {

@@ -2,7 +2,8 @@
 
 Both models are loaded through the verified path (artifact SHA-256) and scored on the
 challenger's own held-out window; the report and model card are logged to the challenger's
-MLflow run, and the verdict is recorded on the version (`gate_passed`, `gate_summary`).
+MLflow run, and the verdict is recorded on the version (`gate_passed`, `gate_summary`); a pass
+is signed with the pipeline's key over the artifact and the summary (`registry/signing.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from mlops_platform.evaluation.gate import (
 )
 from mlops_platform.evaluation.report import gate_report, model_card
 from mlops_platform.features.build import LABEL
-from mlops_platform.registry.store import CHALLENGER, CHAMPION, ModelRegistry
+from mlops_platform.registry.signing import record_gate
+from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.train import TimeSplit, rows_between
 
@@ -47,10 +49,13 @@ def gate_summary(result: GateResult) -> dict:
     }
 
 
-def run_gate(spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry) -> GateResult:
-    version = registry.alias_version(spec.name, CHALLENGER)
+def run_gate(
+    spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry, version: str | None = None
+) -> GateResult:
+    """Gate `version` (default: the newest registered version); a pass is signed."""
+    version = version or registry.latest_version(spec.name)
     if version is None:
-        raise RuntimeError(f"{spec.name} has no challenger to evaluate")
+        raise RuntimeError(f"{spec.name} has no version to evaluate")
     tags = registry.version_tags(spec.name, version)
     split = TimeSplit.from_tags(tags)
     holdout = rows_between(
@@ -64,7 +69,8 @@ def run_gate(spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry) -
         )
     check_inputs(holdout, spec)
 
-    challenger_model = registry.load_verified(spec.name, version)
+    # Not signed yet (the gate is what signs it); digest and layout are still verified.
+    challenger_model = registry.load_verified(spec.name, version, signed=False)
     challenger = evaluate(challenger_model, version, holdout, spec, latency=False)
     champion_version = registry.alias_version(spec.name, CHAMPION)
     champion, champion_model = None, None
@@ -86,12 +92,5 @@ def run_gate(spec: ModelSpec, features: pd.DataFrame, registry: ModelRegistry) -
     registry.client.log_metric(run_id, "gate_passed", float(result.passed))
     for metric, value in result.challenger.metrics.items():
         registry.client.log_metric(run_id, f"holdout_{metric}", value)
-    registry.set_version_tags(
-        spec.name,
-        version,
-        {
-            "gate_passed": str(result.passed).lower(),
-            "gate_summary": json.dumps(summary, sort_keys=True),
-        },
-    )
+    record_gate(registry, spec.name, version, summary)
     return result

@@ -18,6 +18,15 @@ class PromotionConfig(dg.Config):
     actor: str = Field(default="dagster", description="Who or what promotes (audit log)")
 
 
+def trained_version(instance: dg.DagsterInstance, model: str) -> str:
+    """The version the pipeline's training step registered last (Dagster's own record, not a
+    registry alias anyone could point elsewhere)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(["models", model]))
+    if event is None or event.asset_materialization is None:
+        raise RuntimeError(f"no trained {model} version to evaluate")
+    return str(event.asset_materialization.metadata["version"].value)
+
+
 def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=["registry", spec.name],
@@ -33,13 +42,14 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         warehouse: Warehouse,
         mlflow_registry: MLflowResource,
     ):
-        from mlops_platform.registry.promotion import promote
-        from mlops_platform.registry.store import CHALLENGER, CHAMPION
+        from mlops_platform.registry.promotion import admit_challenger, promote
+        from mlops_platform.registry.store import CHAMPION
 
         registry = mlflow_registry.registry()
-        version = registry.alias_version(spec.name, CHALLENGER)
-        if version is None:
-            raise RuntimeError(f"{spec.name} has no challenger to promote")
+        # The version this pipeline trained and gated (the blocking gate let us run); its
+        # signature is verified before it becomes challenger, and again before champion.
+        version = trained_version(context.instance, spec.name)
+        admit_challenger(registry, warehouse, spec.name, version, run_id=context.run.run_id)
         if spec.approval.required or config.require_approval:
             registry.set_version_tags(spec.name, version, {"approval": "pending"})
             context.log.warning(

@@ -1,29 +1,39 @@
-"""Moving aliases, and the audit trail of every move.
+"""Moving aliases under governance rules, each move audited (`audit.py`).
 
-Every alias change is appended to `audit.model_alias_changes` in the warehouse (never updated
-or deleted) and mirrored as tags on the registry. A version becomes champion only if its gate
-passed (`gate_passed=true` on the version), whoever asks.
+- `challenger` and `champion` only ever point to versions whose pipeline signature verifies
+  (artifact + passed gate result, `signing.py`), whoever asks: a `gate_passed` tag alone is not
+  trusted, since anyone with registry access can write it.
+- Reasons are validated, and the model's aliases are locked, before anything moves.
+- A rolled-back or rejected version does not stay `challenger`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import logging
 
-import pandas as pd
-
-from mlops_platform.registry.store import CHAMPION, PREVIOUS, ModelRegistry
+from mlops_platform.registry.audit import (
+    AUDIT_SCHEMA,
+    AUDIT_TABLE,
+    PromotionRefused,
+    audit_log,
+    confirm,
+    flush,
+    governance_lock,
+    journal,
+    new_change,
+    resolve_intents,
+    validate_reason,
+    withdraw,
+)
+from mlops_platform.registry.store import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
 from mlops_platform.warehouse import Warehouse
 
-AUDIT_SCHEMA, AUDIT_TABLE = "audit", "model_alias_changes"
+__all__ = ["AUDIT_SCHEMA", "AUDIT_TABLE", "PromotionRefused", "audit_log", "promote", "rollback"]
 
-
-class PromotionRefused(RuntimeError):
-    """The requested alias change would break a governance rule."""
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+log = logging.getLogger("mlops.registry")
+#: Version tag: which champion a version replaced when it was promoted (rollback's fallback).
+REPLACED_TAG = "champion.replaced"
 
 
 def record_change(
@@ -39,35 +49,34 @@ def record_change(
     run_id: str,
     gate: dict | None = None,
 ) -> dict:
-    """Move (or remove) an alias, then append the change to the audit log and the registry."""
-    if to_version is None:
-        registry.delete_alias(model, alias)
-    else:
-        registry.set_alias(model, alias, to_version)
-    change = {
-        "changed_at": _now(),
-        "model": model,
-        "alias": alias,
-        "from_version": from_version,
-        "to_version": to_version,
-        "reason": reason,
-        "gate_results": json.dumps(gate or {}, sort_keys=True, default=str),
-        "dagster_run_id": run_id,
-        "actor": actor,
-    }
-    warehouse.append(
-        AUDIT_SCHEMA,
-        AUDIT_TABLE,
-        pd.DataFrame([change]).astype({"from_version": "string", "to_version": "string"}),
-    )
-    tag = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in change.items()}
+    """Journal the change, move (or remove) the alias, then write the audit row.
+
+    If the alias cannot move, the journal entry is withdrawn and the error raised; if the
+    warehouse cannot take the row now, it stays journalled and lands with the next write."""
+    reason = validate_reason(reason)
+    change = new_change(model, alias, from_version, to_version, reason, actor, run_id, gate)
+    with governance_lock(model, warehouse):
+        resolve_intents(warehouse, registry, model)
+        journal(warehouse, change)
+        try:
+            if to_version is None:
+                registry.delete_alias(model, alias)
+            else:
+                registry.set_alias(model, alias, to_version)
+        except BaseException:
+            withdraw(warehouse, change["change_id"])
+            raise
+        confirm(warehouse, change["change_id"])
+        change["queued"] = flush(warehouse, registry) > 0
+    # Mirrors on the registry, for people browsing MLflow (the audit table is the record).
+    tag = {k: v for k, v in change.items() if k != "queued"}
     registry.client.set_registered_model_tag(model, f"audit.{alias}.last", json.dumps(tag))
     if to_version is not None:
         registry.set_version_tags(
             model,
             to_version,
             {
-                f"{alias}.since": tag["changed_at"],
+                f"{alias}.since": change["changed_at"],
                 f"{alias}.by": actor,
                 f"{alias}.reason": reason,
                 f"{alias}.dagster_run_id": run_id,
@@ -76,27 +85,50 @@ def record_change(
     return change
 
 
-def audit_log(warehouse: Warehouse, model: str | None = None) -> pd.DataFrame:
-    if not warehouse.table_exists(AUDIT_SCHEMA, AUDIT_TABLE):
-        return pd.DataFrame(
-            columns=[
-                "changed_at",
-                "model",
-                "alias",
-                "from_version",
-                "to_version",
-                "reason",
-                "gate_results",
-                "dagster_run_id",
-                "actor",
-            ]
+def verified_gate(registry: ModelRegistry, model: str, version: str) -> dict:
+    """The signed gate summary of a version, or `PromotionRefused` saying why not."""
+    from mlops_platform.registry.signing import SignatureError
+    from mlops_platform.registry.store import (
+        TamperedArtifactError,
+        UnsafeArtifactError,
+        UntrustedTypesError,
+    )
+
+    tags = registry.version_tags(model, version)
+    if tags.get("gate_passed") != "true":
+        raise PromotionRefused(
+            f"{model} v{version} has not passed its evaluation gate "
+            f"(gate_passed={tags.get('gate_passed')!r})"
         )
-    sql = f"SELECT * FROM {AUDIT_SCHEMA}.{AUDIT_TABLE}"
-    if model:
-        return warehouse.query(sql + " WHERE model = :model", {"model": model}).sort_values(
-            "changed_at"
+    try:
+        with registry.verified_download(model, version) as (_, record):
+            pass
+    except (SignatureError, TamperedArtifactError, UnsafeArtifactError, UntrustedTypesError) as exc:
+        raise PromotionRefused(f"{model} v{version} cannot move: {exc}") from None
+    return record.gate
+
+
+def admit_challenger(
+    registry: ModelRegistry, warehouse: Warehouse, model: str, version: str, *, run_id: str
+) -> dict | None:
+    """A version that passed its gate (signature verified) becomes `challenger`."""
+    gate = verified_gate(registry, model, version)
+    with governance_lock(model, warehouse):
+        current = registry.alias_version(model, CHALLENGER)
+        if current == version:
+            return None
+        return record_change(
+            registry,
+            warehouse,
+            model,
+            CHALLENGER,
+            current,
+            version,
+            reason="passed evaluation gate",
+            actor="evaluation-gate",
+            run_id=run_id,
+            gate=gate,
         )
-    return warehouse.query(sql).sort_values("changed_at")
 
 
 def promote(
@@ -110,46 +142,59 @@ def promote(
     run_id: str,
 ) -> list[dict]:
     """Make `version` the champion, keeping the old one as `previous_champion`."""
-    tags = registry.version_tags(model, version)
-    if tags.get("gate_passed") != "true":
-        raise PromotionRefused(
-            f"{model} v{version} has not passed its evaluation gate "
-            f"(gate_passed={tags.get('gate_passed')!r}); it cannot become champion"
-        )
-    gate = json.loads(tags.get("gate_summary", "{}"))
-    current = registry.alias_version(model, CHAMPION)
-    if current == version:
-        return []
-    changes = []
-    if current is not None:
+    reason = validate_reason(reason)
+    gate = verified_gate(registry, model, version)
+    with governance_lock(model, warehouse):
+        current = registry.alias_version(model, CHAMPION)
+        if current == version:
+            return []
+        changes = []
+        if current is not None:
+            changes.append(
+                record_change(
+                    registry,
+                    warehouse,
+                    model,
+                    PREVIOUS,
+                    registry.alias_version(model, PREVIOUS),
+                    current,
+                    reason=f"replaced by v{version}: {reason}"[:500],
+                    actor=actor,
+                    run_id=run_id,
+                )
+            )
+        registry.set_version_tags(model, version, {REPLACED_TAG: current or "none"})
         changes.append(
             record_change(
                 registry,
                 warehouse,
                 model,
-                PREVIOUS,
-                registry.alias_version(model, PREVIOUS),
+                CHAMPION,
                 current,
-                reason=f"replaced by v{version}: {reason}",
+                version,
+                reason=reason,
                 actor=actor,
                 run_id=run_id,
+                gate=gate,
             )
         )
-    changes.append(
-        record_change(
-            registry,
-            warehouse,
-            model,
-            CHAMPION,
-            current,
-            version,
-            reason=reason,
-            actor=actor,
-            run_id=run_id,
-            gate=gate,
-        )
-    )
     return changes
+
+
+def _before(registry: ModelRegistry, warehouse: Warehouse, model: str, previous: str) -> str | None:
+    """Who was champion before `previous` took over (its tag; the audit history for versions
+    promoted before the tag existed)."""
+    tags = registry.version_tags(model, previous)
+    if REPLACED_TAG in tags:
+        return None if tags[REPLACED_TAG] == "none" else tags[REPLACED_TAG]
+    history = audit_log(warehouse, model)
+    took_over = history[
+        (history["alias"] == CHAMPION)
+        & (history["to_version"] == previous)
+        & (history["from_version"].notna())
+        & (~history["reason"].str.startswith("rollback"))
+    ]
+    return took_over["from_version"].iloc[-1] if len(took_over) else None
 
 
 def rollback(
@@ -161,49 +206,59 @@ def rollback(
     actor: str,
     run_id: str,
 ) -> list[dict]:
-    """Champion goes back to `previous_champion`; the alias history decides the one before it."""
-    previous = registry.alias_version(model, PREVIOUS)
-    current = registry.alias_version(model, CHAMPION)
-    if previous is None:
-        raise PromotionRefused(f"{model} has no previous_champion to roll back to")
-    changes = [
-        record_change(
-            registry,
-            warehouse,
-            model,
-            CHAMPION,
-            current,
-            previous,
-            reason=f"rollback: {reason}",
-            actor=actor,
-            run_id=run_id,
+    """Champion goes back to `previous_champion`; the rolled-back version stops being
+    challenger too."""
+    reason = validate_reason(f"rollback: {validate_reason(reason)}"[:500])
+    with governance_lock(model, warehouse):
+        previous = registry.alias_version(model, PREVIOUS)
+        current = registry.alias_version(model, CHAMPION)
+        if previous is None:
+            raise PromotionRefused(f"{model} has no previous_champion to roll back to")
+        verified_gate(registry, model, previous)  # never roll back onto an unsigned version
+        changes = [
+            record_change(
+                registry,
+                warehouse,
+                model,
+                CHAMPION,
+                current,
+                previous,
+                reason=reason,
+                actor=actor,
+                run_id=run_id,
+            )
+        ]
+        before = _before(registry, warehouse, model, previous)
+        before = None if before in (previous, current) else before
+        changes.append(
+            record_change(
+                registry,
+                warehouse,
+                model,
+                PREVIOUS,
+                previous,
+                before,
+                reason=reason,
+                actor=actor,
+                run_id=run_id,
+            )
         )
-    ]
-    # Who was champion before `previous` took over? That becomes the new fallback.
-    history = audit_log(warehouse, model)
-    took_over = history[
-        (history["alias"] == CHAMPION)
-        & (history["to_version"] == previous)
-        & (history["from_version"].notna())
-        & (~history["reason"].str.startswith("rollback"))
-    ]
-    before = took_over["from_version"].iloc[-1] if len(took_over) else None
-    before = None if before in (previous, current) else before
-    changes.append(
-        record_change(
-            registry,
-            warehouse,
-            model,
-            PREVIOUS,
-            previous,
-            before,
-            reason=f"rollback: {reason}",
-            actor=actor,
-            run_id=run_id,
-        )
-    )
-    if current is not None:
-        registry.set_version_tags(
-            model, current, {"rolled_back": "true", "rolled_back_reason": reason}
-        )
+        if current is not None:
+            registry.set_version_tags(
+                model, current, {"rolled_back": "true", "rolled_back_reason": reason}
+            )
+            if registry.alias_version(model, CHALLENGER) == current:
+                changes.append(
+                    record_change(
+                        registry,
+                        warehouse,
+                        model,
+                        CHALLENGER,
+                        current,
+                        None,
+                        reason=reason,
+                        actor=actor,
+                        run_id=run_id,
+                    )
+                )
     return changes

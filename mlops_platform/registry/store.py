@@ -1,27 +1,32 @@
 """MLflow tracking and registry operations (no Dagster).
 
-Models are serialised with skops, trusting exactly the types reviewed below (no pickle
-fallback). Each version records the SHA-256 of its whole model directory (`artifact_sha256`,
-covering the skops file and the MLmodel that lists the trusted types); every load downloads the
-artifact, recomputes the digest and refuses a mismatch before deserialising anything.
+Models are serialised with skops, trusting exactly the reviewed types (`artifact.py`, no pickle
+fallback). Each version records the SHA-256 of its whole model directory (`artifact_sha256`)
+and the CycloneDX SBOM of the software that trained it (`sbom_sha256`). Every load downloads the
+artifact, recomputes the digest, checks the MLmodel (no `code:`, no escaping paths or symlinks)
+and the pipeline's signature (`signing.py`), and only then deserialises the skops file itself:
+nothing from an artifact is imported or run before it is verified.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-#: Types skops does not trust by default that our pipelines contain, reviewed by hand:
-#: HistGradientBoosting's tree predictor (plain arrays), and the `check_array` function that
-#: FunctionTransformer-like defaults reference through functools.partial.
-REVIEWED_TRUSTED_TYPES = [
-    "functools.partial",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.utils.validation.check_array",
-]
+from mlops_platform.registry.artifact import (
+    REVIEWED_TRUSTED_TYPES,
+    UnsafeArtifactError,
+    UntrustedTypesError,
+    check_model_dir,
+    load_skops_model,
+)
+from mlops_platform.registry.sbom import SBOM_ARTIFACT, SBOM_TAG, environment_sbom
+
+__all__ = ["REVIEWED_TRUSTED_TYPES", "UnsafeArtifactError", "UntrustedTypesError"]
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 
@@ -30,15 +35,19 @@ class TamperedArtifactError(RuntimeError):
     """The artifact on disk is not the one that was registered."""
 
 
-class UntrustedTypesError(RuntimeError):
-    """A model contains types nobody has reviewed for safe deserialisation."""
-
-
 def directory_sha256(path: str | os.PathLike) -> str:
     """SHA-256 over every file of a directory: relative path and content, in sorted order."""
     root = Path(path)
+    files = []
+    for folder, dirs, names in os.walk(root):  # never follows symlinks
+        for name in dirs + names:
+            if Path(folder, name).is_symlink():
+                raise UnsafeArtifactError(
+                    f"artifact contains a symlink: {Path(folder, name).relative_to(root)}"
+                )
+        files += [Path(folder, name) for name in names]
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    for file in sorted(files):
         digest.update(str(file.relative_to(root)).encode() + b"\0")
         digest.update(file.read_bytes())
         digest.update(b"\0")
@@ -122,6 +131,11 @@ class ModelRegistry:
             sha = directory_sha256(local)
         version = str(info.registered_model_version)
         self.client.set_model_version_tag(model_name, version, "artifact_sha256", sha)
+        # The exact software that trained this version, beside it (and its digest on it).
+        sbom, sbom_sha = environment_sbom()
+        mlflow.log_text(sbom, SBOM_ARTIFACT)
+        mlflow.set_tag(SBOM_TAG, sbom_sha)
+        self.client.set_model_version_tag(model_name, version, SBOM_TAG, sbom_sha)
         return version, sha
 
     def version_tags(self, model_name: str, version: str) -> dict[str, str]:
@@ -133,6 +147,10 @@ class ModelRegistry:
 
     def run_id_of(self, model_name: str, version: str) -> str:
         return self.client.get_model_version(model_name, version).run_id
+
+    def latest_version(self, model_name: str) -> str | None:
+        found = self.client.search_model_versions(f"name = '{model_name}'")
+        return str(max(int(v.version) for v in found)) if found else None
 
     def alias_version(self, model_name: str, alias: str) -> str | None:
         """The version an alias points to, or None when the alias (or the model) is absent."""
@@ -155,10 +173,13 @@ class ModelRegistry:
         self.client.log_text(run_id, text, artifact_file)
 
     # -- loading -----------------------------------------------------------------------------
-    def load_verified(self, model_name: str, version: str) -> Any:
-        """Download, verify the SHA-256 recorded at registration, then deserialise."""
+    @contextlib.contextmanager
+    def verified_download(self, model_name: str, version: str, *, signed: bool = True):
+        """Download a version into a temporary directory and verify it, in this order: the
+        digest recorded at registration, the layout (no `code:`, no escaping paths or
+        symlinks), and (if `signed`) the pipeline's signature over artifact + gate result.
+        Yields (directory, signed gate record or None); nothing in it has been imported."""
         mlflow = self.fluent()
-        import yaml
 
         mv = self.client.get_model_version(model_name, version)
         expected = mv.tags.get("artifact_sha256")
@@ -167,19 +188,27 @@ class ModelRegistry:
                 f"{model_name} v{version} has no recorded artifact_sha256: refusing to load"
             )
         with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp))
             actual = directory_sha256(local)
             if actual != expected:
                 raise TamperedArtifactError(
                     f"{model_name} v{version}: artifact SHA-256 {actual} does not match the "
                     f"registered {expected}; refusing to load"
                 )
-            flavor = yaml.safe_load(Path(local, "MLmodel").read_text())["flavors"]["sklearn"]
-            trusted = set(flavor.get("skops_trusted_types") or [])
-            if flavor.get("serialization_format") != "skops" or trusted - set(
-                REVIEWED_TRUSTED_TYPES
-            ):
-                raise UntrustedTypesError(
-                    f"{model_name} v{version} is not a skops model with reviewed types only"
-                )
-            return mlflow.sklearn.load_model(local)
+            try:
+                check_model_dir(local)
+            except (UnsafeArtifactError, UntrustedTypesError) as exc:
+                raise type(exc)(f"{model_name} v{version}: {exc}; refusing to load") from None
+            record = None
+            if signed:
+                from mlops_platform.registry.signing import verify_signature
+
+                record = verify_signature(self, model_name, version, local)
+            yield local, record
+
+    def load_verified(self, model_name: str, version: str, *, signed: bool = True) -> Any:
+        """Verify (`verified_download`), then deserialise the skops file with the reviewed
+        types. `signed=False` is for the gate itself, which evaluates a version before it is
+        signed; serving and promotion always require the signature."""
+        with self.verified_download(model_name, version, signed=signed) as (local, _):
+            return load_skops_model(local)

@@ -13,6 +13,18 @@ from mlops_platform.serving.settings import ServingSettings
 from mlops_platform.serving.typed import RollbackRequest, json_body, validated
 
 
+def models_state(manager: ModelManager) -> dict:
+    """Which versions serve, which were refused (and why), and the registry's state."""
+    return {
+        alias: handle.version if handle else None
+        for alias, handle in (("champion", manager.champion), ("challenger", manager.challenger))
+    } | {
+        "registry_error": manager.last_error,
+        "registry_circuit": manager.breaker.state,
+        "refused": dict(manager.refused),
+    }
+
+
 def add_admin_routes(
     app: FastAPI,
     settings: ServingSettings,
@@ -31,19 +43,10 @@ def add_admin_routes(
         ):
             raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
 
-    def models_state() -> dict:
-        return {
-            alias: handle.version if handle else None
-            for alias, handle in (
-                ("champion", manager.champion),
-                ("challenger", manager.challenger),
-            )
-        } | {"registry_error": manager.last_error, "registry_circuit": manager.breaker.state}
-
     @app.post("/admin/reload", dependencies=[Depends(require_admin)])
     async def admin_reload() -> dict:
         changed = await asyncio.to_thread(manager.refresh)
-        return {"changed": changed, **models_state()}
+        return {"changed": changed, **models_state(manager)}
 
     @app.post(
         "/admin/rollback",
@@ -67,4 +70,8 @@ def add_admin_routes(
         except PromotionRefused as exc:
             return JSONResponse({"detail": str(exc)}, status_code=409)
         await asyncio.to_thread(manager.refresh)
-        return JSONResponse({"rolled_back_from": changes[0]["from_version"], **models_state()})
+        queued = any(c.get("queued") for c in changes)  # warehouse busy: rows land later
+        return JSONResponse(
+            {"rolled_back_from": changes[0]["from_version"], "audit_queued": queued}
+            | models_state(manager)
+        )

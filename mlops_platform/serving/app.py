@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_platform.registry.store import ModelRegistry
-from mlops_platform.serving.admin import add_admin_routes
+from mlops_platform.serving.admin import add_admin_routes, models_state
 from mlops_platform.serving.batcher import MicroBatcher
 from mlops_platform.serving.breaker import CircuitBreaker
 from mlops_platform.serving.feedback import ReferenceValues, feedback_model, feedback_schema
@@ -84,6 +84,7 @@ def create_app(
         metrics.set_models([manager.champion, manager.challenger])
 
     manager.on_change = models_changed
+    manager.on_refused = lambda alias, version, _: metrics.refused.labels(alias, version).inc()
     ranges = feature_ranges(spec)
     rules = feedback_rules(spec)
     references = ReferenceValues(warehouse, rules.references)
@@ -170,10 +171,15 @@ def create_app(
 
     # -- MLflow scoring protocol -------------------------------------------------------------
     @health_route(app, "/ping")
-    @health_route(app, "/health")
     async def ping() -> Response:
         ready = scoring.ready()
         return Response("\n", status_code=200 if ready else 503, media_type="application/json")
+
+    @health_route(app, "/health")
+    async def health() -> Response:
+        # Same status as /ping; the body says which versions serve and which were refused.
+        ready = scoring.ready()
+        return _json({"ready": ready, **models_state(manager)}, 200 if ready else 503)
 
     @health_route(app, "/version")
     async def mlflow_version() -> Response:

@@ -52,6 +52,12 @@ class ServingMetrics:
             "Rows not shadow-scored because the queue was full",
             registry=self.registry,
         )
+        self.refused = Counter(
+            "model_refused_total",
+            "Model versions an alias pointed to that failed verification (never served)",
+            ["alias", "version"],
+            registry=self.registry,
+        )
 
         self.log_dropped = Counter(
             "log_records_dropped_total",

@@ -44,7 +44,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"sklearn", "mlflow"},
         pool=WAREHOUSE_POOL,
-        description=f"A new {spec.name} model version (alias `challenger`), tracked in MLflow.",
+        description=f"A new {spec.name} model version, tracked in MLflow (challenger once gated).",
     )
     def challenger_model(
         context: dg.AssetExecutionContext,
@@ -65,7 +65,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             dagster_run_id=context.run.run_id,
         )
         split = result["split"]
-        context.log.info(f"registered {spec.name} v{result['version']} as challenger")
+        context.log.info(f"registered {spec.name} v{result['version']}; the gate decides next")
         return dg.MaterializeResult(
             metadata={
                 "version": result["version"],

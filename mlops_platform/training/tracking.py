@@ -7,8 +7,7 @@ import time
 import pandas as pd
 
 from mlops_platform.features.build import LABEL
-from mlops_platform.registry.promotion import record_change
-from mlops_platform.registry.store import CHALLENGER, ModelRegistry
+from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.settings import code_version
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.train import (
@@ -73,8 +72,9 @@ def train_and_register(
     dagster_run_id: str,
     shuffle_labels: bool = False,
 ) -> dict:
-    """Split by time, fit, log params/metrics/data/model, register and alias `challenger`
-    (the alias change is audited like every other)."""
+    """Split by time, fit, log params/metrics/data/model (+ SBOM) and register a version.
+
+    No alias moves here: only a version that passes its gate becomes `challenger`."""
     from mlops_platform.evaluation.gate import score
 
     hyper = Hyperparameters(**params)
@@ -148,17 +148,6 @@ def train_and_register(
             "shuffle_labels": str(shuffle_labels).lower(),
             **split.as_tags(),
         },
-    )
-    record_change(
-        registry,
-        warehouse,
-        spec.name,
-        CHALLENGER,
-        registry.alias_version(spec.name, CHALLENGER),
-        version,
-        reason="new version trained",
-        actor="training",
-        run_id=dagster_run_id,
     )
     return {
         "version": version,
