@@ -147,6 +147,20 @@ def test_identifying_columns_are_stored_as_keyed_hashes(tmp_path):
         PartitionedLog(tmp_path, schema(), hash_columns=frozenset({"request_id"}))
 
 
+def test_the_log_hashes_every_classified_column_and_shares_one_generated_key(tmp_path):
+    from mlops_platform.serving.privacy import hash_key, hashed_columns
+
+    logged = ["request_id", "tailnum", "carrier", "score"]
+    assert hashed_columns("", logged) == {"tailnum"}  # a quasi-identifier in the contracts
+    assert hashed_columns("request_id, nope", logged) == {"tailnum", "request_id"}
+    assert hashed_columns("", ["carrier", "score"]) == frozenset()
+    key_file = tmp_path / "keys" / "hash.key"
+    first = hash_key("", key_file)
+    assert len(first) == 64 and hash_key("", key_file) == first  # replicas share it
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert hash_key("configured", key_file) == b"configured"
+
+
 def test_circuit_breaker_opens_then_tries_again():
     breaker = CircuitBreaker("registry", failures=2, reset_seconds=0.2)
     calls = []
