@@ -54,14 +54,16 @@ def http_ok(url: str, timeout: float = 3.0) -> bool:
 class Supervisor:
     """Each process in its own session (a kill reaches its children), output to a log file."""
 
-    def __init__(self, config: StackConfig, procfile: Path = PROCFILE) -> None:
+    def __init__(
+        self, config: StackConfig, procfile: Path = PROCFILE, extra_env: dict | None = None
+    ) -> None:
         self.config = config
         self.commands = read_procfile(procfile)
         self.processes: dict[str, subprocess.Popen] = {}
         self.log_dir = config.run_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         bin_dir = str(Path(sys.executable).parent)
-        self.env = os.environ | config.environment()
+        self.env = os.environ | config.environment() | (extra_env or {})
         self.env["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
     def start(self, *names: str) -> None:
