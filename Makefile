@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
 .PHONY: run year test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
-	bench-serve bench-drift clean
+	bench-serve bench-drift clean prod-up prod-down prod-status bench-scale
 
 ## run: install everything; ingest 45 days of 2013, train a champion, then two weeks through the
 ## loop (drift -> retrain -> gate -> promote) on embedded defaults
@@ -76,3 +76,22 @@ bench-load: install
 ## clean: remove generated state (source db, warehouse, dlt state, Dagster home)
 clean:
 	rm -rf .data
+
+## prod-up: the production stack on this machine (Procfile run by honcho): Dagster on PostgreSQL
+## (webserver, daemon, gRPC code location), Celery workers over RabbitMQ, MLflow server, two
+## serving replicas behind nginx; prints every UI and endpoint. Needs PostgreSQL and RabbitMQ.
+prod-up: install
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || (apt-get update -qq && apt-get install -y -qq nginx)
+	PATH="$$PATH:/usr/sbin" $(UV) run python -m mlops_platform.deploy.stack up
+
+## prod-down: stop the production stack
+prod-down:
+	$(UV) run python -m mlops_platform.deploy.stack down
+
+prod-status:
+	$(UV) run python -m mlops_platform.deploy.stack status
+
+## bench-scale: the flights year at 1x, 4x, 16x on the production profile (rows/s, peak memory,
+## growth exponent) and a 28-partition backfill on one Celery worker vs two
+bench-scale: install
+	PATH="$$PATH:/usr/sbin" $(UV) run python bench/scale_bench.py

@@ -35,6 +35,13 @@ class StackConfig:
     mlops_warehouse_url: str
     mlops_source_url: str
     mlops_celery_broker: str = "pyamqp://guest:guest@127.0.0.1:5672//"
+    #: Where servers listen, and where each is reached (service names in compose/Kubernetes).
+    mlops_bind_host: str = "127.0.0.1"
+    mlops_mlflow_host: str = "127.0.0.1"
+    mlops_serving_1_host: str = "127.0.0.1"
+    mlops_serving_2_host: str = "127.0.0.1"
+    mlops_nginx_host: str = "127.0.0.1"
+    mlops_code_location_host: str = "127.0.0.1"
     mlops_code_location_port: int = 4266
     mlops_dagster_ui_port: int = 3000
     mlops_mlflow_port: int = 5000
@@ -45,11 +52,11 @@ class StackConfig:
 
     @property
     def mlflow_uri(self) -> str:
-        return f"http://127.0.0.1:{self.mlops_mlflow_port}"
+        return f"http://{self.mlops_mlflow_host}:{self.mlops_mlflow_port}"
 
     @property
     def registry_readonly_uri(self) -> str:
-        return f"http://127.0.0.1:{self.mlops_registry_readonly_port}"
+        return f"http://{self.mlops_nginx_host}:{self.mlops_registry_readonly_port}"
 
     @property
     def run_dir(self) -> Path:
@@ -152,7 +159,7 @@ def write_files(config: StackConfig) -> None:
     (run_dir / "workspace.yaml").write_text(
         "load_from:\n"
         "  - grpc_server:\n"
-        "      host: 127.0.0.1\n"
+        f"      host: {config.mlops_code_location_host}\n"
         f"      port: {config.mlops_code_location_port}\n"
         "      location_name: mlops_platform\n"
     )

@@ -155,7 +155,7 @@ def down(config: StackConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("action", choices=["up", "down", "status", "render"])
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)
     config = from_environment()
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         up(config, args.timeout)
     elif args.action == "down":
         down(config)
+    elif args.action == "render":  # containers: the generated files only (deploy/compose.yaml)
+        write_files(config)
     else:
         for what, ok in healthy(config).items():
             _say(f"  {what:30} {'up' if ok else 'DOWN'}")
