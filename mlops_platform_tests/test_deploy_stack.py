@@ -144,6 +144,14 @@ def test_rolling_promotion_under_load_has_no_errors(stack: Stack):
         return httpx.post(f"{replica}/predict", json=ROW, timeout=10).json()["version"]
 
     wait_for(lambda: all(serving(r) == current for r in replicas), 60, "both replicas")
+    # The replicas read the registry through nginx's read-only proxy: reads pass, writes do not.
+    alias_api = f"{config.registry_readonly_uri}/api/2.0/mlflow/registered-models/alias"
+    read = httpx.get(alias_api, params={"name": SPEC, "alias": CHAMPION})
+    assert read.status_code == 200 and read.json()["model_version"]["version"] == current
+    for method in ("POST", "DELETE"):
+        write = httpx.request(method, alias_api, json={"name": SPEC, "alias": CHAMPION})
+        assert write.status_code == 403, method
+    assert registry.alias_version(SPEC, CHAMPION) == current
     replies: list[int] = []
     failures: list[str] = []
     versions_seen: set[str] = set()
