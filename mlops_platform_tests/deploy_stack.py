@@ -93,11 +93,17 @@ class Stack:
 
     def failures(self, run_id: str) -> list[str]:
         """What failed in a run (step failures and run failure messages), for assertions."""
-        return [
-            f"{e.dagster_event.step_key}: {e.dagster_event.message}"
-            for e in self.events(run_id)
-            if e.dagster_event.is_failure or e.dagster_event.event_type_value == "RUN_FAILURE"
-        ]
+        found = []
+        for entry in self.events(run_id):
+            event = entry.dagster_event
+            if event.is_failure or event.event_type_value == "RUN_FAILURE":
+                found.append(f"{event.step_key}: {event.message}")
+            elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+                check = event.event_specific_data
+                if not check.passed:
+                    details = {k: v.value for k, v in check.metadata.items()}
+                    found.append(f"{event.step_key}: check failed {details}")
+        return found
 
     def events(self, run_id: str, kind: str | None = None) -> list:
         entries = [e for e in self.instance.all_logs(run_id) if e.dagster_event is not None]
