@@ -49,6 +49,27 @@ def require_services() -> None:
         pytest.skip(message)
 
 
+def purge_queues(broker: str) -> None:
+    """Empty the stack's Celery queues: a task left by an earlier, aborted stack would run on
+    this stack's workers (against the other instance, in this stack's data directory)."""
+    from kombu import Connection
+
+    from mlops_platform.deploy.queues import CPU_QUEUE, WAREHOUSE_QUEUE
+
+    with Connection(broker, connect_timeout=5) as connection:
+        for name in (WAREHOUSE_QUEUE, CPU_QUEUE):
+            channel = connection.channel()
+            try:
+                channel.queue_purge(name)
+            except Exception:  # noqa: BLE001 - the queue does not exist yet: nothing to purge
+                pass
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # noqa: BLE001 - closed by the broker's 404 already
+                    pass
+
+
 def _admin(url: str) -> sa.Engine:
     return sa.create_engine(
         sa.engine.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
@@ -193,6 +214,7 @@ def start_stack(root: Path) -> Stack:
     )
     os.environ["MLOPS_DAGSTER_PG_URL"] = config.mlops_dagster_pg_url
     deploy_stack.prepare(config)
+    purge_queues(config.mlops_celery_broker)
     replay.set_clock(config.mlops_source_url, dt.datetime(2013, 1, 22))
     supervisor = Supervisor(config, extra_env=MLFLOW_CLIENT)
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(config.dagster_home))
