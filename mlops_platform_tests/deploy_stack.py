@@ -126,6 +126,22 @@ class Stack:
                     found.append(f"{event.step_key}: check failed {details}")
         return found
 
+    def wait_run_or_retry(self, run_id: str, timeout: float = 600) -> str:
+        """The run, or one of the daemon's automatic retries of it, that succeeded."""
+
+        def settled():
+            chain = [self.run(run_id)] + [
+                r for r in self.instance.get_runs() if r.root_run_id == run_id
+            ]
+            won = [r.run_id for r in chain if r.status.value == "SUCCESS"]
+            if won:
+                return won[0]
+            if len(chain) > 2 and all(r.status.value in DONE for r in chain):
+                raise AssertionError([self.failures(r.run_id) for r in chain])
+            return None
+
+        return wait_until(settled, timeout, f"run {run_id} or its retries", every=1)
+
     def events(self, run_id: str, kind: str | None = None) -> list:
         entries = [e for e in self.instance.all_logs(run_id) if e.dagster_event is not None]
         return [e for e in entries if kind is None or e.dagster_event.event_type_value == kind]
