@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
 .PHONY: run year test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
-	bench-serve bench-drift bench-gate clean sbom
+	bench-serve bench-drift bench-gate clean sbom prod-up prod-down prod-status bench-scale nginx
 
 ## run: install everything; ingest 45 days of 2013, train a champion, then two weeks through the
 ## loop (drift -> retrain -> gate -> promote) on embedded defaults
@@ -23,8 +23,14 @@ year: install
 	$(UV) run mlops replay --fresh --report-name year-2013
 
 ## test: install everything, then run the whole test suite
-test: install
-	$(UV) run pytest
+test: install nginx
+	PATH="$$PATH:/usr/sbin" $(UV) run pytest
+
+# Debian's nginx: the production stack's load balancer and read-only registry proxy (its tests
+# run in `make test`); installed with apt-get when missing.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
+		(apt-get update -qq && apt-get install -y -qq nginx >/dev/null)
 
 install: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 
@@ -92,3 +98,21 @@ bench-load: install
 ## clean: remove generated state (source db, warehouse, dlt state, Dagster home)
 clean:
 	rm -rf .data
+
+## prod-up: the production stack on this machine (Procfile run by honcho): Dagster on PostgreSQL
+## (webserver, daemon, gRPC code location), Celery workers over RabbitMQ, MLflow server, two
+## serving replicas behind nginx; prints every UI and endpoint. Needs PostgreSQL and RabbitMQ.
+prod-up: install nginx
+	PATH="$$PATH:/usr/sbin" $(UV) run python -m mlops_platform.deploy.stack up
+
+## prod-down: stop the production stack
+prod-down:
+	$(UV) run python -m mlops_platform.deploy.stack down
+
+prod-status:
+	$(UV) run python -m mlops_platform.deploy.stack status
+
+## bench-scale: the flights year at 1x, 4x, 16x on the production profile (rows/s, peak memory,
+## growth exponent) and a 28-partition backfill on one Celery worker vs two
+bench-scale: install
+	PATH="$$PATH:/usr/sbin" $(UV) run python bench/scale_bench.py

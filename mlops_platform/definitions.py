@@ -14,7 +14,7 @@ from mlops_platform.alerting import sensors as alerting_sensors
 from mlops_platform.contracts import checks as contract_checks
 from mlops_platform.ingestion import assets as ingestion_assets
 from mlops_platform.ingestion import jobs as ingestion_jobs
-from mlops_platform.profiles import resources_for
+from mlops_platform.profiles import executor_for, resources_for
 from mlops_platform.registry import jobs as registry_jobs
 from mlops_platform.retention import jobs as retention_jobs
 
@@ -40,5 +40,5 @@ def _domain_definitions() -> dg.Definitions:
 defs = dg.Definitions.merge(
     _domain_definitions(),
     model_pipeline.model_pipelines(),
-    dg.Definitions(resources=resources_for()),
+    dg.Definitions(resources=resources_for(), executor=executor_for()),
 )

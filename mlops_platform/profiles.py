@@ -8,6 +8,8 @@
 | mlflow_registry| SQLite + artifacts under data dir  | `MLOPS_MLFLOW_TRACKING_URI` (PostgreSQL)|
 |                |                                    | + `MLOPS_MLFLOW_ARTIFACT_ROOT`          |
 
+In production, steps run on dagster-celery workers (`executor_for`): broker `MLOPS_CELERY_BROKER`,
+queues and acknowledgement settings in `mlops_platform.deploy.queues`, three retries per step.
 Secrets and URLs come only through `dg.EnvVar`, read when a run starts, never at import.
 """
 
@@ -73,6 +75,30 @@ def plain_resources(profile: str | None = None) -> dict:
             artifact_root=need("MLOPS_MLFLOW_ARTIFACT_ROOT"),
         ),
     }
+
+
+def production_executor() -> dg.ExecutorDefinition:
+    """dagster-celery over the broker in `MLOPS_CELERY_BROKER`, the settings workers share."""
+    from dagster_celery import celery_executor
+
+    from mlops_platform.deploy.queues import CELERY_SETTINGS
+
+    return celery_executor.configured(
+        {
+            "broker": {"env": "MLOPS_CELERY_BROKER"},
+            # Results travel back to the run's own reply queue on the same broker.
+            "backend": "rpc://",
+            "config_source": CELERY_SETTINGS,
+            "retries": {"enabled": {}},
+        },
+        name="celery_production",
+    )
+
+
+def executor_for(profile: str | None = None) -> dg.ExecutorDefinition | None:
+    """The production executor, or None for Dagster's default (multiprocess) locally."""
+    profile = profile or active_profile()
+    return production_executor() if profile == "production" else None
 
 
 def resources_for(profile: str | None = None) -> dict:

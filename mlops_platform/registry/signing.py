@@ -64,11 +64,32 @@ def public_key_path() -> Path:
     return Path(configured) if configured else private_key_path().with_suffix(".pub")
 
 
-def ensure_keys() -> Path:
-    """The private key's path, generating the key pair on first use in the local profile."""
+def generate_key_pair(private: Path) -> None:
+    """Mint an EC P-256 key at `private` (mode 0600; atomic, first process wins) — the local
+    profile on first use, or an operator provisioning a deployment (`make prod-up`)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    private.parent.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = private.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    # Atomic and first-wins: concurrent first uses never see half a key, nor two keys.
+    with contextlib.suppress(FileExistsError):
+        os.link(tmp, private)
+    tmp.unlink()
+    _write_public_key(private)
+
+
+def ensure_keys() -> Path:
+    """The private key's path, generating the key pair on first use in the local profile."""
     private = private_key_path()
     if not private.exists():
         if active_profile() == "production" or os.environ.get("MLOPS_SIGNING_KEY"):
@@ -76,21 +97,15 @@ def ensure_keys() -> Path:
             raise SigningKeyError(
                 f"signing key {private} does not exist: provision it and set MLOPS_SIGNING_KEY"
             )
-        private.parent.mkdir(parents=True, exist_ok=True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        tmp = private.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        # Atomic and first-wins: concurrent first uses never see half a key, nor two keys.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, private)
-        tmp.unlink()
+        generate_key_pair(private)
+    _write_public_key(private)
+    return private
+
+
+def _write_public_key(private: Path) -> Path:
+    """`<private>.pub`, derived from the private key if missing (verifiers need only this)."""
+    from cryptography.hazmat.primitives import serialization
+
     public = private.with_suffix(".pub")
     if not public.exists():
         key = serialization.load_pem_private_key(private.read_bytes(), None)
@@ -99,7 +114,7 @@ def ensure_keys() -> Path:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-    return private
+    return public
 
 
 def key_fingerprint(public: Path) -> str:

@@ -89,6 +89,7 @@ class ModelRegistry:
         location = (
             Path(self.artifact_root).resolve().as_uri()
             if "://" not in self.artifact_root
+            and not self.artifact_root.startswith("mlflow-artifacts:")  # proxied by the server
             else self.artifact_root
         )
         return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")

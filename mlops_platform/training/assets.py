@@ -3,6 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
+from mlops_platform.deploy.queues import CPU_STEP
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.params import Hyperparameters
@@ -44,6 +45,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"sklearn", "mlflow"},
         pool=WAREHOUSE_POOL,
+        op_tags=CPU_STEP,  # the fit goes to the CPU workers' queue in production
         description=f"A new {spec.name} model version, tracked in MLflow (challenger once gated).",
     )
     def challenger_model(

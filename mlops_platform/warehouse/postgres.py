@@ -29,12 +29,33 @@ class PostgresWarehouse(Warehouse):
 
         from mlops_platform.reliability import pg_connect_args
 
+        if schema:
+            self._ensure(schema)
         engine = sa.create_engine(self.url, connect_args=pg_connect_args(self.url))
         try:
             with engine.begin() as conn:
-                if schema:
-                    conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
                 yield conn
+        finally:
+            engine.dispose()
+
+    def _ensure(self, schema: str, table: str | None = None, frame: pd.DataFrame | None = None):
+        """Create the schema (and the table, with `frame`'s columns) if missing, in a short
+        transaction holding a lock on the schema's name: writers running at once (a backfill
+        spread over workers) would otherwise both create, and one fail on a unique violation."""
+        import sqlalchemy as sa
+
+        from mlops_platform.reliability import pg_connect_args
+
+        engine = sa.create_engine(self.url, connect_args=pg_connect_args(self.url))
+        try:
+            with engine.begin() as conn:
+                lock = sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))")
+                conn.execute(lock, {"name": f"mlops_warehouse:{schema}"})
+                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
+                if table is not None and frame is not None:
+                    frame.head(0).to_sql(
+                        table, conn, schema=schema, if_exists="append", index=False
+                    )
         finally:
             engine.dispose()
 
@@ -73,6 +94,7 @@ class PostgresWarehouse(Warehouse):
     def append(self, schema: str, table: str, frame: pd.DataFrame) -> int:
         import sqlalchemy as sa
 
+        self._ensure(schema, table, frame)
         with self._transaction(schema) as conn:
             inspector = sa.inspect(conn)
             if inspector.has_table(table, schema=schema):
@@ -96,6 +118,7 @@ class PostgresWarehouse(Warehouse):
     def replace_rows(self, schema: str, table: str, frame: pd.DataFrame, where: str) -> int:
         import sqlalchemy as sa
 
+        self._ensure(schema, table, frame)
         with self._transaction(schema) as conn:
             frame.head(0).to_sql(table, conn, schema=schema, if_exists="append", index=False)
             deleted = conn.execute(

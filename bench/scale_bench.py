@@ -1,0 +1,313 @@
+"""Benchmark: cost as the work grows, on the production profile (PostgreSQL warehouse).
+
+1. The flights year at 1x, 4x, 16x (`--scales`): replicas of the year with distinct keys
+   (flight number + 10000*i, tail number suffixed `-r<i>`, planes replicated to match). Each
+   phase runs in its own process, so its peak memory (VmHWM) is its own: ingest (dlt into
+   PostgreSQL), features, training (MLflow-tracked), batch scoring of the year day by day.
+   Prints rows/s, peak MB, and the growth exponent b of time ~ rows^b between scales.
+   Targets: b <= 1.1 for ingest, features and scoring; scoring's peak memory flat in rows.
+2. A backfill of 28 daily scoring partitions on the production stack (Procfile processes,
+   dagster-celery over RabbitMQ) with one warehouse worker, then two. Target: >= 1.6x.
+
+Databases `<prefix>_<k>x` and `<prefix>_stack_*` on MLOPS_BENCH_POSTGRES's server (default
+postgresql://postgres@127.0.0.1:5432/mlops_bench) are created and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get("MLOPS_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/mlops_bench")
+PHASES = ("ingest", "features", "training", "scoring")
+SPEC = "flight_delay"
+YEAR_END = dt.datetime(2014, 1, 1)
+FLIGHT_COLUMNS = (
+    "year, month, day, dep_time, sched_dep_time, dep_delay, arr_time, sched_arr_time, "
+    "arr_delay, carrier, {flight}, {tailnum}, origin, dest, air_time, distance, hour, minute, "
+    "time_hour, status, updated_at"
+)
+
+
+def database_url(scale: int) -> str:
+    url = sa.engine.make_url(SERVER)
+    return url.set(database=f"{url.database}_{scale}x").render_as_string(hide_password=False)
+
+
+def source_url(scale: int) -> str:
+    return database_url(scale) + "?options=-csearch_path%3Dflight_ops"
+
+
+def _admin():
+    url = sa.engine.make_url(SERVER).set(database="postgres")
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+def recreate_database(name: str) -> None:
+    engine = _admin()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+
+
+def drop_database(name: str) -> None:
+    engine = _admin()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def prepare_source(scale: int) -> int:
+    """The year released (clock at its end), replicated `scale` times with distinct keys."""
+    from mlops_platform.source_system import replay
+
+    recreate_database(sa.engine.make_url(database_url(scale)).database)
+    engine = sa.create_engine(database_url(scale))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA flight_ops"))
+    replay.create_source(source_url(scale))
+    replay.set_clock(source_url(scale), YEAR_END)
+    with engine.begin() as conn:
+        conn.execute(sa.text("SET search_path TO flight_ops"))
+        plane_columns = [
+            c
+            for c in conn.execute(
+                sa.text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                    "'flight_ops' AND table_name = 'planes' ORDER BY ordinal_position"
+                )
+            ).scalars()
+            if c != "tailnum"
+        ]
+        target = FLIGHT_COLUMNS.format(flight="flight", tailnum="tailnum")
+        for i in range(1, scale):
+            copy = FLIGHT_COLUMNS.format(
+                flight=f"flight + {10000 * i}", tailnum=f"tailnum || '-r{i}'"
+            )
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO flights ({target}) SELECT {copy} FROM flights "
+                    "WHERE flight < 10000"  # the original year only
+                )
+            )
+            others = ", ".join(plane_columns)
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO planes (tailnum, {others}) SELECT tailnum || '-r{i}', {others} "
+                    "FROM planes WHERE tailnum NOT LIKE '%-r%'"
+                )
+            )
+        rows = conn.execute(sa.text("SELECT count(*) FROM flights")).scalar()
+    engine.dispose()
+    return int(rows)
+
+
+# -- phases (each in its own process) --------------------------------------------------------
+def _warehouse(scale: int, workdir: Path):
+    from mlops_platform.warehouse import PostgresWarehouse
+
+    return PostgresWarehouse(url=database_url(scale), pipelines_dir=str(workdir / "dlt"))
+
+
+def _registry(workdir: Path):
+    from mlops_platform.registry.store import ModelRegistry
+
+    return ModelRegistry(f"sqlite:///{workdir / 'mlflow.db'}", str(workdir / "artifacts"))
+
+
+def run_phase(phase: str, scale: int, workdir: Path) -> int:
+    """Do one phase; returns the rows it processed."""
+    from mlops_platform.specs import load_spec
+
+    spec = load_spec(SPEC)
+    warehouse = _warehouse(scale, workdir)
+    if phase == "ingest":
+        from mlops_platform.ingestion.sources import flight_ops_source, weather_feed_source
+        from mlops_platform.source_system.weather_feed import FeedServer
+
+        fmt = warehouse.loader_file_format
+        warehouse.dlt_pipeline("flight_ops").run(
+            flight_ops_source(source_url(scale)), loader_file_format=fmt
+        )
+        with FeedServer(source_url(scale)) as feed:
+            warehouse.dlt_pipeline("weather_feed").run(
+                weather_feed_source(feed.url), loader_file_format=fmt
+            )
+        return int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0])
+    if phase == "features":
+        from mlops_platform.features.build import features_from_warehouse
+
+        features = features_from_warehouse(warehouse, spec)
+        warehouse.replace_table("features", spec.name, features)
+        return len(features)
+    if phase == "training":
+        from mlops_platform.training.params import Hyperparameters
+        from mlops_platform.training.tracking import train_and_register
+
+        features = warehouse.read_table("features", spec.name)
+        registry = _registry(workdir)
+        train_and_register(
+            spec, features, registry, warehouse, Hyperparameters().as_dict(), "scale-bench"
+        )
+        return len(features)
+    if phase == "scoring":  # as the scores asset does: one day at a time
+        from mlops_platform.registry.store import CHALLENGER
+        from mlops_platform.scoring.score import score_day
+
+        registry = _registry(workdir)
+        version = registry.alias_version(spec.name, CHALLENGER)
+        model = registry.load_verified(spec.name, version)
+        rows, day = 0, dt.date(2013, 1, 1)
+        while day < YEAR_END.date():
+            where = f"CAST(flight_date AS DATE) = DATE '{day}'"
+            features = warehouse.read_table("features", spec.name, where=where)
+            scored = score_day(model, version, features, day, spec)
+            warehouse.replace_rows("scores", spec.name, scored, where=where)
+            rows += len(scored)
+            day += dt.timedelta(days=1)
+        return rows
+    raise ValueError(phase)
+
+
+def peak_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(phase: str, scale: int, workdir: Path) -> dict:
+    command = [sys.executable, __file__, "--phase", phase, "--scale", str(scale)]
+    command += ["--workdir", str(workdir)]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "RUNTIME__LOG_LEVEL": "WARNING"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        sys.exit(f"{phase} at {scale}x failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def exponent(small: dict, large: dict) -> float:
+    return math.log(large["seconds"] / small["seconds"]) / math.log(large["rows"] / small["rows"])
+
+
+def scale_table(scales: list[int]) -> dict:
+    results: dict[int, dict[str, dict]] = {}
+    for scale in scales:
+        workdir = Path(tempfile.mkdtemp(prefix=f"scale_{scale}x_"))
+        started = time.perf_counter()
+        flights = prepare_source(scale)
+        print(
+            f"{scale}x: {flights:,} flights in the source ({time.perf_counter() - started:.0f} s)"
+        )
+        results[scale] = {}
+        for phase in PHASES:
+            results[scale][phase] = measure(phase, scale, workdir)
+            r = results[scale][phase]
+            print(
+                f"  {phase:9} {r['rows']:>10,} rows {r['seconds']:8.1f} s "
+                f"{r['rows'] / r['seconds']:>10,.0f} rows/s  peak {r['peak_mb']:7.0f} MB",
+                flush=True,
+            )
+        drop_database(sa.engine.make_url(database_url(scale)).database)
+    print("\n| phase | " + " | ".join(f"{s}x rows/s | {s}x peak MB" for s in scales) + " | b |")
+    print("| --- |" + " --- | --- |" * len(scales) + " --- |")
+    for phase in PHASES:
+        cells = [
+            f"{results[s][phase]['rows'] / results[s][phase]['seconds']:,.0f} | "
+            f"{results[s][phase]['peak_mb']:,.0f}"
+            for s in scales
+        ]
+        b = exponent(results[scales[0]][phase], results[scales[-1]][phase])
+        target = " (target <= 1.1)" if phase != "training" else ""
+        print(f"| {phase} | " + " | ".join(cells) + f" | {b:.2f}{target} |")
+    return results
+
+
+# -- backfill on the stack ---------------------------------------------------------------------
+def backfill_seconds(stack, days: list[str]) -> float:
+    import dagster as dg
+
+    job = dg.RunsFilter(job_name=f"score_{SPEC}")
+    before = {r.run_id for r in stack.instance.get_runs(filters=job)}
+    env = os.environ | {
+        "DAGSTER_HOME": stack.config.dagster_home,
+        "MLOPS_DAGSTER_PG_URL": stack.config.mlops_dagster_pg_url,
+    }
+    command = [str(Path(sys.executable).parent / "dagster"), "job", "backfill", "-w"]
+    command += [str(stack.workspace), "-j", f"score_{SPEC}", "--partitions", ",".join(days)]
+    started = time.time()
+    subprocess.run([*command, "--noprompt"], env=env, check=True, capture_output=True)
+    while True:
+        runs = [r for r in stack.instance.get_runs(filters=job) if r.run_id not in before]
+        if len(runs) == len(days) and all(r.is_finished for r in runs):
+            break
+        time.sleep(1)
+    failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+    if failed:
+        sys.exit(f"backfill runs failed: {failed}")
+    records = [stack.instance.get_run_record_by_id(r.run_id) for r in runs]
+    return max(r.end_time for r in records) - started
+
+
+def backfill_comparison() -> None:
+    os.environ["MLOPS_TEST_POSTGRES"] = SERVER
+    sys.path.insert(0, str(ROOT))  # the stack helper the tests use
+    from mlops_platform.source_system import replay
+    from mlops_platform_tests.deploy_stack import start_stack, stop_stack
+
+    stack = start_stack(Path(tempfile.mkdtemp(prefix="scale_stack_")))
+    try:
+        # January: the weather contract rightly quarantines EWR's 1,048 mph wind of Feb 12
+        # (and, blocking, stops the run), so the backfill stays before it.
+        replay.set_clock(stack.config.mlops_source_url, dt.datetime(2013, 2, 1))
+        for job in ("ingest", f"train_{SPEC}"):
+            run_id = stack.launch(job)
+            if stack.wait_run(run_id, timeout=900) != "SUCCESS":
+                sys.exit(f"{job} failed: {stack.failures(run_id)}")
+        days = [str(dt.date(2013, 1, 2) + dt.timedelta(days=i)) for i in range(28)]
+        stack.supervisor.stop("worker_warehouse_2")
+        one = backfill_seconds(stack, days)
+        stack.supervisor.start("worker_warehouse_2")
+        time.sleep(15)  # the worker connects to the broker
+        two = backfill_seconds(stack, days)
+    finally:
+        stop_stack(stack, stack.database_names)
+    print(f"\nbackfill of 28 scoring partitions: 1 worker {one:.0f} s, 2 workers {two:.0f} s")
+    print(f"speed-up: {one / two:.2f}x (target >= 1.6x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scales", default="1,4,16")
+    parser.add_argument("--phase", choices=PHASES)
+    parser.add_argument("--scale", type=int)
+    parser.add_argument("--workdir")
+    parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--only-backfill", action="store_true")
+    args = parser.parse_args()
+    if args.phase:  # a child process: one phase, its measurement as the last line
+        started = time.perf_counter()
+        rows = run_phase(args.phase, args.scale, Path(args.workdir))
+        seconds = time.perf_counter() - started
+        print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}))
+        return
+    if not args.only_backfill:
+        scale_table([int(s) for s in args.scales.split(",")])
+    if not args.skip_backfill:
+        backfill_comparison()
+
+
+if __name__ == "__main__":
+    main()

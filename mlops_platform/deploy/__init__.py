@@ -1,0 +1,1 @@
+"""The production deployment: process list, generated configuration, a supervisor."""

@@ -1,0 +1,313 @@
+"""The production stack for real: Dagster on PostgreSQL (webserver, daemon, gRPC code location),
+dagster-celery workers over RabbitMQ, the MLflow tracking server, two serving replicas behind
+nginx, all started from the Procfile. One stack serves every test of this module, in order:
+training (MLflow restarted under it), a rolling promotion under load, the daily cycle (daemon
+restarted under it), and a backfill (a worker killed under it).
+
+Runs in CI on the machine's PostgreSQL and RabbitMQ; elsewhere skips when they are missing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlops_platform_tests.deploy_stack import (
+    DONE,
+    LOCATION,
+    Stack,
+    require_services,
+    start_stack,
+    stop_stack,
+    wait_for,
+)
+
+SPEC = "flight_delay"
+ROW = {
+    "carrier": "UA",
+    "origin": "EWR",
+    "dest": "IAH",
+    "manufacturer": "BOEING",
+    "distance": 1400,
+    "sched_dep_hour": 5,
+    "sched_arr_hour": 8,
+    "day_of_week": 1,
+    "plane_age": 14,
+    "seats": 149,
+    "engines": 2,
+    "temp": 39.0,
+    "dewp": 26.1,
+    "humid": 59.4,
+    "wind_dir": 270,
+    "wind_speed": 10.4,
+    "wind_gust": None,
+    "precip": 0,
+    "pressure": 1012.0,
+    "visib": 10.0,
+}
+BACKFILL_DAYS = [f"2013-01-{day:02d}" for day in range(14, 21)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    require_services()
+    started = time.monotonic()
+    # MLOPS_STACK_TEST_DIR keeps the processes' logs somewhere known (debugging).
+    root = os.environ.get("MLOPS_STACK_TEST_DIR")
+    stack = start_stack(Path(root) if root else tmp_path_factory.mktemp("stack"))
+    print(f"stack up in {time.monotonic() - started:.0f} s")
+    yield stack
+    stop_stack(stack, stack.database_names)
+
+
+def _assert_from_code_location(stack: Stack, run_id: str) -> None:
+    """Launched from the workspace: the run carries the gRPC location's origin (UI job pages,
+    re-execution), like any daemon-launched run."""
+    run = stack.run(run_id)
+    assert run.remote_job_origin is not None
+    assert run.remote_job_origin.location_name == LOCATION
+
+
+def test_training_through_celery_survives_an_mlflow_restart(stack: Stack):
+    # The first load into an empty warehouse can fail: the two dlt pipelines (flight_ops,
+    # weather_feed) run at once on two workers and race to create dlt's tables in `raw`
+    # (UniqueViolation); the daemon's run retry then loads from the failure. Wait for that.
+    ingest = stack.launch("ingest")
+    stack.wait_run_or_retry(ingest)
+    first = stack.launch(f"train_{SPEC}")
+    assert stack.wait_run(first) == "SUCCESS", stack.failures(first)
+    _assert_from_code_location(stack, first)
+    # The fit ran on the CPU queue's worker, the warehouse steps on the warehouse workers.
+    assert {w for _, w in stack.celery_workers(first, f"models__{SPEC}")} == {
+        f"cpu_1@{os.uname().nodename}"
+    }
+    assert {w.split("@")[0] for _, w in stack.celery_workers(first, f"features__{SPEC}")} <= {
+        "warehouse_1",
+        "warehouse_2",
+    }
+    # Artifacts went through the server (proxied), into its artifact directory.
+    stored = Path(stack.config.mlops_data_dir, "mlflow-artifacts", "artifacts", SPEC)
+    assert list(stored.rglob("MLmodel"))
+
+    # Again, with the MLflow server taken down as soon as the fit starts.
+    second = stack.launch(f"train_{SPEC}")
+    wait_for(
+        lambda: any(
+            e.dagster_event.step_key == f"models__{SPEC}"
+            for e in stack.events(second, "STEP_START")
+        ),
+        300,
+        "the training step",
+    )
+    stack.supervisor.stop("mlflow")
+    assert stack.wait_run(second) == "FAILURE"  # the step could not reach MLflow
+    stack.supervisor.start("mlflow")
+
+    def chain():
+        return [r for r in stack.instance.get_runs() if r.root_run_id == second]
+
+    # Retried from the failure (max_retries 2 in deploy/dagster.yaml) until one succeeds.
+    wait_for(
+        lambda: (
+            any(r.status.value == "SUCCESS" for r in chain())
+            or (len(chain()) >= 2 and all(r.status.value in DONE for r in chain()))
+        ),
+        480,
+        "the retried training",
+    )
+    retried = chain()
+    assert any(r.status.value == "SUCCESS" for r in retried), [r.status for r in retried]
+    assert all(r.tags.get("dagster/parent_run_id") for r in retried)
+
+
+def test_rolling_promotion_under_load_has_no_errors(stack: Stack):
+    from mlops_platform.registry.store import CHAMPION, ModelRegistry
+
+    config = stack.config
+    registry = ModelRegistry(config.mlflow_uri, "mlflow-artifacts:/artifacts")
+    current = registry.alias_version(SPEC, CHAMPION)
+    versions = sorted(
+        {mv.version for mv in registry.client.search_model_versions(f"name='{SPEC}'")}
+    )
+    target = next(v for v in versions if v != current)
+    url = f"http://127.0.0.1:{config.mlops_serving_port}/predict"
+    replicas = [
+        f"http://127.0.0.1:{port}"
+        for port in (config.mlops_serving_1_port, config.mlops_serving_2_port)
+    ]
+
+    def serving(replica: str) -> str:
+        return httpx.post(f"{replica}/predict", json=ROW, timeout=10).json()["version"]
+
+    wait_for(lambda: all(serving(r) == current for r in replicas), 60, "both replicas")
+    # The replicas read the registry through nginx's read-only proxy: reads pass, writes do not.
+    alias_api = f"{config.registry_readonly_uri}/api/2.0/mlflow/registered-models/alias"
+    read = httpx.get(alias_api, params={"name": SPEC, "alias": CHAMPION})
+    assert read.status_code == 200 and read.json()["model_version"]["version"] == current
+    for method in ("POST", "DELETE"):
+        write = httpx.request(method, alias_api, json={"name": SPEC, "alias": CHAMPION})
+        assert write.status_code == 403, method
+    assert registry.alias_version(SPEC, CHAMPION) == current
+    replies: list[int] = []
+    failures: list[str] = []
+    versions_seen: set[str] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    reply = client.post(url, json=ROW)
+                    replies.append(reply.status_code)
+                    if reply.status_code == 200:
+                        versions_seen.add(reply.json()["version"])
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        # Rolling: replica 1 restarts, the champion moves, replica 2 restarts; clients go on.
+        stack.supervisor.restart("serving_1")
+        wait_for(lambda: serving(replicas[0]), 120, "replica 1 back")
+        registry.set_alias(SPEC, CHAMPION, target)
+        wait_for(lambda: all(serving(r) == target for r in replicas), 60, "the new champion")
+        stack.supervisor.restart("serving_2")
+        wait_for(lambda: serving(replicas[1]) == target, 120, "replica 2 back")
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert not failures, failures[:3]
+    assert len(replies) > 50
+    assert {code for code in replies if not 200 <= code < 300} == set()
+    assert versions_seen == {current, target}
+
+    # Every answered request is in the prediction log the replicas share (nothing collided).
+    import pyarrow.dataset as ds
+
+    time.sleep(1)  # the log's writer flushes every 0.25 s
+    logged = ds.dataset(Path(config.mlops_data_dir, "serving"), format="parquet")
+    assert logged.count_rows() >= replies.count(200)
+
+
+def test_daily_cycle_survives_a_daemon_restart_without_duplicates(stack: Stack):
+    import dagster as dg
+
+    stack.set_sensor(f"daily_cycle_{SPEC}", running=True)
+    cycle = {"mlops/cycle": SPEC}
+    run = wait_for(
+        lambda: next(
+            (
+                r
+                for r in stack.instance.get_runs(filters=dg.RunsFilter(tags=cycle))
+                if r.status == dg.DagsterRunStatus.STARTED
+            ),
+            None,
+        ),
+        300,
+        "the daily run",
+    )
+    # Mid-cycle: the run is in flight; the daemon dies and comes back.
+    stack.supervisor.kill("daemon")
+    restarted = time.time()
+    stack.supervisor.start("daemon")
+    assert stack.wait_run(run.run_id) == "SUCCESS", stack.failures(run.run_id)
+    _assert_from_code_location(stack, run.run_id)
+    sensor = stack.remote_sensor(f"daily_cycle_{SPEC}")
+    wait_for(
+        lambda: any(
+            tick.timestamp > restarted + 1
+            for tick in stack.instance.get_ticks(
+                sensor.get_remote_origin_id(), sensor.selector_id, limit=5
+            )
+        ),
+        180,
+        "a sensor tick after the restart",
+    )
+    runs = stack.instance.get_runs(filters=dg.RunsFilter(tags=cycle))
+    keys = [r.tags["dagster/run_key"] for r in runs]
+    assert len(keys) == len(set(keys)) == 1, keys  # resumed, and did not ask twice
+    assert {w.split("@")[0] for _, w in stack.celery_workers(run.run_id, f"scores__{SPEC}")}
+    stack.set_sensor(f"daily_cycle_{SPEC}", running=False)
+
+
+def test_backfill_runs_on_two_workers_and_survives_a_worker_kill(stack: Stack):
+    import dagster as dg
+
+    env = os.environ | {
+        "DAGSTER_HOME": stack.config.dagster_home,
+        "MLOPS_DAGSTER_PG_URL": stack.config.mlops_dagster_pg_url,
+    }
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "job",
+        "backfill",
+        "-w",
+        str(stack.workspace),
+        "-j",
+        f"score_{SPEC}",
+        "--partitions",
+        ",".join(BACKFILL_DAYS),
+        "--noprompt",
+    ]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
+    job = dg.RunsFilter(job_name=f"score_{SPEC}")
+    wait_for(lambda: len(stack.instance.get_runs(filters=job)) == 7, 60, "7 runs")
+
+    # Kill warehouse_1 (its whole process group, as a crash would) right after it starts a
+    # step that warehouse_1 has not finished, once it has finished one (so both workers have
+    # work to show); the step must be handed to warehouse_2 within the same run.
+    step = f"scores__{SPEC}"
+    victim = None
+    while victim is None:
+        started = stack.step_starts_on(step, "warehouse_1@")
+        finished = stack.finished_runs(step)
+        open_runs = [run_id for run_id in started if run_id not in finished]
+        if len(started) >= 2 and open_runs:
+            stack.supervisor.kill("worker_warehouse_1")
+            if open_runs[0] not in stack.finished_runs(step):
+                victim = open_runs[0]
+            else:  # it finished before the kill landed: try the next step
+                stack.supervisor.start("worker_warehouse_1")
+        elif len(finished) == 7:
+            pytest.fail("every step finished before warehouse_1 could be killed mid-step")
+        time.sleep(0.05)
+    wait_for(
+        lambda: any(w.startswith("warehouse_2@") for _, w in stack.celery_workers(victim, step)),
+        300,
+        "the killed step on warehouse_2",
+    )
+    stack.supervisor.start("worker_warehouse_1")
+    runs = stack.instance.get_runs(filters=job)
+    for run in runs:
+        assert stack.wait_run(run.run_id) == "SUCCESS", stack.failures(run.run_id)
+    assert all(r.root_run_id is None for r in stack.instance.get_runs(filters=job))
+    workers = [w.split("@")[0] for _, w in stack.celery_workers(victim, step)]
+    assert workers[0] == "warehouse_1" and workers[-1] == "warehouse_2", workers
+
+    # Overlap, from the event log: two runs' steps executing at once on different workers.
+    spans = []
+    for run in runs:
+        (_, worker), *_ = stack.celery_workers(run.run_id, step)[-1:]
+        start = stack.events(run.run_id, "STEP_START")[-1].timestamp
+        end = stack.events(run.run_id, "STEP_SUCCESS")[-1].timestamp
+        spans.append((start, end, worker))
+    overlapping = [
+        (a, b)
+        for i, a in enumerate(spans)
+        for b in spans[i + 1 :]
+        if a[2] != b[2] and a[0] < b[1] and b[0] < a[1]
+    ]
+    assert overlapping, spans
+    scored = stack.instance.get_materialized_partitions(dg.AssetKey(["scores", SPEC]))
+    assert set(BACKFILL_DAYS) <= set(scored)

@@ -1,0 +1,57 @@
+"""Concurrent writers on the PostgreSQL warehouse: what a backfill spread over several Celery
+workers does (each partition replaces its own rows of the same, possibly new, table)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+SERVER = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture()
+def schema():
+    engine = sa.create_engine(SERVER)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {SERVER} (required in CI): {exc.orig}")
+        pytest.skip(f"PostgreSQL is not reachable at {SERVER}: {exc.orig}")
+    name = f"deploy_concurrency_{uuid.uuid4().hex[:8]}"
+    yield name
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    engine.dispose()
+
+
+def test_partitions_written_at_once_into_a_new_table_all_land(schema):
+    from mlops_platform.warehouse import PostgresWarehouse
+
+    warehouse = PostgresWarehouse(url=SERVER)
+    writers = 6
+    start = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def write(day: int) -> None:
+        frame = pd.DataFrame({"day": [day] * 100, "score": [day / 10] * 100})
+        start.wait()  # all at once: the schema and the table do not exist yet
+        try:
+            warehouse.replace_rows(schema, "scores", frame, where=f"day = {day}")
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(day,)) for day in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    counts = warehouse.query(f'SELECT day, count(*) AS n FROM "{schema}".scores GROUP BY day')
+    assert dict(zip(counts["day"], counts["n"], strict=True)) == {d: 100 for d in range(writers)}
