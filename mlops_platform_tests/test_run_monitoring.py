@@ -92,5 +92,10 @@ def test_sigkilled_run_is_marked_failed_and_its_pool_slot_freed(data_dir, monkey
         wait_for(second_done, 120, "the next run to finish")
         assert instance.get_run_by_id(second).status == DagsterRunStatus.SUCCESS
         failure = instance.all_logs(first, of_type=dg.DagsterEventType.RUN_FAILURE)
-        assert f"run worker process {pid} is gone" in failure[-1].dagster_event.message
+        # Our launcher's health check usually gets there first; on a busy machine the code
+        # server that started the worker may notice its exit first. Either way it is failed.
+        message = failure[-1].dagster_event.message
+        assert f"run worker process {pid} is gone" in message or (
+            "marked as failed from outside the execution context" in message
+        ), message
         assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots == []
