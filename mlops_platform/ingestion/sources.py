@@ -40,6 +40,7 @@ MISSING_COLUMNS = "_source_missing"
 TYPE_ERRORS = "_type_errors"
 
 
+AUDIT_COLUMNS = (MISSING_COLUMNS, TYPE_ERRORS)
 #: Declared for the feed (sql_database takes column hints only for reflected columns).
 AUDIT_HINTS = {
     name: {"data_type": "text", "nullable": True} for name in (MISSING_COLUMNS, TYPE_ERRORS)
@@ -91,6 +92,8 @@ def _query_adapter(cursors: dict[str, Any], required: dict[str, list[str]], dyna
         columns = []
         errors = []
         for column in table.columns:
+            if column.name in AUDIT_COLUMNS:
+                continue  # not at the source: computed below
             if dynamic and isinstance(column.type, sa.Integer | sa.Float | sa.Numeric):
                 ok = sa.func.typeof(column).in_(["integer", "real", "null"])
                 columns.append(sa.case((ok, column)).label(column.name))
@@ -100,13 +103,18 @@ def _query_adapter(cursors: dict[str, Any], required: dict[str, list[str]], dyna
             else:
                 columns.append(column)
         missing = [c for c in required.get(table.name, []) if c not in table.c]
+        none = sa.cast(sa.null(), sa.Text)
         if missing:
             columns.append(sa.literal(",".join(missing)).label(MISSING_COLUMNS))
+        else:
+            columns.append(none.label(MISSING_COLUMNS))
         if errors:
             joined = sa.func.coalesce(errors[0], "")
             for error in errors[1:]:
                 joined = joined + sa.func.coalesce(error, "")
             columns.append(sa.func.nullif(joined, "").label(TYPE_ERRORS))
+        else:
+            columns.append(none.label(TYPE_ERRORS))
         adapted = sa.select(*columns).select_from(table)
         cursor_column = CURSOR_COLUMNS[table.name]
         if cursors.get(table.name) is not None and cursor_column in table.c:
@@ -203,9 +211,16 @@ def _permissive_landing(table: Any) -> Any:
     """Every column nullable and no primary key: landing takes what the source sends and the
     contract judges it (a key or a required column renamed at the source must reach the audit
     as a failing row, not fail the load). Keys are the contract's (`NATURAL_KEYS`)."""
+    import sqlalchemy as sa
+
     for column in table.columns:
         column.nullable = True
         column.primary_key = False
+    # The audit columns the query adds, declared here so dlt knows their type before any row
+    # carries one (otherwise every load warns that they "did not receive any data").
+    for name in AUDIT_COLUMNS:
+        if name not in table.c:
+            table.append_column(sa.Column(name, sa.Text, nullable=True))
     return table
 
 
