@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import gc
 import logging
-import sys
 import uuid
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -131,7 +130,6 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        sys.setswitchinterval(settings.gil_switch_ms / 1000)
         batcher.start()
         loading = asyncio.create_task(wait_for_champion())
         yield

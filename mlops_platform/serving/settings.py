@@ -58,8 +58,4 @@ class ServingSettings:
     hash_columns: str = field(default_factory=lambda: _env("MLOPS_SERVING_HASH_COLUMNS", ""))
     #: key of those hashes; empty: generated once under the log directory
     hash_key: str = field(default_factory=lambda: _env("MLOPS_SERVING_HASH_KEY", ""), repr=False)
-    #: how long a busy thread may hold the GIL while another waits (Python's default: 5 ms).
-    #: Every time the event loop wakes up it waits up to this long behind the threads that
-    #: parse, score and log large requests, so it bounds a small request's latency then.
-    gil_switch_ms: float = _float("MLOPS_SERVING_GIL_SWITCH_MS", "0.5")
     retry_seconds: float = _float("MLOPS_SERVING_RETRY_SECONDS", "2")
