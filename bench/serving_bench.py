@@ -11,8 +11,10 @@ Target for the platform: >= 2,000 req/s, p99 < 25 ms, zero errors, RSS < 600 MB.
 
 Then, on the platform only, hostile figures: the time and the server's extra memory for a 1 MB
 body of records with 16,800 distinct keys (target < 0.5 s, < 50 MB), and single-row latency
-while 10,000-row requests are being scored (target p99 < 50 ms), against the same single rows
-on the idle server.
+while 10,000-row requests are being scored back to back from another process (target p99 <
+50 ms), against the same single rows on the idle server (p50, p99, max; p99 busy / idle).
+`--hostile-only --repeat N` runs only these, N times; `--workdir DIR` keeps and reuses the
+prepared champion.
 """
 
 from __future__ import annotations
