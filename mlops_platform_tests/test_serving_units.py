@@ -213,26 +213,93 @@ def test_rate_limiter_per_client_token_bucket():
     assert limiter.wait_seconds("a", 0.6) == 0.0  # refilled
 
 
-def test_chunks_of_a_large_request_take_turns_with_small_requests():
+class _GatedScorer:
+    """Scores zeros; a call of `gated_rows` rows or more waits for `gate` (a large request's
+    chunk held in scoring), so what else completes meanwhile is observable."""
+
+    def __init__(self, gated_rows: int) -> None:
+        import threading
+
+        self.gate, self.gated_rows = threading.Event(), gated_rows
+        self.order = ["x"]
+
+    def matrix(self, columns, rows):
+        import numpy as np
+
+        return np.zeros((rows, 1))
+
+    def score(self, matrix):
+        import numpy as np
+
+        if len(matrix) >= self.gated_rows:
+            assert self.gate.wait(30), "the test never opened the gate"
+        return np.zeros(len(matrix))
+
+
+def test_small_requests_are_scored_while_a_chunk_of_a_large_one_is_stuck():
     import asyncio
+    import types
+
+    from mlops_platform.serving.batcher import MicroBatcher
+    from mlops_platform.serving.manager import ModelHandle
+    from mlops_platform.serving.metrics import ServingMetrics
+
+    scorer = _GatedScorer(gated_rows=2)
+    handle = ModelHandle("m", "1", "champion", scorer)
+    manager = types.SimpleNamespace(champion=handle, challenger=None)
+    logged = []
+    log = types.SimpleNamespace(append=logged.append)
+
+    async def scenario():
+        batcher = MicroBatcher(manager, ServingMetrics(), log, max_rows=4, chunk_rows=2)
+        batcher.start()
+        big = asyncio.create_task(batcher.score({"x": [1.0] * 6}, 6, "big", "test"))
+        await asyncio.sleep(0.05)  # the first chunk is in the model, held at the gate
+        smalls = [
+            await asyncio.wait_for(batcher.score({"x": [1.0]}, 1, f"small{i}", "test"), 10)
+            for i in range(3)
+        ]
+        # Every single row was answered while the large request's chunk could not finish.
+        assert not big.done() and [len(s.scores) for s in smalls] == [1, 1, 1]
+        scorer.gate.set()
+        scored = await asyncio.wait_for(big, 30)
+        await batcher.stop()
+        return scored
+
+    scored = asyncio.run(scenario())
+    assert len(scored.scores) == 6
+    # Nothing accepted is lost: the large request's rows are logged in order, after the smalls.
+    rows = [(r["request_id"][i], r["row"][i]) for r in logged for i in range(len(r["row"]))]
+    assert [row for rid, row in rows if rid == "big"] == list(range(6))
+    assert [rid for rid, _ in rows[:3]] == ["small0", "small1", "small2"]
+
+
+@pytest.mark.parametrize(
+    "queued, max_rows, expected",
+    [
+        ([2, 2, 2], 4, [[2, 2], [2]]),  # up to max_rows per batch
+        ([5, 1], 4, [[5], [1]]),  # an item larger than max_rows (a chunk) goes alone
+        ([1, "gone", 1], 4, [[1, 1]]),  # requests given up on are skipped
+    ],
+)
+def test_next_batch(queued, max_rows, expected):
+    import asyncio
+    from collections import deque
 
     from mlops_platform.serving.batcher import MicroBatcher, Pending
 
     loop = asyncio.new_event_loop()
     try:
-        batcher = MicroBatcher(None, None, None, max_rows=4, chunk_rows=2)
-
-        def pending(name, rows):
-            return Pending({}, rows, name, "test", False, loop.create_future())
-
-        batcher._chunks.extend(pending(f"big{i}", 2) for i in range(3))  # noqa: SLF001
-        order = []
-        for step in range(6):
-            if step == 1:  # single rows arrive while the large request is being scored
-                batcher._small.extend(pending(f"small{i}", 1) for i in range(2))  # noqa: SLF001
-            batch = batcher._next_batch()  # noqa: SLF001 - the scheduling decision itself
-            order.append([item.request_id for item in batch])
-        # The waiting single rows go right after the chunk in progress, not after all chunks.
-        assert order == [["big0"], ["small0", "small1"], ["big1"], ["big2"], [], []]
+        queue = deque()
+        for rows in queued:
+            future = loop.create_future()
+            if rows == "gone":
+                future.cancel()
+            queue.append(Pending({}, 1 if rows == "gone" else rows, "r", "test", False, future))
+        batcher = MicroBatcher(None, None, None, max_rows=max_rows)
+        batches = []
+        while queue:
+            batches.append([item.rows for item in batcher._next_batch(queue)])  # noqa: SLF001
+        assert batches == expected
     finally:
         loop.close()

@@ -4,8 +4,9 @@ A model call costs about the same for 1 row as for 64 (the cost is per call), so
 queued and one worker scores everything waiting as a single matrix, in a thread so the event
 loop keeps accepting requests. Under load batches grow on their own; idle, a request is scored
 alone at once (no artificial wait). A request of more than `chunk_rows` rows is split into
-chunks that take turns with the batches of small requests, so a single row never waits behind
-a large request for longer than one chunk (no head-of-line blocking). Shadow
+chunks scored one after the other on a second model thread: small requests never queue behind
+a large one (no head-of-line blocking), and the chunks let large requests share that thread
+(scikit-learn's trees release the GIL, so both threads run at once on two cores). Shadow
 scoring by the challenger happens afterwards on its own thread and queue: a response never
 waits for it, and a full shadow queue drops shadow work, never requests.
 """
@@ -69,12 +70,15 @@ class MicroBatcher:
         self._small: deque[Pending] = deque()
         self._chunks: deque[Pending] = deque()
         self._work: asyncio.Event | None = None
-        self._busy = False
-        self._last_was_chunk = False
+        self._chunk_work: asyncio.Event | None = None
+        self._busy = 0  # batches being scored
         self._shadow_queue: asyncio.Queue | None = None
         self._shadow_size = shadow_queue
         self._model_thread = ThreadPoolExecutor(
             1, thread_name_prefix="model", initializer=_one_openmp_thread
+        )
+        self._chunk_thread = ThreadPoolExecutor(
+            1, thread_name_prefix="model-chunks", initializer=_one_openmp_thread
         )
         self._shadow_thread = ThreadPoolExecutor(
             1, thread_name_prefix="shadow", initializer=_one_openmp_thread
@@ -82,9 +86,13 @@ class MicroBatcher:
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._work = asyncio.Event()
+        self._work, self._chunk_work = asyncio.Event(), asyncio.Event()
         self._shadow_queue = asyncio.Queue(maxsize=self._shadow_size)
-        self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._run_shadow())]
+        self._tasks = [
+            asyncio.create_task(self._run(self._small, self._work, self._model_thread)),
+            asyncio.create_task(self._run(self._chunks, self._chunk_work, self._chunk_thread)),
+            asyncio.create_task(self._run_shadow()),
+        ]
 
     async def stop(self) -> None:
         """Finish what was accepted (requests and shadow work), then stop."""
@@ -94,19 +102,20 @@ class MicroBatcher:
             await self._shadow_queue.join()
         for task in self._tasks:
             task.cancel()
-        self._model_thread.shutdown(wait=True)
-        self._shadow_thread.shutdown(wait=True)
+        for pool in (self._model_thread, self._chunk_thread, self._shadow_thread):
+            pool.shutdown(wait=True)
 
     async def warm_up(self) -> None:
-        """Score a few all-missing rows down both paths (compiled trees, scikit-learn) on the
-        model thread, so the first large request does not pay for lazy imports and set-up."""
+        """Score a few all-missing rows down both paths (compiled trees, scikit-learn) on both
+        model threads, so the first large request does not pay for lazy imports and set-up."""
         from mlops_platform.serving.scorer import COMPILED_MAX_ROWS
 
         scorer = self.manager.champion.scorer
         loop = asyncio.get_running_loop()
-        for rows in (1, COMPILED_MAX_ROWS):
-            matrix = np.full((rows, len(scorer.order)), np.nan)
-            await loop.run_in_executor(self._model_thread, scorer.score, matrix)
+        for pool in (self._model_thread, self._chunk_thread):
+            for rows in (1, COMPILED_MAX_ROWS):
+                matrix = np.full((rows, len(scorer.order)), np.nan)
+                await loop.run_in_executor(pool, scorer.score, matrix)
 
     async def score(
         self,
@@ -136,42 +145,37 @@ class MicroBatcher:
                 Pending(part, end - start, request_id, route, canary, loop.create_future(), start)
             )
         self._chunks.extend(pieces)
-        self._work.set()
+        self._chunk_work.set()
         done = await asyncio.gather(*(piece.future for piece in pieces))
         return Scored(np.concatenate([d.scores for d in done]), done[-1].handle)
 
-    def _next_batch(self) -> list[Pending]:
-        """Waiting small requests (up to `max_rows`), or one chunk of a large request when
-        nothing small waits or the last batch was small: chunks and small batches take turns.
-        Requests given up on are skipped."""
-        if self._chunks and (not self._small or not self._last_was_chunk):
-            self._last_was_chunk = True
-            piece = self._chunks.popleft()
-            return [] if piece.future.done() else [piece]
-        self._last_was_chunk = False
+    def _next_batch(self, queue: deque[Pending]) -> list[Pending]:
+        """Up to `max_rows` rows of what waits in `queue`, at least one item (a chunk is one
+        item); requests given up on are skipped."""
         batch, rows = [], 0
-        while self._small and rows < self.max_rows:
-            item = self._small.popleft()
+        while queue and (not batch or rows + queue[0].rows <= self.max_rows):
+            item = queue.popleft()
             if not item.future.done():
                 batch.append(item)
                 rows += item.rows
         return batch
 
-    async def _run(self) -> None:
+    async def _run(self, queue: deque[Pending], work: asyncio.Event, pool) -> None:
+        """One consumer per queue and model thread: small requests, or chunks of large ones."""
         loop = asyncio.get_running_loop()
         while True:
-            if not self._small and not self._chunks:
-                self._work.clear()
-                await self._work.wait()
-            batch = self._next_batch()
+            if not queue:
+                work.clear()
+                await work.wait()
+            batch = self._next_batch(queue)
             if batch:
-                self._busy = True
+                self._busy += 1
                 try:
-                    await self._score_batch(loop, batch)
+                    await self._score_batch(loop, batch, pool)
                 finally:
-                    self._busy = False
+                    self._busy -= 1
 
-    async def _score_batch(self, loop, batch: list[Pending]) -> None:
+    async def _score_batch(self, loop, batch: list[Pending], pool) -> None:
         champion, challenger = self.manager.champion, self.manager.challenger
         groups: dict[str, tuple[ModelHandle, list[Pending]]] = {}
         for item in batch:
@@ -179,9 +183,7 @@ class MicroBatcher:
             groups.setdefault(handle.alias, (handle, []))[1].append(item)
         for handle, items in groups.values():
             try:
-                columns, scores = await loop.run_in_executor(
-                    self._model_thread, _score, handle, items
-                )
+                columns, scores = await loop.run_in_executor(pool, _score, handle, items)
             except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
                 for item in items:
                     if not item.future.done():

@@ -182,7 +182,12 @@ class PartitionedLog:
             self._drop(oldest.num_rows, "disk unwritable and the retry buffer is full")
 
     def _run(self) -> None:
+        import pyarrow as pa
         import pyarrow.parquet  # noqa: F401 - imported here at start, not on the first flush
+
+        # The first conversion imports pyarrow's pandas glue (~15 ms holding the import lock
+        # and the GIL): at start, not while the first requests wait (seen with py-spy).
+        pa.RecordBatch.from_pydict({name: [] for name in self.schema.names}, schema=self.schema)
 
         while not self._closed.wait(self.flush_seconds):
             self._flush()

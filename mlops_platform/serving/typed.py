@@ -64,7 +64,9 @@ def json_body(model: type[BaseModel]) -> dict:
     }
 
 
-def require_json(content_type: str = Header(default="")) -> None:
+async def require_json(content_type: str = Header(default="")) -> None:
+    # async: FastAPI runs a plain `def` dependency on its thread pool, a thread hop (and GIL
+    # hand-over) on every request, and the first one imports anyio's backend (~30 ms).
     kind = content_type.split(";")[0].strip().lower()
     if kind != "application/json":
         raise HTTPException(415, f"content type {kind or '(none)'!r}: use application/json")
