@@ -46,40 +46,10 @@ BUSY_SECONDS = 8
 BIN = Path(sys.executable).parent
 
 
-def loaded_warehouse(workdir: Path, clock: dt.datetime):
-    """Jan 1 - `clock` landed, audited and published by the ingestion assets, as the `ingest`
-    job does (the SQLite source is read through its type guard)."""
-    import dagster as dg
-    from dagster_dlt import DagsterDltResource
-
-    from mlops_platform.contracts.checks import published_tables
-    from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
-    from mlops_platform.source_system import replay
-    from mlops_platform.warehouse import DuckDBWarehouse
-
-    url = f"sqlite:///{workdir / 'flight_ops.sqlite'}"
-    replay.create_source(url)
-    replay.set_clock(url, clock)
-    source = FlightOpsDatabase(url=url)
-    warehouse = DuckDBWarehouse(
-        path=str(workdir / "warehouse.duckdb"), pipelines_dir=str(workdir / "dlt")
-    )
-    resources = {
-        "dlt": DagsterDltResource(),
-        "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
-        "warehouse": warehouse,
-    }
-    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    assets = [flight_ops_tables, weather_feed_tables, *published_tables]
-    if not dg.materialize(assets, resources=resources, run_config=quiet).success:
-        sys.exit("loading the benchmark's warehouse failed")
-    return warehouse
-
-
 def prepare(workdir: Path) -> dict:
     """A champion for flight_delay in a fresh local MLflow store (Jan 1 - Feb 10 data)."""
+    from common import loaded_warehouse
+
     from mlops_platform.evaluation.run import run_gate
     from mlops_platform.features.build import features_from_warehouse
     from mlops_platform.registry.promotion import promote
