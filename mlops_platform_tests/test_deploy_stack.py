@@ -182,7 +182,8 @@ def test_rolling_promotion_under_load_has_no_errors(stack: Stack):
         wait_for(lambda: all(serving(r) == target for r in replicas), 60, "the new champion")
         stack.supervisor.restart("serving_2")
         wait_for(lambda: serving(replicas[1]) == target, 120, "replica 2 back")
-        time.sleep(1)
+        answered = len(replies)  # the clients go on past the roll before they stop
+        wait_for(lambda: len(replies) >= answered + 30, 60, "load after the roll")
     finally:
         stop.set()
         for thread in threads:
@@ -195,9 +196,10 @@ def test_rolling_promotion_under_load_has_no_errors(stack: Stack):
     # Every answered request is in the prediction log the replicas share (nothing collided).
     import pyarrow.dataset as ds
 
-    time.sleep(1)  # the log's writer flushes every 0.25 s
-    logged = ds.dataset(Path(config.mlops_data_dir, "serving"), format="parquet")
-    assert logged.count_rows() >= replies.count(200)
+    def logged() -> int:  # the log's writers flush every 0.25 s
+        return ds.dataset(Path(config.mlops_data_dir, "serving"), format="parquet").count_rows()
+
+    wait_for(lambda: logged() >= replies.count(200), 30, "every answered request logged")
 
 
 def test_daily_cycle_survives_a_daemon_restart_without_duplicates(stack: Stack):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import socket
 import threading
@@ -313,10 +314,22 @@ def _status(conn: socket.socket, timeout: float = 30) -> tuple[int, str]:
     return int(head.split()[1]), head
 
 
+def _wait_in_flight(url: str, count: int, timeout: float = 30) -> None:
+    """Until the server counts `count` requests in progress (scrapes are never refused)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = httpx.get(f"{url}/metrics").text
+        found = re.search(r"^http_requests_in_flight (\S+)$", text, flags=re.M)
+        if found and float(found.group(1)) >= count:
+            return
+        assert time.monotonic() < deadline, f"never {count} requests in flight"
+        time.sleep(0.05)
+
+
 def test_concurrency_limit_and_request_timeout(server):
     slow = [_slow_request(server.url) for _ in range(LIMITS["max_concurrent"])]
     try:
-        time.sleep(0.3)
+        _wait_in_flight(server.url, LIMITS["max_concurrent"])
         over = httpx.post(f"{server.url}/predict", json=ROW)
         assert over.status_code == 503 and over.headers["retry-after"] == "1"
         assert httpx.get(f"{server.url}/ping").status_code == 200  # probes are exempt

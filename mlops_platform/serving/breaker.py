@@ -20,8 +20,15 @@ class CircuitOpen(RuntimeError):
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, failures: int = 3, reset_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        failures: int = 3,
+        reset_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
+        self.clock = clock
         self.max_failures = failures
         self.reset_seconds = reset_seconds
         self.failures = 0
@@ -32,14 +39,14 @@ class CircuitBreaker:
     def state(self) -> str:
         if self.opened_at is None:
             return "closed"
-        if time.monotonic() - self.opened_at >= self.reset_seconds:
+        if self.clock() - self.opened_at >= self.reset_seconds:
             return "half-open"
         return "open"
 
     def call(self, function: Callable[..., T], *args, **kwargs) -> T:
         with self._lock:
             if self.state == "open":
-                left = self.reset_seconds - (time.monotonic() - self.opened_at)
+                left = self.reset_seconds - (self.clock() - self.opened_at)
                 raise CircuitOpen(
                     f"{self.name} circuit open after {self.failures} failures; "
                     f"next try in {left:.0f} s"
@@ -50,7 +57,7 @@ class CircuitBreaker:
             with self._lock:
                 self.failures += 1
                 if self.failures >= self.max_failures:
-                    self.opened_at = time.monotonic()
+                    self.opened_at = self.clock()
             raise
         with self._lock:
             self.failures, self.opened_at = 0, None
