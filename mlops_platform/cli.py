@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import shutil
 import sys
@@ -146,7 +147,6 @@ def _clock_or_none(args: argparse.Namespace):
 
 
 def cmd_source_cursor(args: argparse.Namespace) -> None:
-    import datetime as dt
 
     from mlops_platform.ingestion.cursors import cursor_log, rewind_cursor
     from mlops_platform.ingestion.sources import CURSOR_COLUMNS
@@ -156,7 +156,7 @@ def cmd_source_cursor(args: argparse.Namespace) -> None:
     if args.rewind_to or args.reset:
         if args.table not in CURSOR_COLUMNS:
             raise SystemExit(f"--table must be one of {', '.join(CURSOR_COLUMNS)}")
-        value = None if args.reset else dt.datetime.fromisoformat(args.rewind_to)
+        value = None if args.reset else args.rewind_to
         previous = rewind_cursor(warehouse, args.table, CURSOR_COLUMNS[args.table], value)
         print(
             f"cursor of {args.table}: {previous} -> {value or 'start'}; the next ingest run reads "
@@ -236,6 +236,19 @@ def cmd_model(args: argparse.Namespace) -> None:
             print(f"{waiting} audit row(s) queued, not yet written (warehouse busy)")
 
 
+def _iso_time(value: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {value!r}") from None
+
+
+def _version(value: str) -> str:
+    if not value.isdigit() or len(value) > 18:
+        raise argparse.ArgumentTypeError(f"a model version is a positive integer, not {value!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -256,7 +269,9 @@ def main(argv: list[str] | None = None) -> None:
         "cursor", help="show each table's ingestion cursor, or rewind one (--table, --rewind-to)"
     )
     cursor.add_argument("--table", default="")
-    cursor.add_argument("--rewind-to", default="", help="ISO time to read the table from again")
+    cursor.add_argument(
+        "--rewind-to", type=_iso_time, default=None, help="ISO time to read the table from again"
+    )
     cursor.add_argument("--reset", action="store_true", help="read the whole table again")
     cursor.set_defaults(handler=cmd_source_cursor)
 
@@ -313,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")
     model.add_argument("action", choices=["status", "audit", "rollback", "sign"])
-    model.add_argument("--version", default="", help="sign: the version to sign")
+    model.add_argument("--version", type=_version, default="", help="sign: the version to sign")
     model.add_argument("--model", default="flight_delay")
     model.add_argument("--reason", default="")
     model.add_argument("--actor", default=os.environ.get("USER", "cli"))

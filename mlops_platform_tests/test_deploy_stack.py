@@ -28,30 +28,9 @@ from mlops_platform_tests.deploy_stack import (
     stop_stack,
     wait_for,
 )
+from mlops_platform_tests.serving_support import ROW
 
 SPEC = "flight_delay"
-ROW = {
-    "carrier": "UA",
-    "origin": "EWR",
-    "dest": "IAH",
-    "manufacturer": "BOEING",
-    "distance": 1400,
-    "sched_dep_hour": 5,
-    "sched_arr_hour": 8,
-    "day_of_week": 1,
-    "plane_age": 14,
-    "seats": 149,
-    "engines": 2,
-    "temp": 39.0,
-    "dewp": 26.1,
-    "humid": 59.4,
-    "wind_dir": 270,
-    "wind_speed": 10.4,
-    "wind_gust": None,
-    "precip": 0,
-    "pressure": 1012.0,
-    "visib": 10.0,
-}
 BACKFILL_DAYS = [f"2013-01-{day:02d}" for day in range(14, 21)]
 
 
