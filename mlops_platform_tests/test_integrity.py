@@ -298,3 +298,20 @@ def test_rows_deleted_at_the_source_are_reflected_or_flagged_as_the_contract_dec
     assert DELETED_RULE in kept["_quarantine_reason"].iloc[0]
     land(warehouse, source_url)
     assert publish_table(warehouse, source_url, "flights")[1].deleted_at_source == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["source", "cursor", "--table", "flights", "--rewind-to", "notadate"],
+        ["model", "sign", "--version", "abc", "--reason", "x"],
+        ["model", "sign", "--version", "9" * 40, "--reason", "x"],
+    ],
+)
+def test_cli_refuses_bad_values_as_usage_errors(argv, capsys):
+    from mlops_platform.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2  # argparse's usage error, before anything is read or moved
+    assert repr(argv[-3] if argv[0] == "model" else argv[-1]) in capsys.readouterr().err
