@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")
     model.add_argument("action", choices=["status", "audit", "rollback", "sign"])
-    model.add_argument("--version", type=_version, default="", help="sign: the version to sign")
+    model.add_argument("--version", type=_version, default=None, help="sign: the version to sign")
     model.add_argument("--model", default="flight_delay")
     model.add_argument("--reason", default="")
     model.add_argument("--actor", default=os.environ.get("USER", "cli"))
