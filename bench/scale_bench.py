@@ -171,7 +171,7 @@ def run_phase(phase: str, scale: int, workdir: Path) -> int:
         model = registry.load_verified(spec.name, version)
         rows, day = 0, dt.date(2013, 1, 1)
         while day < YEAR_END.date():
-            where = f"CAST(flight_date AS DATE) = DATE '{day}'"
+            where = f"CAST(event_date AS DATE) = DATE '{day}'"
             features = warehouse.read_table("features", spec.name, where=where)
             scored = score_day(model, version, features, day, spec)
             warehouse.replace_rows("scores", spec.name, scored, where=where)

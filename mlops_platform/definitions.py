@@ -11,17 +11,15 @@ import dagster as dg
 
 from mlops_platform import model_pipeline
 from mlops_platform.alerting import sensors as alerting_sensors
-from mlops_platform.contracts import checks as contract_checks
-from mlops_platform.ingestion import assets as ingestion_assets
+from mlops_platform.domains import enabled_domains
 from mlops_platform.ingestion import jobs as ingestion_jobs
+from mlops_platform.ingestion.assets import ingestion_definitions
 from mlops_platform.profiles import executor_for, resources_for
 from mlops_platform.registry import jobs as registry_jobs
 from mlops_platform.retention import jobs as retention_jobs
 
 DOMAIN_MODULES = [
-    ingestion_assets,
     ingestion_jobs,
-    contract_checks,
     registry_jobs,
     alerting_sensors,
     retention_jobs,
@@ -39,6 +37,8 @@ def _domain_definitions() -> dg.Definitions:
 # The only module-level Definitions: Dagster refuses a module that holds more than one.
 defs = dg.Definitions.merge(
     _domain_definitions(),
+    # Each enabled domain's sources, landed tables and contract-checked raw tables.
+    *(ingestion_definitions(domain) for domain in enabled_domains()),
     model_pipeline.model_pipelines(),
     dg.Definitions(resources=resources_for(), executor=executor_for()),
 )

@@ -2,8 +2,8 @@
 
 | resource       | local (default)                    | production (`MLOPS_PROFILE=production`) |
 | -------------- | ---------------------------------- | --------------------------------------- |
-| source_system  | SQLite file under the data dir     | `MLOPS_SOURCE_URL` (PostgreSQL)         |
-| weather_feed   | replay feed started on loopback    | `MLOPS_WEATHER_FEED_URL`                |
+| each declared  | SQL: SQLite file under the data dir| the source's declared `url_env`         |
+| source         | feed: its local server on loopback | (e.g. `MLOPS_SOURCE_URL`, PostgreSQL)   |
 | warehouse      | DuckDB file under the data dir     | `MLOPS_WAREHOUSE_URL` (PostgreSQL)      |
 | mlflow_registry| SQLite + artifacts under data dir  | `MLOPS_MLFLOW_TRACKING_URI` (PostgreSQL)|
 |                |                                    | + `MLOPS_MLFLOW_ARTIFACT_ROOT`          |
@@ -19,18 +19,29 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from mlops_platform.alerting.resources import AlertingResource
-from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+from mlops_platform.domains import enabled_domains
+from mlops_platform.ingestion.resources import source_resources
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.settings import active_profile
 from mlops_platform.warehouse import DuckDBWarehouse, PostgresWarehouse
 
 
+def _sources(production: bool) -> dict:
+    """The resources of every enabled domain's declared sources; a key declared twice is an
+    error (two domains' sources must have their own resource keys)."""
+    found: dict = {}
+    for domain in enabled_domains():
+        for key, resource in source_resources(domain, production).items():
+            if key in found:
+                raise ValueError(f"resource key {key!r} is declared by two domains' sources")
+            found[key] = resource
+    return found
+
+
 def local_resources() -> dict:
-    source_system = FlightOpsDatabase()
     return {
         "dlt": DagsterDltResource(),
-        "source_system": source_system,
-        "weather_feed": WeatherFeed(source_system=source_system),
+        **_sources(production=False),
         "warehouse": DuckDBWarehouse(),
         "mlflow_registry": MLflowResource(),
         "alerting": AlertingResource(),
@@ -38,13 +49,9 @@ def local_resources() -> dict:
 
 
 def production_resources() -> dict:
-    source_system = FlightOpsDatabase(url=dg.EnvVar("MLOPS_SOURCE_URL"))
     return {
         "dlt": DagsterDltResource(),
-        "source_system": source_system,
-        "weather_feed": WeatherFeed(
-            url=dg.EnvVar("MLOPS_WEATHER_FEED_URL"), source_system=source_system
-        ),
+        **_sources(production=True),
         "warehouse": PostgresWarehouse(url=dg.EnvVar("MLOPS_WAREHOUSE_URL")),
         "mlflow_registry": MLflowResource(
             tracking_uri=dg.EnvVar("MLOPS_MLFLOW_TRACKING_URI"),

@@ -18,7 +18,7 @@ EXPECTED_ASSETS = {
     "raw/flights",
     "raw/planes",
     "raw/weather",
-    "source/flight_ops_db",
+    "source/flight_ops",
     "source/weather_feed",
     "features/flight_delay",
     "models/flight_delay",

@@ -80,7 +80,7 @@ def features(golden_features):
 
 
 def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):
-    january = features[features["flight_date"] < "2013-02-01"]
+    january = features[features["event_date"] < "2013-02-01"]
     first, second = january.iloc[::2], january.iloc[1::2]
     calm = compute_drift(first, second, SPEC)
     assert calm.share < SPEC.drift.share_threshold and not calm.detected(SPEC)
@@ -117,12 +117,12 @@ def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):
     import uuid
 
     from mlops_platform.definitions import defs
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    from mlops_platform.ingestion.resources import SourceDatabase
     from mlops_platform.source_system import replay
 
     cycle = defs.resolve_sensor_def("daily_cycle_flight_delay")
     replay.set_clock(source_url, dt.datetime(2013, 3, 5))
-    resources = {"source_system": FlightOpsDatabase(url=source_url)}
+    resources = {"source_system": SourceDatabase(url=source_url, default_file="")}
 
     def record(instance, request, status):
         instance.add_run(

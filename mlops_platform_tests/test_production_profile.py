@@ -53,14 +53,12 @@ def postgres(data_dir):
 def pg_resources(postgres, data_dir) -> dict:
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
     from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform_tests.helpers import sources
 
-    source = FlightOpsDatabase(url=postgres)
     return {
         "dlt": DagsterDltResource(),
-        "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
+        **sources(postgres),
         "warehouse": PostgresWarehouse(url=SERVER, pipelines_dir=str(data_dir / "dlt")),
     }
 

@@ -76,8 +76,9 @@ def spec_files() -> dict[str, Path]:
             if path.name == DECLARATION:
                 continue
             if path.stem in found:
-                raise ValueError(f"model spec {path.stem!r} is in two domains: {found[path.stem]} "
-                                 f"and {path}")
+                raise ValueError(
+                    f"model spec {path.stem!r} is in two domains: {found[path.stem]} and {path}"
+                )
             found[path.stem] = path
     return found
 

@@ -3,11 +3,12 @@
 import dagster as dg
 from pydantic import Field
 
-from mlops_platform.ingestion.resources import FlightOpsDatabase
+from mlops_platform.ingestion.assets import INGESTION_GROUP
+from mlops_platform.ingestion.resources import SourceDatabase
 
 ingest_job = dg.define_asset_job(
     "ingest",
-    selection=dg.AssetSelection.groups("ingestion"),
+    selection=dg.AssetSelection.groups(INGESTION_GROUP),
     description="Load every raw table with dlt and run its data contract (blocking checks).",
 )
 
@@ -18,23 +19,13 @@ class AdvanceClockConfig(dg.Config):
 
 @dg.op
 def advance_replay_clock(
-    context: dg.OpExecutionContext, config: AdvanceClockConfig, source_system: FlightOpsDatabase
+    context: dg.OpExecutionContext, config: AdvanceClockConfig, source_system: SourceDatabase
 ) -> None:
-    """Release the next days' schedules and the outcomes of flights that have landed."""
+    """Release the next days' rows and the outcomes that have arrived by then."""
     result = source_system.advance(config.days)
     context.log.info(
-        f"clock now {result.now:%Y-%m-%d %H:%M}; released {result.released} scheduled flights, "
+        f"clock now {result.now:%Y-%m-%d %H:%M}; released {result.released} rows, "
         f"wrote {result.outcomes} outcomes"
-    )
-    context.log_event(
-        dg.AssetObservation(
-            asset_key=["source", "flight_ops_db"],
-            metadata={
-                "clock": result.now.isoformat(),
-                "released_flights": result.released,
-                "outcomes_written": result.outcomes,
-            },
-        )
     )
 
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from mlops_platform.ingestion.resources import FlightOpsDatabase
+from mlops_platform.ingestion.resources import SourceDatabase
 from mlops_platform.specs import ModelSpec
 
 IN_PROGRESS = [
@@ -23,7 +23,7 @@ def build_cycle_sensor(spec: ModelSpec, daily_job) -> dg.SensorDefinition:
         f"({spec.name}), as one daily_{spec.name} run. Advance the clock (job advance_clock) "
         "to start a day.",
     )
-    def daily_cycle(context: dg.SensorEvaluationContext, source_system: FlightOpsDatabase):
+    def daily_cycle(context: dg.SensorEvaluationContext, source_system: SourceDatabase):
         from mlops_platform.monitoring.cycle import Wait, next_request, scored_day
 
         clock_day = source_system.clock().now.date()
