@@ -28,13 +28,13 @@ def model_pipeline(spec: ModelSpec) -> dg.Definitions:
         f"score_{spec.name}",
         selection=dg.AssetSelection.assets(scores),
         partitions_def=DAILY,
-        description=f"Score one day's flights with the {spec.name} champion (daily partitions; "
+        description=f"Score one day's rows with the {spec.name} champion (daily partitions; "
         "backfill from the UI or `dagster job backfill`).",
     )
     features_job = dg.define_asset_job(
         f"features_{spec.name}",
         selection=dg.AssetSelection.assets(assets[0]),
-        description=f"Rebuild the {spec.name} feature table (new flights, late labels).",
+        description=f"Rebuild the {spec.name} feature table (new rows, late labels).",
     )
     monitoring = build_monitoring_assets(spec)
     monitoring_job = dg.define_asset_job(

@@ -81,7 +81,6 @@ class StackConfig:
             MLOPS_SIGNING_KEY=str(self.signing_key.resolve()),
             MLOPS_SIGNING_PUBLIC_KEY=str(self.signing_key.resolve().with_suffix(".pub")),
             MLOPS_PREDICTION_LOG_DIR=str(Path(self.mlops_data_dir) / "serving"),
-            MLOPS_WEATHER_FEED_URL=os.environ.get("MLOPS_WEATHER_FEED_URL", ""),
             MLOPS_ALERT_WEBHOOK_URL=os.environ.get("MLOPS_ALERT_WEBHOOK_URL", ""),
             DO_NOT_TRACK="true",
             MLFLOW_DISABLE_TELEMETRY="true",
@@ -92,6 +91,8 @@ class StackConfig:
             OMP_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
         )
+        # The declared feeds' URLs pass through (empty: their local server on loopback).
+        env.update({name: os.environ.get(name, "") for name in feed_url_variables()})
         return env
 
     def endpoints(self) -> dict[str, str]:
@@ -105,6 +106,19 @@ class StackConfig:
             "Serving replica 2": f"http://127.0.0.1:{self.mlops_serving_2_port}",
             "Celery broker (RabbitMQ)": self.mlops_celery_broker.split("@")[-1],
         }
+
+
+def feed_url_variables() -> list[str]:
+    """The environment variables the enabled domains' HTTP feeds take their URLs from."""
+    from mlops_platform.domains import enabled_domains
+    from mlops_platform.domains.schema import RestSource
+
+    return [
+        source.url_env
+        for domain in enabled_domains()
+        for source in domain.sources.values()
+        if isinstance(source, RestSource)
+    ]
 
 
 def from_environment() -> StackConfig:
@@ -125,7 +139,7 @@ def from_environment() -> StackConfig:
     values.setdefault("mlops_mlflow_backend_uri", f"{PG_SERVER}/mlops_mlflow")
     values.setdefault("mlops_warehouse_url", f"{PG_SERVER}/mlops_warehouse")
     values.setdefault(
-        "mlops_source_url", f"{PG_SERVER}/mlops_warehouse?options=-csearch_path%3Dflight_ops"
+        "mlops_source_url", f"{PG_SERVER}/mlops_warehouse?options=-csearch_path%3Dsource_system"
     )
     return StackConfig(**values)
 

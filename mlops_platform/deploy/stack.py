@@ -18,7 +18,7 @@ from pathlib import Path
 from mlops_platform.deploy.config import PROCFILE, StackConfig, from_environment, write_files
 from mlops_platform.deploy.supervisor import http_ok, wait_until
 
-SOURCE_SCHEMA = "flight_ops"
+SOURCE_SCHEMA = "source_system"
 
 
 def _say(text: str) -> None:

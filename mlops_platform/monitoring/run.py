@@ -149,7 +149,7 @@ def run_drift(
 def run_performance(
     spec: ModelSpec, day: dt.date, warehouse: Warehouse, registry: ModelRegistry
 ) -> dict:
-    """Quality of the scores already served, on flights whose label has arrived."""
+    """Quality of the scores already served, on rows whose label has arrived."""
     recent = recent_scored(spec, day, warehouse)
     labelled = recent[recent[LABEL].notna()]
     version = registry.alias_version(spec.name, CHAMPION)
@@ -161,7 +161,7 @@ def run_performance(
             "labelled_rows": len(labelled),
             "scored_rows": len(recent),
             "champion_version": version,
-            "status": "too few labelled flights yet",
+            "status": "too few labelled rows yet",
             spec.gate.primary_metric: float("nan"),
             "performance_drop": float("nan"),
             "baseline": float(baseline) if baseline is not None else float("nan"),

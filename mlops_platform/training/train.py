@@ -1,6 +1,6 @@
 """Fit a spec's model on a time split (plain scikit-learn; no Dagster, no MLflow).
 
-Only flights whose label has arrived are training rows, and the split is by time: the most recent
+Only rows whose label has arrived are training rows, and the split is by time: the most recent
 complete `holdout_days` are held out for the evaluation gate, the `training_window_days` before
 them are the training set. Categorical features are ordinal-encoded (unknown and missing values
 become NaN) and handled natively by HistGradientBoosting as categories.
@@ -49,8 +49,8 @@ def split_by_time(
     """(train, holdout, split) from a feature table; raises ValueError if there is too little."""
     labelled = table[table[LABEL].notna()]
     if labelled.empty:
-        raise ValueError("no labelled flights yet: outcomes arrive after flights land")
-    # The newest day is only partly labelled (evening flights still in the air): leave it out.
+        raise ValueError("no labelled rows yet: outcomes arrive after the events")
+    # The newest day is only partly labelled (its late outcomes still to come): leave it out.
     last_complete = labelled[EVENT_DATE].max().date() - dt.timedelta(days=1)
     holdout_start = last_complete - dt.timedelta(days=spec.holdout_days - 1)
     train_end = holdout_start - dt.timedelta(days=1)
