@@ -18,26 +18,26 @@ def loaded_warehouse(workdir: Path, clock: dt.datetime):
 
     from mlops_platform.contracts.checks import published_tables
     from mlops_platform.contracts.rules import CONTRACTS
-    from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.domains import load_domain
+    from mlops_platform.ingestion.assets import landing_assets
+    from mlops_platform.ingestion.resources import source_resources
     from mlops_platform.source_system import replay
     from mlops_platform.warehouse import DuckDBWarehouse
 
     url = f"sqlite:///{workdir / 'flight_ops.sqlite'}"
     replay.create_source(url)
     replay.set_clock(url, clock)
-    source = FlightOpsDatabase(url=url)
+    flights = load_domain("flights")
     warehouse = DuckDBWarehouse(
         path=str(workdir / "warehouse.duckdb"), pipelines_dir=str(workdir / "dlt")
     )
     resources = {
         "dlt": DagsterDltResource(),
-        "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
+        **source_resources(flights, urls={"flight_ops": url}),
         "warehouse": warehouse,
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    assets = [flight_ops_tables, weather_feed_tables, *published_tables]
+    assets = [*landing_assets(flights), *published_tables(flights)]
     # A failing contract (a real bad reading) is a blocking check: the run "fails" after the
     # table is published, so judge the load by what reached `raw`, not by the run's status.
     dg.materialize(assets, resources=resources, run_config=quiet, raise_on_error=False)
