@@ -5,8 +5,10 @@ Adding a model means adding a spec file; this builds the same assets for it.
 
 import dagster as dg
 
+from mlops_platform.domains import domain_for
 from mlops_platform.evaluation.checks import build_gate_check
 from mlops_platform.features.assets import build_feature_asset
+from mlops_platform.ingestion.assets import ingestion_selection
 from mlops_platform.monitoring.assets import build_monitoring_assets
 from mlops_platform.monitoring.cycle_sensor import build_cycle_sensor
 from mlops_platform.monitoring.sensors import build_retrain_sensor
@@ -45,7 +47,7 @@ def model_pipeline(spec: ModelSpec) -> dg.Definitions:
     )
     daily_job = dg.define_asset_job(
         f"daily_{spec.name}",
-        selection=dg.AssetSelection.groups("ingestion")
+        selection=ingestion_selection(domain_for(spec))
         | dg.AssetSelection.assets(assets[0], scores, *monitoring),
         partitions_def=DAILY,
         description=f"One replay day for {spec.name}, in asset-graph order: ingest (with the "

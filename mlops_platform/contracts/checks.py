@@ -54,7 +54,7 @@ def build_published_table(domain: Domain, contract: TableContract) -> dg.AssetsD
         + [dg.AssetKey(["raw", t]) for t in references],
         group_name="ingestion",
         pool=WAREHOUSE_POOL,
-        tags={"layer": "raw"},
+        tags={"layer": "raw", "domain": domain.name},
         kinds={"python"},
         description=domain.tables[contract.table].description
         + " Published: only rows that passed the contract.",

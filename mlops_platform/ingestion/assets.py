@@ -19,6 +19,15 @@ from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 SOURCE_GROUP = "sources"
 INGESTION_GROUP = "ingestion"
+#: Tag naming the domain of every landed and published table (one group holds every domain's).
+DOMAIN_TAG = "domain"
+
+
+def ingestion_selection(domain: Domain) -> dg.AssetSelection:
+    """The domain's landed and published tables (what its daily cycle ingests)."""
+    return dg.AssetSelection.groups(INGESTION_GROUP) & dg.AssetSelection.tag(
+        DOMAIN_TAG, domain.name
+    )
 
 
 def source_key(name: str) -> dg.AssetKey:
@@ -59,7 +68,7 @@ class LandingTableTranslator(DagsterDltTranslator):
             group_name=INGESTION_GROUP,
             description="Landed, not yet audited: "
             + (declared.description if declared else spec.description),
-        ).merge_attributes(tags={"layer": LANDING_DATASET})
+        ).merge_attributes(tags={"layer": LANDING_DATASET, DOMAIN_TAG: self.domain.name})
 
 
 def _spec_pipeline(name: str):
