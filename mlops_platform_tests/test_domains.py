@@ -284,8 +284,6 @@ def test_two_domains_share_one_code_location(meters, monkeypatch):
         keys = defs.resolve_job_def(job).asset_layer.selected_asset_keys
         return {key.to_user_string() for key in keys}
 
-    assert {"landing/readings", "raw/readings", "scores/high_usage"} <= selected(
-        "daily_high_usage"
-    )
+    assert {"landing/readings", "raw/readings", "scores/high_usage"} <= selected("daily_high_usage")
     assert not {"landing/flights", "raw/weather"} & selected("daily_high_usage")
     assert "raw/readings" not in selected("daily_flight_delay")
