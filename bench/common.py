@@ -20,7 +20,7 @@ def loaded_warehouse(workdir: Path, clock: dt.datetime):
     from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
     from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
     from mlops_platform.warehouse import DuckDBWarehouse
 
     url = f"sqlite:///{workdir / 'flight_ops.sqlite'}"

@@ -129,7 +129,7 @@ def main() -> None:
 
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="ingest_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
 
     source_url = f"sqlite:///{workdir / 'source.sqlite'}"
     print(f"preparing the source: whole year released and landed ({workdir})")

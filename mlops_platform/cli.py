@@ -29,7 +29,7 @@ def _source_url(args: argparse.Namespace) -> str:
 
 
 def cmd_source_init(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import create_source
+    from simulator.flights.replay import create_source
 
     result = create_source(_source_url(args))
     print(
@@ -39,7 +39,7 @@ def cmd_source_init(args: argparse.Namespace) -> None:
 
 
 def cmd_source_advance(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import advance
+    from simulator.flights.replay import advance
 
     result = advance(_source_url(args), args.days)
     print(
@@ -49,7 +49,7 @@ def cmd_source_advance(args: argparse.Namespace) -> None:
 
 
 def cmd_source_clock(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import read_clock
+    from simulator.flights.replay import read_clock
 
     print(read_clock(_source_url(args)).now.isoformat())
 
@@ -57,7 +57,7 @@ def cmd_source_clock(args: argparse.Namespace) -> None:
 def cmd_weather_feed(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from mlops_platform.source_system.weather_feed import create_app
+    from simulator.flights.weather_feed import create_app
 
     uvicorn.run(create_app(_source_url(args)), host=args.host, port=args.port)
 
@@ -86,7 +86,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
     """`quickstart` and `replay` are one command with different defaults."""
     import datetime as dt
 
-    from mlops_platform.loop.replay import run_replay
+    from simulator.replay.replay import run_replay
 
     ensure_dagster_home()
     through = dt.date.fromisoformat(args.through) if args.through else None
@@ -138,7 +138,7 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
 
 
 def _clock_or_none(args: argparse.Namespace):
-    from mlops_platform.source_system.replay import read_clock
+    from simulator.flights.replay import read_clock
 
     try:
         return read_clock(_source_url(args)).now

@@ -8,7 +8,7 @@ import dlt
 import pytest
 
 from mlops_platform.ingestion.sources import flight_ops_source
-from mlops_platform.source_system import replay
+from simulator.flights import replay
 from mlops_platform_tests.helpers import ingest, rows_loaded, source_execute, source_query
 
 

@@ -23,7 +23,7 @@ from mlops_platform.contracts.publish import (
 from mlops_platform.contracts.quarantine import COLUMNS, DELETED, pending_quarantine
 from mlops_platform.ingestion.cursors import read_cursors
 from mlops_platform.settings import PROJECT_ROOT
-from mlops_platform.source_system import replay
+from simulator.flights import replay
 from mlops_platform_tests.helpers import (
     check_results,
     ingest,

@@ -42,7 +42,7 @@ def replayed(golden, data_dir, capsys):
     """Golden state (ingested to Feb 10) -> bootstrap champion -> 7 loop days: the clock moves
     from Feb 10 to Feb 17, and each day scores and monitors the day before (Feb 10-16)."""
     from mlops_platform.definitions import _domain_definitions
-    from mlops_platform.loop.replay import run_replay
+    from simulator.replay.replay import run_replay
     from mlops_platform.model_pipeline import model_pipeline
     from mlops_platform.profiles import resources_for
 

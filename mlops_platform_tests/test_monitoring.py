@@ -118,7 +118,7 @@ def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):
 
     from mlops_platform.definitions import defs
     from mlops_platform.ingestion.resources import FlightOpsDatabase
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
 
     cycle = defs.resolve_sensor_def("daily_cycle_flight_delay")
     replay.set_clock(source_url, dt.datetime(2013, 3, 5))

@@ -15,7 +15,7 @@ from mlops_platform.contracts.rules import CONTRACTS
 from mlops_platform.features.functions import FEATURE_FUNCTIONS
 from mlops_platform.features.inputs import FEATURE_INPUTS
 from mlops_platform.privacy import MASK, DataClass, MaskingFilter, mask_text
-from mlops_platform.source_system import replay
+from simulator.flights import replay
 from mlops_platform.specs import SPEC_DIR, load_spec
 from mlops_platform.warehouse import DuckDBWarehouse
 from mlops_platform_tests.helpers import check_results, ingest, source_execute

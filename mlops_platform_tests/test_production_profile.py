@@ -12,7 +12,7 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from mlops_platform.source_system import replay
+from simulator.flights import replay
 from mlops_platform_tests.helpers import check_results, ingest, rows_loaded, source_execute
 
 SERVER = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

@@ -26,7 +26,7 @@ class FlightOpsDatabase(dg.ConfigurableResource):
         return with_pg_timeouts(self.url) if self.url else default_source_url()
 
     def clock(self):
-        from mlops_platform.source_system.replay import read_clock
+        from simulator.flights.replay import read_clock
 
         return read_clock(self.database_url)
 
@@ -44,7 +44,7 @@ class FlightOpsDatabase(dg.ConfigurableResource):
             engine.dispose()
 
     def advance(self, days: float):
-        from mlops_platform.source_system.replay import advance
+        from simulator.flights.replay import advance
 
         return advance(self.database_url, days)
 
@@ -61,7 +61,7 @@ class WeatherFeed(dg.ConfigurableResource):
         if self.url:
             yield self.url
             return
-        from mlops_platform.source_system.weather_feed import FeedServer
+        from simulator.flights.weather_feed import FeedServer
 
         with FeedServer(self.source_system.database_url) as server:
             yield server.url

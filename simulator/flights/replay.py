@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from mlops_platform.source_system import tables
-from mlops_platform.source_system.nycflights import read_table
+from simulator.flights import tables
+from simulator.flights.nycflights import read_table
 from mlops_platform.warehouse.pgcopy import copy_frame
 
 YEAR_START = dt.datetime(2013, 1, 1)

@@ -19,7 +19,7 @@ import logging
 import shutil
 import time
 
-from mlops_platform.loop.driver import Day, Driver, RunSummary
+from simulator.replay.driver import Day, Driver, RunSummary
 from mlops_platform.settings import data_dir
 
 #: What a fresh replay removes from the data dir (the Dagster instance is wiped separately).
@@ -175,10 +175,10 @@ def run_replay(
     persistent Dagster instance ($DAGSTER_HOME)."""
     import dagster as dg
 
-    from mlops_platform.loop.report import build_report
+    from simulator.replay.report import build_report
     from mlops_platform.profiles import resources_for
     from mlops_platform.registry.store import CHAMPION
-    from mlops_platform.source_system.replay import create_source
+    from simulator.flights.replay import create_source
     from mlops_platform.specs import enabled_specs
 
     # dlt's notes on arrow schema hints are for developers; the UI keeps the full logs.
