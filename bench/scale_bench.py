@@ -264,8 +264,8 @@ def backfill_seconds(stack, days: list[str]) -> float:
 def backfill_comparison() -> None:
     os.environ["MLOPS_TEST_POSTGRES"] = SERVER
     sys.path.insert(0, str(ROOT))  # the stack helper the tests use
-    from simulator.flights import replay
     from mlops_platform_tests.deploy_stack import start_stack, stop_stack
+    from simulator.flights import replay
 
     stack = start_stack(Path(tempfile.mkdtemp(prefix="scale_stack_")))
     try:
