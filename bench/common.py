@@ -16,12 +16,14 @@ def loaded_warehouse(workdir: Path, clock: dt.datetime):
     import dagster as dg
     from dagster_dlt import DagsterDltResource
 
+    from mlops_platform.clock import TableClock
     from mlops_platform.contracts.checks import published_tables
     from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
-    from mlops_platform.source_system import replay
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.warehouse import DuckDBWarehouse
+    from simulator.flights import replay
+    from simulator.flights.resources import ReplayWeatherFeed
 
     url = f"sqlite:///{workdir / 'flight_ops.sqlite'}"
     replay.create_source(url)
@@ -33,7 +35,8 @@ def loaded_warehouse(workdir: Path, clock: dt.datetime):
     resources = {
         "dlt": DagsterDltResource(),
         "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
+        "weather_feed": ReplayWeatherFeed(source_system=source),
+        "clock": TableClock(url=source.database_url),
         "warehouse": warehouse,
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}

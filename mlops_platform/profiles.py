@@ -3,10 +3,13 @@
 | resource       | local (default)                    | production (`MLOPS_PROFILE=production`) |
 | -------------- | ---------------------------------- | --------------------------------------- |
 | source_system  | SQLite file under the data dir     | `MLOPS_SOURCE_URL` (PostgreSQL)         |
-| weather_feed   | replay feed started on loopback    | `MLOPS_WEATHER_FEED_URL`                |
+| weather_feed   | `MLOPS_WEATHER_FEED_URL` or :8765  | `MLOPS_WEATHER_FEED_URL`                |
 | warehouse      | DuckDB file under the data dir     | `MLOPS_WAREHOUSE_URL` (PostgreSQL)      |
 | mlflow_registry| SQLite + artifacts under data dir  | `MLOPS_MLFLOW_TRACKING_URI` (PostgreSQL)|
 |                |                                    | + `MLOPS_MLFLOW_ARTIFACT_ROOT`          |
+| clock          | the replay clock table of the      | the wall clock; or the table at         |
+|                | source database (`TableClock`)     | `MLOPS_CLOCK_URL` (a replayed stack)    |
+| daily cycle    | sensor following that clock        | cron schedule on the wall clock         |
 
 In production, steps run on dagster-celery workers (`executor_for`): broker `MLOPS_CELERY_BROKER`,
 queues and acknowledgement settings in `mlops_platform.deploy.queues`, three retries per step.
@@ -19,39 +22,65 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource
 
 from mlops_platform.alerting.resources import AlertingResource
+from mlops_platform.clock import Clock, TableClock, WallClock
 from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
 from mlops_platform.registry.resources import MLflowResource
-from mlops_platform.settings import active_profile
+from mlops_platform.settings import active_profile, default_source_url
 from mlops_platform.warehouse import DuckDBWarehouse, PostgresWarehouse
 
 
 def local_resources() -> dict:
-    source_system = FlightOpsDatabase()
+    import os
+
     return {
         "dlt": DagsterDltResource(),
-        "source_system": source_system,
-        "weather_feed": WeatherFeed(source_system=source_system),
+        "source_system": FlightOpsDatabase(),
+        # A feed run on its own (`simulator weather-feed`); the simulator's code location
+        # (workspace.yaml) instead starts the replay feed on loopback for each run.
+        "weather_feed": WeatherFeed(
+            url=os.environ.get("MLOPS_WEATHER_FEED_URL") or "http://127.0.0.1:8765"
+        ),
         "warehouse": DuckDBWarehouse(),
         "mlflow_registry": MLflowResource(),
         "alerting": AlertingResource(),
+        "clock": clock_for("local"),
     }
 
 
 def production_resources() -> dict:
-    source_system = FlightOpsDatabase(url=dg.EnvVar("MLOPS_SOURCE_URL"))
     return {
         "dlt": DagsterDltResource(),
-        "source_system": source_system,
-        "weather_feed": WeatherFeed(
-            url=dg.EnvVar("MLOPS_WEATHER_FEED_URL"), source_system=source_system
-        ),
+        "source_system": FlightOpsDatabase(url=dg.EnvVar("MLOPS_SOURCE_URL")),
+        "weather_feed": WeatherFeed(url=dg.EnvVar("MLOPS_WEATHER_FEED_URL")),
         "warehouse": PostgresWarehouse(url=dg.EnvVar("MLOPS_WAREHOUSE_URL")),
         "mlflow_registry": MLflowResource(
             tracking_uri=dg.EnvVar("MLOPS_MLFLOW_TRACKING_URI"),
             artifact_root=dg.EnvVar("MLOPS_MLFLOW_ARTIFACT_ROOT"),
         ),
         "alerting": AlertingResource(webhook_url=dg.EnvVar("MLOPS_ALERT_WEBHOOK_URL")),
+        "clock": clock_for("production"),
     }
+
+
+def clock_for(profile: str | None = None) -> Clock:
+    """Locally the replay clock (the `replay_clock` table of the source database); in
+    production the wall clock, unless `MLOPS_CLOCK_URL` names a clock table (a stack that
+    replays history, like `make prod-up`). Whether it is set is read now (it decides whether
+    the daily cycle is a schedule or a sensor, part of the definitions); its value, a URL that
+    may hold a password, only through `dg.EnvVar` when a run starts."""
+    import os
+
+    profile = profile or active_profile()
+    url = os.environ.get("MLOPS_CLOCK_URL", "")
+    table = os.environ.get("MLOPS_CLOCK_TABLE", "") or "replay_clock"
+    if profile == "production":
+        return TableClock(url=dg.EnvVar("MLOPS_CLOCK_URL"), table=table) if url else WallClock()
+    return TableClock(url=url or default_source_url(), table=table)
+
+
+def daily_cycle_trigger(profile: str | None = None) -> str:
+    """`schedule` (cron on the wall clock) or `sensor` (follows a clock table)."""
+    return "schedule" if clock_for(profile).follows_wall_time else "sensor"
 
 
 def plain_resources(profile: str | None = None) -> dict:
@@ -60,7 +89,11 @@ def plain_resources(profile: str | None = None) -> dict:
     import os
 
     if (profile or active_profile()) != "production":
-        return {"warehouse": DuckDBWarehouse(), "mlflow_registry": MLflowResource()}
+        return {
+            "warehouse": DuckDBWarehouse(),
+            "mlflow_registry": MLflowResource(),
+            "clock": clock_for("local"),
+        }
 
     def need(name: str) -> str:
         value = os.environ.get(name)
@@ -73,6 +106,11 @@ def plain_resources(profile: str | None = None) -> dict:
         "mlflow_registry": MLflowResource(
             tracking_uri=need("MLOPS_MLFLOW_TRACKING_URI"),
             artifact_root=need("MLOPS_MLFLOW_ARTIFACT_ROOT"),
+        ),
+        "clock": (
+            TableClock(url=clock_url, table=os.environ.get("MLOPS_CLOCK_TABLE") or "replay_clock")
+            if (clock_url := os.environ.get("MLOPS_CLOCK_URL"))
+            else WallClock()
         ),
     }
 

@@ -20,7 +20,7 @@ os.environ.pop("MLOPS_PROFILE", None)
 
 import pytest  # noqa: E402
 
-from mlops_platform.source_system import replay  # noqa: E402
+from simulator.flights import replay  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -50,14 +50,17 @@ def resources(source_url, data_dir) -> dict:
     """Local-profile resources on the test's own source, warehouse and dlt state."""
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.clock import TableClock
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.warehouse import DuckDBWarehouse
+    from simulator.flights.resources import ReplayWeatherFeed
 
     source = FlightOpsDatabase(url=source_url)
     return {
         "dlt": DagsterDltResource(),
         "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
+        "weather_feed": ReplayWeatherFeed(source_system=source),
+        "clock": TableClock(url=source.database_url),
         "warehouse": DuckDBWarehouse(
             path=str(data_dir / "warehouse.duckdb"), pipelines_dir=str(data_dir / "dlt")
         ),
@@ -71,10 +74,12 @@ def golden(tmp_path_factory, source_template) -> Path:
 
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.clock import TableClock
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.registry.resources import MLflowResource
     from mlops_platform.warehouse import DuckDBWarehouse
     from mlops_platform_tests.helpers import ingest
+    from simulator.flights.resources import ReplayWeatherFeed
 
     root = tmp_path_factory.mktemp("golden")
     shutil.copy(source_template, root / "flight_ops.sqlite")
@@ -85,7 +90,8 @@ def golden(tmp_path_factory, source_template) -> Path:
         {
             "dlt": DagsterDltResource(),
             "source_system": source,
-            "weather_feed": WeatherFeed(source_system=source),
+            "weather_feed": ReplayWeatherFeed(source_system=source),
+            "clock": TableClock(url=source.database_url),
             "warehouse": DuckDBWarehouse(
                 path=str(root / "warehouse.duckdb"), pipelines_dir=str(root / "dlt")
             ),

@@ -209,7 +209,7 @@ def start_stack(root: Path) -> Stack:
     from dagster._core.instance.ref import InstanceRef
 
     from mlops_platform.deploy import stack as deploy_stack
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
 
     base = sa.engine.make_url(SERVER)
     names = [f"{base.database}_stack_{part}" for part in ("dagster", "mlflow", "data")]

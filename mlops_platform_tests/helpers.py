@@ -72,7 +72,7 @@ def publish_table(warehouse, source_url: str, table: str = "flights", run_id: st
     from mlops_platform.contracts.publish import audit_and_publish
     from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.ingestion.resources import FlightOpsDatabase
-    from mlops_platform.source_system.replay import read_clock
+    from simulator.flights.replay import read_clock
 
     contract = CONTRACTS[table]
     keys = None

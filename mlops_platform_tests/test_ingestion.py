@@ -8,8 +8,8 @@ import dlt
 import pytest
 
 from mlops_platform.ingestion.sources import flight_ops_source
-from mlops_platform.source_system import replay
 from mlops_platform_tests.helpers import ingest, rows_loaded, source_execute, source_query
+from simulator.flights import replay
 
 
 def counts(warehouse, table: str) -> tuple[int, int]:

@@ -15,10 +15,10 @@ from mlops_platform.contracts.rules import CONTRACTS
 from mlops_platform.features.functions import FEATURE_FUNCTIONS
 from mlops_platform.features.inputs import FEATURE_INPUTS
 from mlops_platform.privacy import MASK, DataClass, MaskingFilter, mask_text
-from mlops_platform.source_system import replay
 from mlops_platform.specs import SPEC_DIR, load_spec
 from mlops_platform.warehouse import DuckDBWarehouse
 from mlops_platform_tests.helpers import check_results, ingest, source_execute
+from simulator.flights import replay
 
 
 def test_tailnum_is_a_quasi_identifier_and_lookups_cover_tables_and_the_domain():

@@ -12,8 +12,8 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from mlops_platform.source_system import replay
 from mlops_platform_tests.helpers import check_results, ingest, rows_loaded, source_execute
+from simulator.flights import replay
 
 SERVER = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SOURCE_SCHEMA = "flight_ops_source"
@@ -53,14 +53,17 @@ def postgres(data_dir):
 def pg_resources(postgres, data_dir) -> dict:
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.clock import TableClock
+    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.warehouse import PostgresWarehouse
+    from simulator.flights.resources import ReplayWeatherFeed
 
     source = FlightOpsDatabase(url=postgres)
     return {
         "dlt": DagsterDltResource(),
         "source_system": source,
-        "weather_feed": WeatherFeed(source_system=source),
+        "weather_feed": ReplayWeatherFeed(source_system=source),
+        "clock": TableClock(url=source.database_url),
         "warehouse": PostgresWarehouse(url=SERVER, pipelines_dir=str(data_dir / "dlt")),
     }
 
@@ -137,7 +140,7 @@ def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_di
     """The model pipeline with PostgreSQL as warehouse and as MLflow's backend store."""
     import dagster as dg
 
-    from mlops_platform.model_pipeline import model_pipeline
+    from mlops_platform.definitions import spec_definitions
     from mlops_platform.registry.promotion import audit_log
     from mlops_platform.registry.resources import MLflowResource
     from mlops_platform.specs import load_spec
@@ -163,7 +166,7 @@ def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_di
             artifact_root=str(data_dir / "mlflow_artifacts"),
         ),
     }
-    defs = dg.Definitions.merge(model_pipeline(spec), dg.Definitions(resources=resources))
+    defs = dg.Definitions.merge(spec_definitions([spec]), dg.Definitions(resources=resources))
     result = defs.resolve_job_def(f"train_{spec.name}").execute_in_process(
         run_config=QUIET, raise_on_error=False
     )

@@ -7,9 +7,9 @@ import datetime as dt
 import httpx
 import pytest
 
-from mlops_platform.source_system import replay
-from mlops_platform.source_system.weather_feed import FeedServer
 from mlops_platform_tests.helpers import source_execute, source_query
+from simulator.flights import replay
+from simulator.flights.weather_feed import FeedServer
 
 
 def test_clock_releases_schedules_then_outcomes(source_url):

@@ -8,6 +8,7 @@ and the failing ones quarantined either way, in one transaction).
 
 import dagster as dg
 
+from mlops_platform.clock import Clock
 from mlops_platform.contracts.classification import classified_columns
 from mlops_platform.contracts.rules import CONTRACTS, TableContract
 from mlops_platform.ingestion.assets import DESCRIPTIONS
@@ -67,6 +68,7 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         warehouse: Warehouse,
         source_system: FlightOpsDatabase,
+        clock: Clock,
     ) -> dg.MaterializeResult:
         from mlops_platform.contracts.publish import ROW_ID, audit_and_publish
         from mlops_platform.contracts.quarantine import QUARANTINE_SCHEMA
@@ -76,7 +78,7 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
         if contract.on_source_delete != "ignore":
             source_keys = source_system.table_keys(contract.table, contract.key)
         audit, done = audit_and_publish(
-            warehouse, contract, source_system.clock().now, context.run.run_id, source_keys
+            warehouse, contract, clock.now(), context.run.run_id, source_keys
         )
         if not warehouse.table_exists("raw", contract.table):
             # Nothing published yet (e.g. the feed has no hour so far): no data to hand on.

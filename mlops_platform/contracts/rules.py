@@ -5,6 +5,10 @@ columns present at the source, no time beyond the source's clock, no version old
 stored one) are checked on every landed batch, so offending rows are quarantined one by one.
 Table rules (key uniqueness, row count, freshness against the replay clock) are checked on the
 table as it would be after the publish.
+
+The contracts are declared in each domain's `domain.yaml` (`tables.<table>.contract`);
+`contracts_of(domain)` reads them into `TableContract`s. `CONTRACTS` is every table of the
+enabled domains (raw table names are unique across them).
 """
 
 from __future__ import annotations
@@ -13,9 +17,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-from mlops_platform.ingestion.sources import NATURAL_KEYS
+from mlops_platform.domains import Domain, enabled_domains
 
-ORIGINS = ["EWR", "JFK", "LGA"]
 
 
 @dataclass(frozen=True)
@@ -40,111 +43,57 @@ class TableContract:
     #: status `deleted`), "flag" (keep it in raw, quarantine a pending entry and fail the
     #: contract), or "ignore" (the source cannot list its keys, e.g. an HTTP feed)
     on_source_delete: Literal["reflect", "flag", "ignore"] = "ignore"
+    #: the column the table's incremental cursor follows, and how far before it a read starts
+    cursor: str | None = None
+    lookback: dt.timedelta = dt.timedelta(0)
+    #: the domain that declares the table
+    domain: str = ""
 
 
-CONTRACTS: dict[str, TableContract] = {
-    "flights": TableContract(
-        table="flights",
-        key=NATURAL_KEYS["flights"],
-        required_columns=[
-            *NATURAL_KEYS["flights"],
-            "sched_dep_time",
-            "sched_arr_time",
-            "tailnum",
-            "dest",
-            "distance",
-            "hour",
-            "minute",
-            "time_hour",
-            "status",
-            "updated_at",
-        ],
-        not_null=[*NATURAL_KEYS["flights"], "sched_dep_time", "time_hour", "status", "updated_at"],
-        ranges={
-            "month": (1, 12),
-            "day": (1, 31),
-            "sched_dep_time": (0, 2359),
-            "sched_arr_time": (0, 2359),
-            "hour": (0, 23),
-            "minute": (0, 59),
-            "distance": (1, 6000),
-            "dep_time": (1, 2400),
-            "arr_time": (1, 2400),
-            "dep_delay": (-120, 1800),
-            "arr_delay": (-120, 1800),
-            "air_time": (5, 800),
-        },
-        categories={
-            "origin": ORIGINS,
-            "status": ["scheduled", "landed", "cancelled", "diverted"],
-        },
-        references={"carrier": ("airlines", "carrier")},
-        freshness=("updated_at", dt.timedelta(days=2)),
-        version="updated_at",
-        not_after_clock=["updated_at"],
-        # A flight record vanishing from the ops system is an incident, not a fact to copy.
-        on_source_delete="flag",
-    ),
-    "weather": TableContract(
-        table="weather",
-        key=NATURAL_KEYS["weather"],
-        required_columns=[
-            *NATURAL_KEYS["weather"],
-            "temp",
-            "humid",
-            "wind_speed",
-            "precip",
-            "visib",
-        ],
-        not_null=NATURAL_KEYS["weather"],
-        ranges={
-            "temp": (-40, 130),
-            "dewp": (-60, 100),
-            "humid": (0, 100),
-            "wind_speed": (0, 150),
-            "precip": (0, 10),
-            "visib": (0, 10),
-            "wind_dir": (0, 360),
-            "wind_gust": (0, 200),
-            "pressure": (850, 1100),
-            "hour": (0, 23),
-        },
-        categories={"origin": ORIGINS},
-        freshness=("time_hour", dt.timedelta(days=2)),
-        # An hour's observation is published once: a re-read of it is the same version.
-        version="time_hour",
-        not_after_clock=["time_hour"],
-    ),
-    "planes": TableContract(
-        table="planes",
-        key=NATURAL_KEYS["planes"],
-        required_columns=["tailnum", "year", "manufacturer", "model", "engines", "seats"],
-        not_null=["tailnum"],
-        ranges={"year": (1940, 2014), "engines": (1, 8), "seats": (1, 1000)},
-        version="updated_at",
-        not_after_clock=["updated_at"],
-        # Reference data: a retired entry leaves the warehouse too.
-        on_source_delete="reflect",
-    ),
-    "airlines": TableContract(
-        table="airlines",
-        key=NATURAL_KEYS["airlines"],
-        required_columns=["carrier", "name"],
-        not_null=["carrier", "name"],
-        version="updated_at",
-        not_after_clock=["updated_at"],
-        # Reference data: a retired entry leaves the warehouse too.
-        on_source_delete="reflect",
-    ),
-    "airports": TableContract(
-        table="airports",
-        key=NATURAL_KEYS["airports"],
-        required_columns=["faa", "name", "lat", "lon"],
-        not_null=["faa"],
-        ranges={"lat": (-90, 90), "lon": (-180, 180), "alt": (-1500, 30000)},
-        version="updated_at",
-        not_after_clock=["updated_at"],
-        # Reference data: a retired entry leaves the warehouse too.
-        on_source_delete="reflect",
-    ),
-}
+def contract_of(domain: Domain, table: str) -> TableContract:
+    """One raw table's contract, from its domain's declaration."""
+    declared = domain.tables[table]
+    rules = declared.contract
+    return TableContract(
+        table=table,
+        key=list(declared.primary_key),
+        required_columns=list(rules.required_columns),
+        not_null=list(rules.not_null),
+        ranges=dict(rules.ranges),
+        categories={c: list(v) for c, v in rules.categories.items()},
+        references={c: tuple(t.split(".")) for c, t in rules.references.items()},
+        min_rows=rules.min_rows,
+        freshness=(rules.freshness.column, rules.freshness.max_age) if rules.freshness else None,
+        version=rules.version,
+        not_after_clock=list(rules.not_after_clock),
+        future_tolerance=rules.future_tolerance,
+        on_source_delete=rules.on_source_delete,
+        cursor=declared.cursor,
+        lookback=declared.lookback,
+        domain=domain.name,
+    )
+
+
+def contracts_of(domain: Domain) -> dict[str, TableContract]:
+    return {table: contract_of(domain, table) for table in domain.tables}
+
+
+def enabled_contracts() -> dict[str, TableContract]:
+    """Every raw table of the enabled domains; a table name declared by two is an error."""
+    found: dict[str, TableContract] = {}
+    for domain in enabled_domains():
+        for table, contract in contracts_of(domain).items():
+            if table in found:
+                raise ValueError(
+                    f"raw table {table!r} is declared by domains {found[table].domain!r} and "
+                    f"{domain.name!r}: raw table names must be unique"
+                )
+            found[table] = contract
+    return found
+
+
+def __getattr__(name: str):
+    # `CONTRACTS` is read when asked for (the enabled domains come from the environment).
+    if name == "CONTRACTS":
+        return enabled_contracts()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -50,7 +50,7 @@ def create_source(config: StackConfig) -> None:
     """The replay source system (the simulator beside the platform), once."""
     import sqlalchemy as sa
 
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
 
     engine = sa.create_engine(config.mlops_warehouse_url)
     with engine.begin() as conn:

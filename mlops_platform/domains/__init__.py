@@ -1,40 +1,187 @@
 """Domains: what the platform knows about a team's data, declared rather than coded.
 
-INTERFACE STUB (lead, session start): the names below are the contract the stages code against.
-The domain helper replaces the hard-coded flights declaration with YAML declarations loaded from
-each domain's folder; keep these names and meanings.
+Each domain is a folder `domains/<domain>/` holding `domain.yaml` (its declaration, validated by
+`schema.Domain`), its model specs (`<spec>.yaml`, each naming the domain) and `features.py` (its
+feature functions and the base frame they start from). More folders of domains can be named in
+`MLOPS_DOMAIN_PATH` (directories separated by `os.pathsep`, each holding domain folders).
+
+Which specs the code location builds pipelines for: `MLOPS_MODEL_SPECS` (comma-separated spec
+names, found in any domain folder); unset, the `default_specs` of each domain named in
+`MLOPS_DOMAINS` (comma-separated); that unset too, of the first declared domain in name order.
+The enabled domains (whose raw tables are ingested) are those of the enabled specs.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
+import importlib
+import importlib.util
+import os
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import yaml
+
+from mlops_platform.domains.schema import Domain, Partitions
+
+__all__ = [
+    "DECLARATION",
+    "DOMAINS_DIR",
+    "Domain",
+    "Partitions",
+    "declared_domains",
+    "domain_for",
+    "enabled_domain_names",
+    "enabled_domains",
+    "enabled_spec_names",
+    "spec_files",
+    "features_module",
+    "load_domain",
+    "partitions_def",
+]
+
+DOMAINS_DIR = Path(__file__).parent
+DECLARATION = "domain.yaml"
+#: Domains loaded from a path outside the declared folders (a test's, a user's), by name.
+_BY_PATH: dict[str, Domain] = {}
 
 
-@dataclass(frozen=True)
-class Partitions:
-    start: dt.date
-    end: dt.date | None = None  # None: up to the clock ("today")
-    timezone: str = "UTC"
+def domain_roots() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("MLOPS_DOMAIN_PATH", "").split(os.pathsep) if p]
+    return [DOMAINS_DIR, *extra]
 
 
-@dataclass(frozen=True)
-class Domain:
-    name: str
-    entity_key: tuple[str, ...]
-    partitions: Partitions
-    description: str = ""
-    extra: dict = field(default_factory=dict)
+def declared_domains() -> dict[str, Path]:
+    """{domain name: its folder} of every declared domain (folder name = domain name)."""
+    found: dict[str, Path] = {}
+    for root in domain_roots():
+        if not root.is_dir():
+            raise FileNotFoundError(f"MLOPS_DOMAIN_PATH names {root}, which is not a directory")
+        for declaration in sorted(root.glob(f"*/{DECLARATION}")):
+            folder = declaration.parent
+            if folder.name in found and found[folder.name] != folder:
+                raise ValueError(
+                    f"domain {folder.name!r} is declared twice: {found[folder.name]} and {folder}"
+                )
+            found[folder.name] = folder
+    return dict(sorted(found.items()))
 
 
-_FLIGHTS = Domain(
-    name="flights",
-    entity_key=("year", "month", "day", "carrier", "flight", "origin"),
-    partitions=Partitions(start=dt.date(2013, 1, 1), end=dt.date(2013, 12, 31),
-                          timezone="America/New_York"),
-)
+def spec_files() -> dict[str, Path]:
+    """{spec name: its file} of every model spec in the declared domains' folders."""
+    found: dict[str, Path] = {}
+    for folder in declared_domains().values():
+        for path in sorted(folder.glob("*.yaml")):
+            if path.name == DECLARATION:
+                continue
+            if path.stem in found:
+                raise ValueError(f"model spec {path.stem!r} is in two domains: {found[path.stem]} "
+                                 f"and {path}")
+            found[path.stem] = path
+    return found
 
 
-def domain_for(spec) -> Domain:  # noqa: ANN001 - ModelSpec, imported lazily to avoid a cycle
-    """The domain a model spec belongs to."""
-    return _FLIGHTS
+def _names(variable: str) -> list[str]:
+    return [n.strip() for n in os.environ.get(variable, "").split(",") if n.strip()]
+
+
+def enabled_spec_names() -> list[str]:
+    """`MLOPS_MODEL_SPECS`, or else the `default_specs` of each domain in `MLOPS_DOMAINS` (unset:
+    the first declared domain in name order)."""
+    configured = _names("MLOPS_MODEL_SPECS")
+    if configured:
+        return configured
+    declared = declared_domains()
+    names = _names("MLOPS_DOMAINS") or list(declared)[:1]
+    unknown = [n for n in names if n not in declared]
+    if unknown:
+        raise ValueError(f"MLOPS_DOMAINS names {unknown}; declared: {', '.join(declared)}")
+    return [spec for name in names for spec in load_domain(name).default_specs]
+
+
+def enabled_domain_names() -> list[str]:
+    """The domains of the enabled specs (their folders), else `MLOPS_DOMAINS` or the first
+    declared domain: the domains whose ingestion and contracts the code location builds."""
+    files = spec_files()
+    found = [files[n].parent.name for n in enabled_spec_names() if n in files]
+    return list(dict.fromkeys(found or _names("MLOPS_DOMAINS") or list(declared_domains())[:1]))
+
+
+def enabled_domains() -> list[Domain]:
+    return [load_domain(name) for name in enabled_domain_names()]
+
+
+def read_declaration(path: Path) -> Domain:
+    """A declaration file, validated; errors name the file and the field."""
+    if not path.exists():
+        raise FileNotFoundError(f"no domain declaration {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        domain = Domain.model_validate(raw)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"invalid domain declaration {path}: {exc}") from exc
+    if domain.name != path.parent.name:
+        raise ValueError(
+            f"invalid domain declaration {path}: name {domain.name!r} differs from its folder "
+            f"{path.parent.name!r}"
+        )
+    domain._folder = path.parent
+    return domain
+
+
+@cache
+def _load_declared(name: str) -> Domain:
+    folders = declared_domains()
+    if name not in folders:
+        raise KeyError(f"no domain {name!r}; declared: {', '.join(folders) or 'none'}")
+    return read_declaration(folders[name] / DECLARATION)
+
+
+def load_domain(name_or_path: str | Path) -> Domain:
+    """A domain by name (a declared folder) or by the path of its folder or declaration."""
+    text = str(name_or_path)
+    if os.sep in text or text.endswith(".yaml"):
+        path = Path(text)
+        path = (path if path.suffix else path / DECLARATION).resolve()
+        declared = declared_domains().get(path.parent.name)
+        if declared is not None and declared.resolve() == path.parent:
+            return _load_declared(path.parent.name)
+        domain = read_declaration(path)
+        _BY_PATH[domain.name] = domain
+        return domain
+    if text in _BY_PATH:
+        return _BY_PATH[text]
+    return _load_declared(text)
+
+
+def domain_for(spec) -> Domain:  # noqa: ANN001 - a ModelSpec (specs imports this module)
+    """The domain a model spec belongs to (`domain:` in the spec)."""
+    return load_domain(spec.domain)
+
+
+def features_module(domain: Domain) -> ModuleType:
+    """The domain's `features.py`: `FEATURE_FUNCTIONS`, `FEATURE_INPUTS` and `base_frame`."""
+    folder = domain.folder
+    if folder is None:
+        raise ValueError(f"domain {domain.name!r} was not read from a folder")
+    if folder.parent == DOMAINS_DIR:
+        return importlib.import_module(f"{__name__}.{domain.name}.features")
+    name = f"mlops_domain_{domain.name}_features"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = folder / "features.py"
+    if not path.exists():
+        raise FileNotFoundError(f"domain {domain.name!r} has no {path}")
+    found = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(found)
+    sys.modules[name] = module
+    found.loader.exec_module(module)
+    return module
+
+
+def partitions_def(domain: Domain):
+    """The domain's daily partitions (Dagster), from its declared range and timezone."""
+    from mlops_platform.domains.partitions import daily_partitions
+
+    return daily_partitions(domain.partitions)

@@ -12,7 +12,7 @@ from mlops_platform.settings import default_source_url
 
 
 class FlightOpsDatabase(dg.ConfigurableResource):
-    """The airline-ops database (SQLite by default, any SQLAlchemy URL) and its replay clock."""
+    """The airline-ops database (SQLite by default, any SQLAlchemy URL)."""
 
     url: str = Field(
         default="", description="SQLAlchemy URL; empty means <data dir>/flight_ops.sqlite"
@@ -24,11 +24,6 @@ class FlightOpsDatabase(dg.ConfigurableResource):
 
         # Every reader (dlt, connectorx, the clock) gets bounded connect and statement times.
         return with_pg_timeouts(self.url) if self.url else default_source_url()
-
-    def clock(self):
-        from mlops_platform.source_system.replay import read_clock
-
-        return read_clock(self.database_url)
 
     def table_keys(self, table: str, columns: list[str]):
         """Every key of a source table (to find rows deleted at the source)."""
@@ -43,25 +38,15 @@ class FlightOpsDatabase(dg.ConfigurableResource):
         finally:
             engine.dispose()
 
-    def advance(self, days: float):
-        from mlops_platform.source_system.replay import advance
-
-        return advance(self.database_url, days)
-
 
 class WeatherFeed(dg.ConfigurableResource):
-    """The hourly weather HTTP feed; with no URL, the replay feed is started on loopback."""
+    """The hourly weather HTTP feed at `url` (a service of its own, like any external API)."""
 
-    url: str = Field(default="", description="Base URL of the feed; empty runs it on 127.0.0.1")
-    source_system: FlightOpsDatabase
+    url: str = Field(default="", description="Base URL of the feed")
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
-        """Yield the base URL to read from, running the loopback feed for the duration if needed."""
-        if self.url:
-            yield self.url
-            return
-        from mlops_platform.source_system.weather_feed import FeedServer
-
-        with FeedServer(self.source_system.database_url) as server:
-            yield server.url
+        """Yield the base URL to read from (a subclass may run a feed for the duration)."""
+        if not self.url:
+            raise RuntimeError("no weather feed URL: set MLOPS_WEATHER_FEED_URL (.env.example)")
+        yield self.url

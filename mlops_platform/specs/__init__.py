@@ -1,14 +1,15 @@
 """Model specs: what a model predicts, from which features, and the bars it must clear.
 
-A spec is a YAML file in this folder, validated by `ModelSpec`. Platform code reads specs and
-the feature functions they name; nothing model-specific is hard-wired elsewhere. Which specs the
-code location builds pipelines for is `MLOPS_MODEL_SPECS` (comma-separated, default
-`flight_delay`).
+A spec is a YAML file in its domain's folder (`domains/<domain>/<spec>.yaml`), naming the domain
+(`domain: <name>`), validated by `ModelSpec` against that domain's declaration (leakage
+columns, column classification, the label table) and feature functions. Platform code reads
+specs and the feature functions they name; nothing model-specific is hard-wired elsewhere.
+Which specs the code location builds pipelines for is `MLOPS_MODEL_SPECS` (comma-separated;
+unset: the `default_specs` of `MLOPS_DOMAINS`, see `mlops_platform.domains`).
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -16,14 +17,16 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlops_platform.contracts.classification import CLASSIFICATION, classified_columns
-from mlops_platform.features.inputs import FEATURE_INPUTS
+from mlops_platform.contracts.classification import classification_of, classified_columns
+from mlops_platform.domains import (
+    DECLARATION,
+    Domain,
+    enabled_spec_names,
+    features_module,
+    load_domain,
+    spec_files,
+)
 from mlops_platform.privacy import classified_uses
-
-SPEC_DIR = Path(__file__).parent
-
-#: Columns known only once a flight has flown: never features (apart from the label's source).
-LEAKAGE_COLUMNS = {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time", "status"}
 
 
 class _Strict(BaseModel):
@@ -38,7 +41,7 @@ class Target(_Strict):
 
 
 class Features(_Strict):
-    functions: list[str] = Field(description="feature functions (mlops_platform.features)")
+    functions: list[str] = Field(description="feature functions (the domain's features.py)")
     numeric: list[str]
     categorical: list[str] = Field(default_factory=list)
 
@@ -104,31 +107,33 @@ class Privacy(_Strict):
     allow: list[Allowance] = Field(default_factory=list)
 
 
-def privacy_problems(features: Features, privacy: Privacy) -> list[str]:
+def privacy_problems(features: Features, privacy: Privacy, domain: Domain) -> list[str]:
     """What the features read or produce that the domain classifies and the spec does not
     allow, and allowances that allow nothing (stale ones hide future changes)."""
     allowed = {a.column for a in privacy.allow}
-    unknown = [f for f in features.functions if f not in FEATURE_INPUTS]
+    module = features_module(domain)
+    inputs = module.FEATURE_INPUTS
+    unknown = [f for f in features.functions if f not in inputs or f not in module.FEATURE_FUNCTIONS]
     if unknown:
         return [
             f"feature functions {unknown} are unknown or do not declare their raw inputs "
-            f"(features/inputs.py); declared: {sorted(FEATURE_INPUTS)}"
+            f"(FEATURE_INPUTS of domain {domain.name}'s features.py); declared: {sorted(inputs)}"
         ]
     problems, used = [], set()
-    for use in classified_uses(FEATURE_INPUTS, features.functions, CLASSIFICATION):
+    for use in classified_uses(inputs, features.functions, classification_of(domain)):
         used.add(use.column)
         if use.column not in allowed:
             problems.append(
                 f"feature function {use.function!r} reads {use.table}.{use.column}, classified "
                 f"{use.data_class.value}: list it under privacy.allow with a reason, or drop it"
             )
-    domain = classified_columns()
+    classes = classified_columns(domain=domain)
     for column in features.columns:
-        if column in domain:
+        if column in classes:
             used.add(column)
             if column not in allowed:
                 problems.append(
-                    f"feature {column!r} is classified {domain[column].value}: list it under "
+                    f"feature {column!r} is classified {classes[column].value}: list it under "
                     "privacy.allow with a reason, or drop it"
                 )
     for column in sorted(allowed - used):
@@ -138,6 +143,7 @@ def privacy_problems(features: Features, privacy: Privacy) -> list[str]:
 
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    domain: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="the domain it belongs to")
     description: str
     task: Literal["classification", "regression"]
     target: Target
@@ -152,10 +158,23 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
-        leaked = set(self.features.columns) & LEAKAGE_COLUMNS
+        try:
+            domain = load_domain(self.domain)
+        except KeyError as exc:
+            raise ValueError(f"domain: {exc.args[0]}") from None
+        leaked = set(self.features.columns) & set(domain.leakage_columns)
         if leaked:
-            raise ValueError(f"features {sorted(leaked)} are only known after departure (leakage)")
-        problems = privacy_problems(self.features, self.privacy)
+            raise ValueError(
+                f"features {sorted(leaked)} are only known after the prediction point "
+                f"({self.prediction_point}) (leakage)"
+            )
+        label_table = domain.tables[domain.label.table]
+        if self.target.column not in label_table.columns:
+            raise ValueError(
+                f"target.column {self.target.column!r} is not a column of the label table "
+                f"{domain.label.table} of domain {domain.name}"
+            )
+        problems = privacy_problems(self.features, self.privacy, domain)
         if problems:
             raise ValueError("; ".join(problems))
         if self.task == "classification" and self.target.threshold is None:
@@ -171,21 +190,39 @@ class ModelSpec(_Strict):
         return self.gate.primary_metric in {"roc_auc", "r2"}
 
 
+def spec_path(name: str) -> Path:
+    """The file of a spec by name, in whichever domain folder holds it."""
+    files = spec_files()
+    if name not in files:
+        raise FileNotFoundError(f"no model spec {name!r}; available: {', '.join(sorted(files))}")
+    return files[name]
+
+
 def load_spec(name_or_path: str | Path) -> ModelSpec:
-    """A spec by name (a file in this folder) or by path; errors name the file and the field."""
+    """A spec by name (a file in a domain folder) or by path; errors name the file and the
+    field. A spec read by path beside a `domain.yaml` belongs to that domain."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = SPEC_DIR / f"{name_or_path}.yaml"
+        path = spec_path(str(name_or_path))
     if not path.exists():
-        available = sorted(p.stem for p in SPEC_DIR.glob("*.yaml"))
+        available = sorted(spec_files())
         raise FileNotFoundError(f"no model spec {path}; available: {', '.join(available)}")
     try:
-        return ModelSpec.model_validate(yaml.safe_load(path.read_text()))
-    except ValueError as exc:
+        raw = yaml.safe_load(path.read_text())
+        declaration = path.parent / DECLARATION
+        if declaration.exists():
+            domain = load_domain(declaration)
+            if isinstance(raw, dict) and raw.get("domain") not in (None, domain.name):
+                raise ValueError(
+                    f"domain: {raw.get('domain')!r}, but the spec is in domain "
+                    f"{domain.name!r}'s folder"
+                )
+        return ModelSpec.model_validate(raw)
+    except (ValueError, yaml.YAMLError) as exc:
         raise ValueError(f"invalid model spec {path}: {exc}") from exc
 
 
 @cache
 def enabled_specs() -> tuple[ModelSpec, ...]:
-    names = os.environ.get("MLOPS_MODEL_SPECS", "flight_delay")
-    return tuple(load_spec(n.strip()) for n in names.split(",") if n.strip())
+    """The specs the code location builds (see the module docstring)."""
+    return tuple(load_spec(name) for name in enabled_spec_names())

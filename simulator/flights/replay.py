@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from mlops_platform.source_system import tables
-from mlops_platform.source_system.nycflights import read_table
 from mlops_platform.warehouse.pgcopy import copy_frame
+from simulator.flights import tables
+from simulator.flights.nycflights import read_table
 
 YEAR_START = dt.datetime(2013, 1, 1)
 FLIGHT_COLUMNS = [c.name for c in tables.replay_schedule.columns if c.name in tables.flights.c]

@@ -1,8 +1,10 @@
-"""Feature functions a spec can name. Each takes the flights (one row per flight, schedule
-columns only) and the reference tables, and returns new columns aligned with the flights.
+"""The flights domain's feature functions, and the base frame they start from.
 
-The raw columns each one reads are declared in `inputs.py` (checked against the domain's
-column classification when a spec loads).
+`base_frame` turns the raw tables into one row per scheduled flight (schedule columns, the label
+source, and `time_hour` as UTC-naive). Each feature function takes that frame and the other raw
+tables (by name) and returns new columns aligned with it. The raw columns each one reads are
+declared in `FEATURE_INPUTS` (checked against the column classification when a spec loads; a
+test runs every function on its declared columns alone and compares with the whole tables).
 
 Only what is known at the scheduled departure is used: the schedule, the calendar, the plane,
 and the weather observed at the origin at or before the scheduled departure hour.
@@ -14,10 +16,47 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from mlops_platform.features.inputs import WEATHER_COLUMNS
+WEATHER_COLUMNS = [
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+]
 
 #: Weather older than this at departure time is treated as missing rather than carried forward.
 WEATHER_MAX_AGE = pd.Timedelta(hours=3)
+
+FEATURE_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "schedule": {
+        "flights": ("carrier", "origin", "dest", "distance", "sched_dep_time", "sched_arr_time")
+    },
+    "calendar": {"flights": ("year", "month", "day")},
+    # The tail number is only the join key: it is read, never returned as a feature.
+    "plane": {
+        "flights": ("tailnum", "year"),
+        "planes": ("tailnum", "year", "seats", "engines", "manufacturer"),
+    },
+    "weather": {
+        "flights": ("origin", "time_hour"),
+        "weather": ("origin", "time_hour", *WEATHER_COLUMNS),
+    },
+}
+
+
+def _utc_naive(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series, utc=True).dt.tz_localize(None)
+
+
+def base_frame(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per scheduled flight, `time_hour` as UTC-naive (the weather join's clock)."""
+    flights = tables["flights"].reset_index(drop=True).copy()
+    flights["time_hour"] = _utc_naive(flights["time_hour"])
+    return flights
 
 
 def schedule(flights: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
@@ -62,8 +101,12 @@ def plane(flights: pd.DataFrame, planes: pd.DataFrame, **_: pd.DataFrame) -> pd.
 
 def weather(flights: pd.DataFrame, weather: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     """Latest observation at the origin at or before the scheduled departure hour."""
-    left = flights[["origin", "time_hour"]].reset_index().sort_values("time_hour")
-    right = weather[["origin", "time_hour", *WEATHER_COLUMNS]].sort_values("time_hour")
+    left = flights[["origin", "time_hour"]].reset_index()
+    left["time_hour"] = _utc_naive(left["time_hour"])
+    left = left.sort_values("time_hour")
+    right = weather[["origin", "time_hour", *WEATHER_COLUMNS]].copy()
+    right["time_hour"] = _utc_naive(right["time_hour"])
+    right = right.sort_values("time_hour")
     joined = pd.merge_asof(
         left,
         right,

@@ -1,15 +1,9 @@
-"""Jobs of the ingestion domain: load the raw tables, and move the replay clock."""
+"""`advance_clock`: move the flight-ops replay clock forward, from the Dagster UI."""
 
 import dagster as dg
 from pydantic import Field
 
 from mlops_platform.ingestion.resources import FlightOpsDatabase
-
-ingest_job = dg.define_asset_job(
-    "ingest",
-    selection=dg.AssetSelection.groups("ingestion"),
-    description="Load every raw table with dlt and run its data contract (blocking checks).",
-)
 
 
 class AdvanceClockConfig(dg.Config):
@@ -21,7 +15,9 @@ def advance_replay_clock(
     context: dg.OpExecutionContext, config: AdvanceClockConfig, source_system: FlightOpsDatabase
 ) -> None:
     """Release the next days' schedules and the outcomes of flights that have landed."""
-    result = source_system.advance(config.days)
+    from simulator.flights.replay import advance
+
+    result = advance(source_system.database_url, config.days)
     context.log.info(
         f"clock now {result.now:%Y-%m-%d %H:%M}; released {result.released} scheduled flights, "
         f"wrote {result.outcomes} outcomes"
@@ -38,6 +34,6 @@ def advance_replay_clock(
     )
 
 
-@dg.job(description="Advance the source system's replay clock by N days (config: days).")
+@dg.job(description="Advance the simulator's replay clock by N days (config: days).")
 def advance_clock():
     advance_replay_clock()

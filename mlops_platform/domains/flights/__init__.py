@@ -1,0 +1,1 @@
+"""The flights domain: `domain.yaml`, its model specs and `features.py`."""
