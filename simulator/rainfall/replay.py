@@ -96,9 +96,7 @@ def set_clock(url: str, now: dt.datetime) -> AdvanceResult:
         release = sa.select(
             *[sched.c[n] for n in names], sched.c.reported_at.label("updated_at")
         ).where(sched.c.reported_at > state.now, sched.c.reported_at <= now)
-        released = conn.execute(
-            live.insert().from_select([*names, "updated_at"], release)
-        ).rowcount
+        released = conn.execute(live.insert().from_select([*names, "updated_at"], release)).rowcount
         due = sa.select(sched.c.station, sched.c.obs_date, sched.c.rain, sched.c.rain_reported_at)
         due = due.where(sched.c.rain_reported_at > state.now, sched.c.rain_reported_at <= now)
         reports = conn.execute(due).all()
