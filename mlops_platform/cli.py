@@ -82,9 +82,9 @@ def _clock_or_none(args: argparse.Namespace):
     """The platform's clock (the profile's: the replay clock locally), or None if it has no
     time yet: then the wall clock bounds event times."""
     from mlops_platform.clock import ClockUnavailable, TableClock
-    from mlops_platform.profiles import plain_resources
+    from mlops_platform.profiles import plain_clock
 
-    clock = TableClock(url=args.url) if args.url else plain_resources()["clock"]
+    clock = TableClock(url=args.url) if args.url else plain_clock()
     try:
         return clock.now()
     except ClockUnavailable:

@@ -18,19 +18,27 @@ Secrets and URLs come only through `dg.EnvVar`, read when a run starts, never at
 
 from __future__ import annotations
 
-import dagster as dg
-from dagster_dlt import DagsterDltResource
+import os
+from typing import TYPE_CHECKING
 
-from mlops_platform.alerting.resources import AlertingResource
-from mlops_platform.clock import Clock, TableClock, WallClock
-from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
-from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.settings import active_profile, default_source_url
-from mlops_platform.warehouse import DuckDBWarehouse, PostgresWarehouse
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from mlops_platform.clock import Clock
+
+# Dagster and the resources are imported inside the functions that build them: the serving API
+# reads `plain_resources` from here and never imports Dagster.
 
 
 def local_resources() -> dict:
-    import os
+    from dagster_dlt import DagsterDltResource
+
+    from mlops_platform.alerting.resources import AlertingResource
+    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.registry.resources import MLflowResource
+    from mlops_platform.warehouse import DuckDBWarehouse
 
     return {
         "dlt": DagsterDltResource(),
@@ -48,6 +56,14 @@ def local_resources() -> dict:
 
 
 def production_resources() -> dict:
+    import dagster as dg
+    from dagster_dlt import DagsterDltResource
+
+    from mlops_platform.alerting.resources import AlertingResource
+    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
+    from mlops_platform.registry.resources import MLflowResource
+    from mlops_platform.warehouse import PostgresWarehouse
+
     return {
         "dlt": DagsterDltResource(),
         "source_system": FlightOpsDatabase(url=dg.EnvVar("MLOPS_SOURCE_URL")),
@@ -68,7 +84,9 @@ def clock_for(profile: str | None = None) -> Clock:
     replays history, like `make prod-up`). Whether it is set is read now (it decides whether
     the daily cycle is a schedule or a sensor, part of the definitions); its value, a URL that
     may hold a password, only through `dg.EnvVar` when a run starts."""
-    import os
+    import dagster as dg
+
+    from mlops_platform.clock import TableClock, WallClock
 
     profile = profile or active_profile()
     url = os.environ.get("MLOPS_CLOCK_URL", "")
@@ -84,35 +102,39 @@ def daily_cycle_trigger(profile: str | None = None) -> str:
 
 
 def plain_resources(profile: str | None = None) -> dict:
-    """Warehouse and MLflow for processes outside Dagster (serving, CLI): settings are read
-    from the environment now, since `dg.EnvVar` is only resolved when Dagster runs."""
-    import os
+    """Warehouse and MLflow for processes outside Dagster (serving, CLI), as plain objects
+    (no Dagster import): settings are read from the environment now."""
+    from mlops_platform.registry.settings import MLflowSettings
+    from mlops_platform.warehouse import DuckDBStore, PostgresStore
 
     if (profile or active_profile()) != "production":
-        return {
-            "warehouse": DuckDBWarehouse(),
-            "mlflow_registry": MLflowResource(),
-            "clock": clock_for("local"),
-        }
-
-    def need(name: str) -> str:
-        value = os.environ.get(name)
-        if not value:
-            raise RuntimeError(f"{name} must be set for the production profile (.env.example)")
-        return value
-
+        return {"warehouse": DuckDBStore(), "mlflow_registry": MLflowSettings()}
     return {
-        "warehouse": PostgresWarehouse(url=need("MLOPS_WAREHOUSE_URL")),
-        "mlflow_registry": MLflowResource(
-            tracking_uri=need("MLOPS_MLFLOW_TRACKING_URI"),
-            artifact_root=need("MLOPS_MLFLOW_ARTIFACT_ROOT"),
-        ),
-        "clock": (
-            TableClock(url=clock_url, table=os.environ.get("MLOPS_CLOCK_TABLE") or "replay_clock")
-            if (clock_url := os.environ.get("MLOPS_CLOCK_URL"))
-            else WallClock()
+        "warehouse": PostgresStore(url=_need("MLOPS_WAREHOUSE_URL")),
+        "mlflow_registry": MLflowSettings(
+            tracking_uri=_need("MLOPS_MLFLOW_TRACKING_URI"),
+            artifact_root=_need("MLOPS_MLFLOW_ARTIFACT_ROOT"),
         ),
     }
+
+
+def plain_clock(profile: str | None = None) -> Clock:
+    """The profile's clock for processes outside Dagster (the CLI), its URL read now."""
+    from mlops_platform.clock import TableClock, WallClock
+
+    profile = profile or active_profile()
+    url = os.environ.get("MLOPS_CLOCK_URL", "")
+    table = os.environ.get("MLOPS_CLOCK_TABLE", "") or "replay_clock"
+    if profile == "production":
+        return TableClock(url=url, table=table) if url else WallClock()
+    return TableClock(url=url or default_source_url(), table=table)
+
+
+def _need(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} must be set for the production profile (.env.example)")
+    return value
 
 
 def production_executor() -> dg.ExecutorDefinition:

@@ -52,7 +52,7 @@ def test_clock_never_goes_backwards(source_url):
 
 
 def test_missing_source_database_says_what_to_do(tmp_path):
-    with pytest.raises(RuntimeError, match="mlops source init"):
+    with pytest.raises(RuntimeError, match="simulator source init"):
         replay.read_clock(f"sqlite:///{tmp_path / 'nope.sqlite'}")
 
 

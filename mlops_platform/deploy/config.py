@@ -49,10 +49,19 @@ class StackConfig:
     mlops_serving_port: int = 8080
     mlops_serving_1_port: int = 8081
     mlops_serving_2_port: int = 8082
+    #: The weather feed the stack ingests from (here the simulator's, a Procfile process).
+    mlops_weather_feed_host: str = "127.0.0.1"
+    mlops_weather_feed_port: int = 8765
 
     @property
     def mlflow_uri(self) -> str:
         return f"http://{self.mlops_mlflow_host}:{self.mlops_mlflow_port}"
+
+    @property
+    def weather_feed_url(self) -> str:
+        return os.environ.get("MLOPS_WEATHER_FEED_URL") or (
+            f"http://{self.mlops_weather_feed_host}:{self.mlops_weather_feed_port}"
+        )
 
     @property
     def registry_readonly_uri(self) -> str:
@@ -81,7 +90,10 @@ class StackConfig:
             MLOPS_SIGNING_KEY=str(self.signing_key.resolve()),
             MLOPS_SIGNING_PUBLIC_KEY=str(self.signing_key.resolve().with_suffix(".pub")),
             MLOPS_PREDICTION_LOG_DIR=str(Path(self.mlops_data_dir) / "serving"),
-            MLOPS_WEATHER_FEED_URL=os.environ.get("MLOPS_WEATHER_FEED_URL", ""),
+            MLOPS_WEATHER_FEED_URL=self.weather_feed_url,
+            # This stack replays history: its clock is the source's replay clock, so the daily
+            # cycle is the sensor that follows it (unset, production runs on the wall clock).
+            MLOPS_CLOCK_URL=os.environ.get("MLOPS_CLOCK_URL") or self.mlops_source_url,
             MLOPS_ALERT_WEBHOOK_URL=os.environ.get("MLOPS_ALERT_WEBHOOK_URL", ""),
             DO_NOT_TRACK="true",
             MLFLOW_DISABLE_TELEMETRY="true",

@@ -120,12 +120,12 @@ def read_clock(url: str) -> ClockState:
         with engine.connect() as conn:
             row = conn.execute(sa.select(tables.replay_clock)).one_or_none()
     except sa.exc.OperationalError as exc:
-        raise RuntimeError(f"no flight-ops database at {url}: run `mlops source init`") from exc
+        raise RuntimeError(f"no flight-ops database at {url}: run `simulator source init`") from exc
     finally:
         engine.dispose()
     if row is None:
         raise RuntimeError(
-            f"the flight-ops database at {url} has no clock: run `mlops source init`"
+            f"the flight-ops database at {url} has no clock: run `simulator source init`"
         )
     return ClockState(now=row.now, released_through=_as_date(row.released_through))
 
