@@ -19,28 +19,27 @@ def loaded_warehouse(workdir: Path, clock: dt.datetime):
     from mlops_platform.clock import TableClock
     from mlops_platform.contracts.checks import published_tables
     from mlops_platform.contracts.rules import CONTRACTS
-    from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    from mlops_platform.domains import load_domain
+    from mlops_platform.ingestion.assets import landing_assets
+    from mlops_platform.ingestion.resources import source_resources
     from mlops_platform.warehouse import DuckDBWarehouse
     from simulator.flights import replay
-    from simulator.flights.resources import ReplayWeatherFeed
 
     url = f"sqlite:///{workdir / 'flight_ops.sqlite'}"
     replay.create_source(url)
     replay.set_clock(url, clock)
-    source = FlightOpsDatabase(url=url)
+    flights = load_domain("flights")
     warehouse = DuckDBWarehouse(
         path=str(workdir / "warehouse.duckdb"), pipelines_dir=str(workdir / "dlt")
     )
     resources = {
         "dlt": DagsterDltResource(),
-        "source_system": source,
-        "weather_feed": ReplayWeatherFeed(source_system=source),
-        "clock": TableClock(url=source.database_url),
+        **source_resources(flights, urls={"flight_ops": url}),
+        "clock": TableClock(url=url),
         "warehouse": warehouse,
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    assets = [flight_ops_tables, weather_feed_tables, *published_tables]
+    assets = [*landing_assets(flights), *published_tables(flights)]
     # A failing contract (a real bad reading) is a blocking check: the run "fails" after the
     # table is published, so judge the load by what reached `raw`, not by the run's status.
     dg.materialize(assets, resources=resources, run_config=quiet, raise_on_error=False)

@@ -40,7 +40,7 @@ def prepare(workdir: Path):
     features = features_from_warehouse(warehouse, spec)
     warehouse.replace_table("features", spec.name, features)
     registry = ModelRegistry(f"sqlite:///{workdir / 'mlflow.db'}", str(workdir / "artifacts"))
-    jan_feb = features[features["flight_date"] < "2013-03-01"]
+    jan_feb = features[features["event_date"] < "2013-03-01"]
     version = train_and_register(
         spec, jan_feb, registry, warehouse, Hyperparameters().as_dict(), "bench"
     )["version"]
@@ -50,7 +50,7 @@ def prepare(workdir: Path):
     model = registry.load_verified(spec.name, version)
     day = dt.date(2013, 3, 1)
     while day <= DAY:
-        where = f"CAST(flight_date AS DATE) = DATE '{day}'"
+        where = f"CAST(event_date AS DATE) = DATE '{day}'"
         scored = score_day(
             model, version, warehouse.read_table("features", spec.name, where), day, spec
         )

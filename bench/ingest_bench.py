@@ -38,28 +38,28 @@ def run_platform(workdir: Path) -> dict:
 
     from mlops_platform.clock import TableClock
     from mlops_platform.contracts.checks import published_tables
-    from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    from mlops_platform.domains import load_domain
+    from mlops_platform.ingestion.assets import build_landing_assets
+    from mlops_platform.ingestion.resources import source_resources
     from mlops_platform.warehouse import DuckDBWarehouse
-    from simulator.flights.resources import ReplayWeatherFeed
 
-    source = FlightOpsDatabase(url=f"sqlite:///{workdir / 'source.sqlite'}")
+    flights = load_domain("flights")
+    url = f"sqlite:///{workdir / 'source.sqlite'}"
     warehouse = DuckDBWarehouse(
         path=str(workdir / "platform.duckdb"), pipelines_dir=str(workdir / "dlt")
     )
     resources = {
         "dlt": DagsterDltResource(),
-        "source_system": source,
-        "weather_feed": ReplayWeatherFeed(source_system=source),
-        "clock": TableClock(url=source.database_url),
+        **source_resources(flights, urls={"flight_ops": url}),
+        "clock": TableClock(url=url),
         "warehouse": warehouse,
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     timings = {}
     steps = (
-        ("flight_ops", [flight_ops_tables]),
-        ("weather", [weather_feed_tables]),
-        ("publish", published_tables),
+        ("flight_ops", [build_landing_assets(flights, "flight_ops")]),
+        ("weather", [build_landing_assets(flights, "weather_feed")]),
+        ("publish", published_tables(flights)),
     )
     for name, assets in steps:
         started = time.perf_counter()
@@ -78,13 +78,16 @@ def run_platform(workdir: Path) -> dict:
 
 
 def run_dlt_append(workdir: Path) -> dict:
-    from mlops_platform.ingestion.sources import flight_ops_source
+    from mlops_platform.domains import load_domain
+    from mlops_platform.ingestion.sources import sql_source
     from mlops_platform.warehouse import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(
         path=str(workdir / "append.duckdb"), pipelines_dir=str(workdir / "dlt_append")
     )
-    source = flight_ops_source(f"sqlite:///{workdir / 'source.sqlite'}")
+    source = sql_source(
+        load_domain("flights"), "flight_ops", f"sqlite:///{workdir / 'source.sqlite'}"
+    )
     for table in TABLES:
         source.resources[table].apply_hints(write_disposition="append", incremental=None)
     started = time.perf_counter()

@@ -134,16 +134,19 @@ def run_phase(phase: str, scale: int, workdir: Path) -> int:
     spec = load_spec(SPEC)
     warehouse = _warehouse(scale, workdir)
     if phase == "ingest":
-        from mlops_platform.ingestion.sources import flight_ops_source, weather_feed_source
+        from mlops_platform.domains import load_domain
+        from mlops_platform.ingestion.sources import rest_source, sql_source
         from simulator.flights.weather_feed import FeedServer
 
         fmt = warehouse.loader_file_format
         warehouse.dlt_pipeline("flight_ops").run(
-            flight_ops_source(source_url(scale)), loader_file_format=fmt
+            sql_source(load_domain("flights"), "flight_ops", source_url(scale)),
+            loader_file_format=fmt,
         )
         with FeedServer(source_url(scale)) as feed:
             warehouse.dlt_pipeline("weather_feed").run(
-                weather_feed_source(feed.url), loader_file_format=fmt
+                rest_source(load_domain("flights"), "weather_feed", feed.url),
+                loader_file_format=fmt,
             )
         return int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0])
     if phase == "features":
@@ -171,7 +174,7 @@ def run_phase(phase: str, scale: int, workdir: Path) -> int:
         model = registry.load_verified(spec.name, version)
         rows, day = 0, dt.date(2013, 1, 1)
         while day < YEAR_END.date():
-            where = f"CAST(flight_date AS DATE) = DATE '{day}'"
+            where = f"CAST(event_date AS DATE) = DATE '{day}'"
             features = warehouse.read_table("features", spec.name, where=where)
             scored = score_day(model, version, features, day, spec)
             warehouse.replace_rows("scores", spec.name, scored, where=where)

@@ -23,6 +23,14 @@ def ensure_dagster_home() -> str:
     return home
 
 
+def _default_model() -> str:
+    """The first enabled spec (`MLOPS_MODEL_SPECS`, or the enabled domains defaults)."""
+    from mlops_platform.domains import enabled_spec_names
+
+    names = enabled_spec_names()
+    return names[0] if names else ""
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     import logging
 
@@ -93,16 +101,16 @@ def _clock_or_none(args: argparse.Namespace):
 
 def cmd_source_cursor(args: argparse.Namespace) -> None:
 
+    from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.ingestion.cursors import cursor_log, rewind_cursor
-    from mlops_platform.ingestion.sources import CURSOR_COLUMNS
     from mlops_platform.profiles import plain_resources
 
     warehouse = plain_resources()["warehouse"]
     if args.rewind_to or args.reset:
-        if args.table not in CURSOR_COLUMNS:
-            raise SystemExit(f"--table must be one of {', '.join(CURSOR_COLUMNS)}")
+        if args.table not in CONTRACTS:
+            raise SystemExit(f"--table must be one of {', '.join(CONTRACTS)}")
         value = None if args.reset else args.rewind_to
-        previous = rewind_cursor(warehouse, args.table, CURSOR_COLUMNS[args.table], value)
+        previous = rewind_cursor(warehouse, args.table, CONTRACTS[args.table].cursor, value)
         print(
             f"cursor of {args.table}: {previous} -> {value or 'start'}; the next ingest run reads "
             "from there (rows already in raw at the same version are skipped)"
@@ -227,7 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")
     model.add_argument("action", choices=["status", "audit", "rollback", "sign"])
     model.add_argument("--version", type=_version, default=None, help="sign: the version to sign")
-    model.add_argument("--model", default="flight_delay")
+    model.add_argument(
+        "--model", default=_default_model(), help="registered model (default: first enabled spec)"
+    )
     model.add_argument("--reason", default="")
     model.add_argument("--actor", default=os.environ.get("USER", "cli"))
     model.add_argument(

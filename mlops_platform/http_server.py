@@ -1,4 +1,4 @@
-"""Run an ASGI app with uvicorn in a background thread on loopback (tests, the weather feed,
+"""Run an ASGI app with uvicorn in a background thread on loopback (tests, a source's feed,
 benchmarks), stopping cleanly on exit."""
 
 from __future__ import annotations

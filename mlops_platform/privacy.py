@@ -1,7 +1,8 @@
 """Column classification and masking: the generic mechanism (no domain facts, no Dagster).
 
 A domain declares, per raw table, which columns are identifiers, quasi-identifiers or personal
-data (for the flights, `contracts/classification.py`). This module holds what the platform does
+data (`tables.<table>.classification` in its `domain.yaml`, read by
+`contracts/classification.py`). This module holds what the platform does
 with such a declaration: it masks classified values wherever rows leave the warehouse as
 examples (check metadata, incidents, log lines), and it tells the spec loader which
 columns a feature function may not read without a stated reason.
@@ -21,8 +22,8 @@ MASK = "***"
 class DataClass(StrEnum):
     """How much a column says about a person (or a thing that leads to one)."""
 
-    IDENTIFIER = "identifier"  # names one person or record on its own (a passenger id)
-    QUASI_IDENTIFIER = "quasi_identifier"  # leads to one with outside data (a tail number)
+    IDENTIFIER = "identifier"  # names one person or record on its own (a customer id)
+    QUASI_IDENTIFIER = "quasi_identifier"  # leads to one with outside data (a registration)
     PERSONAL = "personal"  # about a person, without naming them (a date of birth)
     NONE = "none"
 
@@ -88,7 +89,7 @@ def _value_pattern(columns: Iterable[str]) -> re.Pattern | None:
     names = sorted({re.escape(c) for c in columns}, key=len, reverse=True)
     if not names:
         return None
-    # `tailnum=N123`, `tailnum: N123`, `"tailnum": "N123"`, `'tailnum': 'N123'`: the name, an
+    # `col=X12`, `col: X12`, `"col": "X12"`, `'col': 'X12'`: the name, an
     # optional closing quote, `=` or `:`, then a quoted value or a bare word.
     return re.compile(
         r"(?P<key>\b(?:" + "|".join(names) + r")\b[\"']?\s*[=:]\s*)"

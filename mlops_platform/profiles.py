@@ -2,8 +2,8 @@
 
 | resource       | local (default)                    | production (`MLOPS_PROFILE=production`) |
 | -------------- | ---------------------------------- | --------------------------------------- |
-| source_system  | SQLite file under the data dir     | `MLOPS_SOURCE_URL` (PostgreSQL)         |
-| weather_feed   | `MLOPS_WEATHER_FEED_URL` or :8765  | `MLOPS_WEATHER_FEED_URL`                |
+| each declared  | SQL: SQLite file under the data dir| the source's declared `url_env`         |
+| source         | feed: its local server on loopback | (e.g. `MLOPS_SOURCE_URL`, PostgreSQL)   |
 | warehouse      | DuckDB file under the data dir     | `MLOPS_WAREHOUSE_URL` (PostgreSQL)      |
 | mlflow_registry| SQLite + artifacts under data dir  | `MLOPS_MLFLOW_TRACKING_URI` (PostgreSQL)|
 |                |                                    | + `MLOPS_MLFLOW_ARTIFACT_ROOT`          |
@@ -32,22 +32,31 @@ if TYPE_CHECKING:
 # reads `plain_resources` from here and never imports Dagster.
 
 
+def _sources(production: bool) -> dict:
+    """The resources of every enabled domain's declared sources; a key declared twice is an
+    error (two domains' sources must have their own resource keys)."""
+    from mlops_platform.domains import enabled_domains
+    from mlops_platform.ingestion.resources import source_resources
+
+    found: dict = {}
+    for domain in enabled_domains():
+        for key, resource in source_resources(domain, production).items():
+            if key in found:
+                raise ValueError(f"resource key {key!r} is declared by two domains' sources")
+            found[key] = resource
+    return found
+
+
 def local_resources() -> dict:
     from dagster_dlt import DagsterDltResource
 
     from mlops_platform.alerting.resources import AlertingResource
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
     from mlops_platform.registry.resources import MLflowResource
     from mlops_platform.warehouse import DuckDBWarehouse
 
     return {
         "dlt": DagsterDltResource(),
-        "source_system": FlightOpsDatabase(),
-        # A feed run on its own (`simulator weather-feed`); the simulator's code location
-        # (workspace.yaml) instead starts the replay feed on loopback for each run.
-        "weather_feed": WeatherFeed(
-            url=os.environ.get("MLOPS_WEATHER_FEED_URL") or "http://127.0.0.1:8765"
-        ),
+        **_sources(production=False),
         "warehouse": DuckDBWarehouse(),
         "mlflow_registry": MLflowResource(),
         "alerting": AlertingResource(),
@@ -60,14 +69,12 @@ def production_resources() -> dict:
     from dagster_dlt import DagsterDltResource
 
     from mlops_platform.alerting.resources import AlertingResource
-    from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
     from mlops_platform.registry.resources import MLflowResource
     from mlops_platform.warehouse import PostgresWarehouse
 
     return {
         "dlt": DagsterDltResource(),
-        "source_system": FlightOpsDatabase(url=dg.EnvVar("MLOPS_SOURCE_URL")),
-        "weather_feed": WeatherFeed(url=dg.EnvVar("MLOPS_WEATHER_FEED_URL")),
+        **_sources(production=True),
         "warehouse": PostgresWarehouse(url=dg.EnvVar("MLOPS_WAREHOUSE_URL")),
         "mlflow_registry": MLflowResource(
             tracking_uri=dg.EnvVar("MLOPS_MLFLOW_TRACKING_URI"),
@@ -93,7 +100,22 @@ def clock_for(profile: str | None = None) -> Clock:
     table = os.environ.get("MLOPS_CLOCK_TABLE", "") or "replay_clock"
     if profile == "production":
         return TableClock(url=dg.EnvVar("MLOPS_CLOCK_URL"), table=table) if url else WallClock()
-    return TableClock(url=url or default_source_url(), table=table)
+    return TableClock(url=url or local_clock_url(), table=table)
+
+
+def local_clock_url() -> str:
+    """Locally, the clock table lives in the first enabled domain's first SQL source database
+    (the replay's; `MLOPS_CLOCK_URL` names another)."""
+    from mlops_platform.domains import enabled_domains
+    from mlops_platform.domains.schema import SqlSource
+
+    for domain in enabled_domains():
+        for source in domain.sources.values():
+            if isinstance(source, SqlSource):
+                return default_source_url(source.default_file)
+    raise RuntimeError(
+        "no enabled domain declares a SQL source to hold the clock: set MLOPS_CLOCK_URL"
+    )
 
 
 def daily_cycle_trigger(profile: str | None = None) -> str:
@@ -127,7 +149,7 @@ def plain_clock(profile: str | None = None) -> Clock:
     table = os.environ.get("MLOPS_CLOCK_TABLE", "") or "replay_clock"
     if profile == "production":
         return TableClock(url=url, table=table) if url else WallClock()
-    return TableClock(url=url or default_source_url(), table=table)
+    return TableClock(url=url or local_clock_url(), table=table)
 
 
 def _need(name: str) -> str:

@@ -56,5 +56,6 @@ def code_version() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def default_source_url() -> str:
-    return f"sqlite:///{data_dir() / 'flight_ops.sqlite'}"
+def default_source_url(file_name: str) -> str:
+    """A local source database: a SQLite file under the data dir (named by its domain)."""
+    return f"sqlite:///{data_dir() / file_name}"

@@ -50,17 +50,12 @@ def resources(source_url, data_dir) -> dict:
     """Local-profile resources on the test's own source, warehouse and dlt state."""
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.clock import TableClock
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.warehouse import DuckDBWarehouse
-    from simulator.flights.resources import ReplayWeatherFeed
+    from mlops_platform_tests.helpers import sources
 
-    source = FlightOpsDatabase(url=source_url)
     return {
         "dlt": DagsterDltResource(),
-        "source_system": source,
-        "weather_feed": ReplayWeatherFeed(source_system=source),
-        "clock": TableClock(url=source.database_url),
+        **sources(source_url),
         "warehouse": DuckDBWarehouse(
             path=str(data_dir / "warehouse.duckdb"), pipelines_dir=str(data_dir / "dlt")
         ),
@@ -74,24 +69,18 @@ def golden(tmp_path_factory, source_template) -> Path:
 
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.clock import TableClock
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.registry.resources import MLflowResource
     from mlops_platform.warehouse import DuckDBWarehouse
-    from mlops_platform_tests.helpers import ingest
-    from simulator.flights.resources import ReplayWeatherFeed
+    from mlops_platform_tests.helpers import ingest, sources
 
     root = tmp_path_factory.mktemp("golden")
     shutil.copy(source_template, root / "flight_ops.sqlite")
     url = f"sqlite:///{root / 'flight_ops.sqlite'}"
     replay.set_clock(url, dt.datetime(2013, 2, 10))
-    source = FlightOpsDatabase(url=url)
     result = ingest(
         {
             "dlt": DagsterDltResource(),
-            "source_system": source,
-            "weather_feed": ReplayWeatherFeed(source_system=source),
-            "clock": TableClock(url=source.database_url),
+            **sources(url),
             "warehouse": DuckDBWarehouse(
                 path=str(root / "warehouse.duckdb"), pipelines_dir=str(root / "dlt")
             ),

@@ -226,7 +226,7 @@ def start_stack(root: Path) -> Stack:
             + f"/{names[0]}",
             mlops_mlflow_backend_uri=f"{at}/{names[1]}",
             mlops_warehouse_url=f"{at}/{names[2]}",
-            mlops_source_url=f"{at}/{names[2]}?options=-csearch_path%3Dflight_ops",
+            mlops_source_url=f"{at}/{names[2]}?options=-csearch_path%3Dsource_system",
         )
     )
     os.environ["MLOPS_DAGSTER_PG_URL"] = config.mlops_dagster_pg_url

@@ -6,15 +6,34 @@ import dagster as dg
 import sqlalchemy as sa
 
 from mlops_platform.contracts.checks import published_tables
-from mlops_platform.ingestion.assets import flight_ops_tables, weather_feed_tables
+from mlops_platform.domains import load_domain
+from mlops_platform.ingestion.assets import landing_assets
+from mlops_platform.ingestion.resources import source_resources
+
+FLIGHTS = load_domain("flights")
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def sources(url: str) -> dict:
+    """The flights domain's source resources on the ops database at `url` (its weather feed
+    runs on loopback over the same database)."""
+    from mlops_platform.clock import TableClock
+
+    return {**source_resources(FLIGHTS, urls={"flight_ops": url}), "clock": TableClock(url=url)}
+
+
+def flight_ops_source(url, cursors=None, required=None, **kwargs):
+    """The flight-ops database's tables as a dlt source (what its landing asset reads)."""
+    from mlops_platform.ingestion.sources import sql_source
+
+    return sql_source(FLIGHTS, "flight_ops", url, cursors, required, **kwargs)
 
 
 def ingest(resources: dict, *extra, instance=None, **kwargs) -> dg.ExecuteInJobResult:
     """Land both sources, audit and publish every table, as the `ingest` job does."""
     return dg.materialize(
-        [flight_ops_tables, weather_feed_tables, *published_tables, *extra],
+        [*landing_assets(FLIGHTS), *published_tables(FLIGHTS), *extra],
         resources=resources,
         instance=instance,
         raise_on_error=False,
@@ -56,13 +75,13 @@ def source_query(url: str, sql: str) -> list:
 
 def land(warehouse, source_url: str) -> None:
     """Land the flight-ops tables with dlt (what the `landing/*` asset does), no Dagster."""
-    from mlops_platform.ingestion.assets import REQUIRED
+    from mlops_platform.ingestion.assets import required_columns
     from mlops_platform.ingestion.cursors import read_cursors
-    from mlops_platform.ingestion.sources import LANDING_DATASET, flight_ops_source
+    from mlops_platform.ingestion.sources import LANDING_DATASET
 
     pipeline = warehouse.dlt_pipeline("flight_ops", LANDING_DATASET)
     pipeline.run(
-        flight_ops_source(source_url, read_cursors(warehouse), REQUIRED),
+        flight_ops_source(source_url, read_cursors(warehouse), required_columns(FLIGHTS)),
         loader_file_format=warehouse.loader_file_format,
     )
 
@@ -71,11 +90,11 @@ def publish_table(warehouse, source_url: str, table: str = "flights", run_id: st
     """Audit and publish a landed table (what its `raw/<table>` asset does), no Dagster."""
     from mlops_platform.contracts.publish import audit_and_publish
     from mlops_platform.contracts.rules import CONTRACTS
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    from mlops_platform.ingestion.resources import SourceDatabase
     from simulator.flights.replay import read_clock
 
     contract = CONTRACTS[table]
     keys = None
     if contract.on_source_delete != "ignore":
-        keys = FlightOpsDatabase(url=source_url).table_keys(table, contract.key)
+        keys = SourceDatabase(url=source_url).table_keys(table, contract.key)
     return audit_and_publish(warehouse, contract, read_clock(source_url).now, run_id, keys)

@@ -19,7 +19,7 @@ EXPECTED_ASSETS = {
     "raw/flights",
     "raw/planes",
     "raw/weather",
-    "source/flight_ops_db",
+    "source/flight_ops",
     "source/weather_feed",
     "features/flight_delay",
     "models/flight_delay",
@@ -114,7 +114,7 @@ def test_the_simulator_location_is_the_platform_plus_the_replay_clock_job():
     jobs = {job.name for job in simulated.resolve_all_job_defs()}
     assert jobs - {job.name for job in platform.resolve_all_job_defs()} == {"advance_clock"}
     assert type(simulated.resources["weather_feed"]).__name__ == "ReplayWeatherFeed"
-    assert type(platform.resources["weather_feed"]).__name__ == "WeatherFeed"
+    assert type(platform.resources["weather_feed"]).__name__ == "SourceFeed"
 
 
 def test_production_runs_the_daily_cycle_on_a_wall_clock_schedule(monkeypatch):

@@ -7,8 +7,13 @@ import datetime as dt
 import dlt
 import pytest
 
-from mlops_platform.ingestion.sources import flight_ops_source
-from mlops_platform_tests.helpers import ingest, rows_loaded, source_execute, source_query
+from mlops_platform_tests.helpers import (
+    flight_ops_source,
+    ingest,
+    rows_loaded,
+    source_execute,
+    source_query,
+)
 from simulator.flights import replay
 
 

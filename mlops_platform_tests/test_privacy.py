@@ -12,10 +12,9 @@ import yaml
 
 from mlops_platform.contracts.classification import CLASSIFICATION, classified_columns
 from mlops_platform.contracts.rules import CONTRACTS
-from mlops_platform.features.functions import FEATURE_FUNCTIONS
-from mlops_platform.features.inputs import FEATURE_INPUTS
+from mlops_platform.domains.flights.features import FEATURE_FUNCTIONS, FEATURE_INPUTS
 from mlops_platform.privacy import MASK, DataClass, MaskingFilter, mask_text
-from mlops_platform.specs import SPEC_DIR, load_spec
+from mlops_platform.specs import load_spec, spec_path
 from mlops_platform.warehouse import DuckDBWarehouse
 from mlops_platform_tests.helpers import check_results, ingest, source_execute
 from simulator.flights import replay
@@ -68,7 +67,7 @@ def test_log_lines_are_masked_by_the_filter(caplog):
 
 
 def _spec_without_allowance(tmp_path, name="flight_delay"):
-    raw = yaml.safe_load((SPEC_DIR / f"{name}.yaml").read_text())
+    raw = yaml.safe_load(spec_path(name).read_text())
     raw.pop("privacy")
     return raw
 
@@ -127,7 +126,7 @@ def test_a_spec_that_drops_the_plane_function_needs_no_allowance(tmp_path):
 def test_a_classified_column_produced_as_a_feature_is_refused(tmp_path, monkeypatch):
     # A function that would return the tail number as a feature column.
     monkeypatch.setitem(FEATURE_INPUTS, "registration", {"flights": ("carrier",)})
-    raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
+    raw = yaml.safe_load(spec_path("flight_delay").read_text())
     raw["features"]["functions"].append("registration")
     raw["features"]["categorical"].append("tailnum")
     # The tail number is allowed for the plane join, so naming it as a feature is allowed too;
@@ -203,7 +202,7 @@ def test_expectation_observations_are_masked_for_classified_columns(
 
 
 def test_a_feature_function_that_declares_nothing_is_refused(tmp_path):
-    raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
+    raw = yaml.safe_load(spec_path("flight_delay").read_text())
     raw["features"]["functions"].append("undeclared")
     with pytest.raises(ValueError, match=r"\['undeclared'\] are unknown or do not declare"):
         load_spec(_write(tmp_path, raw))

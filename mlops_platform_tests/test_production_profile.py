@@ -53,17 +53,12 @@ def postgres(data_dir):
 def pg_resources(postgres, data_dir) -> dict:
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.clock import TableClock
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
     from mlops_platform.warehouse import PostgresWarehouse
-    from simulator.flights.resources import ReplayWeatherFeed
+    from mlops_platform_tests.helpers import sources
 
-    source = FlightOpsDatabase(url=postgres)
     return {
         "dlt": DagsterDltResource(),
-        "source_system": source,
-        "weather_feed": ReplayWeatherFeed(source_system=source),
-        "clock": TableClock(url=source.database_url),
+        **sources(postgres),
         "warehouse": PostgresWarehouse(url=SERVER, pipelines_dir=str(data_dir / "dlt")),
     }
 

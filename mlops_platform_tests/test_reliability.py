@@ -196,7 +196,7 @@ def test_webhook_is_retried_with_backoff_until_it_answers(monkeypatch):
 def test_postgres_statement_timeout_cuts_a_long_query(monkeypatch):
     import sqlalchemy as sa
 
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    from mlops_platform.ingestion.resources import SourceDatabase
     from mlops_platform.warehouse import PostgresWarehouse
     from mlops_platform_tests.test_production_profile import SERVER, _server_or_skip
 
@@ -210,7 +210,7 @@ def test_postgres_statement_timeout_cuts_a_long_query(monkeypatch):
     assert warehouse.query("SELECT current_setting('search_path') AS p")["p"][0] == "pg_catalog"
 
     # The source's URL carries the bounds itself (dlt and connectorx read the URL only).
-    engine = sa.create_engine(FlightOpsDatabase(url=SERVER).database_url)
+    engine = sa.create_engine(SourceDatabase(url=SERVER).database_url)
     try:
         with engine.connect() as conn:
             assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "300ms"

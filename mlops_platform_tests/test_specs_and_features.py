@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_platform.features.build import LABEL, build_feature_table, features_from_warehouse
-from mlops_platform.features.functions import WEATHER_COLUMNS as WEATHER_MEASURES
-from mlops_platform.specs import SPEC_DIR, load_spec
+from mlops_platform.domains.flights.features import WEATHER_COLUMNS as WEATHER_MEASURES
+from mlops_platform.features.build import build_feature_table, features_from_warehouse
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
+from mlops_platform.specs import load_spec, spec_path
 from mlops_platform.training.train import split_by_time
 
 SPEC = load_spec("flight_delay")
@@ -25,13 +26,13 @@ def test_both_specs_load_and_differ_only_in_data():
 
 
 def test_invalid_spec_names_the_file_and_the_field(tmp_path):
-    raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
+    raw = yaml.safe_load(spec_path("flight_delay").read_text())
     raw["features"]["numeric"].append("dep_delay")
     bad = tmp_path / "leaky.yaml"
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match=r"(?s)leaky\.yaml.*dep_delay.*leakage"):
         load_spec(bad)
-    raw = yaml.safe_load((SPEC_DIR / "flight_delay.yaml").read_text())
+    raw = yaml.safe_load(spec_path("flight_delay").read_text())
     del raw["gate"]["primary_metric"]
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match="primary_metric"):
@@ -89,15 +90,19 @@ PLANES = pd.DataFrame(
 )
 
 
+def _build(flights, weather, spec):
+    return build_feature_table({"flights": flights, "weather": weather, "planes": PLANES}, spec)
+
+
 def test_weather_is_taken_at_or_before_the_scheduled_hour():
     flights = _flights([{"time_hour": pd.Timestamp("2013-01-02 14:00", tz="UTC")}])
     weather = _weather(
         [("2013-01-02 12:00", 30.0), ("2013-01-02 14:00", 35.0), ("2013-01-02 15:00", 99.0)]
     )
-    table = build_feature_table(flights, weather, PLANES, SPEC)
+    table = _build(flights, weather, SPEC)
     assert table["temp"].iloc[0] == 35.0  # never the 15:00 observation
     stale = _weather([("2013-01-02 08:00", 30.0)])
-    assert np.isnan(build_feature_table(flights, stale, PLANES, SPEC)["temp"].iloc[0])
+    assert np.isnan(_build(flights, stale, SPEC)["temp"].iloc[0])
     assert table["plane_age"].iloc[0] == 10.0
 
 
@@ -109,18 +114,18 @@ def test_label_only_when_the_outcome_has_arrived():
             {"flight": 3, "arr_delay": np.nan, "time_hour": pd.Timestamp("2013-01-02 14:00")},
         ]
     )
-    table = build_feature_table(flights, _weather([]), PLANES, SPEC).set_index("flight")
+    table = _build(flights, _weather([]), SPEC).set_index("flight")
     assert table.loc[1, LABEL] == 1.0 and table.loc[2, LABEL] == 0.0
     assert np.isnan(table.loc[3, LABEL])
     regression = load_spec("flight_delay_minutes")
-    values = build_feature_table(flights, _weather([]), PLANES, regression).set_index("flight")
+    values = _build(flights, _weather([]), regression).set_index("flight")
     assert values.loc[1, LABEL] == 30.0
 
 
 def test_missing_raw_column_is_a_clear_error():
     flights = _flights([{"time_hour": pd.Timestamp("2013-01-02 14:00")}]).drop(columns="dest")
     with pytest.raises(ValueError, match=r"raw.flights lacks columns \['dest'\]"):
-        build_feature_table(flights, _weather([]), PLANES, SPEC)
+        _build(flights, _weather([]), SPEC)
 
 
 def test_features_do_not_change_when_later_rows_arrive(resources, source_url):
@@ -141,7 +146,7 @@ def test_features_do_not_change_when_later_rows_arrive(resources, source_url):
     assert ingest(resources).success
     late = snapshot()
 
-    departed = early[early["sched_dep_at"] < pd.Timestamp("2013-01-10")]
+    departed = early[early[EVENT_AT] < pd.Timestamp("2013-01-10")]
     key = ["year", "month", "day", "carrier", "flight", "origin"]
     merged = departed.merge(late, on=key, suffixes=("_early", "_late"))
     assert len(merged) == len(departed) > 7000
@@ -158,12 +163,12 @@ def test_split_is_by_time_and_uses_labelled_rows_only():
     dates = pd.date_range("2013-01-01", "2013-03-31", freq="D").repeat(40)
     table = pd.DataFrame(
         {
-            "flight_date": dates,
+            EVENT_DATE: dates,
             LABEL: np.where(dates > pd.Timestamp("2013-03-25"), np.nan, 1.0),
         }
     )
     train, holdout, split = split_by_time(table, SPEC)
-    assert train["flight_date"].max() < holdout["flight_date"].min()
+    assert train[EVENT_DATE].max() < holdout[EVENT_DATE].min()
     assert holdout[LABEL].notna().all() and train[LABEL].notna().all()
     assert split.holdout_end == dt.date(2013, 3, 24)  # last labelled day (25th) is partial
     assert (split.holdout_end - split.holdout_start).days == SPEC.holdout_days - 1

@@ -14,9 +14,10 @@ import sys
 
 
 def _source_url(args: argparse.Namespace) -> str:
-    from mlops_platform.ingestion.resources import FlightOpsDatabase
+    from mlops_platform.ingestion.resources import SourceDatabase
 
-    return args.url or os.environ.get("MLOPS_SOURCE_URL") or FlightOpsDatabase().database_url
+    local = SourceDatabase(default_file="flight_ops.sqlite")
+    return args.url or os.environ.get("MLOPS_SOURCE_URL") or local.database_url
 
 
 def cmd_source_init(args: argparse.Namespace) -> None:

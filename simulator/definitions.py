@@ -21,6 +21,7 @@ from mlops_platform.settings import active_profile
 from mlops_platform.specs import ModelSpec
 from simulator.flights.jobs import advance_clock
 from simulator.flights.resources import ReplayWeatherFeed
+from simulator.rainfall.jobs import advance_rainfall_clock
 
 
 def simulated_resources(profile: str | None = None) -> dict:
@@ -33,17 +34,27 @@ def simulated_resources(profile: str | None = None) -> dict:
         if profile == "production"
         else os.environ.get("MLOPS_WEATHER_FEED_URL", "")
     )
-    resources["weather_feed"] = ReplayWeatherFeed(url=url, source_system=resources["source_system"])
+    if "weather_feed" in resources:  # the flights domain is enabled
+        resources["weather_feed"] = ReplayWeatherFeed(
+            url=url, source_system=resources.get("source_system")
+        )
     return resources
 
 
 def build_simulated_definitions(
     specs: Sequence[ModelSpec] | None = None, *, profile: str | None = None
 ) -> dg.Definitions:
-    """The platform's definitions on the simulator's resources, and `advance_clock`."""
+    """The platform's definitions on the simulator's resources, and the job that advances
+    each enabled domain's replay clock (`advance_clock` for flights, `advance_rainfall_clock`)."""
+    resources = simulated_resources(profile)
+    jobs = []
+    if "source_system" in resources:
+        jobs.append(advance_clock)
+    if "station_db" in resources:
+        jobs.append(advance_rainfall_clock)
     return dg.Definitions.merge(
-        build_definitions(specs, profile=profile, resources=simulated_resources(profile)),
-        dg.Definitions(jobs=[advance_clock]),
+        build_definitions(specs, profile=profile, resources=resources),
+        dg.Definitions(jobs=jobs),
     )
 
 

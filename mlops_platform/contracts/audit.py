@@ -24,7 +24,6 @@ from mlops_platform.contracts.validate import (
 )
 from mlops_platform.ingestion import cursors
 from mlops_platform.ingestion.sources import (
-    CURSOR_COLUMNS,
     LANDING_DATASET,
     MISSING_COLUMNS,
     TYPE_ERRORS,
@@ -188,7 +187,7 @@ def audit_landed(
     publish_ids = [i for i in good[ROW_ID] if i not in unchanged]
 
     future = {i for i, r in reasons.items() if any(x.startswith(FUTURE_RULE) for x in r)}
-    cursor_column = CURSOR_COLUMNS.get(table)
+    cursor_column = contract.cursor
     cursor = None
     if cursor_column in landed and len(landed):
         moving = landed.loc[~landed[ROW_ID].isin(future), cursor_column]

@@ -10,9 +10,8 @@ import dagster as dg
 
 from mlops_platform.clock import Clock
 from mlops_platform.contracts.classification import classified_columns
-from mlops_platform.contracts.rules import CONTRACTS, TableContract
-from mlops_platform.ingestion.assets import DESCRIPTIONS
-from mlops_platform.ingestion.resources import FlightOpsDatabase
+from mlops_platform.contracts.rules import TableContract, contracts_of
+from mlops_platform.domains import Domain
 from mlops_platform.ingestion.sources import LANDING_DATASET
 from mlops_platform.markdown import markdown_table
 from mlops_platform.privacy import mask_observed, mask_records
@@ -35,9 +34,10 @@ def failure_summary(table: str, rule_counts: dict[str, int], failures: list) -> 
     )
 
 
-def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
+def build_published_table(domain: Domain, contract: TableContract) -> dg.AssetsDefinition:
     key = dg.AssetKey(["raw", contract.table])
     references = sorted({table for table, _ in contract.references.values()})
+    source_resource = domain.source_of(contract.table).resource
 
     @dg.asset(
         key=key,
@@ -47,8 +47,9 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
         pool=WAREHOUSE_POOL,
         tags={"layer": "raw"},
         kinds={"python"},
-        description=DESCRIPTIONS.get(contract.table, "")
+        description=domain.tables[contract.table].description
         + " Published: only rows that passed the contract.",
+        required_resource_keys={"warehouse", source_resource, "clock"},
         check_specs=[
             dg.AssetCheckSpec(
                 CHECK_NAME,
@@ -64,19 +65,17 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
             )
         ],
     )
-    def published_table(
-        context: dg.AssetExecutionContext,
-        warehouse: Warehouse,
-        source_system: FlightOpsDatabase,
-        clock: Clock,
-    ) -> dg.MaterializeResult:
+    def published_table(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         from mlops_platform.contracts.publish import ROW_ID, audit_and_publish
         from mlops_platform.contracts.quarantine import QUARANTINE_SCHEMA
         from mlops_platform.contracts.validate import REASON_COLUMN
 
+        warehouse: Warehouse = context.resources.warehouse
         source_keys = None
         if contract.on_source_delete != "ignore":
-            source_keys = source_system.table_keys(contract.table, contract.key)
+            source = getattr(context.resources, source_resource)
+            source_keys = source.table_keys(contract.table, contract.key)
+        clock: Clock = context.resources.clock
         audit, done = audit_and_publish(
             warehouse, contract, clock.now(), context.run.run_id, source_keys
         )
@@ -95,8 +94,8 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
                 ],
             )
         report = audit.report
-        # Values of classified columns never leave as examples (contracts/classification.py).
-        classified = classified_columns(contract.table)
+        # Values of classified columns never leave as examples (the domain's classification).
+        classified = classified_columns(contract.table, domain)
         failures = [
             {
                 "scope": o.scope,
@@ -158,4 +157,6 @@ def build_published_table(contract: TableContract) -> dg.AssetsDefinition:
     return published_table
 
 
-published_tables = [build_published_table(contract) for contract in CONTRACTS.values()]
+def published_tables(domain: Domain) -> list[dg.AssetsDefinition]:
+    """The `raw/<table>` asset of every table the domain declares."""
+    return [build_published_table(domain, c) for c in contracts_of(domain).values()]

@@ -33,13 +33,13 @@ from mlops_platform.contracts.audit import (  # noqa: F401 - the rule names are 
 )
 from mlops_platform.contracts.rules import TableContract
 from mlops_platform.ingestion import cursors
-from mlops_platform.ingestion.sources import CURSOR_COLUMNS, LANDING_DATASET
+from mlops_platform.ingestion.sources import LANDING_DATASET
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.base import quote
 
 
 def reference_values(warehouse: Warehouse, contract: TableContract) -> dict[str, list]:
-    """Allowed values of columns that reference another raw table (e.g. known carriers)."""
+    """Allowed values of columns that reference another raw table (its declared references)."""
     values = {}
     for column, (table, ref_column) in contract.references.items():
         if not warehouse.table_exists("raw", table):
@@ -158,7 +158,7 @@ def publish(
             )
         previous = cursors.read_cursor_in(tx, table)
         if audit.cursor is not None and (previous is None or audit.cursor > previous):
-            cursors.store_cursor(tx, table, CURSOR_COLUMNS[table], audit.cursor, "published")
+            cursors.store_cursor(tx, table, contract.cursor or "", audit.cursor, "published")
         for load_id in audit.load_ids:
             rows = audit.landed[audit.landed[LOAD_ID].astype(str) == load_id]
             tx.execute(

@@ -20,7 +20,6 @@ from typing import Literal
 from mlops_platform.domains import Domain, enabled_domains
 
 
-
 @dataclass(frozen=True)
 class TableContract:
     table: str

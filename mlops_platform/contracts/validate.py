@@ -104,7 +104,7 @@ def _run_suite(
         .add_batch_definition_whole_dataframe(f"{name}_batch")
     )
     # Built whole, then stored once: adding expectations one by one to a stored suite
-    # re-serialises it each time (a quarter of the validation time on the flights table).
+    # re-serialises it each time (a quarter of the validation time on the largest table).
     suite = context.suites.add(
         gx.ExpectationSuite(name=f"{name}_suite", expectations=list(expectations))
     )

@@ -49,18 +49,20 @@ class StackConfig:
     mlops_serving_port: int = 8080
     mlops_serving_1_port: int = 8081
     mlops_serving_2_port: int = 8082
-    #: The weather feed the stack ingests from (here the simulator's, a Procfile process).
-    mlops_weather_feed_host: str = "127.0.0.1"
-    mlops_weather_feed_port: int = 8765
+    #: The HTTP feed the stack ingests from (here the simulator's, a Procfile process).
+    mlops_feed_host: str = "127.0.0.1"
+    mlops_feed_port: int = 8765
 
     @property
     def mlflow_uri(self) -> str:
         return f"http://{self.mlops_mlflow_host}:{self.mlops_mlflow_port}"
 
     @property
-    def weather_feed_url(self) -> str:
-        return os.environ.get("MLOPS_WEATHER_FEED_URL") or (
-            f"http://{self.mlops_weather_feed_host}:{self.mlops_weather_feed_port}"
+    def feed_url(self) -> str:
+        """The stack's feed process; a declared feed URL variable that is set wins."""
+        configured = [os.environ[n] for n in feed_url_variables() if os.environ.get(n)]
+        return (
+            configured[0] if configured else f"http://{self.mlops_feed_host}:{self.mlops_feed_port}"
         )
 
     @property
@@ -90,7 +92,6 @@ class StackConfig:
             MLOPS_SIGNING_KEY=str(self.signing_key.resolve()),
             MLOPS_SIGNING_PUBLIC_KEY=str(self.signing_key.resolve().with_suffix(".pub")),
             MLOPS_PREDICTION_LOG_DIR=str(Path(self.mlops_data_dir) / "serving"),
-            MLOPS_WEATHER_FEED_URL=self.weather_feed_url,
             # This stack replays history: its clock is the source's replay clock, so the daily
             # cycle is the sensor that follows it (unset, production runs on the wall clock).
             MLOPS_CLOCK_URL=os.environ.get("MLOPS_CLOCK_URL") or self.mlops_source_url,
@@ -104,6 +105,8 @@ class StackConfig:
             OMP_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
         )
+        # The declared feeds' URLs: as set, else the stack's own feed process.
+        env.update({name: os.environ.get(name) or self.feed_url for name in feed_url_variables()})
         return env
 
     def endpoints(self) -> dict[str, str]:
@@ -117,6 +120,19 @@ class StackConfig:
             "Serving replica 2": f"http://127.0.0.1:{self.mlops_serving_2_port}",
             "Celery broker (RabbitMQ)": self.mlops_celery_broker.split("@")[-1],
         }
+
+
+def feed_url_variables() -> list[str]:
+    """The environment variables the enabled domains' HTTP feeds take their URLs from."""
+    from mlops_platform.domains import enabled_domains
+    from mlops_platform.domains.schema import RestSource
+
+    return [
+        source.url_env
+        for domain in enabled_domains()
+        for source in domain.sources.values()
+        if isinstance(source, RestSource)
+    ]
 
 
 def from_environment() -> StackConfig:
@@ -137,7 +153,7 @@ def from_environment() -> StackConfig:
     values.setdefault("mlops_mlflow_backend_uri", f"{PG_SERVER}/mlops_mlflow")
     values.setdefault("mlops_warehouse_url", f"{PG_SERVER}/mlops_warehouse")
     values.setdefault(
-        "mlops_source_url", f"{PG_SERVER}/mlops_warehouse?options=-csearch_path%3Dflight_ops"
+        "mlops_source_url", f"{PG_SERVER}/mlops_warehouse?options=-csearch_path%3Dsource_system"
     )
     return StackConfig(**values)
 

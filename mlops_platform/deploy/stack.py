@@ -78,7 +78,7 @@ def healthy(config: StackConfig) -> dict[str, bool]:
         "serving replica 1": http_ok(f"{base}:{config.mlops_serving_1_port}/v2/health/live"),
         "serving replica 2": http_ok(f"{base}:{config.mlops_serving_2_port}/v2/health/live"),
         "nginx": http_ok(f"{base}:{config.mlops_serving_port}/nginx-health"),
-        "weather feed": http_ok(f"{config.weather_feed_url}/health"),
+        "feed": http_ok(f"{config.feed_url}/health"),
     }
 
 

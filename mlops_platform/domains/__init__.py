@@ -13,6 +13,7 @@ The enabled domains (whose raw tables are ingested) are those of the enabled spe
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -76,8 +77,9 @@ def spec_files() -> dict[str, Path]:
             if path.name == DECLARATION:
                 continue
             if path.stem in found:
-                raise ValueError(f"model spec {path.stem!r} is in two domains: {found[path.stem]} "
-                                 f"and {path}")
+                raise ValueError(
+                    f"model spec {path.stem!r} is in two domains: {found[path.stem]} and {path}"
+                )
             found[path.stem] = path
     return found
 
@@ -131,11 +133,16 @@ def read_declaration(path: Path) -> Domain:
 
 
 @cache
+def _read_cached(path: str, modified: float) -> Domain:
+    return read_declaration(Path(path))
+
+
 def _load_declared(name: str) -> Domain:
     folders = declared_domains()
     if name not in folders:
         raise KeyError(f"no domain {name!r}; declared: {', '.join(folders) or 'none'}")
-    return read_declaration(folders[name] / DECLARATION)
+    path = folders[name] / DECLARATION
+    return _read_cached(str(path), path.stat().st_mtime)
 
 
 def load_domain(name_or_path: str | Path) -> Domain:
@@ -167,7 +174,8 @@ def features_module(domain: Domain) -> ModuleType:
         raise ValueError(f"domain {domain.name!r} was not read from a folder")
     if folder.parent == DOMAINS_DIR:
         return importlib.import_module(f"{__name__}.{domain.name}.features")
-    name = f"mlops_domain_{domain.name}_features"
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+    name = f"mlops_domain_{domain.name}_{digest}_features"
     if name in sys.modules:
         return sys.modules[name]
     path = folder / "features.py"

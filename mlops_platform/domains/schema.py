@@ -290,6 +290,12 @@ class Domain(_Strict):
                         f"tables.{name}.contract.references.{column}: {target} is not a "
                         "declared table column"
                     )
+            if contract.on_source_delete != "ignore" and table.source in self.sources:
+                if not isinstance(self.sources[table.source], SqlSource):
+                    problems.append(
+                        f"tables.{name}.contract.on_source_delete: only a sql source can list "
+                        "its keys (use ignore)"
+                    )
         for source_name, source in self.sources.items():
             if isinstance(source, RestSource):
                 for table in source.endpoints:

@@ -27,7 +27,7 @@ class Evaluation:
     version: str
     rows: int
     metrics: dict[str, float]
-    slices: dict[str, float]  # "origin=JFK" -> primary metric
+    slices: dict[str, float]  # "<column>=<value>" -> primary metric
     slice_rows: dict[str, int]
     latency_ms: dict[str, float] = field(default_factory=dict)
     latency_rounds: int = 0

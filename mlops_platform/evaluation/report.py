@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mlops_platform.domains import domain_for
 from mlops_platform.evaluation.gate import GateResult
 from mlops_platform.specs import ModelSpec
 
@@ -56,7 +57,11 @@ def gate_report(spec: ModelSpec, result: GateResult) -> str:
 
 
 def model_card(spec: ModelSpec, version: str, tags: dict[str, str], result: GateResult) -> str:
-    """Intended use, data window, metrics, slices, limitations, and lineage of one version."""
+    """Intended use, data window, metrics, slices, limitations, and lineage of one version
+    (the prose about the data comes from the spec's domain declaration)."""
+    domain = domain_for(spec)
+    rows = domain.entity.plural
+    limitations = "\n".join(f"- {line.strip()}" for line in domain.limitations) or "- none declared"
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in result.challenger.metrics.items())
     slices = "\n".join(
         f"| {k} | {result.challenger.slice_rows[k]} | {v:.4f} |"
@@ -74,9 +79,9 @@ prediction point: {spec.prediction_point}.
 
 ## Data
 - training window: {tags.get("window.train_start")} .. {tags.get("window.train_end")}
-  ({tags.get("train_rows")} labelled flights)
+  ({tags.get("train_rows")} labelled {rows})
 - held-out window: {tags.get("window.holdout_start")} .. {tags.get("window.holdout_end")}
-  ({result.challenger.rows} flights)
+  ({result.challenger.rows} {rows})
 - features: {", ".join(spec.features.columns)}
 
 ## Metrics (held-out window)
@@ -92,12 +97,13 @@ prediction point: {spec.prediction_point}.
 ## Gate
 {"passed" if result.passed else "FAILED: " + "; ".join(c.name for c in result.failures)}
 
+## Data domain
+{domain.description.strip()}
+
+Labels: {domain.label.arrives.strip()}.
+
 ## Limitations
-- Trained on flights from the three NYC airports in 2013; other airports, years or schedules are
-  out of distribution.
-- Weather features are the latest observation at or before the scheduled departure hour; a
-  prediction made earlier than that sees older weather than training did.
-- Flights that were cancelled or diverted have no arrival delay and are not in the training set.
+{limitations}
 
 ## Lineage
 training data digest `{tags.get("data_digest")}` → MLflow run `{tags.get("mlflow_run_id")}` →

@@ -1,17 +1,17 @@
 """Feature tables, one per model spec: `features.<spec>` in the warehouse.
 
-A run rebuilds only the flights that raw data loaded since the previous build can affect (see
+A run rebuilds only the rows that raw data loaded since the previous build can affect (see
 features/incremental.py); its watermarks are this asset's metadata. `full_refresh` in the
 Launchpad rebuilds everything.
 """
 
 import dagster as dg
 
+from mlops_platform.domains import domain_for
+from mlops_platform.model.columns import EVENT_DATE, LABEL
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
-
-RAW_INPUTS = ("flights", "weather", "planes")
 
 
 class FeatureConfig(dg.Config):
@@ -19,19 +19,22 @@ class FeatureConfig(dg.Config):
 
 
 def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+    domain = domain_for(spec)
+
     @dg.asset(
         key=["features", spec.name],
-        deps=[dg.AssetKey(["raw", table]) for table in RAW_INPUTS],
+        deps=[dg.AssetKey(["raw", table]) for table in domain.feature_inputs],
         group_name=spec.name,
         kinds={"pandas"},
-        description=f"Point-in-time features and late-arriving labels for {spec.name}, built "
-        "incrementally from the raw loads since the previous build.",
+        description=f"Point-in-time features and late-arriving labels for {spec.name}: one row "
+        f"per {domain.entity.singular}, built incrementally from the raw loads since the "
+        "previous build.",
         pool=WAREHOUSE_POOL,
     )
     def feature_table(
         context: dg.AssetExecutionContext, config: FeatureConfig, warehouse: Warehouse
     ):
-        from mlops_platform.features.build import LABEL, features_from_warehouse
+        from mlops_platform.features.build import features_from_warehouse
         from mlops_platform.features.incremental import definition_digest, plan_build
 
         event = context.instance.get_latest_materialization_event(context.asset_key)
@@ -50,12 +53,12 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                     "features",
                     spec.name,
                     table,
-                    where=f"CAST(flight_date AS DATE) >= DATE '{plan.since}'",
+                    where=f"CAST({EVENT_DATE} AS DATE) >= DATE '{plan.since}'",
                 )
             rebuilt = len(table)
         summary = warehouse.query(
             f"SELECT count(*) AS n, count({LABEL}) AS labelled, avg({LABEL}) AS label_rate, "
-            "min(flight_date) AS first, max(flight_date) AS last "
+            f"min({EVENT_DATE}) AS first, max({EVENT_DATE}) AS last "
             f"FROM features.{spec.name}"
         ).iloc[0]
         return dg.MaterializeResult(
@@ -65,8 +68,8 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "rebuilt_rows": rebuilt,
                 "rebuilt_from": str(plan.since) if plan.since else ("all" if plan.full else "-"),
                 "build": plan.reason,
-                "first_flight_date": str(summary["first"].date()),
-                "last_flight_date": str(summary["last"].date()),
+                "first_event_date": str(summary["first"].date()),
+                "last_event_date": str(summary["last"].date()),
                 "label_rate": float(summary["label_rate"] or 0.0),
                 "table": f"features.{spec.name}",
                 "definition": definition_digest(spec),

@@ -1,4 +1,11 @@
-"""Build a spec's feature table: one row per flight, its features, and its label if known."""
+"""Build a spec's feature table from its domain's raw tables (no Dagster).
+
+The table follows the contract in `mlops_platform/model/columns.py`: the domain's entity key,
+`event_date` (the day; partition), `event_at` (the prediction point, UTC-naive; sort order),
+the spec's features, and `label` (NaN until the outcome arrives). The domain supplies the base
+frame (one row per entity) and the feature functions (`domains/<domain>/features.py`); its
+declaration says how the event date and time are derived and where the label comes from.
+"""
 
 from __future__ import annotations
 
@@ -7,57 +14,86 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from mlops_platform.features.functions import FEATURE_FUNCTIONS
+from mlops_platform.domains import Domain, domain_for, features_module
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
 from mlops_platform.specs import ModelSpec
 
 if TYPE_CHECKING:
     from mlops_platform.warehouse import Warehouse
 
-KEY = ["year", "month", "day", "carrier", "flight", "origin"]
-LABEL = "label"
-#: SQL for a raw flight's (local) date, in both warehouses' dialects.
-FLIGHT_DATE_SQL = "make_date(CAST(year AS INTEGER), CAST(month AS INTEGER), CAST(day AS INTEGER))"
+__all__ = ["LABEL", "build_feature_table", "feature_table_columns", "features_from_warehouse"]
 
 
 def _utc_naive(series: pd.Series) -> pd.Series:
-    series = pd.to_datetime(series, utc=True)
-    return series.dt.tz_localize(None)
+    return pd.to_datetime(series, utc=True).dt.tz_localize(None)
 
 
-def build_feature_table(
-    flights: pd.DataFrame, weather: pd.DataFrame, planes: pd.DataFrame, spec: ModelSpec
-) -> pd.DataFrame:
-    """Features for every flight and, where the outcome has arrived, the label.
-
-    Raises ValueError naming what is missing when an input lacks a needed column.
-    """
-    needed = {
-        *KEY,
-        "sched_dep_time",
-        "sched_arr_time",
-        "minute",
-        "time_hour",
-        "dest",
-        "distance",
-        "tailnum",
+def needed_columns(domain: Domain, spec: ModelSpec) -> set[str]:
+    """Columns of the event table the build reads: key, event time, label, function inputs."""
+    inputs = features_module(domain).FEATURE_INPUTS
+    return {
+        *domain.entity_key,
+        *domain.event.date.columns,
+        *domain.event.at.columns,
         spec.target.column,
+        *(
+            c
+            for f in spec.features.functions
+            for c in inputs.get(f, {}).get(domain.event.table, ())
+        ),
     }
-    missing = needed - set(flights.columns)
+
+
+def event_date_of(frame: pd.DataFrame, domain: Domain) -> pd.Series:
+    date = domain.event.date
+    if date.parts:
+        year, month, day = date.parts
+        return pd.to_datetime(
+            pd.DataFrame({"year": frame[year], "month": frame[month], "day": frame[day]})
+        )
+    stamp = pd.to_datetime(frame[date.column])
+    if stamp.dt.tz is not None:  # the day where the domain lives
+        stamp = stamp.dt.tz_convert(domain.partitions.timezone).dt.tz_localize(None)
+    return stamp.dt.normalize()
+
+
+def event_at_of(frame: pd.DataFrame, domain: Domain) -> pd.Series:
+    at = domain.event.at
+    stamp = _utc_naive(frame[at.column])
+    if at.plus_minutes:
+        stamp = stamp + pd.to_timedelta(frame[at.plus_minutes], unit="min")
+    return stamp
+
+
+def feature_table_columns(spec: ModelSpec) -> list[str]:
+    """The feature table's columns, in order."""
+    key = list(domain_for(spec).entity_key)
+    features = [c for c in spec.features.columns if c not in key]
+    return [*key, EVENT_DATE, EVENT_AT, *features, LABEL]
+
+
+def build_feature_table(tables: dict[str, pd.DataFrame], spec: ModelSpec) -> pd.DataFrame:
+    """Features for every entity and, where the outcome has arrived, the label.
+
+    `tables`: the domain's `feature_inputs` raw tables by name. Raises ValueError naming what
+    is missing when an input lacks a needed column or a function is unknown.
+    """
+    domain = domain_for(spec)
+    module = features_module(domain)
+    event_table = domain.event.table
+    absent_tables = [t for t in domain.feature_inputs if t not in tables]
+    if absent_tables:
+        raise ValueError(f"the feature build needs raw tables {absent_tables}")
+    missing = needed_columns(domain, spec) - set(tables[event_table].columns)
     if missing:
-        raise ValueError(f"raw.flights lacks columns {sorted(missing)}")
-    unknown = [f for f in spec.features.functions if f not in FEATURE_FUNCTIONS]
+        raise ValueError(f"raw.{event_table} lacks columns {sorted(missing)}")
+    unknown = [f for f in spec.features.functions if f not in module.FEATURE_FUNCTIONS]
     if unknown:
         raise ValueError(f"spec {spec.name} names unknown feature functions {unknown}")
 
-    flights = flights.reset_index(drop=True).copy()
-    flights["time_hour"] = _utc_naive(flights["time_hour"])
-    weather = weather.copy()
-    weather["time_hour"] = _utc_naive(weather["time_hour"])
-
-    parts = [
-        FEATURE_FUNCTIONS[name](flights, weather=weather, planes=planes)
-        for name in spec.features.functions
-    ]
+    base = module.base_frame(tables).reset_index(drop=True)
+    others = {name: frame for name, frame in tables.items() if name != event_table}
+    parts = [module.FEATURE_FUNCTIONS[name](base, **others) for name in spec.features.functions]
     features = pd.concat(parts, axis=1)
     features = features.loc[:, ~features.columns.duplicated()]
     absent = [c for c in spec.features.columns if c not in features.columns]
@@ -67,37 +103,44 @@ def build_feature_table(
             f"{spec.features.functions} do not produce"
         )
 
-    table = flights[KEY].copy()
-    table["flight_date"] = pd.to_datetime(flights[["year", "month", "day"]])
-    table["sched_dep_at"] = flights["time_hour"] + pd.to_timedelta(flights["minute"], unit="min")
+    key = list(domain.entity_key)
+    table = base[key].copy()
+    table[EVENT_DATE] = event_date_of(base, domain)
+    table[EVENT_AT] = event_at_of(base, domain)
     for column in spec.features.columns:
-        if column not in KEY:
+        if column not in key:
             table[column] = features[column]
-    table[LABEL] = label_of(flights, spec)
-    return table.sort_values(["sched_dep_at", "carrier", "flight"]).reset_index(drop=True)
+    table[LABEL] = label_of(base, spec)
+    return table.sort_values([EVENT_AT, *key]).reset_index(drop=True)
+
+
+def input_where(domain: Domain, table: str, since: dt.date | None) -> str:
+    """SQL selecting the rows of a raw input that the feature rows on or after `since` read
+    (empty: every row)."""
+    declared = domain.tables[table]
+    if since is None or declared.feature_date is None:
+        return ""
+    start = since - dt.timedelta(days=declared.feature_days_before)
+    return f"{declared.feature_date.sql()} >= DATE '{start}'"
 
 
 def features_from_warehouse(
     warehouse: Warehouse, spec: ModelSpec, since: dt.date | None = None
 ) -> pd.DataFrame:
-    """The feature table built from the warehouse's raw tables: every flight, or only those on
-    or after `since` (with the weather from the day before: the 3-hour look-back crosses
-    midnight)."""
-    flights_where = weather_where = ""
-    if since is not None:
-        flights_where = f"{FLIGHT_DATE_SQL} >= DATE '{since}'"
-        weather_where = f"time_hour >= DATE '{since - dt.timedelta(days=1)}'"
-    return build_feature_table(
-        warehouse.read_table("raw", "flights", where=flights_where),
-        warehouse.read_table("raw", "weather", where=weather_where),
-        warehouse.read_table("raw", "planes"),
-        spec,
-    )
+    """The feature table built from the warehouse's raw tables: every entity, or only those
+    whose event date is on or after `since` (each input read as far back as its declaration
+    says a change reaches)."""
+    domain = domain_for(spec)
+    tables = {
+        table: warehouse.read_table("raw", table, where=input_where(domain, table, since))
+        for table in domain.feature_inputs
+    }
+    return build_feature_table(tables, spec)
 
 
-def label_of(flights: pd.DataFrame, spec: ModelSpec) -> pd.Series:
+def label_of(base: pd.DataFrame, spec: ModelSpec) -> pd.Series:
     """The label where the outcome is known, NaN where it has not arrived (or never will)."""
-    source = flights[spec.target.column].astype(float)
+    source = base[spec.target.column].astype(float)
     if spec.task == "classification":
         return (source > spec.target.threshold).astype(float).where(source.notna())
     return source

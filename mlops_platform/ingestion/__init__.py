@@ -1,1 +1,2 @@
-"""Ingestion: dlt loads the flight-ops database and the weather feed into `raw.*` tables."""
+"""Ingestion: dlt lands each domain's declared sources (SQL databases, HTTP feeds); the contracts
+publish what passes into `raw.*` tables."""

@@ -1,64 +1,64 @@
-"""`landing.*` tables: dlt lands each batch of the flight-ops database and the weather feed.
+"""`landing.*` tables: dlt lands each batch of a domain's declared sources (SQL databases and
+HTTP feeds), one multi-asset per source.
 
 Nothing here writes `raw`: the contract assets (contracts/checks.py) audit the landed batches
 and publish the rows that pass."""
 
 import dagster as dg
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt import DagsterDltTranslator
+from dagster_dlt.asset_decorator import build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from mlops_platform.contracts.rules import CONTRACTS
+from mlops_platform.contracts.checks import published_tables
+from mlops_platform.contracts.rules import contracts_of
+from mlops_platform.domains import Domain
+from mlops_platform.domains.schema import RestSource, SqlSource
 from mlops_platform.ingestion.cursors import read_cursors
-from mlops_platform.ingestion.resources import FlightOpsDatabase, WeatherFeed
-from mlops_platform.ingestion.sources import (
-    LANDING_DATASET,
-    OPS_TABLES,
-    flight_ops_source,
-    source_shape,
-    weather_feed_source,
-)
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.ingestion.sources import LANDING_DATASET, rest_source, source_shape, sql_source
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
-DESCRIPTIONS = {
-    "flights": "Scheduled flights of the NYC airports; outcome (times, arr_delay) once landed.",
-    "planes": "Aircraft by tail number: manufacturer, model, year, seats.",
-    "airlines": "Carrier codes and names.",
-    "airports": "Airports by FAA code: name, location, time zone.",
-    "weather": "Hourly weather at EWR, JFK and LGA from the weather feed.",
-}
-
-flight_ops_db = dg.AssetSpec(
-    ["source", "flight_ops_db"],
-    description="The airline-ops database (replayed 2013), read by dlt with sql_database.",
-    group_name="sources",
-    kinds={"sqlite", "postgres"},
-)
-weather_api = dg.AssetSpec(
-    ["source", "weather_feed"],
-    description="The hourly weather HTTP API (cursor pagination), read by dlt's rest_api.",
-    group_name="sources",
-    kinds={"fastapi"},
-)
+SOURCE_GROUP = "sources"
+INGESTION_GROUP = "ingestion"
 
 
-REQUIRED = {table: contract.required_columns for table, contract in CONTRACTS.items()}
+def source_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["source", name])
+
+
+def source_specs(domain: Domain) -> list[dg.AssetSpec]:
+    """The outside systems themselves, upstream of what is landed from them."""
+    return [
+        dg.AssetSpec(
+            source_key(name),
+            description=source.description,
+            group_name=SOURCE_GROUP,
+            kinds=set(source.kinds),
+        )
+        for name, source in domain.sources.items()
+    ]
+
+
+def required_columns(domain: Domain) -> dict[str, list[str]]:
+    return {table: c.required_columns for table, c in contracts_of(domain).items()}
 
 
 class LandingTableTranslator(DagsterDltTranslator):
     """Asset keys `["landing", <table>]`, one group, upstream of them the system they come from."""
 
-    def __init__(self, upstream: dg.AssetSpec) -> None:
+    def __init__(self, domain: Domain, upstream: dg.AssetKey) -> None:
+        self.domain = domain
         self.upstream = upstream
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
         spec = super().get_asset_spec(data)
         table = str(data.resource.table_name)
+        declared = self.domain.tables.get(table)
         return spec.replace_attributes(
             key=dg.AssetKey([LANDING_DATASET, table]),
-            deps=[self.upstream.key],
-            group_name="ingestion",
-            description="Landed, not yet audited: " + DESCRIPTIONS.get(table, spec.description),
+            deps=[self.upstream],
+            group_name=INGESTION_GROUP,
+            description="Landed, not yet audited: "
+            + (declared.description if declared else spec.description),
         ).merge_attributes(tags={"layer": LANDING_DATASET})
 
 
@@ -76,48 +76,59 @@ def _spec_pipeline(name: str):
     )
 
 
-@dlt_assets(
-    dlt_source=source_shape("flight_ops", OPS_TABLES),
-    dlt_pipeline=_spec_pipeline("flight_ops"),
-    name="flight_ops_tables",
-    dagster_dlt_translator=LandingTableTranslator(flight_ops_db),
-    pool=WAREHOUSE_POOL,
-)
-def flight_ops_tables(
-    context: dg.AssetExecutionContext,
-    dlt: DagsterDltResource,
-    source_system: FlightOpsDatabase,
-    warehouse: Warehouse,
-):
-    """Land the operational tables' rows changed since each table's cursor."""
-    yield from dlt.run(
-        context=context,
-        # A fresh source every run: dlt cannot re-run one source object in a process.
-        dlt_source=flight_ops_source(source_system.database_url, read_cursors(warehouse), REQUIRED),
-        dlt_pipeline=warehouse.dlt_pipeline("flight_ops", LANDING_DATASET),
-        loader_file_format=warehouse.loader_file_format,
+def build_landing_assets(domain: Domain, name: str) -> dg.AssetsDefinition:
+    """The dlt multi-asset landing one declared source's tables since each table's cursor."""
+    source = domain.sources[name]
+    specs = build_dlt_asset_specs(
+        dlt_source=source_shape(domain, name),
+        dlt_pipeline=_spec_pipeline(name),
+        dagster_dlt_translator=LandingTableTranslator(domain, source_key(name)),
     )
+    required = required_columns(domain)
+
+    @dg.multi_asset(
+        name=f"{name}_tables",
+        specs=specs,
+        can_subset=True,
+        pool=WAREHOUSE_POOL,
+        required_resource_keys={"dlt", "warehouse", source.resource},
+        description=f"Land the rows of {source.description.rstrip('.')} changed since each "
+        "table's cursor.",
+    )
+    def landing_tables(context: dg.AssetExecutionContext):
+        dlt, warehouse = context.resources.dlt, context.resources.warehouse
+        system = getattr(context.resources, source.resource)
+        cursors = read_cursors(warehouse)
+        pipeline = warehouse.dlt_pipeline(name, LANDING_DATASET)
+        if isinstance(source, SqlSource):
+            # A fresh source every run: dlt cannot re-run one source object in a process.
+            built = sql_source(domain, name, system.database_url, cursors, required)
+            yield from dlt.run(
+                context=context,
+                dlt_source=built,
+                dlt_pipeline=pipeline,
+                loader_file_format=warehouse.loader_file_format,
+            )
+            return
+        assert isinstance(source, RestSource)
+        with system.serve() as base_url:
+            yield from dlt.run(
+                context=context,
+                dlt_source=rest_source(domain, name, base_url, cursors, required),
+                dlt_pipeline=pipeline,
+                loader_file_format=warehouse.loader_file_format,
+            )
+
+    return landing_tables
 
 
-@dlt_assets(
-    dlt_source=source_shape("weather_feed", ["weather"]),
-    dlt_pipeline=_spec_pipeline("weather_feed"),
-    name="weather_feed_tables",
-    dagster_dlt_translator=LandingTableTranslator(weather_api),
-    pool=WAREHOUSE_POOL,
-)
-def weather_feed_tables(
-    context: dg.AssetExecutionContext,
-    dlt: DagsterDltResource,
-    weather_feed: WeatherFeed,
-    warehouse: Warehouse,
-):
-    """Land hourly weather from the feed since the cursor, following its pagination."""
-    since = read_cursors(warehouse).get("weather")
-    with weather_feed.serve() as base_url:
-        yield from dlt.run(
-            context=context,
-            dlt_source=weather_feed_source(base_url, since, REQUIRED["weather"]),
-            dlt_pipeline=warehouse.dlt_pipeline("weather_feed", LANDING_DATASET),
-            loader_file_format=warehouse.loader_file_format,
-        )
+def landing_assets(domain: Domain) -> list[dg.AssetsDefinition]:
+    return [build_landing_assets(domain, name) for name in domain.sources]
+
+
+def ingestion_definitions(domain: Domain) -> dg.Definitions:
+    """Everything ingestion defines for one domain: its sources, the landed tables, and the
+    audited `raw` tables with their blocking contract checks."""
+    return dg.Definitions(
+        assets=[*source_specs(domain), *landing_assets(domain), *published_tables(domain)]
+    )

@@ -1,29 +1,39 @@
-"""Resources for the systems ingestion reads from: the flight-ops database and the weather feed."""
+"""Resources for the systems ingestion reads from, one per source a domain declares: a SQL
+database (`SourceDatabase`) or an HTTP feed (`SourceFeed`). `source_resources` builds a domain's,
+keyed as its declaration says (`sources.<name>.resource`)."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
 
 import dagster as dg
 from pydantic import Field
 
+from mlops_platform.domains import Domain
+from mlops_platform.domains.schema import RestSource, SqlSource
 from mlops_platform.settings import default_source_url
 
 
-class FlightOpsDatabase(dg.ConfigurableResource):
-    """The airline-ops database (SQLite by default, any SQLAlchemy URL)."""
+class SourceDatabase(dg.ConfigurableResource):
+    """A source database (SQLite by default, any SQLAlchemy URL) and its replay clock."""
 
-    url: str = Field(
-        default="", description="SQLAlchemy URL; empty means <data dir>/flight_ops.sqlite"
+    url: str = Field(default="", description="SQLAlchemy URL; empty means the local file")
+    default_file: str = Field(
+        default="", description="SQLite file under the data dir used when no URL is set"
     )
 
     @property
     def database_url(self) -> str:
         from mlops_platform.reliability import with_pg_timeouts
 
-        # Every reader (dlt, connectorx, the clock) gets bounded connect and statement times.
-        return with_pg_timeouts(self.url) if self.url else default_source_url()
+        if self.url:
+            # Every reader (dlt, connectorx, the clock) gets bounded connect and statement times.
+            return with_pg_timeouts(self.url)
+        if not self.default_file:
+            raise ValueError("a source database needs a URL or a default file")
+        return default_source_url(self.default_file)
 
     def table_keys(self, table: str, columns: list[str]):
         """Every key of a source table (to find rows deleted at the source)."""
@@ -39,14 +49,50 @@ class FlightOpsDatabase(dg.ConfigurableResource):
             engine.dispose()
 
 
-class WeatherFeed(dg.ConfigurableResource):
-    """The hourly weather HTTP feed at `url` (a service of its own, like any external API)."""
+class SourceFeed(dg.ConfigurableResource):
+    """An HTTP feed; with no URL, the declared local server is started on loopback over
+    `source_system` (a stand-in for the real feed)."""
 
-    url: str = Field(default="", description="Base URL of the feed")
+    url: str = Field(default="", description="Base URL of the feed; empty runs it on 127.0.0.1")
+    local_server: str = Field(
+        default="", description="module:attribute of the loopback server run when no URL is set"
+    )
+    source_system: SourceDatabase | None = None
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
-        """Yield the base URL to read from (a subclass may run a feed for the duration)."""
-        if not self.url:
-            raise RuntimeError("no weather feed URL: set MLOPS_WEATHER_FEED_URL (.env.example)")
-        yield self.url
+        """Yield the base URL to read from, running the loopback feed for the duration if needed."""
+        if self.url:
+            yield self.url
+            return
+        if not self.local_server or self.source_system is None:
+            raise ValueError("the feed has no URL and no local server to start")
+        module, _, attribute = self.local_server.partition(":")
+        server_class = getattr(importlib.import_module(module), attribute)
+        with server_class(self.source_system.database_url) as server:
+            yield server.url
+
+
+def source_resources(
+    domain: Domain, production: bool = False, urls: dict[str, str] | None = None
+) -> dict:
+    """{resource key: resource} for every source the domain declares. In production each URL
+    comes from its declared environment variable (read when a run starts); `urls` sets some
+    by source name (tests, tools)."""
+    databases: dict[str, SourceDatabase] = {}
+    found: dict = {}
+    urls = urls or {}
+    for name, source in domain.sources.items():
+        if isinstance(source, SqlSource):
+            url = dg.EnvVar(source.url_env) if production else urls.get(name, "")
+            databases[name] = SourceDatabase(url=url, default_file=source.default_file)
+            found[source.resource] = databases[name]
+    for name, source in domain.sources.items():
+        if isinstance(source, RestSource):
+            reads = databases.get(source.local_server_reads or "")
+            found[source.resource] = SourceFeed(
+                url=dg.EnvVar(source.url_env) if production else urls.get(name, ""),
+                local_server=source.local_server or "",
+                source_system=reads,
+            )
+    return found

@@ -1,11 +1,12 @@
-"""The dlt sources for the flight-ops database and the weather feed (plain dlt, no Dagster).
+"""dlt sources for a domain's declared sources (plain dlt, no Dagster): SQL databases read
+with `sql_database`, HTTP feeds with `rest_api`, as the domain's declaration describes them.
 
-Both land in the warehouse's `landing` dataset by appending (write-audit-publish: nothing here
-writes `raw`; the contract audits each landed batch and publishes what passes). The incremental
-cursor of each table is the platform's own (`ingestion/cursors.py`), kept in the warehouse and
-moved only by a publish, so a batch that was never audited is read again, and a row from the
-future cannot move it. Rows at the cursor are re-read (a row written later in the same instant
-must not be missed); the publish recognises them as unchanged.
+Every source lands in the warehouse's `landing` dataset by appending (write-audit-publish:
+nothing here writes `raw`; the contract audits each landed batch and publishes what passes).
+The incremental cursor of each table is the platform's own (`ingestion/cursors.py`), kept in
+the warehouse and moved only by a publish, so a batch that was never audited is read again,
+and a row from the future cannot move it. Rows at the cursor are re-read (a row written later
+in the same instant must not be missed); the publish recognises them as unchanged.
 """
 
 from __future__ import annotations
@@ -13,26 +14,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-#: Natural key of each raw table (verified unique over the whole 2013 data).
-NATURAL_KEYS: dict[str, list[str]] = {
-    "flights": ["year", "month", "day", "carrier", "flight", "origin"],
-    "planes": ["tailnum"],
-    "airlines": ["carrier"],
-    "airports": ["faa"],
-    "weather": ["origin", "time_hour"],
-}
+from mlops_platform.domains import Domain
+from mlops_platform.domains.schema import RestSource
 
-OPS_TABLES = ("flights", "planes", "airlines", "airports")
-CURSOR_COLUMN = "updated_at"
-#: The column each table's cursor follows.
-CURSOR_COLUMNS: dict[str, str] = {
-    **dict.fromkeys(OPS_TABLES, CURSOR_COLUMN),
-    "weather": "time_hour",
-}
-#: How far before its cursor a table is read again: a change whose `updated_at` moved backwards
-#: within this window is seen, and flagged as older than the stored row, instead of hidden.
-CURSOR_LOOKBACK: dict[str, dt.timedelta] = {"flights": dt.timedelta(days=1)}
-WEATHER_START = "2013-01-01T00:00:00"
 LANDING_DATASET = "landing"
 #: Set on a landed row when the source lacked required columns (comma-separated names).
 MISSING_COLUMNS = "_source_missing"
@@ -47,14 +31,17 @@ AUDIT_HINTS = {
 }
 
 
-def flight_ops_source(
+def sql_source(
+    domain: Domain,
+    source_name: str,
     credentials: Any,
     cursors: dict[str, Any] | None = None,
     required: dict[str, list[str]] | None = None,
     chunk_size: int = 100_000,
     backend: str = "",
 ) -> Any:
-    """The operational tables as one dlt source, rows with `updated_at` >= each table's cursor.
+    """A declared SQL source's tables as one dlt source, each table's rows with its cursor
+    column >= its cursor (minus the table's declared lookback).
 
     The connectorx backend reads query results straight into Arrow (about twice the speed of
     the pyarrow backend here: `make bench-ingest`). SQLite does not enforce column types, so a
@@ -67,25 +54,32 @@ def flight_ops_source(
     """
     from dlt.sources.sql_database import sql_database
 
+    tables = domain.tables_of(source_name)
     url = str(getattr(credentials, "url", credentials))
     dynamic = url.startswith("sqlite")
-    source = sql_database.with_args(name="flight_ops")(
+    reads = {t: (domain.tables[t].cursor, domain.tables[t].lookback) for t in tables}
+    source = sql_database.with_args(name=source_name)(
         credentials,
-        table_names=list(OPS_TABLES),
+        table_names=list(tables),
         backend=backend or ("sqlalchemy" if dynamic else "connectorx"),
         chunk_size=chunk_size,
         reflection_level="full",
         defer_table_reflect=True,
         type_adapter_callback=_warehouse_types,
         table_adapter_callback=_permissive_landing,
-        query_adapter_callback=_query_adapter(cursors or {}, required or {}, dynamic),
+        query_adapter_callback=_query_adapter(cursors or {}, required or {}, dynamic, reads),
     )
-    for table in OPS_TABLES:
+    for table in tables:
         source.resources[table].apply_hints(write_disposition="append")
     return source
 
 
-def _query_adapter(cursors: dict[str, Any], required: dict[str, list[str]], dynamic: bool):
+def _query_adapter(
+    cursors: dict[str, Any],
+    required: dict[str, list[str]],
+    dynamic: bool,
+    reads: dict[str, tuple[str, dt.timedelta]],
+):
     def adapt(query: Any, table: Any) -> Any:
         import sqlalchemy as sa
 
@@ -116,59 +110,67 @@ def _query_adapter(cursors: dict[str, Any], required: dict[str, list[str]], dyna
         else:
             columns.append(none.label(TYPE_ERRORS))
         adapted = sa.select(*columns).select_from(table)
-        cursor_column = CURSOR_COLUMNS[table.name]
+        cursor_column, lookback = reads[table.name]
         if cursors.get(table.name) is not None and cursor_column in table.c:
-            since = cursors[table.name] - CURSOR_LOOKBACK.get(table.name, dt.timedelta(0))
+            since = cursors[table.name] - lookback
             adapted = adapted.where(table.c[cursor_column] >= since)
         return adapted
 
     return adapt
 
 
-def weather_feed_source(
+def rest_source(
+    domain: Domain,
+    source_name: str,
     base_url: str,
-    since: Any = None,
-    required: list[str] | None = None,
-    page_size: int = 5000,
+    cursors: dict[str, Any] | None = None,
+    required: dict[str, list[str]] | None = None,
+    page_size: int | None = None,
 ) -> Any:
-    """Hourly weather from the feed's cursor-paginated API, observations from `since` on."""
+    """A declared HTTP feed's endpoints as one dlt source (cursor pagination), each table's rows
+    from its cursor on (the endpoint's declared `start` when nothing was loaded yet)."""
     from dlt.sources.rest_api import rest_api_source
 
+    declared = domain.sources[source_name]
+    if not isinstance(declared, RestSource):
+        raise ValueError(f"source {source_name!r} of domain {domain.name} is not a rest source")
+    cursors, required = cursors or {}, required or {}
+    resources = []
+    for table, endpoint in declared.endpoints.items():
+        since = cursors.get(table)
+        resources.append(
+            {
+                "name": table,
+                "columns": {
+                    domain.tables[table].cursor: {"data_type": "timestamp", "nullable": False},
+                    **AUDIT_HINTS,
+                },
+                "endpoint": {
+                    "path": endpoint.path,
+                    "data_selector": endpoint.data_selector,
+                    "paginator": {
+                        "type": "cursor",
+                        "cursor_path": endpoint.cursor_path,
+                        "cursor_param": endpoint.cursor_param,
+                    },
+                    "params": {
+                        endpoint.page_size_param: page_size or endpoint.page_size,
+                        endpoint.since_param: _iso(since if since is not None else endpoint.start),
+                    },
+                },
+            }
+        )
     source = rest_api_source(
         {
-            "client": {
-                "base_url": base_url.rstrip("/") + "/",
-                "paginator": {
-                    "type": "cursor",
-                    "cursor_path": "next_cursor",
-                    "cursor_param": "cursor",
-                },
-            },
-            "resource_defaults": {
-                "write_disposition": "append",
-            },
-            "resources": [
-                {
-                    "name": "weather",
-                    "columns": {
-                        "time_hour": {"data_type": "timestamp", "nullable": False},
-                        **AUDIT_HINTS,
-                    },
-                    "endpoint": {
-                        "path": "v1/observations",
-                        "data_selector": "observations",
-                        "params": {
-                            "limit": page_size,
-                            "since": _iso(since) if since is not None else WEATHER_START,
-                        },
-                    },
-                }
-            ],
+            "client": {"base_url": base_url.rstrip("/") + "/"},
+            "resource_defaults": {"write_disposition": "append"},
+            "resources": resources,
         },
-        name="weather_feed",
+        name=source_name,
     )
-    if required:
-        source.resources["weather"].add_map(_mark_missing(required))
+    for table in declared.endpoints:
+        if required.get(table):
+            source.resources[table].add_map(_mark_missing(required[table]))
     return source
 
 
@@ -186,7 +188,7 @@ def _mark_missing(required: list[str]):
     return mark
 
 
-def source_shape(name: str, tables: tuple[str, ...] | list[str]) -> Any:
+def source_shape(domain: Domain, name: str) -> Any:
     """A dlt source with the same name, tables and keys as a real one, and no data.
 
     `@dlt_assets` needs a source when the code location loads, only to name the assets; this
@@ -199,9 +201,12 @@ def source_shape(name: str, tables: tuple[str, ...] | list[str]) -> Any:
     def shape():
         return [
             dlt.resource(
-                [], name=table, primary_key=NATURAL_KEYS[table], write_disposition="append"
+                [],
+                name=table,
+                primary_key=domain.tables[table].primary_key,
+                write_disposition="append",
             )
-            for table in tables
+            for table in domain.tables_of(name)
         ]
 
     return shape()
@@ -210,7 +215,7 @@ def source_shape(name: str, tables: tuple[str, ...] | list[str]) -> Any:
 def _permissive_landing(table: Any) -> Any:
     """Every column nullable and no primary key: landing takes what the source sends and the
     contract judges it (a key or a required column renamed at the source must reach the audit
-    as a failing row, not fail the load). Keys are the contract's (`NATURAL_KEYS`)."""
+    as a failing row, not fail the load). Keys are the declaration's (`primary_key`)."""
     import sqlalchemy as sa
 
     for column in table.columns:

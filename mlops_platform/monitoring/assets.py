@@ -59,7 +59,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         group_name="monitoring",
         pool=WAREHOUSE_POOL,
         description=f"{spec.name} champion quality on the last {spec.drift.window_days} days of "
-        "flights whose outcome has arrived.",
+        "rows whose outcome has arrived.",
     )
     def model_performance(
         context: dg.AssetExecutionContext, warehouse: Warehouse, mlflow_registry: MLflowResource

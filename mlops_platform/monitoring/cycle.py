@@ -29,10 +29,10 @@ class Wait:
 
 
 def scored_day(clock_day: dt.date) -> dt.date:
-    """The model predicts at scheduled departure, so a day is batch-scored once all its
-    departures have passed: at the start of `clock_day`, the day before is scored (with the
-    weather its flights really departed in, as in training) and then monitored. Scoring today
-    at midnight would feed the model hours-old weather it was never trained on."""
+    """The model predicts at each row's prediction point, so a day is batch-scored once all its
+    prediction points have passed: at the start of `clock_day`, the day before is scored (with
+    the inputs its rows really had then, as in training) and then monitored. Scoring today at
+    midnight would feed the model hours-old inputs it was never trained on."""
     return clock_day - dt.timedelta(days=1)
 
 

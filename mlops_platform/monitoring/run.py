@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlops_platform.domains import domain_for
 from mlops_platform.evaluation.gate import score
-from mlops_platform.features.build import KEY, LABEL
+from mlops_platform.model.columns import EVENT_DATE, LABEL
 from mlops_platform.monitoring.drift import SCORE, DriftResult, compute_drift
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.settings import data_dir
@@ -24,16 +25,17 @@ REFERENCE_ROWS = 50_000
 
 
 def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.DataFrame:
-    """Batch-scored flights of the window ending on `day`, with their features and labels."""
+    """Batch-scored rows of the window ending on `day`, with their features and labels."""
     start = day - dt.timedelta(days=spec.drift.window_days - 1)
-    window = f"CAST(flight_date AS DATE) BETWEEN DATE '{start}' AND DATE '{day}'"
+    window = f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{day}'"
+    key = list(domain_for(spec).entity_key)
     if not warehouse.table_exists("scores", spec.name):
         raise RuntimeError(f"scores.{spec.name} does not exist: score some days first")
     scores = warehouse.read_table("scores", spec.name, where=window)
     features = warehouse.read_table("features", spec.name, where=window)
-    joined = scores[[*KEY, SCORE, "model_version"]].merge(features, on=KEY, how="inner")
+    joined = scores[[*key, SCORE, "model_version"]].merge(features, on=key, how="inner")
     if joined.empty:
-        raise RuntimeError(f"no scored flights between {start} and {day}")
+        raise RuntimeError(f"no scored rows between {start} and {day}")
     return joined
 
 
@@ -68,7 +70,7 @@ def drift_reference(
     features = warehouse.read_table(
         "features",
         spec.name,
-        where=f"CAST(flight_date AS DATE) BETWEEN DATE '{split.train_start}' "
+        where=f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{split.train_start}' "
         f"AND DATE '{split.train_end}'",
     )
     reference = rows_between(features[features[LABEL].notna()], split.train_start, split.train_end)
@@ -147,7 +149,7 @@ def run_drift(
 def run_performance(
     spec: ModelSpec, day: dt.date, warehouse: Warehouse, registry: ModelRegistry
 ) -> dict:
-    """Quality of the scores already served, on flights whose label has arrived."""
+    """Quality of the scores already served, on rows whose label has arrived."""
     recent = recent_scored(spec, day, warehouse)
     labelled = recent[recent[LABEL].notna()]
     version = registry.alias_version(spec.name, CHAMPION)
@@ -159,7 +161,7 @@ def run_performance(
             "labelled_rows": len(labelled),
             "scored_rows": len(recent),
             "champion_version": version,
-            "status": "too few labelled flights yet",
+            "status": "too few labelled rows yet",
             spec.gate.primary_metric: float("nan"),
             "performance_drop": float("nan"),
             "baseline": float(baseline) if baseline is not None else float("nan"),

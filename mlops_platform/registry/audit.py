@@ -169,7 +169,7 @@ def flush(warehouse, registry=None) -> int:
                 path,
             )
             return len(moved)
-        # What is still in flight (journalled, alias not moved yet) stays.
+        # What is still under way (journalled, alias not moved yet) stays.
         write_spool(path, [r for r in rows if r.get("state", "moved") != "moved"])
     if registry is not None:
         for model, (seq, digest) in heads.items():

@@ -3,19 +3,23 @@
 import dagster as dg
 from pydantic import Field
 
+from mlops_platform.domains import enabled_spec_names
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
+#: The first enabled spec: the model these jobs act on unless the Launchpad says otherwise.
+DEFAULT_MODEL = next(iter(enabled_spec_names()), "")
+
 
 class ApprovalConfig(dg.Config):
-    model: str = Field(default="flight_delay", description="registered model name")
+    model: str = Field(default=DEFAULT_MODEL, description="registered model name")
     version: str = Field(description="the version awaiting approval")
     approver: str = Field(description="the person approving (recorded in the audit log)")
 
 
 class RollbackConfig(dg.Config):
-    model: str = Field(default="flight_delay", description="registered model name")
+    model: str = Field(default=DEFAULT_MODEL, description="registered model name")
     reason: str = Field(description="why (recorded in the audit log)")
     actor: str = Field(default="on-call", description="who rolls back")
 

@@ -132,7 +132,7 @@ def confirm(warehouse, change_id: str) -> None:
 
 def resolve_intents(warehouse, registry, model: str) -> None:
     """Entries a crashed process left between journal and confirm (call with the model's
-    lock held, so none is in flight): the registry says whether the alias moved."""
+    lock held, so none is under way): the registry says whether the alias moved."""
     with spool_locked(warehouse) as path:
         rows = read_spool(path)
         kept = []

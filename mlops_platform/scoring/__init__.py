@@ -1,1 +1,1 @@
-"""Batch scoring: each day's scheduled flights scored by the champion, one partition a day."""
+"""Batch scoring: each day's rows of a feature table scored by the champion, one partition a day."""

@@ -2,12 +2,13 @@
 
 import dagster as dg
 
+from mlops_platform.domains import enabled_domains, partitions_def
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
-DAILY = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2014-01-01")
+DAILY = partitions_def(enabled_domains()[0])
 
 
 def build_scores_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -18,8 +19,8 @@ def build_scores_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         group_name="scoring",
         kinds={"duckdb"},
         pool=WAREHOUSE_POOL,  # DuckDB has one writer: partitions run one at a time
-        description=f"Each day's scheduled flights scored by the {spec.name} champion.",
-        metadata={"partition_expr": "flight_date"},
+        description=f"Each day's rows of features.{spec.name} scored by its champion.",
+        metadata={"partition_expr": "event_date"},
         # A range of days (a backfill, or `dagster asset materialize --partition-range`) runs
         # as one run that scores day by day.
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -45,12 +46,12 @@ def build_scores_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         rows = replaced = 0
         day = window.start.date()
         while day < window.end.date():
-            where = f"CAST(flight_date AS DATE) = DATE '{day}'"
+            where = f"CAST(event_date AS DATE) = DATE '{day}'"
             features = warehouse.read_table("features", spec.name, where=where)
             scored = score_day(model, version, features, day, spec)
             replaced += warehouse.replace_rows("scores", spec.name, scored, where=where)
             rows += len(scored)
-            context.log.info(f"{day}: {len(scored)} flights scored by v{version}")
+            context.log.info(f"{day}: {len(scored)} rows scored by v{version}")
             day += dt.timedelta(days=1)
         return dg.MaterializeResult(
             metadata={

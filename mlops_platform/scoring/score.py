@@ -1,4 +1,4 @@
-"""Score one day's flights with a model (no Dagster)."""
+"""Score one day's rows of a feature table with a model (no Dagster)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import datetime as dt
 
 import pandas as pd
 
-from mlops_platform.features.build import KEY
+from mlops_platform.domains import domain_for
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.train import predict
 
@@ -14,10 +15,10 @@ from mlops_platform.training.train import predict
 def score_day(
     model, version: str, features: pd.DataFrame, day: dt.date, spec: ModelSpec
 ) -> pd.DataFrame:
-    """Scores of every flight scheduled on `day`, with the model version on every row."""
-    flights = features[features["flight_date"].dt.date == day]
-    scored = flights[[*KEY, "flight_date", "sched_dep_at"]].copy()
-    scored["score"] = predict(model, flights, spec) if len(flights) else []
+    """Scores of every row whose event is on `day`, with the model version on every row."""
+    rows = features[features[EVENT_DATE].dt.date == day]
+    scored = rows[[*domain_for(spec).entity_key, EVENT_DATE, EVENT_AT]].copy()
+    scored["score"] = predict(model, rows, spec) if len(rows) else []
     scored["model"] = spec.name
     scored["model_version"] = version
     scored["scored_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)

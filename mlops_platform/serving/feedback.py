@@ -1,10 +1,11 @@
 """/feedback: ground truth for a served prediction, held to the label table's contract.
 
-The request is the label table's key plus the label (see `rules.feedback_rules`): key parts
-the contract gives allowed values for (categories or a reference table) are strings, the
-other key parts integers, the label a number or null (unknown: cancelled or diverted).
-Values a reference table allows (e.g. known carriers) are read from the warehouse off the
-request path and cached; until they have been read once, feedback answers 503.
+The request is the label table's key plus the label, as the spec's domain declares them
+(`label`, `feedback` in its `domain.yaml`; see `rules.feedback_rules`): key parts the contract
+gives allowed values for (categories or a reference table) are strings, the other key parts
+integers, the label a number or null (unknown: the outcome never came). Values a reference
+table allows are read from the warehouse off the request path and cached; until they have been
+read once, feedback answers 503.
 """
 
 from __future__ import annotations

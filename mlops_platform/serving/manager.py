@@ -2,8 +2,8 @@
 
 The champion is loaded at start (waiting and retrying, with a clear log, while the registry is
 unreachable) and re-checked every `poll_seconds`: a new champion or a rollback is loaded and
-verified off the request path, then swapped in with one reference assignment, so requests in
-flight finish on the model they started with and none fail. If the registry goes down later,
+verified off the request path, then swapped in with one reference assignment, so requests
+under way finish on the model they started with and none fail. If the registry goes down later,
 the current models keep serving. Nothing unverified is ever served: every load goes through
 `ModelRegistry.load_verified` (artifact SHA-256, MLmodel layout, and the pipeline's signature
 over artifact + passed gate). An alias pointed at a version that fails verification (set by

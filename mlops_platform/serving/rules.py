@@ -4,9 +4,9 @@ Serving names no domain column itself:
 - a model feature named like a raw column that a contract bounds carries that range (the widest
   one if several tables bound a column of that name), so a request is held to the same limits
   as the data the model was trained on;
-- feedback is the label table's row key plus the label: the contract whose rules cover the
-  spec's target column gives the key, the ranges, the categories and the reference tables
-  (e.g. known carriers) feedback must satisfy.
+- feedback is the label table's row key plus the label, as the domain declares them
+  (`label.table`, `feedback`): that table's contract gives the ranges, the categories and the
+  reference tables (values read from another raw table) feedback must satisfy.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ import math
 from dataclasses import dataclass, field
 
 from mlops_platform.specs import ModelSpec
-
-#: Columns that together name a calendar date; when a key holds all three it must be a real day.
-DATE_PARTS = ("year", "month", "day")
 
 
 @dataclass(frozen=True)
@@ -30,6 +27,8 @@ class FeedbackRules:
     categories: dict[str, frozenset[str]]
     #: {column: (raw table, column)} whose values are read from the warehouse
     references: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: key columns that together spell a calendar day (it must be real, and not in the future)
+    date_parts: tuple[str, ...] = ()
 
 
 def _bounds(low, high) -> tuple[float, float]:
@@ -37,11 +36,12 @@ def _bounds(low, high) -> tuple[float, float]:
 
 
 def feature_ranges(spec: ModelSpec) -> dict[str, tuple[float, float]]:
-    """{numeric feature: (low, high)} for the features a contract bounds."""
-    from mlops_platform.contracts.rules import CONTRACTS
+    """{numeric feature: (low, high)} for the features a contract of its domain bounds."""
+    from mlops_platform.contracts.rules import contracts_of
+    from mlops_platform.domains import domain_for
 
     ranges: dict[str, tuple[float, float]] = {}
-    for contract in CONTRACTS.values():
+    for contract in contracts_of(domain_for(spec)).values():
         for column, (low, high) in contract.ranges.items():
             if column not in spec.features.numeric:
                 continue
@@ -53,21 +53,21 @@ def feature_ranges(spec: ModelSpec) -> dict[str, tuple[float, float]]:
 
 
 def feedback_rules(spec: ModelSpec) -> FeedbackRules:
-    """The rules of the table the spec's label comes from."""
-    from mlops_platform.contracts.rules import CONTRACTS
+    """The rules of the table the spec's label comes from (the domain's declaration)."""
+    from mlops_platform.contracts.rules import contract_of
+    from mlops_platform.domains import domain_for
 
-    target = spec.target.column
-    for contract in CONTRACTS.values():
-        if target in contract.ranges or target in contract.required_columns:
-            return FeedbackRules(
-                table=contract.table,
-                key=tuple(contract.key),
-                label=target,
-                ranges={c: _bounds(*r) for c, r in contract.ranges.items()},
-                categories={c: frozenset(v) for c, v in contract.categories.items()},
-                references=dict(contract.references),
-            )
-    raise ValueError(f"no contract declares the label column {target!r} of {spec.name}")
+    domain = domain_for(spec)
+    contract = contract_of(domain, domain.label.table)
+    return FeedbackRules(
+        table=contract.table,
+        key=tuple(domain.feedback_key),
+        label=spec.target.column,
+        ranges={c: _bounds(*r) for c, r in contract.ranges.items()},
+        categories={c: frozenset(v) for c, v in contract.categories.items()},
+        references=dict(contract.references),
+        date_parts=tuple(domain.feedback.date_parts or ()),
+    )
 
 
 def feedback_problems(
@@ -86,13 +86,14 @@ def feedback_problems(
         value = record.get(column)
         if value is not None and value not in values:
             problems.append(f"{column}: {value!r} is not a known value")
-    if all(part in record for part in DATE_PARTS):
+    parts = rules.date_parts
+    if parts and all(part in record for part in parts):
         try:
-            day = dt.date(*(int(record[part]) for part in DATE_PARTS))
+            day = dt.date(*(int(record[part]) for part in parts))
         except (TypeError, ValueError, OverflowError) as exc:
-            problems.append(f"{'-'.join(DATE_PARTS)}: not a real date ({exc})")
+            problems.append(f"{'-'.join(parts)}: not a real date ({exc})")
         else:
             # A label is known only after the event: feedback about a future day is wrong.
             if day > today:
-                problems.append(f"{'-'.join(DATE_PARTS)}: {day} is in the future")
+                problems.append(f"{'-'.join(parts)}: {day} is in the future")
     return problems

@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 from mlops_platform.settings import data_dir
 
 
+def _first_spec() -> str:
+    from mlops_platform.domains import enabled_spec_names
+
+    names = enabled_spec_names()
+    return names[0] if names else ""
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
@@ -22,7 +29,8 @@ def _int(name: str, default: str):
 
 @dataclass
 class ServingSettings:
-    model: str = field(default_factory=lambda: _env("MLOPS_SERVING_MODEL", "flight_delay"))
+    #: the served spec; unset: the first enabled spec (MLOPS_MODEL_SPECS or the domains' defaults)
+    model: str = field(default_factory=lambda: _env("MLOPS_SERVING_MODEL", "") or _first_spec())
     #: Bearer token for /admin routes; empty disables them (every call answers 401).
     admin_token: str = field(default_factory=lambda: _env("MLOPS_ADMIN_TOKEN", ""), repr=False)
     poll_seconds: float = _float("MLOPS_SERVING_POLL_SECONDS", "5")

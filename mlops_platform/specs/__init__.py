@@ -113,7 +113,7 @@ def privacy_problems(features: Features, privacy: Privacy, domain: Domain) -> li
     allowed = {a.column for a in privacy.allow}
     module = features_module(domain)
     inputs = module.FEATURE_INPUTS
-    unknown = [f for f in features.functions if f not in inputs or f not in module.FEATURE_FUNCTIONS]
+    unknown = [f for f in features.functions if f not in inputs]
     if unknown:
         return [
             f"feature functions {unknown} are unknown or do not declare their raw inputs "

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    """Defaults chosen on Jan-Feb 2013 held-out weeks: shallow, regularised trees generalise
-    better across weeks than deep ones (ROC AUC +0.01-0.02, and a third of the fit time)."""
+    """Defaults chosen on held-out weeks of the first domain's first two months: shallow,
+    regularised trees generalise better across weeks than deep ones (ROC AUC +0.01-0.02, and a
+    third of the fit time)."""
 
     learning_rate: float = 0.05
     max_iter: int = 200

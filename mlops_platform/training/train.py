@@ -1,6 +1,6 @@
 """Fit a spec's model on a time split (plain scikit-learn; no Dagster, no MLflow).
 
-Only flights whose label has arrived are training rows, and the split is by time: the most recent
+Only rows whose label has arrived are training rows, and the split is by time: the most recent
 complete `holdout_days` are held out for the evaluation gate, the `training_window_days` before
 them are the training set. Categorical features are ordinal-encoded (unknown and missing values
 become NaN) and handled natively by HistGradientBoosting as categories.
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mlops_platform.features.build import LABEL
+from mlops_platform.model.columns import EVENT_DATE, LABEL
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.params import Hyperparameters
 
@@ -49,9 +49,9 @@ def split_by_time(
     """(train, holdout, split) from a feature table; raises ValueError if there is too little."""
     labelled = table[table[LABEL].notna()]
     if labelled.empty:
-        raise ValueError("no labelled flights yet: outcomes arrive after flights land")
-    # The newest day is only partly labelled (evening flights still in the air): leave it out.
-    last_complete = labelled["flight_date"].max().date() - dt.timedelta(days=1)
+        raise ValueError("no labelled rows yet: outcomes arrive after the events")
+    # The newest day is only partly labelled (its late outcomes still to come): leave it out.
+    last_complete = labelled[EVENT_DATE].max().date() - dt.timedelta(days=1)
     holdout_start = last_complete - dt.timedelta(days=spec.holdout_days - 1)
     train_end = holdout_start - dt.timedelta(days=1)
     train_start = train_end - dt.timedelta(days=spec.training_window_days - 1)
@@ -68,7 +68,7 @@ def split_by_time(
 
 
 def rows_between(table: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFrame:
-    dates = table["flight_date"].dt.date
+    dates = table[EVENT_DATE].dt.date
     return table[(dates >= start) & (dates <= end)]
 
 

@@ -3,7 +3,7 @@
 import dagster as dg
 from pydantic import Field
 
-from mlops_platform.ingestion.resources import FlightOpsDatabase
+from mlops_platform.ingestion.resources import SourceDatabase
 
 
 class AdvanceClockConfig(dg.Config):
@@ -12,25 +12,15 @@ class AdvanceClockConfig(dg.Config):
 
 @dg.op
 def advance_replay_clock(
-    context: dg.OpExecutionContext, config: AdvanceClockConfig, source_system: FlightOpsDatabase
+    context: dg.OpExecutionContext, config: AdvanceClockConfig, source_system: SourceDatabase
 ) -> None:
     """Release the next days' schedules and the outcomes of flights that have landed."""
     from simulator.flights.replay import advance
 
     result = advance(source_system.database_url, config.days)
     context.log.info(
-        f"clock now {result.now:%Y-%m-%d %H:%M}; released {result.released} scheduled flights, "
+        f"clock now {result.now:%Y-%m-%d %H:%M}; released {result.released} rows, "
         f"wrote {result.outcomes} outcomes"
-    )
-    context.log_event(
-        dg.AssetObservation(
-            asset_key=["source", "flight_ops_db"],
-            metadata={
-                "clock": result.now.isoformat(),
-                "released_flights": result.released,
-                "outcomes_written": result.outcomes,
-            },
-        )
     )
 
 

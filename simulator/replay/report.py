@@ -20,9 +20,10 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from mlops_platform.domains import domain_for
 from mlops_platform.evaluation.gate import score
-from mlops_platform.features.build import KEY, LABEL
 from mlops_platform.markdown import markdown_table
+from mlops_platform.model.columns import EVENT_DATE, LABEL
 from mlops_platform.registry.promotion import audit_log
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
@@ -64,17 +65,18 @@ def scored_flights(
 ) -> pd.DataFrame:
     """Every scored flight from `start` to `end` with its label, the live score, and the score
     the static model gives it."""
-    window = f"CAST(flight_date AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
+    window = f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
+    key = list(domain_for(spec).entity_key)
     scores = warehouse.read_table("scores", spec.name, where=window)
     features = warehouse.read_table("features", spec.name, where=window)
-    flights = scores[[*KEY, "score", "model_version"]].merge(features, on=KEY, how="inner")
+    flights = scores[[*key, "score", "model_version"]].merge(features, on=key, how="inner")
     static = static_version(warehouse, spec)
     if static is not None and len(flights):
         model = registry.load_verified(spec.name, static)
         flights["static_score"] = predict(model, flights, spec)
     else:
         flights["static_score"] = np.nan
-    flights["day"] = flights["flight_date"].dt.date
+    flights["day"] = flights[EVENT_DATE].dt.date
     return flights
 
 
@@ -250,7 +252,7 @@ def build_report(
         daily_rows, columns=["day", "flights", "labelled", "champion_version", "live", "static"]
     )
     daily = daily.merge(drift, on="day", how="left")
-    flights["month"] = flights["flight_date"].dt.strftime("%Y-%m")
+    flights["month"] = flights[EVENT_DATE].dt.strftime("%Y-%m")
     monthly_rows = []
     for month, group in flights.groupby("month"):
         in_month = [r for r in found if r.monitored_day[:7] == month]

@@ -1,0 +1,261 @@
+"""Domain declarations: strict, errors naming the file and the field; specs found in their
+domain's folder; a new domain is a folder (declaration, features.py, spec), not platform code."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mlops_platform.domains import (
+    DOMAINS_DIR,
+    domain_for,
+    enabled_domain_names,
+    enabled_spec_names,
+    load_domain,
+    partitions_def,
+    read_declaration,
+)
+from mlops_platform.features.build import build_feature_table
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
+from mlops_platform.specs import load_spec, spec_path
+
+FLIGHTS_YAML = DOMAINS_DIR / "flights" / "domain.yaml"
+
+
+def test_the_flights_declaration_fills_the_domain_interface():
+    flights = load_domain("flights")
+    assert flights.entity_key == ("year", "month", "day", "carrier", "flight", "origin")
+    assert flights.partitions.start == dt.date(2013, 1, 1)
+    assert flights.partitions.timezone == "America/New_York"
+    assert flights.label.table == "flights" and flights.label.column == "arr_delay"
+    assert flights.feedback_key == list(flights.entity_key)
+    assert flights.tables["flights"].lookback == dt.timedelta(days=1)
+    assert flights.source_of("weather").kind == "rest"
+    assert domain_for(load_spec("flight_delay")) is flights
+    assert spec_path("flight_delay").parent == FLIGHTS_YAML.parent
+    days = partitions_def(flights)
+    assert (days.get_first_partition_key(), days.get_last_partition_key()) == (
+        "2013-01-01",
+        "2013-12-31",
+    )
+
+
+def _write_flights(tmp_path, change) -> object:
+    raw = yaml.safe_load(FLIGHTS_YAML.read_text())
+    change(raw)
+    folder = tmp_path / "flights"
+    folder.mkdir()
+    path = folder / "domain.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda raw: raw.update(owner="me"), r"owner\s+Extra inputs are not permitted"),
+        (
+            lambda raw: raw["tables"]["planes"]["contract"]["ranges"].update(wingspan=[0, 90]),
+            r"tables.planes.contract.ranges: \['wingspan'\] are not classified columns",
+        ),
+        (
+            lambda raw: raw["tables"]["flights"].update(lookback="a fortnight"),
+            r"tables.flights.lookback\s+Value error, 'a fortnight' is not a duration",
+        ),
+        (
+            lambda raw: raw["tables"]["flights"]["contract"].update(
+                references={"carrier": "carriers.code"}
+            ),
+            r"references.carrier: carriers.code is not a declared table column",
+        ),
+        (
+            lambda raw: raw["partitions"].update(end="2012-12-31"),
+            "partitions.end 2012-12-31 is before partitions.start 2013-01-01",
+        ),
+        (lambda raw: raw["event"].update(table="trips"), "event.table: 'trips' is not a declared"),
+        (
+            lambda raw: raw["tables"]["weather"]["contract"].update(on_source_delete="flag"),
+            "tables.weather.contract.on_source_delete: only a sql source can list its keys",
+        ),
+        (lambda raw: raw.update(name="planes"), "name 'planes' differs from its folder"),
+    ],
+)
+def test_an_invalid_declaration_names_the_file_and_the_field(tmp_path, change, message):
+    path = _write_flights(tmp_path, change)
+    with pytest.raises(ValueError, match=message) as failure:
+        read_declaration(path)
+    assert str(path) in str(failure.value)
+
+
+def test_a_spec_in_a_domain_folder_belongs_to_that_domain(tmp_path):
+    path = _write_flights(tmp_path, lambda raw: None)
+    spec = yaml.safe_load(spec_path("flight_delay").read_text())
+    spec["domain"] = "rainfall"
+    (path.parent / "odd.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=r"odd\.yaml.*'rainfall', but the spec is in domain"):
+        load_spec(path.parent / "odd.yaml")
+
+
+def test_enabled_specs_and_domains_follow_the_settings(monkeypatch):
+    monkeypatch.delenv("MLOPS_MODEL_SPECS", raising=False)
+    monkeypatch.delenv("MLOPS_DOMAINS", raising=False)
+    assert enabled_spec_names() == load_domain("flights").default_specs == ["flight_delay"]
+    assert enabled_domain_names() == ["flights"]
+    monkeypatch.setenv("MLOPS_MODEL_SPECS", "flight_delay, flight_delay_minutes")
+    assert enabled_spec_names() == ["flight_delay", "flight_delay_minutes"]
+    assert enabled_domain_names() == ["flights"]
+    monkeypatch.delenv("MLOPS_MODEL_SPECS")
+    monkeypatch.setenv("MLOPS_DOMAINS", "flights,nowhere")
+    with pytest.raises(ValueError, match=r"MLOPS_DOMAINS names \['nowhere'\]"):
+        enabled_spec_names()
+
+
+# A small domain of its own, declared in a folder outside the package: meter readings.
+METERS = """
+name: meters
+description: Daily readings of electricity meters; usage is known the next morning.
+entity: {singular: reading, plural: readings}
+entity_key: [meter_id, day]
+event: {table: readings, date: {column: day}, at: {column: read_at}}
+partitions: {start: 2024-01-01, timezone: UTC}
+label: {table: readings, column: usage, arrives: the morning after the day it measures}
+sources:
+  meter_db:
+    kind: sql
+    description: The metering database.
+    resource: meter_db
+    url_env: METERS_DB_URL
+    default_file: meters.sqlite
+feature_inputs: [readings]
+leakage_columns: [usage]
+default_specs: [high_usage]
+tables:
+  readings:
+    source: meter_db
+    description: One reading per meter and day.
+    primary_key: [meter_id, day]
+    cursor: updated_at
+    feature_date: {column: day}
+    contract:
+      required_columns: [meter_id, day, read_at, temperature, updated_at]
+      ranges: {temperature: [-50, 60], usage: [0, 1000]}
+    classification:
+      - class: identifier
+        reason: a meter belongs to one household
+        columns: [meter_id]
+      - class: none
+        reason: a day's reading and the outside temperature
+        columns: [day, read_at, temperature, usage, updated_at]
+"""
+
+FEATURES = """
+import pandas as pd
+
+FEATURE_INPUTS = {"climate": {"readings": ("temperature", "day")}}
+
+
+def base_frame(tables):
+    return tables["readings"].reset_index(drop=True)
+
+
+def climate(readings, **_):
+    return pd.DataFrame(
+        {"temperature": readings["temperature"].astype(float),
+         "weekday": pd.to_datetime(readings["day"]).dt.dayofweek.astype(float)},
+        index=readings.index,
+    )
+
+
+FEATURE_FUNCTIONS = {"climate": climate}
+"""
+
+SPEC = {
+    "name": "high_usage",
+    "domain": "meters",
+    "description": "Will a meter read more than 20 kWh today?",
+    "task": "classification",
+    "target": {"column": "usage", "threshold": 20},
+    "prediction_point": "the morning of the day",
+    "features": {"functions": ["climate"], "numeric": ["temperature", "weekday"]},
+    "training_window_days": 30,
+    "holdout_days": 3,
+    "gate": {
+        "primary_metric": "roc_auc",
+        "floors": {"roc_auc": {"min": 0.5}},
+        "champion_tolerance": 0.01,
+        "latency_single_row_ms": 50,
+        "latency_1000_rows_ms": 250,
+    },
+}
+
+
+@pytest.fixture()
+def meters(tmp_path, monkeypatch):
+    folder = tmp_path / "domains" / "meters"
+    folder.mkdir(parents=True)
+    (folder / "domain.yaml").write_text(textwrap.dedent(METERS))
+    (folder / "features.py").write_text(textwrap.dedent(FEATURES))
+    (folder / "high_usage.yaml").write_text(yaml.safe_dump(SPEC))
+    monkeypatch.setenv("MLOPS_DOMAIN_PATH", str(tmp_path / "domains"))
+    return folder
+
+
+def test_a_new_domain_is_a_folder_and_needs_no_platform_code(meters, monkeypatch):
+    spec = load_spec("high_usage")
+    domain = domain_for(spec)
+    assert domain.name == "meters" and domain.folder == meters
+    monkeypatch.setenv("MLOPS_MODEL_SPECS", "high_usage")
+    assert enabled_domain_names() == ["meters"]
+    days = pd.date_range("2024-01-01", periods=4, freq="D")
+    readings = pd.DataFrame(
+        {
+            "meter_id": [7, 7, 7, 7],
+            "day": days,
+            "read_at": days + pd.Timedelta(hours=6),
+            "temperature": [1.0, 2.0, 3.0, 4.0],
+            "usage": [30.0, 10.0, np.nan, 25.0],
+            "updated_at": days,
+        }
+    )
+    table = build_feature_table({"readings": readings}, spec)
+    assert list(table.columns) == [
+        "meter_id",
+        "day",
+        EVENT_DATE,
+        EVENT_AT,
+        "temperature",
+        "weekday",
+        LABEL,
+    ]
+    assert table[LABEL].tolist()[:2] == [1.0, 0.0] and np.isnan(table[LABEL].iloc[2])
+    assert (table[EVENT_AT] - table[EVENT_DATE] == pd.Timedelta(hours=6)).all()
+    # No declared end: the partitions run up to the clock.
+    last = partitions_def(domain).get_last_partition_key()
+    assert dt.date.fromisoformat(last) >= dt.date.today() - dt.timedelta(days=2)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s["features"]["numeric"].append("usage"), r"\['usage'\].*\(leakage\)"),
+        (lambda s: s["target"].update(column="price"), "target.column 'price' is not a column"),
+        (lambda s: s.update(domain="nowhere"), "no domain 'nowhere'"),
+        (
+            lambda s: s["features"]["numeric"].append("meter_id"),
+            "feature 'meter_id' is classified identifier",
+        ),
+    ],
+)
+def test_a_spec_is_checked_against_its_domain(meters, change, message):
+    spec = copy.deepcopy(SPEC)
+    change(spec)
+    path = meters.parent / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ValueError, match=message):
+        load_spec(path)
