@@ -15,12 +15,12 @@ export RUNTIME__DLTHUB_TELEMETRY := false
 ## run: install everything; ingest 45 days of 2013, train a champion, then two weeks through the
 ## loop (drift -> retrain -> gate -> promote) on embedded defaults
 run: install
-	$(UV) run mlops quickstart
+	$(UV) run simulator quickstart
 
 ## year: replay the whole of 2013 day by day through the loop from a clean state (wipes .data);
 ## prints the month-by-month table and saves it with a PNG under .data/reports/<spec>/
 year: install
-	$(UV) run mlops replay --fresh --report-name year-2013
+	$(UV) run simulator replay --fresh --report-name year-2013
 
 ## test: install everything, then run the whole test suite
 test: install nginx
@@ -101,9 +101,10 @@ clean:
 
 ## prod-up: the production stack on this machine (Procfile run by honcho): Dagster on PostgreSQL
 ## (webserver, daemon, gRPC code location), Celery workers over RabbitMQ, MLflow server, two
-## serving replicas behind nginx; prints every UI and endpoint. Needs PostgreSQL and RabbitMQ.
+## serving replicas behind nginx, fed by the simulator (its source database and weather feed);
+## prints every UI and endpoint. Needs PostgreSQL and RabbitMQ.
 prod-up: install nginx
-	PATH="$$PATH:/usr/sbin" $(UV) run python -m mlops_platform.deploy.stack up
+	PATH="$$PATH:/usr/sbin" $(UV) run python -m simulator.stack up
 
 ## prod-down: stop the production stack
 prod-down:

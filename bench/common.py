@@ -16,13 +16,14 @@ def loaded_warehouse(workdir: Path, clock: dt.datetime):
     import dagster as dg
     from dagster_dlt import DagsterDltResource
 
+    from mlops_platform.clock import TableClock
     from mlops_platform.contracts.checks import published_tables
     from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.domains import load_domain
     from mlops_platform.ingestion.assets import landing_assets
     from mlops_platform.ingestion.resources import source_resources
-    from mlops_platform.source_system import replay
     from mlops_platform.warehouse import DuckDBWarehouse
+    from simulator.flights import replay
 
     url = f"sqlite:///{workdir / 'flight_ops.sqlite'}"
     replay.create_source(url)
@@ -34,6 +35,7 @@ def loaded_warehouse(workdir: Path, clock: dt.datetime):
     resources = {
         "dlt": DagsterDltResource(),
         **source_resources(flights, urls={"flight_ops": url}),
+        "clock": TableClock(url=url),
         "warehouse": warehouse,
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}

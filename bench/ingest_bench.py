@@ -36,6 +36,7 @@ def run_platform(workdir: Path) -> dict:
     import dagster as dg
     from dagster_dlt import DagsterDltResource
 
+    from mlops_platform.clock import TableClock
     from mlops_platform.contracts.checks import published_tables
     from mlops_platform.domains import load_domain
     from mlops_platform.ingestion.assets import build_landing_assets
@@ -50,6 +51,7 @@ def run_platform(workdir: Path) -> dict:
     resources = {
         "dlt": DagsterDltResource(),
         **source_resources(flights, urls={"flight_ops": url}),
+        "clock": TableClock(url=url),
         "warehouse": warehouse,
     }
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -133,7 +135,7 @@ def main() -> None:
 
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="ingest_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
 
     source_url = f"sqlite:///{workdir / 'source.sqlite'}"
     print(f"preparing the source: whole year released and landed ({workdir})")

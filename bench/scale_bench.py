@@ -71,7 +71,7 @@ def drop_database(name: str) -> None:
 
 def prepare_source(scale: int) -> int:
     """The year released (clock at its end), replicated `scale` times with distinct keys."""
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
 
     recreate_database(sa.engine.make_url(database_url(scale)).database)
     engine = sa.create_engine(database_url(scale))
@@ -136,7 +136,7 @@ def run_phase(phase: str, scale: int, workdir: Path) -> int:
     if phase == "ingest":
         from mlops_platform.domains import load_domain
         from mlops_platform.ingestion.sources import rest_source, sql_source
-        from mlops_platform.source_system.weather_feed import FeedServer
+        from simulator.flights.weather_feed import FeedServer
 
         fmt = warehouse.loader_file_format
         warehouse.dlt_pipeline("flight_ops").run(
@@ -267,8 +267,8 @@ def backfill_seconds(stack, days: list[str]) -> float:
 def backfill_comparison() -> None:
     os.environ["MLOPS_TEST_POSTGRES"] = SERVER
     sys.path.insert(0, str(ROOT))  # the stack helper the tests use
-    from mlops_platform.source_system import replay
     from mlops_platform_tests.deploy_stack import start_stack, stop_stack
+    from simulator.flights import replay
 
     stack = start_stack(Path(tempfile.mkdtemp(prefix="scale_stack_")))
     try:

@@ -1,4 +1,6 @@
-"""`mlops`: the command line (source system, quickstart and replay, quarantine, models, serving)."""
+"""`mlops`: the command line (ingestion cursors, quarantine, models, serving).
+
+The replay source system and the year replay have their own command, `simulator`."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import argparse
 import datetime as dt
 import os
 import shutil
-import sys
 
 from mlops_platform.settings import PROJECT_ROOT, data_dir
 
@@ -22,79 +23,12 @@ def ensure_dagster_home() -> str:
     return home
 
 
-def _source_url(args: argparse.Namespace) -> str:
-    """`--url`, else the first SQL source of the first enabled domain (its declared URL variable,
-    else its local file)."""
-    from mlops_platform.domains import enabled_domains
-    from mlops_platform.domains.schema import SqlSource
-    from mlops_platform.ingestion.resources import SourceDatabase
-
-    if args.url:
-        return args.url
-    for domain in enabled_domains():
-        for source in domain.sources.values():
-            if isinstance(source, SqlSource):
-                configured = os.environ.get(source.url_env, "")
-                return SourceDatabase(url=configured, default_file=source.default_file).database_url
-    raise SystemExit("no enabled domain declares a SQL source: pass --url")
-
-
 def _default_model() -> str:
-    """The first enabled spec (`MLOPS_MODEL_SPECS`, or the enabled domains' defaults)."""
+    """The first enabled spec (`MLOPS_MODEL_SPECS`, or the enabled domains defaults)."""
     from mlops_platform.domains import enabled_spec_names
 
     names = enabled_spec_names()
     return names[0] if names else ""
-
-
-def cmd_source_init(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import create_source
-
-    result = create_source(_source_url(args))
-    print(
-        f"source database created; clock {result.now:%Y-%m-%d %H:%M}, "
-        f"{result.released} rows released"
-    )
-
-
-def cmd_source_advance(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import advance
-
-    result = advance(_source_url(args), args.days)
-    print(
-        f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} rows, "
-        f"wrote {result.outcomes} outcomes"
-    )
-
-
-def cmd_source_clock(args: argparse.Namespace) -> None:
-    from mlops_platform.source_system.replay import read_clock
-
-    print(read_clock(_source_url(args)).now.isoformat())
-
-
-def cmd_feed(args: argparse.Namespace) -> None:
-    """Serve a domain's declared feed on its own, with the local server its declaration names."""
-    import importlib
-
-    import uvicorn
-
-    from mlops_platform.domains import enabled_domains
-    from mlops_platform.domains.schema import RestSource
-
-    feeds = {
-        name: source
-        for domain in enabled_domains()
-        for name, source in domain.sources.items()
-        if isinstance(source, RestSource) and source.local_server
-    }
-    if not feeds:
-        raise SystemExit("no enabled domain declares a feed with a local server")
-    name = args.source or next(iter(feeds))
-    if name not in feeds:
-        raise SystemExit(f"unknown feed {name!r}; one of {', '.join(feeds)}")
-    module = importlib.import_module(feeds[name].local_server.partition(":")[0])
-    uvicorn.run(module.create_app(_source_url(args)), host=args.host, port=args.port)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -114,26 +48,6 @@ def cmd_serve(args: argparse.Namespace) -> None:
         loop="uvloop",
         http="httptools",
         timeout_graceful_shutdown=30,
-    )
-
-
-def cmd_replay(args: argparse.Namespace) -> None:
-    """`quickstart` and `replay` are one command with different defaults."""
-    import datetime as dt
-
-    from mlops_platform.loop.replay import run_replay
-
-    ensure_dagster_home()
-    through = dt.date.fromisoformat(args.through) if args.through else None
-    sys.exit(
-        run_replay(
-            until=through + dt.timedelta(days=1) if through else None,
-            loop_days=args.loop_days,
-            warmup_days=args.warmup_days,
-            step=args.step,
-            fresh=args.fresh,
-            report_name=args.report_name or (f"replay-to-{through}" if through else "replay"),
-        )
     )
 
 
@@ -173,12 +87,16 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
 
 
 def _clock_or_none(args: argparse.Namespace):
-    from mlops_platform.source_system.replay import read_clock
+    """The platform's clock (the profile's: the replay clock locally), or None if it has no
+    time yet: then the wall clock bounds event times."""
+    from mlops_platform.clock import ClockUnavailable, TableClock
+    from mlops_platform.profiles import plain_clock
 
+    clock = TableClock(url=args.url) if args.url else plain_clock()
     try:
-        return read_clock(_source_url(args)).now
-    except RuntimeError:
-        return None  # no replay source: the wall clock bounds event times
+        return clock.now()
+    except ClockUnavailable:
+        return None
 
 
 def cmd_source_cursor(args: argparse.Namespace) -> None:
@@ -271,15 +189,6 @@ def cmd_model(args: argparse.Namespace) -> None:
             print(f"{waiting} audit row(s) queued, not yet written (warehouse busy)")
 
 
-def _last_partition() -> str:
-    """The first enabled domain's declared last day ("" when it runs up to the clock)."""
-    from mlops_platform.domains import enabled_domains
-
-    domains = enabled_domains()
-    end = domains[0].partitions.end if domains else None
-    return end.isoformat() if end else ""
-
-
 def _iso_time(value: str) -> dt.datetime:
     try:
         return dt.datetime.fromisoformat(value)
@@ -297,18 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    source = commands.add_parser("source", help="the replay source system and its clock")
+    source = commands.add_parser("source", help="the ingestion cursors of the source tables")
     source_commands = source.add_subparsers(dest="action", required=True)
-    for name, handler, help_text in [
-        ("init", cmd_source_init, "(re)create the replay source database from its data"),
-        ("advance", cmd_source_advance, "move the replay clock forward"),
-        ("clock", cmd_source_clock, "print the replay clock"),
-    ]:
-        sub = source_commands.add_parser(name, help=help_text)
-        sub.add_argument("--url", default="", help="SQLAlchemy URL (default: local SQLite)")
-        sub.set_defaults(handler=handler)
-        if name == "advance":
-            sub.add_argument("--days", type=float, default=1.0)
     cursor = source_commands.add_parser(
         "cursor", help="show each table's ingestion cursor, or rewind one (--table, --rewind-to)"
     )
@@ -319,57 +218,18 @@ def main(argv: list[str] | None = None) -> None:
     cursor.add_argument("--reset", action="store_true", help="read the whole table again")
     cursor.set_defaults(handler=cmd_source_cursor)
 
-    feed = commands.add_parser("feed", help="serve a domain's HTTP feed on its own (local server)")
-    feed.add_argument("--source", default="", help="the declared feed (default: the first)")
-    feed.add_argument("--url", default="", help="source database URL")
-    feed.add_argument("--host", default="127.0.0.1")
-    feed.add_argument("--port", type=int, default=8765)
-    feed.set_defaults(handler=cmd_feed)
-
     serve = commands.add_parser("serve", help="the model serving API (follows the champion)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.set_defaults(handler=cmd_serve)
 
-    for name, help_text, warmup, through in [
-        (
-            "quickstart",
-            "the main job on embedded defaults: ingest 45 days, train a champion, then two "
-            "weeks through the loop (again: two more weeks)",
-            45,
-            "",
-        ),
-        (
-            "replay",
-            "replay the data day by day through the loop to the domain's last partition "
-            "(make year: the whole year, fresh)",
-            59,
-            _last_partition(),
-        ),
-    ]:
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument(
-            "--warmup-days", type=int, default=warmup, help="days ingested before the bootstrap"
-        )
-        sub.add_argument("--step", type=int, default=5, help="days per warm-up ingestion run")
-        sub.add_argument(
-            "--through",
-            default=through,
-            help="last day the loop scores and monitors"
-            + (f" (default {through})" if through else " (default: --loop-days from now)"),
-        )
-        sub.add_argument(
-            "--loop-days", type=int, default=14, help="days of the loop when --through is unset"
-        )
-        sub.add_argument("--fresh", action="store_true", help="start over from an empty state")
-        sub.add_argument("--report-name", default="", help="file name of the saved report")
-        sub.set_defaults(handler=cmd_replay)
-
     quarantine = commands.add_parser("quarantine", help="inspect or replay quarantined rows")
     quarantine.add_argument("action", choices=["list", "replay"])
     quarantine.add_argument("--table", default="")
     quarantine.add_argument("--limit", type=int, default=20)
-    quarantine.add_argument("--url", default="", help="source database URL (for its clock)")
+    quarantine.add_argument(
+        "--url", default="", help="database of a clock table (default: the profile's clock)"
+    )
     quarantine.set_defaults(handler=cmd_quarantine)
 
     model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")

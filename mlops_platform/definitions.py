@@ -1,44 +1,62 @@
-"""The code location: assembles every domain's definitions and holds the only global policy.
+"""The code location: merges the definitions each concern package builds for the enabled specs,
+and holds the only global policy (resources and executor of the active profile).
 
-Each domain module contributes whatever it defines (assets, asset specs, checks, jobs, schedules,
-sensors), and each enabled model spec its pipeline; nothing is listed by hand here. Resources
-come from the active profile.
+Each package has a `definitions.py` with `build_defs(specs)` (ingestion, contracts, features,
+training, evaluation, registry, scoring, monitoring, alerting, retention); nothing is listed by
+hand here. Adding a model means adding a spec file; its assets, jobs and triggers follow.
 """
 
-import warnings
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 import dagster as dg
 
-from mlops_platform import model_pipeline
-from mlops_platform.alerting import sensors as alerting_sensors
-from mlops_platform.domains import enabled_domains
-from mlops_platform.ingestion import jobs as ingestion_jobs
-from mlops_platform.ingestion.assets import ingestion_definitions
-from mlops_platform.profiles import executor_for, resources_for
-from mlops_platform.registry import jobs as registry_jobs
-from mlops_platform.retention import jobs as retention_jobs
+from mlops_platform.alerting import definitions as alerting
+from mlops_platform.contracts import definitions as contracts
+from mlops_platform.evaluation import definitions as evaluation
+from mlops_platform.features import definitions as features
+from mlops_platform.ingestion import definitions as ingestion
+from mlops_platform.monitoring import definitions as monitoring
+from mlops_platform.profiles import daily_cycle_trigger, executor_for, resources_for
+from mlops_platform.registry import definitions as registry
+from mlops_platform.retention import definitions as retention
+from mlops_platform.scoring import definitions as scoring
+from mlops_platform.specs import ModelSpec, enabled_specs
+from mlops_platform.training import definitions as training
 
-DOMAIN_MODULES = [
-    ingestion_jobs,
-    registry_jobs,
-    alerting_sensors,
-    retention_jobs,
-]
+#: What the domain and the platform share, whatever the specs.
+SHARED = (ingestion, contracts, alerting, retention)
 
 
-def _domain_definitions() -> dg.Definitions:
-    with warnings.catch_warnings():
-        # `load_definitions_from_modules` is marked preview in Dagster 1.13; it is what
-        # collects asset specs and jobs from modules without listing them by hand.
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        return dg.load_definitions_from_modules(DOMAIN_MODULES)
+def spec_definitions(specs: Sequence[ModelSpec], trigger: str = "sensor") -> dg.Definitions:
+    """Each spec's pipeline: features, model + gate, champion, scores, monitoring, the jobs
+    over them and their triggers (`trigger`: how the daily cycle starts)."""
+    return dg.Definitions.merge(
+        *(package.build_defs(specs) for package in (features, training, evaluation, registry)),
+        scoring.build_defs(specs),
+        monitoring.build_defs(specs, trigger=trigger),
+    )
+
+
+def build_definitions(
+    specs: Sequence[ModelSpec] | None = None,
+    *,
+    profile: str | None = None,
+    resources: dict | None = None,
+) -> dg.Definitions:
+    """Every package's definitions for `specs` (default: the enabled specs), with the
+    profile's resources (or `resources`) and executor."""
+    specs = list(specs if specs is not None else enabled_specs())
+    return dg.Definitions.merge(
+        *(package.build_defs(specs) for package in SHARED),
+        spec_definitions(specs, trigger=daily_cycle_trigger(profile)),
+        dg.Definitions(
+            resources=resources if resources is not None else resources_for(profile),
+            executor=executor_for(profile),
+        ),
+    )
 
 
 # The only module-level Definitions: Dagster refuses a module that holds more than one.
-defs = dg.Definitions.merge(
-    _domain_definitions(),
-    # Each enabled domain's sources, landed tables and contract-checked raw tables.
-    *(ingestion_definitions(domain) for domain in enabled_domains()),
-    model_pipeline.model_pipelines(),
-    dg.Definitions(resources=resources_for(), executor=executor_for()),
-)
+defs = build_definitions()

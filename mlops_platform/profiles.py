@@ -7,6 +7,9 @@
 | warehouse      | DuckDB file under the data dir     | `MLOPS_WAREHOUSE_URL` (PostgreSQL)      |
 | mlflow_registry| SQLite + artifacts under data dir  | `MLOPS_MLFLOW_TRACKING_URI` (PostgreSQL)|
 |                |                                    | + `MLOPS_MLFLOW_ARTIFACT_ROOT`          |
+| clock          | the replay clock table of the      | the wall clock; or the table at         |
+|                | source database (`TableClock`)     | `MLOPS_CLOCK_URL` (a replayed stack)    |
+| daily cycle    | sensor following that clock        | cron schedule on the wall clock         |
 
 In production, steps run on dagster-celery workers (`executor_for`): broker `MLOPS_CELERY_BROKER`,
 queues and acknowledgement settings in `mlops_platform.deploy.queues`, three retries per step.
@@ -15,20 +18,26 @@ Secrets and URLs come only through `dg.EnvVar`, read when a run starts, never at
 
 from __future__ import annotations
 
-import dagster as dg
-from dagster_dlt import DagsterDltResource
+import os
+from typing import TYPE_CHECKING
 
-from mlops_platform.alerting.resources import AlertingResource
-from mlops_platform.domains import enabled_domains
-from mlops_platform.ingestion.resources import source_resources
-from mlops_platform.registry.resources import MLflowResource
-from mlops_platform.settings import active_profile
-from mlops_platform.warehouse import DuckDBWarehouse, PostgresWarehouse
+from mlops_platform.settings import active_profile, default_source_url
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from mlops_platform.clock import Clock
+
+# Dagster and the resources are imported inside the functions that build them: the serving API
+# reads `plain_resources` from here and never imports Dagster.
 
 
 def _sources(production: bool) -> dict:
     """The resources of every enabled domain's declared sources; a key declared twice is an
     error (two domains' sources must have their own resource keys)."""
+    from mlops_platform.domains import enabled_domains
+    from mlops_platform.ingestion.resources import source_resources
+
     found: dict = {}
     for domain in enabled_domains():
         for key, resource in source_resources(domain, production).items():
@@ -39,16 +48,30 @@ def _sources(production: bool) -> dict:
 
 
 def local_resources() -> dict:
+    from dagster_dlt import DagsterDltResource
+
+    from mlops_platform.alerting.resources import AlertingResource
+    from mlops_platform.registry.resources import MLflowResource
+    from mlops_platform.warehouse import DuckDBWarehouse
+
     return {
         "dlt": DagsterDltResource(),
         **_sources(production=False),
         "warehouse": DuckDBWarehouse(),
         "mlflow_registry": MLflowResource(),
         "alerting": AlertingResource(),
+        "clock": clock_for("local"),
     }
 
 
 def production_resources() -> dict:
+    import dagster as dg
+    from dagster_dlt import DagsterDltResource
+
+    from mlops_platform.alerting.resources import AlertingResource
+    from mlops_platform.registry.resources import MLflowResource
+    from mlops_platform.warehouse import PostgresWarehouse
+
     return {
         "dlt": DagsterDltResource(),
         **_sources(production=True),
@@ -58,30 +81,82 @@ def production_resources() -> dict:
             artifact_root=dg.EnvVar("MLOPS_MLFLOW_ARTIFACT_ROOT"),
         ),
         "alerting": AlertingResource(webhook_url=dg.EnvVar("MLOPS_ALERT_WEBHOOK_URL")),
+        "clock": clock_for("production"),
     }
+
+
+def clock_for(profile: str | None = None) -> Clock:
+    """Locally the replay clock (the `replay_clock` table of the source database); in
+    production the wall clock, unless `MLOPS_CLOCK_URL` names a clock table (a stack that
+    replays history, like `make prod-up`). Whether it is set is read now (it decides whether
+    the daily cycle is a schedule or a sensor, part of the definitions); its value, a URL that
+    may hold a password, only through `dg.EnvVar` when a run starts."""
+    import dagster as dg
+
+    from mlops_platform.clock import TableClock, WallClock
+
+    profile = profile or active_profile()
+    url = os.environ.get("MLOPS_CLOCK_URL", "")
+    table = os.environ.get("MLOPS_CLOCK_TABLE", "") or "replay_clock"
+    if profile == "production":
+        return TableClock(url=dg.EnvVar("MLOPS_CLOCK_URL"), table=table) if url else WallClock()
+    return TableClock(url=url or local_clock_url(), table=table)
+
+
+def local_clock_url() -> str:
+    """Locally, the clock table lives in the first enabled domain's first SQL source database
+    (the replay's; `MLOPS_CLOCK_URL` names another)."""
+    from mlops_platform.domains import enabled_domains
+    from mlops_platform.domains.schema import SqlSource
+
+    for domain in enabled_domains():
+        for source in domain.sources.values():
+            if isinstance(source, SqlSource):
+                return default_source_url(source.default_file)
+    raise RuntimeError(
+        "no enabled domain declares a SQL source to hold the clock: set MLOPS_CLOCK_URL"
+    )
+
+
+def daily_cycle_trigger(profile: str | None = None) -> str:
+    """`schedule` (cron on the wall clock) or `sensor` (follows a clock table)."""
+    return "schedule" if clock_for(profile).follows_wall_time else "sensor"
 
 
 def plain_resources(profile: str | None = None) -> dict:
-    """Warehouse and MLflow for processes outside Dagster (serving, CLI): settings are read
-    from the environment now, since `dg.EnvVar` is only resolved when Dagster runs."""
-    import os
+    """Warehouse and MLflow for processes outside Dagster (serving, CLI), as plain objects
+    (no Dagster import): settings are read from the environment now."""
+    from mlops_platform.registry.settings import MLflowSettings
+    from mlops_platform.warehouse import DuckDBStore, PostgresStore
 
     if (profile or active_profile()) != "production":
-        return {"warehouse": DuckDBWarehouse(), "mlflow_registry": MLflowResource()}
-
-    def need(name: str) -> str:
-        value = os.environ.get(name)
-        if not value:
-            raise RuntimeError(f"{name} must be set for the production profile (.env.example)")
-        return value
-
+        return {"warehouse": DuckDBStore(), "mlflow_registry": MLflowSettings()}
     return {
-        "warehouse": PostgresWarehouse(url=need("MLOPS_WAREHOUSE_URL")),
-        "mlflow_registry": MLflowResource(
-            tracking_uri=need("MLOPS_MLFLOW_TRACKING_URI"),
-            artifact_root=need("MLOPS_MLFLOW_ARTIFACT_ROOT"),
+        "warehouse": PostgresStore(url=_need("MLOPS_WAREHOUSE_URL")),
+        "mlflow_registry": MLflowSettings(
+            tracking_uri=_need("MLOPS_MLFLOW_TRACKING_URI"),
+            artifact_root=_need("MLOPS_MLFLOW_ARTIFACT_ROOT"),
         ),
     }
+
+
+def plain_clock(profile: str | None = None) -> Clock:
+    """The profile's clock for processes outside Dagster (the CLI), its URL read now."""
+    from mlops_platform.clock import TableClock, WallClock
+
+    profile = profile or active_profile()
+    url = os.environ.get("MLOPS_CLOCK_URL", "")
+    table = os.environ.get("MLOPS_CLOCK_TABLE", "") or "replay_clock"
+    if profile == "production":
+        return TableClock(url=url, table=table) if url else WallClock()
+    return TableClock(url=url or local_clock_url(), table=table)
+
+
+def _need(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"{name} must be set for the production profile (.env.example)")
+    return value
 
 
 def production_executor() -> dg.ExecutorDefinition:

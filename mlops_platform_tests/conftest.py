@@ -20,7 +20,7 @@ os.environ.pop("MLOPS_PROFILE", None)
 
 import pytest  # noqa: E402
 
-from mlops_platform.source_system import replay  # noqa: E402
+from simulator.flights import replay  # noqa: E402
 
 
 @pytest.fixture(scope="session")

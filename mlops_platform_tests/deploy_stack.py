@@ -209,7 +209,8 @@ def start_stack(root: Path) -> Stack:
     from dagster._core.instance.ref import InstanceRef
 
     from mlops_platform.deploy import stack as deploy_stack
-    from mlops_platform.source_system import replay
+    from simulator import stack as simulator_stack
+    from simulator.flights import replay
 
     base = sa.engine.make_url(SERVER)
     names = [f"{base.database}_stack_{part}" for part in ("dagster", "mlflow", "data")]
@@ -230,6 +231,7 @@ def start_stack(root: Path) -> Stack:
     )
     os.environ["MLOPS_DAGSTER_PG_URL"] = config.mlops_dagster_pg_url
     deploy_stack.prepare(config)
+    simulator_stack.create_source(config)
     purge_queues(config.mlops_celery_broker)
     replay.set_clock(config.mlops_source_url, dt.datetime(2013, 1, 22))
     supervisor = Supervisor(config, extra_env=MLFLOW_CLIENT)

@@ -18,7 +18,9 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 def sources(url: str) -> dict:
     """The flights domain's source resources on the ops database at `url` (its weather feed
     runs on loopback over the same database)."""
-    return source_resources(FLIGHTS, urls={"flight_ops": url})
+    from mlops_platform.clock import TableClock
+
+    return {**source_resources(FLIGHTS, urls={"flight_ops": url}), "clock": TableClock(url=url)}
 
 
 def flight_ops_source(url, cursors=None, required=None, **kwargs):
@@ -89,7 +91,7 @@ def publish_table(warehouse, source_url: str, table: str = "flights", run_id: st
     from mlops_platform.contracts.publish import audit_and_publish
     from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.ingestion.resources import SourceDatabase
-    from mlops_platform.source_system.replay import read_clock
+    from simulator.flights.replay import read_clock
 
     contract = CONTRACTS[table]
     keys = None

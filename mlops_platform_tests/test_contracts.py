@@ -12,8 +12,8 @@ import pytest
 from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
 from mlops_platform.contracts.rules import CONTRACTS
 from mlops_platform.contracts.validate import REASON_COLUMN, validate_contract
-from mlops_platform.source_system import replay
 from mlops_platform_tests.helpers import check_results, ingest, source_execute
+from simulator.flights import replay
 
 FLIGHT = {
     "year": 2013,

@@ -123,13 +123,13 @@ def test_workers_and_executor_share_the_celery_settings():
 def test_production_executor_routes_training_to_the_cpu_queue(monkeypatch):
     import dagster as dg
 
-    from mlops_platform.model_pipeline import model_pipeline
+    from mlops_platform.definitions import spec_definitions
     from mlops_platform.profiles import executor_for
     from mlops_platform.specs import load_spec
 
     assert executor_for("local") is None
     assert executor_for("production").name == "celery_production"
-    defs = model_pipeline(load_spec("flight_delay"))
+    defs = spec_definitions([load_spec("flight_delay")])
     tags = {
         key.to_user_string(): assets.op.tags
         for assets in defs.assets

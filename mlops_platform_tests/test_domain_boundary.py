@@ -26,12 +26,8 @@ DOMAIN_WORDS = re.compile(
 IDIOMS = re.compile(r"(?:\b|_)in[ _-]flight\b", re.IGNORECASE)
 
 #: Paths (files or folders, relative to the repository) allowed to name a domain, and why.
-ALLOWED: dict[str, str] = {
-    # The replay source system and the year replay are the simulator (domain code), moving to
-    # the top-level `simulator/` package; drop these two entries when they have moved.
-    "mlops_platform/source_system": "the simulator's flights source system (moving out)",
-    "mlops_platform/loop": "the simulator's year replay and report (moving out)",
-}
+#: (The replay source systems and the year replay live in the top-level `simulator/` package.)
+ALLOWED: dict[str, str] = {}
 
 
 def domain_folders() -> list[Path]:

@@ -7,7 +7,6 @@ import datetime as dt
 import dlt
 import pytest
 
-from mlops_platform.source_system import replay
 from mlops_platform_tests.helpers import (
     flight_ops_source,
     ingest,
@@ -15,6 +14,7 @@ from mlops_platform_tests.helpers import (
     source_execute,
     source_query,
 )
+from simulator.flights import replay
 
 
 def counts(warehouse, table: str) -> tuple[int, int]:

@@ -23,7 +23,6 @@ from mlops_platform.contracts.publish import (
 from mlops_platform.contracts.quarantine import COLUMNS, DELETED, pending_quarantine
 from mlops_platform.ingestion.cursors import read_cursors
 from mlops_platform.settings import PROJECT_ROOT
-from mlops_platform.source_system import replay
 from mlops_platform_tests.helpers import (
     check_results,
     ingest,
@@ -33,6 +32,7 @@ from mlops_platform_tests.helpers import (
     source_query,
 )
 from mlops_platform_tests.test_contracts import inject_bad_batch
+from simulator.flights import replay
 
 #: Runs land + audit + publish of flights in a fresh process that SIGKILLs itself at `point`.
 KILL_AT = """

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_platform.model_pipeline import model_pipeline
+from mlops_platform.definitions import spec_definitions
 from mlops_platform.registry.promotion import PromotionRefused, audit_log, promote
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.registry.store import TamperedArtifactError
@@ -43,7 +43,7 @@ def env(golden, data_dir) -> dict:
 def run_train(
     env: dict, spec=SPEC, training: dict | None = None, promotion: dict | None = None, instance=None
 ) -> dg.ExecuteInJobResult:
-    defs = dg.Definitions.merge(model_pipeline(spec), dg.Definitions(resources=env))
+    defs = dg.Definitions.merge(spec_definitions([spec]), dg.Definitions(resources=env))
     ops = {}
     if training:
         ops["models__" + spec.name] = {"config": training}

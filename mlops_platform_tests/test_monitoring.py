@@ -116,13 +116,13 @@ def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):
     import datetime as dt
     import uuid
 
+    from mlops_platform.clock import TableClock
     from mlops_platform.definitions import defs
-    from mlops_platform.ingestion.resources import SourceDatabase
-    from mlops_platform.source_system import replay
+    from simulator.flights import replay
 
     cycle = defs.resolve_sensor_def("daily_cycle_flight_delay")
     replay.set_clock(source_url, dt.datetime(2013, 3, 5))
-    resources = {"source_system": SourceDatabase(url=source_url, default_file="")}
+    resources = {"clock": TableClock(url=source_url)}
 
     def record(instance, request, status):
         instance.add_run(

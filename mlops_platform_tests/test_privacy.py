@@ -14,10 +14,10 @@ from mlops_platform.contracts.classification import CLASSIFICATION, classified_c
 from mlops_platform.contracts.rules import CONTRACTS
 from mlops_platform.domains.flights.features import FEATURE_FUNCTIONS, FEATURE_INPUTS
 from mlops_platform.privacy import MASK, DataClass, MaskingFilter, mask_text
-from mlops_platform.source_system import replay
 from mlops_platform.specs import load_spec, spec_path
 from mlops_platform.warehouse import DuckDBWarehouse
 from mlops_platform_tests.helpers import check_results, ingest, source_execute
+from simulator.flights import replay
 
 
 def test_tailnum_is_a_quasi_identifier_and_lookups_cover_tables_and_the_domain():

@@ -12,8 +12,8 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from mlops_platform.source_system import replay
 from mlops_platform_tests.helpers import check_results, ingest, rows_loaded, source_execute
+from simulator.flights import replay
 
 SERVER = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 SOURCE_SCHEMA = "flight_ops_source"
@@ -135,7 +135,7 @@ def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_di
     """The model pipeline with PostgreSQL as warehouse and as MLflow's backend store."""
     import dagster as dg
 
-    from mlops_platform.model_pipeline import model_pipeline
+    from mlops_platform.definitions import spec_definitions
     from mlops_platform.registry.promotion import audit_log
     from mlops_platform.registry.resources import MLflowResource
     from mlops_platform.specs import load_spec
@@ -161,7 +161,7 @@ def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_di
             artifact_root=str(data_dir / "mlflow_artifacts"),
         ),
     }
-    defs = dg.Definitions.merge(model_pipeline(spec), dg.Definitions(resources=resources))
+    defs = dg.Definitions.merge(spec_definitions([spec]), dg.Definitions(resources=resources))
     result = defs.resolve_job_def(f"train_{spec.name}").execute_in_process(
         run_config=QUIET, raise_on_error=False
     )

@@ -7,6 +7,7 @@ import os
 
 import pandas as pd
 
+from mlops_platform.clock import WallClock
 from mlops_platform.retention.jobs import retention
 from mlops_platform.retention.policy import apply_log_retention, expired_reports
 from mlops_platform.serving.logfiles import read_log
@@ -64,7 +65,7 @@ def test_retention_job_applies_every_setting(tmp_path, monkeypatch):
         "flights",
         pd.DataFrame({"flight": [1, 2], "_quarantined_at": [now - dt.timedelta(days=20), now]}),
     )
-    result = retention.execute_in_process(resources={"warehouse": warehouse})
+    result = retention.execute_in_process(resources={"warehouse": warehouse, "clock": WallClock()})
     assert result.success
     assert list(warehouse.read_table("quarantine", "flights")["flight"]) == [2]
     assert not old_report.exists() and new_report.exists()

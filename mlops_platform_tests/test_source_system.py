@@ -7,9 +7,9 @@ import datetime as dt
 import httpx
 import pytest
 
-from mlops_platform.source_system import replay
-from mlops_platform.source_system.weather_feed import FeedServer
 from mlops_platform_tests.helpers import source_execute, source_query
+from simulator.flights import replay
+from simulator.flights.weather_feed import FeedServer
 
 
 def test_clock_releases_schedules_then_outcomes(source_url):
@@ -52,7 +52,7 @@ def test_clock_never_goes_backwards(source_url):
 
 
 def test_missing_source_database_says_what_to_do(tmp_path):
-    with pytest.raises(RuntimeError, match="mlops source init"):
+    with pytest.raises(RuntimeError, match="simulator source init"):
         replay.read_clock(f"sqlite:///{tmp_path / 'nope.sqlite'}")
 
 

@@ -131,8 +131,8 @@ def test_missing_raw_column_is_a_clear_error():
 def test_features_do_not_change_when_later_rows_arrive(resources, source_url):
     """Snapshot the warehouse on Jan 10, and again on Jan 20: every flight that had departed
     by Jan 10 has exactly the same features in both (only labels may arrive later)."""
-    from mlops_platform.source_system import replay
     from mlops_platform_tests.helpers import ingest
+    from simulator.flights import replay
 
     warehouse = resources["warehouse"]
 
@@ -179,8 +179,8 @@ def test_incremental_build_equals_a_full_rebuild(resources, source_url):
     """Day by day, the feature asset rebuilds only what new loads can affect (new flights,
     late outcomes, new weather hours); the table it keeps equals one built from scratch."""
     from mlops_platform.features.assets import build_feature_asset
-    from mlops_platform.source_system import replay
     from mlops_platform_tests.helpers import QUIET, ingest
+    from simulator.flights import replay
 
     warehouse = resources["warehouse"]
     feature_asset = build_feature_asset(SPEC)

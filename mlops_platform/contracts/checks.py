@@ -8,10 +8,10 @@ and the failing ones quarantined either way, in one transaction).
 
 import dagster as dg
 
+from mlops_platform.clock import Clock
 from mlops_platform.contracts.classification import classified_columns
 from mlops_platform.contracts.rules import TableContract, contracts_of
 from mlops_platform.domains import Domain
-from mlops_platform.domains.schema import SqlSource
 from mlops_platform.ingestion.sources import LANDING_DATASET
 from mlops_platform.markdown import markdown_table
 from mlops_platform.privacy import mask_observed, mask_records
@@ -34,19 +34,10 @@ def failure_summary(table: str, rule_counts: dict[str, int], failures: list) -> 
     )
 
 
-def clock_resource(domain: Domain) -> str:
-    """The resource whose clock bounds event times (the domain's first SQL source)."""
-    for source in domain.sources.values():
-        if isinstance(source, SqlSource):
-            return source.resource
-    raise ValueError(f"domain {domain.name} declares no SQL source to read the clock from")
-
-
 def build_published_table(domain: Domain, contract: TableContract) -> dg.AssetsDefinition:
     key = dg.AssetKey(["raw", contract.table])
     references = sorted({table for table, _ in contract.references.values()})
     source_resource = domain.source_of(contract.table).resource
-    clock = clock_resource(domain)
 
     @dg.asset(
         key=key,
@@ -58,7 +49,7 @@ def build_published_table(domain: Domain, contract: TableContract) -> dg.AssetsD
         kinds={"python"},
         description=domain.tables[contract.table].description
         + " Published: only rows that passed the contract.",
-        required_resource_keys={"warehouse", source_resource, clock},
+        required_resource_keys={"warehouse", source_resource, "clock"},
         check_specs=[
             dg.AssetCheckSpec(
                 CHECK_NAME,
@@ -84,8 +75,10 @@ def build_published_table(domain: Domain, contract: TableContract) -> dg.AssetsD
         if contract.on_source_delete != "ignore":
             source = getattr(context.resources, source_resource)
             source_keys = source.table_keys(contract.table, contract.key)
-        now = getattr(context.resources, clock).clock().now
-        audit, done = audit_and_publish(warehouse, contract, now, context.run.run_id, source_keys)
+        clock: Clock = context.resources.clock
+        audit, done = audit_and_publish(
+            warehouse, contract, clock.now(), context.run.run_id, source_keys
+        )
         if not warehouse.table_exists("raw", contract.table):
             # Nothing published yet (e.g. the feed has no hour so far): no data to hand on.
             return dg.MaterializeResult(

@@ -49,10 +49,21 @@ class StackConfig:
     mlops_serving_port: int = 8080
     mlops_serving_1_port: int = 8081
     mlops_serving_2_port: int = 8082
+    #: The HTTP feed the stack ingests from (here the simulator's, a Procfile process).
+    mlops_feed_host: str = "127.0.0.1"
+    mlops_feed_port: int = 8765
 
     @property
     def mlflow_uri(self) -> str:
         return f"http://{self.mlops_mlflow_host}:{self.mlops_mlflow_port}"
+
+    @property
+    def feed_url(self) -> str:
+        """The stack's feed process; a declared feed URL variable that is set wins."""
+        configured = [os.environ[n] for n in feed_url_variables() if os.environ.get(n)]
+        return (
+            configured[0] if configured else f"http://{self.mlops_feed_host}:{self.mlops_feed_port}"
+        )
 
     @property
     def registry_readonly_uri(self) -> str:
@@ -81,6 +92,9 @@ class StackConfig:
             MLOPS_SIGNING_KEY=str(self.signing_key.resolve()),
             MLOPS_SIGNING_PUBLIC_KEY=str(self.signing_key.resolve().with_suffix(".pub")),
             MLOPS_PREDICTION_LOG_DIR=str(Path(self.mlops_data_dir) / "serving"),
+            # This stack replays history: its clock is the source's replay clock, so the daily
+            # cycle is the sensor that follows it (unset, production runs on the wall clock).
+            MLOPS_CLOCK_URL=os.environ.get("MLOPS_CLOCK_URL") or self.mlops_source_url,
             MLOPS_ALERT_WEBHOOK_URL=os.environ.get("MLOPS_ALERT_WEBHOOK_URL", ""),
             DO_NOT_TRACK="true",
             MLFLOW_DISABLE_TELEMETRY="true",
@@ -91,8 +105,8 @@ class StackConfig:
             OMP_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
         )
-        # The declared feeds' URLs pass through (empty: their local server on loopback).
-        env.update({name: os.environ.get(name, "") for name in feed_url_variables()})
+        # The declared feeds' URLs: as set, else the stack's own feed process.
+        env.update({name: os.environ.get(name) or self.feed_url for name in feed_url_variables()})
         return env
 
     def endpoints(self) -> dict[str, str]:

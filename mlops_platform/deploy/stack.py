@@ -1,6 +1,6 @@
 """`python -m mlops_platform.deploy.stack up|down|status`: the production stack on this machine.
 
-`up` creates what the stack needs (databases, the replay source, Dagster's instance tables),
+`up` creates what the stack needs (databases, Dagster's instance tables),
 writes the generated configuration, starts the Procfile with honcho in the background, waits
 for every endpoint to answer and prints where each is. `down` stops it (SIGTERM, then SIGKILL).
 """
@@ -17,8 +17,6 @@ from pathlib import Path
 
 from mlops_platform.deploy.config import PROCFILE, StackConfig, from_environment, write_files
 from mlops_platform.deploy.supervisor import http_ok, wait_until
-
-SOURCE_SCHEMA = "source_system"
 
 
 def _say(text: str) -> None:
@@ -46,24 +44,6 @@ def create_databases(config: StackConfig) -> None:
         engine.dispose()
 
 
-def create_source(config: StackConfig) -> None:
-    """The replay source system (the simulator beside the platform), once."""
-    import sqlalchemy as sa
-
-    from mlops_platform.source_system import replay
-
-    engine = sa.create_engine(config.mlops_warehouse_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{SOURCE_SCHEMA}"'))
-        ready = conn.execute(
-            sa.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = :s"),
-            {"s": SOURCE_SCHEMA},
-        ).scalar()
-    engine.dispose()
-    if not ready:
-        replay.create_source(config.mlops_source_url)
-
-
 def init_dagster_storage(config: StackConfig) -> None:
     """Create the instance tables once, before several processes would race to."""
     env = os.environ | config.environment()
@@ -80,12 +60,12 @@ def provision_signing_key(config: StackConfig) -> None:
         generate_key_pair(private)
 
 
-def prepare(config: StackConfig, source: bool = True) -> None:
+def prepare(config: StackConfig) -> None:
+    """Databases, generated files, the signing key and Dagster's tables. The source systems are
+    not the platform's: here the simulator provides them (`python -m simulator.stack up`)."""
     create_databases(config)
     write_files(config)
     provision_signing_key(config)
-    if source:
-        create_source(config)
     init_dagster_storage(config)
 
 
@@ -98,6 +78,7 @@ def healthy(config: StackConfig) -> dict[str, bool]:
         "serving replica 1": http_ok(f"{base}:{config.mlops_serving_1_port}/v2/health/live"),
         "serving replica 2": http_ok(f"{base}:{config.mlops_serving_2_port}/v2/health/live"),
         "nginx": http_ok(f"{base}:{config.mlops_serving_port}/nginx-health"),
+        "feed": http_ok(f"{config.feed_url}/health"),
     }
 
 

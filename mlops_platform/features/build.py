@@ -135,7 +135,12 @@ def features_from_warehouse(
         table: warehouse.read_table("raw", table, where=input_where(domain, table, since))
         for table in domain.feature_inputs
     }
-    return build_feature_table(tables, spec)
+    table = build_feature_table(tables, spec)
+    if since is not None:
+        # Inputs are read from before `since` (a look-back), but only rows from `since` on are
+        # rebuilt: an earlier row built here would lack its own look-back.
+        table = table[table[EVENT_DATE] >= pd.Timestamp(since)].reset_index(drop=True)
+    return table
 
 
 def label_of(base: pd.DataFrame, spec: ModelSpec) -> pd.Series:

@@ -13,7 +13,7 @@ import datetime as dt
 
 import pandas as pd
 
-from mlops_platform.warehouse.base import Transaction, Warehouse
+from mlops_platform.warehouse.base import Transaction, WarehouseStore
 
 STATE_SCHEMA = "ingest"
 CURSORS = "cursors"
@@ -48,14 +48,14 @@ def ensure_state(tx: Transaction) -> None:
         tx.execute(statement)
 
 
-def read_cursors(warehouse: Warehouse) -> dict[str, dt.datetime | None]:
+def read_cursors(warehouse: WarehouseStore) -> dict[str, dt.datetime | None]:
     if not warehouse.table_exists(STATE_SCHEMA, CURSORS):
         return {}
     found = warehouse.query(f"SELECT table_name, value FROM {STATE_SCHEMA}.{CURSORS}")
     return {row.table_name: naive(row.value) for row in found.itertuples()}
 
 
-def cursor_log(warehouse: Warehouse) -> pd.DataFrame:
+def cursor_log(warehouse: WarehouseStore) -> pd.DataFrame:
     if not warehouse.table_exists(STATE_SCHEMA, CURSORS):
         return pd.DataFrame(columns=["table_name", "cursor_column", "value", "moved_at", "note"])
     return warehouse.query(f"SELECT * FROM {STATE_SCHEMA}.{CURSORS} ORDER BY table_name")
@@ -72,7 +72,7 @@ def store_cursor(
 
 
 def rewind_cursor(
-    warehouse: Warehouse, table: str, column: str, value: dt.datetime | None
+    warehouse: WarehouseStore, table: str, column: str, value: dt.datetime | None
 ) -> dt.datetime | None:
     """Set a table's cursor (None: read everything again); returns the previous value."""
     previous = read_cursors(warehouse).get(table)

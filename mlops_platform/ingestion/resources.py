@@ -35,11 +35,6 @@ class SourceDatabase(dg.ConfigurableResource):
             raise ValueError("a source database needs a URL or a default file")
         return default_source_url(self.default_file)
 
-    def clock(self):
-        from mlops_platform.source_system.replay import read_clock
-
-        return read_clock(self.database_url)
-
     def table_keys(self, table: str, columns: list[str]):
         """Every key of a source table (to find rows deleted at the source)."""
         import pandas as pd
@@ -52,11 +47,6 @@ class SourceDatabase(dg.ConfigurableResource):
                 return pd.read_sql_query(sa.text(f"SELECT {names} FROM {table}"), conn)
         finally:
             engine.dispose()
-
-    def advance(self, days: float):
-        from mlops_platform.source_system.replay import advance
-
-        return advance(self.database_url, days)
 
 
 class SourceFeed(dg.ConfigurableResource):

@@ -1,9 +1,10 @@
-"""The daily cycle in replay-clock order: one `daily_<spec>` run per replay day.
+"""The daily cycle: one `daily_<spec>` run per day of the clock, for the day before.
 
-Wall-clock schedules cannot follow the replay clock, so a sensor does: each tick it reads the
-source's clock and, once a day, starts `daily_<spec>` for the day before. That run does the day
-in asset-graph order — ingest (contracts block what follows), features, score, monitor — so the
-order is Dagster's, not the sensor's. What to ask for is plain logic, tested without Dagster.
+In production a cron schedule on the wall clock starts it; a replay clock does not pass by
+itself, so locally a sensor reads the `clock` resource each tick and, once a day, starts
+`daily_<spec>` for the day before (cycle_sensor.py). That run does the day in asset-graph
+order — ingest (contracts block what follows), features, score, monitor — so the order is
+Dagster's, not the trigger's. What to ask for is plain logic, tested without Dagster.
 """
 
 from __future__ import annotations

@@ -179,9 +179,9 @@ def flush(warehouse, registry=None) -> int:
 
 def _protect(warehouse) -> None:
     """On PostgreSQL, refuse UPDATE, DELETE and TRUNCATE of the audit table (a trigger)."""
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse import PostgresStore
 
-    if not isinstance(warehouse, PostgresWarehouse):
+    if not isinstance(warehouse, PostgresStore):
         return
     table = f"{AUDIT_SCHEMA}.{AUDIT_TABLE}"
     found = warehouse.query(

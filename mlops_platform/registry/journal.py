@@ -52,9 +52,9 @@ def governance_lock(model: str, warehouse=None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _server_lock(model: str, warehouse) -> Iterator[None]:
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse import PostgresStore
 
-    if not isinstance(warehouse, PostgresWarehouse):
+    if not isinstance(warehouse, PostgresStore):
         yield
         return
     import sqlalchemy as sa

@@ -1,16 +1,18 @@
 """The retention job and its daily schedule (the logic is in `policy`)."""
 
-import datetime as dt
 from pathlib import Path
 
 import dagster as dg
 
+from mlops_platform.clock import Clock
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 
 @dg.op(pool=WAREHOUSE_POOL)
-def apply_retention(context: dg.OpExecutionContext, warehouse: Warehouse) -> dg.Output:
+def apply_retention(
+    context: dg.OpExecutionContext, warehouse: Warehouse, clock: Clock
+) -> dg.Output:
     """Delete what is past its retention (logs, quarantined rows, reports); merge closed days."""
     from mlops_platform.retention.policy import (
         RetentionSettings,
@@ -22,7 +24,7 @@ def apply_retention(context: dg.OpExecutionContext, warehouse: Warehouse) -> dg.
     from mlops_platform.settings import data_dir
 
     settings = RetentionSettings()
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = clock.now()  # replayed time locally: retention follows the data's days
     log_dir = Path(ServingSettings().log_dir)
     summary: dict = {}
     for name, days in (

@@ -122,10 +122,12 @@ class FastScorer:
         ordinal = encode.named_transformers_["categories"]
         self.spec = spec
         self.categorical = list(spec.features.categorical)
+        # With no categorical features the encoder is never fitted (nothing to learn).
+        fitted = ordinal.categories_ if self.categorical else []
         self.numeric = list(spec.features.numeric)
         self.maps = {
             column: {str(value): float(code) for code, value in enumerate(categories)}
-            for column, categories in zip(self.categorical, ordinal.categories_, strict=True)
+            for column, categories in zip(self.categorical, fitted, strict=True)
         }
         self.order = list(encode.get_feature_names_out())
         if sorted(self.order) != sorted(spec.features.columns):

@@ -1,4 +1,5 @@
-"""The interface every warehouse implementation offers."""
+"""The interface every warehouse implementation offers, as plain Python (no Dagster): the
+serving API and the CLI use it as is; `warehouse/resources.py` makes Dagster resources of it."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from mlops_platform.settings import data_dir
 
@@ -19,7 +19,7 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Warehouse(dg.ConfigurableResource):
+class WarehouseStore(BaseModel):
     """Tables in named schemas (`raw`, `quarantine`, ...), read and written as DataFrames."""
 
     pipelines_dir: str = Field(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, PrivateAttr
 
 from mlops_platform.settings import data_dir
-from mlops_platform.warehouse.base import Transaction, Warehouse, quote
+from mlops_platform.warehouse.base import Transaction, WarehouseStore, quote
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,7 +24,7 @@ def _to_duckdb_params(sql: str, params: dict | None) -> tuple[str, dict]:
     return re.sub(r"(?<!:):([A-Za-z_]\w*)", r"$\1", sql), params
 
 
-class DuckDBWarehouse(Warehouse):
+class DuckDBStore(WarehouseStore):
     """Warehouse in a DuckDB file (default `<data dir>/warehouse.duckdb`)."""
 
     loader_file_format: ClassVar[str] = "parquet"
@@ -43,7 +43,8 @@ class DuckDBWarehouse(Warehouse):
     def database_path(self) -> str:
         return self.path or str(data_dir() / "warehouse.duckdb")
 
-    def setup_for_execution(self, context) -> None:
+    def anchor(self) -> None:
+        """Hold a connection open until `release` (a Dagster step does, see resources.py)."""
         from mlops_platform.reliability import is_lock_conflict
 
         try:
@@ -54,7 +55,7 @@ class DuckDBWarehouse(Warehouse):
             if not is_lock_conflict(exc):
                 raise
 
-    def teardown_after_execution(self, context) -> None:
+    def release(self) -> None:
         if self._anchor is not None:
             self._anchor.close()
             self._anchor = None

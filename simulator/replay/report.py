@@ -1,8 +1,10 @@
 """What a replay did, month by month, read back from where the platform keeps it.
 
 Scores come from `scores.<spec>` (each row carries the version that was live when it was
-scored), labels from `features.<spec>`, drift from the `drift_report/<spec>` materializations,
-and retrains from the `train_<spec>` runs, their gate check and their promotion. The static
+scored), labels from `features.<spec>`, drift from the `drift_report/<spec>` materializations
+(`instance.fetch_materializations`), retrains from the `train_<spec>` run records and their
+tags, each one's gate verdict from its version's tags in MLflow, and its promotion from the
+audit log. The static
 model is the first champion ever promoted (the bootstrap model), scored on the same flights.
 Nothing here is computed during the replay, so the report can be rebuilt at any time.
 """
@@ -100,35 +102,34 @@ def drift_by_day(instance: dg.DagsterInstance, spec: ModelSpec) -> pd.DataFrame:
     )
 
 
-def retrains(instance: dg.DagsterInstance, spec: ModelSpec) -> list[Retrain]:
-    """Every retraining run the sensor started, with its gate result and whether it promoted."""
+def retrains(
+    instance: dg.DagsterInstance, warehouse: Warehouse, registry: ModelRegistry, spec: ModelSpec
+) -> list[Retrain]:
+    """Every retraining run the sensor started (Dagster run records and their tags), with its
+    gate verdict (the tags the gate wrote on the version it trained, in MLflow) and whether it
+    promoted (the audit log)."""
+    versions = {}
+    for mv in registry.client.search_model_versions(f"name = '{spec.name}'"):
+        if run_id := (mv.tags or {}).get("dagster_run_id"):
+            versions[run_id] = (str(mv.version), mv.tags)
+    log = audit_log(warehouse, spec.name)
+    promotions = log[(log["alias"] == CHAMPION) & log["to_version"].notna()]
     found = []
-    runs = instance.get_runs(filters=dg.RunsFilter(job_name=f"train_{spec.name}"))
-    for run in reversed(runs):  # oldest first
+    records = instance.get_run_records(filters=dg.RunsFilter(job_name=f"train_{spec.name}"))
+    for record in reversed(records):  # oldest first
+        run = record.dagster_run
         if "mlops/trigger" not in run.tags:
             continue
-        gate, promoted, version, metric = None, False, "", None
-        failed = ""
-        wanted = {
-            dg.DagsterEventType.ASSET_CHECK_EVALUATION,
-            dg.DagsterEventType.ASSET_MATERIALIZATION,
-        }
-        for entry in instance.all_logs(run.run_id, of_type=wanted):
-            event = entry.dagster_event
-            if event is None:
-                continue
-            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-                evaluation = event.event_specific_data
-                meta = {k: v.value for k, v in evaluation.metadata.items()}
-                gate = bool(evaluation.passed)
-                version = str(meta.get("version", ""))
-                failed = str(meta.get("failed_checks", "") or "")
-                metric = meta.get(f"holdout_{spec.gate.primary_metric}")
-            elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-                m = event.event_specific_data.materialization
-                if m.asset_key.path[0] == "registry":
-                    meta = {k: v.value for k, v in m.metadata.items()}
-                    promoted = int(meta.get("alias_changes", 0) or 0) > 0
+        version, tags = versions.get(run.run_id, ("", {}))
+        gate = {"true": True, "false": False}.get(tags.get("gate_passed", ""))
+        summary = json.loads(tags.get("gate_summary") or "{}")
+        metric = (summary.get("metrics") or {}).get(spec.gate.primary_metric)
+        promoted = bool(
+            version
+            and (
+                (promotions["to_version"] == version) & (promotions["dagster_run_id"] == run.run_id)
+            ).any()
+        )
         found.append(
             Retrain(
                 run.tags.get("mlops/monitored_day", ""),
@@ -137,7 +138,7 @@ def retrains(instance: dg.DagsterInstance, spec: ModelSpec) -> list[Retrain]:
                 run.run_id,
                 version,
                 gate,
-                failed,
+                ", ".join(summary.get("failed_checks") or []),
                 promoted,
                 float(metric) if metric is not None else None,
             )
@@ -230,7 +231,11 @@ def build_report(
 ) -> Report:
     flights = scored_flights(warehouse, registry, spec, start, end)
     drift = drift_by_day(instance, spec)
-    found = [r for r in retrains(instance, spec) if str(start) <= r.monitored_day <= str(end)]
+    found = [
+        r
+        for r in retrains(instance, warehouse, registry, spec)
+        if str(start) <= r.monitored_day <= str(end)
+    ]
     daily_rows = []
     for day, group in flights.groupby("day"):
         daily_rows.append(

@@ -19,8 +19,8 @@ import json
 import sqlalchemy as sa
 
 from mlops_platform.http_server import BackgroundServer
-from mlops_platform.source_system import tables
-from mlops_platform.source_system.replay import read_clock
+from simulator.flights import tables
+from simulator.flights.replay import read_clock
 
 MAX_LIMIT = 5000
 

@@ -49,34 +49,45 @@ class Day:
 
 
 def summarise(result, job: str, seconds: float, partition, tags) -> RunSummary:
+    """What a run did, through the public API of `execute_in_process`'s result."""
     summary = RunSummary(job, result.run_id, result.success, seconds, partition, dict(tags))
-    for event in result.all_events:
-        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            materialization = event.event_specific_data.materialization
-            summary.materializations[materialization.asset_key.to_user_string()] = {
-                k: v.value for k, v in materialization.metadata.items()
-            }
-        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
-            summary.checks[evaluation.asset_key.to_user_string()] = evaluation
-        elif event.event_type == dg.DagsterEventType.STEP_FAILURE and not summary.error:
-            error = event.event_specific_data.error
-            while error.cause is not None:  # the user code's own exception, not the wrapper
-                error = error.cause
-            summary.error = f"{event.step_key}: {error.message.strip()}"
+    for event in result.get_asset_materialization_events():
+        materialization = event.asset_materialization
+        summary.materializations[materialization.asset_key.to_user_string()] = {
+            k: v.value for k, v in materialization.metadata.items()
+        }
+    for evaluation in result.get_asset_check_evaluations():
+        summary.checks[evaluation.asset_key.to_user_string()] = evaluation
+    for event in result.get_step_failure_events()[:1]:
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:  # the user code's own exception
+            error = error.cause
+        summary.error = f"{event.step_key}: {error.message.strip() if error else 'failed'}"
     return summary
 
 
 class Driver:
-    """Ticks sensors and executes what they request, on `instance`, with `defs`."""
+    """Ticks sensors and executes what they request, on `instance`, with `defs`; `source_url`
+    is the flight-ops database whose replay clock it moves."""
 
-    def __init__(self, instance: dg.DagsterInstance, defs: dg.Definitions, source, specs):
+    def __init__(self, instance: dg.DagsterInstance, defs: dg.Definitions, source_url: str, specs):
         self.instance = instance
         self.defs = defs
-        self.source = source
+        self.source_url = source_url
         self.specs = list(specs)
         self.cursors: dict[str, str | None] = {}
-        self.resources = defs.get_repository_def().get_top_level_resources()
+        self.resources = dict(defs.resources or {})
+
+    # -- the replay clock ----------------------------------------------------------------------
+    def now(self) -> dt.datetime:
+        from simulator.flights.replay import read_clock
+
+        return read_clock(self.source_url).now
+
+    def advance(self, days: float):
+        from simulator.flights.replay import advance
+
+        return advance(self.source_url, days)
 
     # -- one run ------------------------------------------------------------------------------
     def execute(
@@ -96,7 +107,7 @@ class Driver:
         if not run_key:
             return False
         return bool(
-            self.instance.get_run_ids(
+            self.instance.get_run_records(
                 filters=dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1
             )
         )
@@ -129,7 +140,7 @@ class Driver:
     # -- one replay day -----------------------------------------------------------------------
     def run_day(self) -> Day:
         """Advance the clock one day and run what the sensors ask for, in order."""
-        day = Day(self.source.advance(1).now.date())
+        day = Day(self.advance(1).now.date())
         for spec in self.specs:
             cycle = self.defs.resolve_sensor_def(f"daily_cycle_{spec.name}")
             # The sensor retries a failed day and gives up after 3 attempts (its rule), so this

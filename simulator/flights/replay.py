@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from mlops_platform.source_system import tables
-from mlops_platform.source_system.nycflights import read_table
 from mlops_platform.warehouse.pgcopy import copy_frame
+from simulator.flights import tables
+from simulator.flights.nycflights import read_table
 
 YEAR_START = dt.datetime(2013, 1, 1)
 FLIGHT_COLUMNS = [c.name for c in tables.replay_schedule.columns if c.name in tables.flights.c]
@@ -120,12 +120,12 @@ def read_clock(url: str) -> ClockState:
         with engine.connect() as conn:
             row = conn.execute(sa.select(tables.replay_clock)).one_or_none()
     except sa.exc.OperationalError as exc:
-        raise RuntimeError(f"no flight-ops database at {url}: run `mlops source init`") from exc
+        raise RuntimeError(f"no flight-ops database at {url}: run `simulator source init`") from exc
     finally:
         engine.dispose()
     if row is None:
         raise RuntimeError(
-            f"the flight-ops database at {url} has no clock: run `mlops source init`"
+            f"the flight-ops database at {url} has no clock: run `simulator source init`"
         )
     return ClockState(now=row.now, released_through=_as_date(row.released_through))
 

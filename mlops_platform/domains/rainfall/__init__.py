@@ -1,0 +1,1 @@
+"""The rainfall domain: NOAA daily weather at Bellevue, Nebraska (declaration, spec, features)."""

@@ -1,0 +1,59 @@
+"""The monitoring package's definitions, per spec: the drift report and the performance on late
+labels with their `monitor_<spec>` job; the retraining sensor; and the daily cycle, the
+`daily_<spec>` job (ingest, features, score, monitor one day) with its trigger: a schedule on
+the wall clock or a sensor on the replay clock (`trigger`, chosen by the profile)."""
+
+from collections.abc import Sequence
+from typing import Literal
+
+import dagster as dg
+
+from mlops_platform.domains import domain_for
+from mlops_platform.ingestion.assets import ingestion_selection
+from mlops_platform.monitoring.assets import build_monitoring_assets
+from mlops_platform.monitoring.cycle_sensor import build_cycle_schedule, build_cycle_sensor
+from mlops_platform.monitoring.sensors import build_retrain_sensor
+from mlops_platform.scoring.assets import DAILY
+from mlops_platform.specs import ModelSpec
+
+
+def daily_job(spec: ModelSpec, monitoring: Sequence[dg.AssetsDefinition]):
+    """One day for `spec`, in asset-graph order: ingest (with the blocking contracts), features,
+    then score and monitor the partition's day."""
+    return dg.define_asset_job(
+        f"daily_{spec.name}",
+        selection=ingestion_selection(domain_for(spec))
+        | dg.AssetSelection.assets(
+            dg.AssetKey(["features", spec.name]), dg.AssetKey(["scores", spec.name])
+        )
+        | dg.AssetSelection.assets(*monitoring),
+        partitions_def=DAILY,
+        description=f"One day for {spec.name}, in asset-graph order: ingest (with the blocking "
+        "contracts), features, then score and monitor the partition's day. The "
+        f"daily_cycle_{spec.name} trigger runs it for yesterday.",
+    )
+
+
+def build_defs(
+    specs: Sequence[ModelSpec], trigger: Literal["schedule", "sensor"] = "sensor"
+) -> dg.Definitions:
+    assets, jobs, sensors, schedules = [], [], [], []
+    for spec in specs:
+        monitoring = build_monitoring_assets(spec)
+        assets += monitoring
+        daily = daily_job(spec, monitoring)
+        jobs += [
+            dg.define_asset_job(
+                f"monitor_{spec.name}",
+                selection=dg.AssetSelection.assets(*monitoring),
+                partitions_def=DAILY,
+                description=f"Drift report and performance on late labels for {spec.name}.",
+            ),
+            daily,
+        ]
+        sensors.append(build_retrain_sensor(spec))
+        if trigger == "schedule":
+            schedules.append(build_cycle_schedule(spec, daily))
+        else:
+            sensors.append(build_cycle_sensor(spec, daily))
+    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)

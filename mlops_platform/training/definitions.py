@@ -1,0 +1,23 @@
+"""The training package's definitions: `models/<spec>` (a new challenger version) and the
+`train_<spec>` job that runs the spec's group: features -> train -> gate -> promotion."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from mlops_platform.specs import ModelSpec
+from mlops_platform.training.assets import build_model_asset
+
+
+def build_defs(specs: Sequence[ModelSpec]) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[build_model_asset(spec) for spec in specs],
+        jobs=[
+            dg.define_asset_job(
+                f"train_{spec.name}",
+                selection=dg.AssetSelection.groups(spec.name),
+                description=f"Features -> train -> evaluation gate -> promotion for {spec.name}.",
+            )
+            for spec in specs
+        ],
+    )
