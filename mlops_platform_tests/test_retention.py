@@ -71,3 +71,33 @@ def test_retention_job_applies_every_setting(tmp_path, monkeypatch):
     assert not old_report.exists() and new_report.exists()
     assert [p.name for p in (tmp_path / "serving" / "predictions").iterdir()] == [f"date={today}"]
     assert expired_reports(tmp_path / "reports", 7, dt.datetime.now()) == []
+
+
+def test_retention_counts_days_on_the_platform_clock(tmp_path, monkeypatch):
+    """With a clock table 30 days ahead of the wall clock (a replay), rows quarantined 20
+    days ago and today are both past a 10-day retention: the job reads time from the clock."""
+    import sqlalchemy as sa
+
+    from mlops_platform.clock import TableClock
+
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MLOPS_PREDICTION_LOG_DIR", str(tmp_path / "serving"))
+    monkeypatch.setenv("MLOPS_RETENTION_QUARANTINE_DAYS", "10")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    url = f"sqlite:///{tmp_path / 'clock.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE replay_clock (now TIMESTAMP)"))
+        conn.execute(
+            sa.text("INSERT INTO replay_clock VALUES (:t)"), {"t": now + dt.timedelta(days=30)}
+        )
+    engine.dispose()
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    warehouse.append(
+        "quarantine",
+        "flights",
+        pd.DataFrame({"flight": [1, 2], "_quarantined_at": [now - dt.timedelta(days=20), now]}),
+    )
+    resources = {"warehouse": warehouse, "clock": TableClock(url=url)}
+    assert retention.execute_in_process(resources=resources).success
+    assert warehouse.read_table("quarantine", "flights").empty

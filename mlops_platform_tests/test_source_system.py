@@ -95,3 +95,48 @@ def test_bulk_insert_keeps_nulls(source_url):
         (None,)
     ]
     assert source_query(source_url, "SELECT count(*) FROM planes WHERE speed IS NULL")[0][0] > 0
+
+
+def test_the_platform_reads_the_replay_clock_through_its_clock_table(source_url):
+    """The platform's `TableClock` knows only a table with a `now` column: it sees the replay
+    clock move, as the simulator moves it."""
+    from mlops_platform.clock import TableClock
+
+    clock = TableClock(url=source_url)
+    assert clock.now() == dt.datetime(2013, 1, 1)
+    replay.advance(source_url, 1.5)
+    assert clock.now() == dt.datetime(2013, 1, 2, 12) == replay.read_clock(source_url).now
+    assert not clock.follows_wall_time
+
+
+@pytest.mark.parametrize(
+    ("setup", "table", "error", "message"),
+    [
+        ("", "replay_clock", "ClockUnavailable", "no clock table 'replay_clock'"),
+        ("CREATE TABLE t (now TIMESTAMP)", "t", "ClockUnavailable", "has no time yet"),
+        ("", "t; DROP TABLE x", "ValueError", "plain SQL identifier"),
+    ],
+)
+def test_a_clock_that_cannot_be_read_says_which_and_why(tmp_path, setup, table, error, message):
+    import sqlalchemy as sa
+
+    from mlops_platform import clock
+
+    url = f"sqlite:///{tmp_path / 'clock.sqlite'}"
+    if setup:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(setup))
+        engine.dispose()
+    exception = getattr(clock, error, None) or ValueError
+    with pytest.raises(exception, match=message):
+        clock.TableClock(url=url, table=table).now()
+
+
+def test_the_wall_clock_is_utc_and_passes_by_itself():
+    from mlops_platform.clock import WallClock
+
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = WallClock().now()
+    assert now.tzinfo is None and before <= now <= dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    assert WallClock().follows_wall_time

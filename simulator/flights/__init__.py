@@ -1,2 +1,4 @@
-"""The operational source system we ingest from: an airline-ops database with a replay clock,
-and an hourly weather feed served over HTTP. Plain Python, no Dagster."""
+"""The flight-ops simulator: an airline-ops database replaying 2013 on its own clock
+(replay.py, tables.py, nycflights.py) and an hourly weather feed over HTTP (weather_feed.py),
+all plain Python; plus what wires them to the platform in Dagster: the replay weather feed
+resource (resources.py) and the `advance_clock` job (jobs.py)."""

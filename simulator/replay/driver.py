@@ -49,17 +49,19 @@ class Day:
 
 
 def summarise(result, job: str, seconds: float, partition, tags) -> RunSummary:
-    """What a run did, through the public API of `execute_in_process`'s result."""
+    """What a run did, through the documented accessors of `execute_in_process`'s result."""
     summary = RunSummary(job, result.run_id, result.success, seconds, partition, dict(tags))
-    for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
-        summary.materializations[materialization.asset_key.to_user_string()] = {
-            k: v.value for k, v in materialization.metadata.items()
-        }
+    nodes = dict.fromkeys(e.node_name for e in result.get_asset_materialization_events())
+    for node in nodes:
+        for materialization in result.asset_materializations_for_node(node):
+            summary.materializations[materialization.asset_key.to_user_string()] = {
+                k: v.value for k, v in materialization.metadata.items()
+            }
     for evaluation in result.get_asset_check_evaluations():
         summary.checks[evaluation.asset_key.to_user_string()] = evaluation
     for event in result.get_step_failure_events()[:1]:
-        error = event.step_failure_data.error
+        failure = result.failure_data_for_node(event.node_name)
+        error = failure.error if failure else None
         while error is not None and error.cause is not None:  # the user code's own exception
             error = error.cause
         summary.error = f"{event.step_key}: {error.message.strip() if error else 'failed'}"
