@@ -85,7 +85,7 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
     failed = [r for r in cycle_runs if r.status == dg.DagsterRunStatus.FAILURE]
     assert [r.tags["mlops/cycle_day"] for r in failed] == ["2013-02-12"]
     scored = warehouse.query(
-        f"SELECT DISTINCT CAST(flight_date AS DATE) AS d FROM scores.{SPEC.name} ORDER BY d"
+        f"SELECT DISTINCT CAST(event_date AS DATE) AS d FROM scores.{SPEC.name} ORDER BY d"
     )["d"]
     assert [d.strftime("%Y-%m-%d") for d in scored] == [f"2013-02-{d}" for d in range(10, 17)]
 
@@ -149,7 +149,7 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
 
     day = dt.date(2013, 2, 15)
     served = warehouse.read_table(
-        "features", SPEC.name, where=f"CAST(flight_date AS DATE) = DATE '{day}'"
+        "features", SPEC.name, where=f"CAST(event_date AS DATE) = DATE '{day}'"
     ).head(300)
     log = PartitionedLog(data_dir / "serving" / "predictions", prediction_schema(SPEC))
     n = len(served)

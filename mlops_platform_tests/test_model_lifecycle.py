@@ -298,7 +298,7 @@ def test_batch_scores_are_daily_partitions_replaced_on_rerun(env):
         assert sorted(e.partition for e in events) == ["2013-02-07", "2013-02-08"]
         assert events[0].materialization.metadata["days"].value == 2
     table = env["warehouse"].query(
-        "SELECT CAST(flight_date AS DATE) AS day, count(*) AS n, "
+        "SELECT CAST(event_date AS DATE) AS day, count(*) AS n, "
         "count(DISTINCT (carrier, flight, origin)) AS k, min(model_version) AS v, "
         "max(model_version) AS w, avg(score) AS s FROM scores.flight_delay GROUP BY 1 ORDER BY 1"
     )

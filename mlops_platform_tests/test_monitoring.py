@@ -80,7 +80,7 @@ def features(golden_features):
 
 
 def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):
-    january = features[features["flight_date"] < "2013-02-01"]
+    january = features[features["event_date"] < "2013-02-01"]
     first, second = january.iloc[::2], january.iloc[1::2]
     calm = compute_drift(first, second, SPEC)
     assert calm.share < SPEC.drift.share_threshold and not calm.detected(SPEC)

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlops_platform.features.build import LABEL, build_feature_table, features_from_warehouse
+from mlops_platform.features.build import build_feature_table, features_from_warehouse
 from mlops_platform.features.functions import WEATHER_COLUMNS as WEATHER_MEASURES
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
+from mlops_platform.model.split import split_by_time
 from mlops_platform.specs import SPEC_DIR, load_spec
-from mlops_platform.training.train import split_by_time
 
 SPEC = load_spec("flight_delay")
 
@@ -141,7 +142,7 @@ def test_features_do_not_change_when_later_rows_arrive(resources, source_url):
     assert ingest(resources).success
     late = snapshot()
 
-    departed = early[early["sched_dep_at"] < pd.Timestamp("2013-01-10")]
+    departed = early[early[EVENT_AT] < pd.Timestamp("2013-01-10")]
     key = ["year", "month", "day", "carrier", "flight", "origin"]
     merged = departed.merge(late, on=key, suffixes=("_early", "_late"))
     assert len(merged) == len(departed) > 7000
@@ -158,12 +159,12 @@ def test_split_is_by_time_and_uses_labelled_rows_only():
     dates = pd.date_range("2013-01-01", "2013-03-31", freq="D").repeat(40)
     table = pd.DataFrame(
         {
-            "flight_date": dates,
+            EVENT_DATE: dates,
             LABEL: np.where(dates > pd.Timestamp("2013-03-25"), np.nan, 1.0),
         }
     )
     train, holdout, split = split_by_time(table, SPEC)
-    assert train["flight_date"].max() < holdout["flight_date"].min()
+    assert train[EVENT_DATE].max() < holdout[EVENT_DATE].min()
     assert holdout[LABEL].notna().all() and train[LABEL].notna().all()
     assert split.holdout_end == dt.date(2013, 3, 24)  # last labelled day (25th) is partial
     assert (split.holdout_end - split.holdout_start).days == SPEC.holdout_days - 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlops_platform.evaluation.gate import GateResult
+from mlops_platform.model.version import VersionRecord
 from mlops_platform.specs import ModelSpec
 
 
@@ -55,8 +56,11 @@ def gate_report(spec: ModelSpec, result: GateResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_card(spec: ModelSpec, version: str, tags: dict[str, str], result: GateResult) -> str:
+def model_card(
+    spec: ModelSpec, version: str, record: VersionRecord, result: GateResult, artifact_sha256: str
+) -> str:
     """Intended use, data window, metrics, slices, limitations, and lineage of one version."""
+    split = record.split
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in result.challenger.metrics.items())
     slices = "\n".join(
         f"| {k} | {result.challenger.slice_rows[k]} | {v:.4f} |"
@@ -73,10 +77,10 @@ Task: {spec.task}; target: `{spec.target.column}`{
 prediction point: {spec.prediction_point}.
 
 ## Data
-- training window: {tags.get("window.train_start")} .. {tags.get("window.train_end")}
-  ({tags.get("train_rows")} labelled flights)
-- held-out window: {tags.get("window.holdout_start")} .. {tags.get("window.holdout_end")}
-  ({result.challenger.rows} flights)
+- training window: {split.train_start} .. {split.train_end}
+  ({record.train_rows} labelled rows)
+- held-out window: {split.holdout_start} .. {split.holdout_end}
+  ({result.challenger.rows} rows)
 - features: {", ".join(spec.features.columns)}
 
 ## Metrics (held-out window)
@@ -100,7 +104,7 @@ prediction point: {spec.prediction_point}.
 - Flights that were cancelled or diverted have no arrival delay and are not in the training set.
 
 ## Lineage
-training data digest `{tags.get("data_digest")}` → MLflow run `{tags.get("mlflow_run_id")}` →
-model `{spec.name}` version {version} (artifact SHA-256 `{tags.get("artifact_sha256")}`) ←
-Dagster run `{tags.get("dagster_run_id")}`, code `{tags.get("code_version")}`.
+training data digest `{record.data_digest}` → MLflow run `{record.mlflow_run_id}` →
+model `{spec.name}` version {version} (artifact SHA-256 `{artifact_sha256}`) ←
+Dagster run `{record.dagster_run_id}`, code `{record.code_version}`.
 """

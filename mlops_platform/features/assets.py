@@ -31,8 +31,9 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     def feature_table(
         context: dg.AssetExecutionContext, config: FeatureConfig, warehouse: Warehouse
     ):
-        from mlops_platform.features.build import LABEL, features_from_warehouse
+        from mlops_platform.features.build import features_from_warehouse
         from mlops_platform.features.incremental import definition_digest, plan_build
+        from mlops_platform.model.columns import EVENT_DATE, LABEL
 
         event = context.instance.get_latest_materialization_event(context.asset_key)
         previous = None
@@ -50,12 +51,12 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                     "features",
                     spec.name,
                     table,
-                    where=f"CAST(flight_date AS DATE) >= DATE '{plan.since}'",
+                    where=f"CAST({EVENT_DATE} AS DATE) >= DATE '{plan.since}'",
                 )
             rebuilt = len(table)
         summary = warehouse.query(
             f"SELECT count(*) AS n, count({LABEL}) AS labelled, avg({LABEL}) AS label_rate, "
-            "min(flight_date) AS first, max(flight_date) AS last "
+            f"min({EVENT_DATE}) AS first, max({EVENT_DATE}) AS last "
             f"FROM features.{spec.name}"
         ).iloc[0]
         return dg.MaterializeResult(

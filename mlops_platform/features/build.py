@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from mlops_platform.features.functions import FEATURE_FUNCTIONS
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
 from mlops_platform.specs import ModelSpec
 
 if TYPE_CHECKING:
     from mlops_platform.warehouse import Warehouse
 
 KEY = ["year", "month", "day", "carrier", "flight", "origin"]
-LABEL = "label"
 #: SQL for a raw flight's (local) date, in both warehouses' dialects.
 FLIGHT_DATE_SQL = "make_date(CAST(year AS INTEGER), CAST(month AS INTEGER), CAST(day AS INTEGER))"
 
@@ -74,7 +74,10 @@ def build_feature_table(
         if column not in KEY:
             table[column] = features[column]
     table[LABEL] = label_of(flights, spec)
-    return table.sort_values(["sched_dep_at", "carrier", "flight"]).reset_index(drop=True)
+    table = table.sort_values(["sched_dep_at", "carrier", "flight"]).reset_index(drop=True)
+    # ADAPTER (model helper, until the domain helper's features produce them): the feature
+    # table's contract names (`model/columns.py`).
+    return table.rename(columns={"flight_date": EVENT_DATE, "sched_dep_at": EVENT_AT})
 
 
 def features_from_warehouse(

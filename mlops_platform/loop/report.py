@@ -18,13 +18,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from mlops_platform.evaluation.gate import score
-from mlops_platform.features.build import KEY, LABEL
+from mlops_platform.domains import domain_for
 from mlops_platform.markdown import markdown_table
+from mlops_platform.model import tags as t
+from mlops_platform.model.columns import EVENT_DATE, LABEL, MODEL_VERSION, SCORE
+from mlops_platform.model.metrics import compute_metrics
+from mlops_platform.model.predict import predict
 from mlops_platform.registry.promotion import audit_log
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
-from mlops_platform.training.train import predict
 from mlops_platform.warehouse import Warehouse
 
 
@@ -45,7 +47,7 @@ def _metric(spec: ModelSpec, frame: pd.DataFrame, column: str) -> float:
     labelled = frame[frame[LABEL].notna()]
     if len(labelled) < 50 or (spec.task == "classification" and labelled[LABEL].nunique() < 2):
         return float("nan")
-    return score(spec, labelled[LABEL].to_numpy(), labelled[column].to_numpy())[
+    return compute_metrics(spec, labelled[LABEL].to_numpy(), labelled[column].to_numpy())[
         spec.gate.primary_metric
     ]
 
@@ -62,17 +64,18 @@ def scored_flights(
 ) -> pd.DataFrame:
     """Every scored flight from `start` to `end` with its label, the live score, and the score
     the static model gives it."""
-    window = f"CAST(flight_date AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
+    window = f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
     scores = warehouse.read_table("scores", spec.name, where=window)
     features = warehouse.read_table("features", spec.name, where=window)
-    flights = scores[[*KEY, "score", "model_version"]].merge(features, on=KEY, how="inner")
+    key = list(domain_for(spec).entity_key)
+    flights = scores[[*key, SCORE, MODEL_VERSION]].merge(features, on=key, how="inner")
     static = static_version(warehouse, spec)
     if static is not None and len(flights):
         model = registry.load_verified(spec.name, static)
         flights["static_score"] = predict(model, flights, spec)
     else:
         flights["static_score"] = np.nan
-    flights["day"] = flights["flight_date"].dt.date
+    flights["day"] = pd.to_datetime(flights[EVENT_DATE]).dt.date
     return flights
 
 
@@ -103,7 +106,7 @@ def retrains(instance: dg.DagsterInstance, spec: ModelSpec) -> list[Retrain]:
     found = []
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=f"train_{spec.name}"))
     for run in reversed(runs):  # oldest first
-        if "mlops/trigger" not in run.tags:
+        if t.RUN_TRIGGER not in run.tags:
             continue
         gate, promoted, version, metric = None, False, "", None
         failed = ""
@@ -129,9 +132,9 @@ def retrains(instance: dg.DagsterInstance, spec: ModelSpec) -> list[Retrain]:
                     promoted = int(meta.get("alias_changes", 0) or 0) > 0
         found.append(
             Retrain(
-                run.tags.get("mlops/monitored_day", ""),
-                run.tags["mlops/trigger"],
-                run.tags.get("mlops/reason", ""),
+                run.tags.get(t.RUN_MONITORED_DAY, ""),
+                run.tags[t.RUN_TRIGGER],
+                run.tags.get(t.RUN_REASON, ""),
                 run.run_id,
                 version,
                 gate,
@@ -245,7 +248,7 @@ def build_report(
         daily_rows, columns=["day", "flights", "labelled", "champion_version", "live", "static"]
     )
     daily = daily.merge(drift, on="day", how="left")
-    flights["month"] = flights["flight_date"].dt.strftime("%Y-%m")
+    flights["month"] = pd.to_datetime(flights[EVENT_DATE]).dt.strftime("%Y-%m")
     monthly_rows = []
     for month, group in flights.groupby("month"):
         in_month = [r for r in found if r.monitored_day[:7] == month]

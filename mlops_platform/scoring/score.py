@@ -1,4 +1,4 @@
-"""Score one day's flights with a model (no Dagster)."""
+"""Score one day's rows with a model (no Dagster)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,21 @@ import datetime as dt
 
 import pandas as pd
 
-from mlops_platform.features.build import KEY
+from mlops_platform.domains import domain_for
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, MODEL_VERSION, SCORE
+from mlops_platform.model.predict import predict
 from mlops_platform.specs import ModelSpec
-from mlops_platform.training.train import predict
 
 
 def score_day(
     model, version: str, features: pd.DataFrame, day: dt.date, spec: ModelSpec
 ) -> pd.DataFrame:
-    """Scores of every flight scheduled on `day`, with the model version on every row."""
-    flights = features[features["flight_date"].dt.date == day]
-    scored = flights[[*KEY, "flight_date", "sched_dep_at"]].copy()
-    scored["score"] = predict(model, flights, spec) if len(flights) else []
+    """Scores of every row of `day` (its entity key, date and event time), with the model
+    version on every row."""
+    rows = features[pd.to_datetime(features[EVENT_DATE]).dt.date == day]
+    scored = rows[[*domain_for(spec).entity_key, EVENT_DATE, EVENT_AT]].copy()
+    scored[SCORE] = predict(model, rows, spec) if len(rows) else []
     scored["model"] = spec.name
-    scored["model_version"] = version
+    scored[MODEL_VERSION] = version
     scored["scored_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return scored.reset_index(drop=True)
