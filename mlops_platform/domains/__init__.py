@@ -30,9 +30,8 @@ class Domain:
 _FLIGHTS = Domain(
     name="flights",
     entity_key=("year", "month", "day", "carrier", "flight", "origin"),
-    partitions=Partitions(
-        start=dt.date(2013, 1, 1), end=dt.date(2013, 12, 31), timezone="America/New_York"
-    ),
+    partitions=Partitions(start=dt.date(2013, 1, 1), end=dt.date(2013, 12, 31),
+                          timezone="America/New_York"),
 )
 
 
