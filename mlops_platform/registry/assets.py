@@ -5,8 +5,6 @@ observation on `registry/<spec>` naming the failed checks), moves nothing and do
 materialize, so the run succeeds, the champion stays, and nothing downstream runs.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -20,6 +18,9 @@ from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 if TYPE_CHECKING:
     from mlops_platform.model.version import VersionRecord
+
+# No `from __future__ import annotations` here: Dagster resolves the config class from the
+# asset function's annotations.
 
 
 class PromotionConfig(dg.Config):
@@ -44,7 +45,7 @@ def rejection(
     context: dg.AssetExecutionContext,
     model: str,
     version: str,
-    record: VersionRecord,
+    record: "VersionRecord",
     champion: str | None,
 ) -> dg.AssetObservation:
     """What the UI shows for a rejected challenger: an observation on the champion asset."""

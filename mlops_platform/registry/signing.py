@@ -24,7 +24,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_platform.model.tags import GATE_PASSED, GATE_SUMMARY, SIGNATURE, SIGNED_BY
+from mlops_platform.model.tags import (
+    ARTIFACT_SHA256,
+    GATE_PASSED,
+    GATE_SUMMARY,
+    SBOM_SHA256,
+    SIGNATURE,
+    SIGNED_BY,
+)
 from mlops_platform.model.version import GateSummary
 from mlops_platform.settings import active_profile, data_dir
 
@@ -141,8 +148,8 @@ def sign_version(registry, model: str, version: str, gate: dict) -> GateRecord:
         model=model,
         version=str(version),
         source=mv.source,
-        artifact_sha256=mv.tags.get("artifact_sha256", ""),
-        sbom_sha256=mv.tags.get("sbom_sha256", ""),
+        artifact_sha256=mv.tags.get(ARTIFACT_SHA256, ""),
+        sbom_sha256=mv.tags.get(SBOM_SHA256, ""),
         gate=gate,
         signed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
