@@ -53,7 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_quarantine(args: argparse.Namespace) -> None:
     from mlops_platform.contracts.publish import reference_values
-    from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
+    from mlops_platform.contracts.quarantine import pending_quarantine
+    from mlops_platform.contracts.quarantine_replay import replay_quarantine
     from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.profiles import plain_resources
 

@@ -134,9 +134,9 @@ def signed_model(golden, golden_features, tmp_path_factory) -> Path:
         )
         warehouse = DuckDBWarehouse(path=str(root / "warehouse.duckdb"))
         params = {"max_iter": 40, "max_leaf_nodes": 15, "min_samples_leaf": 100}
-        version = train_and_register(spec, golden_features, registry, warehouse, params, "fixture")[
-            "version"
-        ]
+        version = train_and_register(
+            spec, golden_features, registry, warehouse, params, "fixture"
+        ).version
         assert run_gate(spec, golden_features, registry, version).passed
         admit_challenger(registry, warehouse, spec.name, version, run_id="fixture")
         promote(registry, warehouse, spec.name, version, reason="first", actor="t", run_id="t")

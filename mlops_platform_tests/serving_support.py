@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from mlops_platform.http_server import BackgroundServer
+from mlops_platform.model.version import GateSummary
 from mlops_platform.registry.promotion import admit_challenger, promote
 from mlops_platform.registry.signing import record_gate
 from mlops_platform.registry.store import CHALLENGER, ModelRegistry
@@ -72,8 +73,9 @@ def _train(golden, golden_features, root: Path) -> Path:
             "l2_regularization": 1.0,
             "random_state": 13,
         }
-        version = train_and_register(SPEC, features, registry, warehouse, params, "test")["version"]
-        record_gate(registry, SPEC.name, version, {"passed": True})  # signed, as the gate does
+        version = train_and_register(SPEC, features, registry, warehouse, params, "test").version
+        # signed, as the gate does
+        record_gate(registry, SPEC.name, version, GateSummary(passed=True, challenger=version))
         admit_challenger(registry, warehouse, SPEC.name, version, run_id="test")
         if iterations == 80:
             promote(

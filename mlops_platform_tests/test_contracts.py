@@ -9,7 +9,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from mlops_platform.contracts.quarantine import pending_quarantine, replay_quarantine
+from mlops_platform.contracts.quarantine import pending_quarantine
+from mlops_platform.contracts.quarantine_replay import replay_quarantine
 from mlops_platform.contracts.rules import CONTRACTS
 from mlops_platform.contracts.validate import REASON_COLUMN, validate_contract
 from mlops_platform_tests.helpers import check_results, ingest, source_execute

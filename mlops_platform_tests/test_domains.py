@@ -264,20 +264,13 @@ def test_a_spec_is_checked_against_its_domain(meters, change, message):
 def test_two_domains_share_one_code_location(meters, monkeypatch):
     """Each domain's sources, tables and pipelines side by side; a daily job ingests only its
     own domain's tables."""
-    import dagster as dg
-
-    from mlops_platform.ingestion.assets import ingestion_definitions
-    from mlops_platform.model_pipeline import model_pipeline
+    from mlops_platform.definitions import build_definitions
     from mlops_platform.profiles import local_resources
 
     monkeypatch.setenv("MLOPS_MODEL_SPECS", "flight_delay,high_usage")
     assert enabled_domain_names() == ["flights", "meters"]
     specs = [load_spec("flight_delay"), load_spec("high_usage")]
-    defs = dg.Definitions.merge(
-        *(ingestion_definitions(load_domain(name)) for name in enabled_domain_names()),
-        *(model_pipeline(spec) for spec in specs),
-        dg.Definitions(resources=local_resources()),
-    )
+    defs = build_definitions(specs, resources=local_resources())
     assert {"source_system", "weather_feed", "meter_db"} <= set(defs.resources)
 
     def selected(job: str) -> set[str]:

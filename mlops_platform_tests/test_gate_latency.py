@@ -45,8 +45,9 @@ def test_latency_rule(challenger, champion, passed, why):
 
 @pytest.fixture(scope="module")
 def trained(golden_features):
+    from mlops_platform.model.split import split_by_time
     from mlops_platform.training.params import Hyperparameters
-    from mlops_platform.training.train import fit, split_by_time
+    from mlops_platform.training.train import fit
 
     train, holdout, _ = split_by_time(golden_features, SPEC)
     # A smaller fit than production's (fewer trees, recent rows) keeps the test quick; it

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from mlops_platform.model.version import GateSummary
 from mlops_platform.registry.audit import (
     confirm,
     governance_lock,
@@ -33,7 +34,7 @@ from mlops_platform_tests.registry_helpers import NAME, clone_version
 def gated_version(registry) -> str:
     """A new version signed by the pipeline as having passed its gate."""
     version = clone_version(registry)
-    record_gate(registry, NAME, version, {"passed": True})
+    record_gate(registry, NAME, version, GateSummary(passed=True, challenger=version))
     return version
 
 

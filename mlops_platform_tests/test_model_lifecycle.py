@@ -10,6 +10,8 @@ import dagster as dg
 import pytest
 
 from mlops_platform.definitions import spec_definitions
+from mlops_platform.model.tags import GATE_REJECTED
+from mlops_platform.model.version import VersionRecord
 from mlops_platform.registry.promotion import PromotionRefused, audit_log, promote
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.registry.store import TamperedArtifactError
@@ -110,27 +112,53 @@ def test_first_model_becomes_champion_with_everything_recorded(env):
     assert json.loads(log["gate_results"].iloc[1])["passed"] is True
 
 
-def test_degraded_challenger_is_stopped_and_the_champion_stays(env):
+def observations(instance, run_id: str, key: list[str]) -> list[dict]:
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
+    return [
+        {
+            k: v.value
+            for k, v in e.dagster_event.asset_observation_data.asset_observation.metadata.items()
+        }
+        for e in events
+        if e.dagster_event.asset_key == dg.AssetKey(key)
+    ]
+
+
+def test_rejected_challenger_is_an_outcome_not_a_failure(env):
+    """The gate rejects a degraded challenger: the run succeeds, the version is tagged rejected
+    with the failed checks, nothing is promoted, the champion stays, and no failure (so no
+    incident) is recorded; the UI shows a WARN check and an observation saying so."""
     assert run_train(env).success
     with dg.instance_for_test() as instance:
         bad = run_train(env, training={"shuffle_labels": True}, instance=instance)
-        assert not bad.success
+        assert bad.success, "a rejection is an outcome, not a failed run"
         gate = gate_of(bad)
-        assert not gate.passed
-        assert "floor:roc_auc" in gate.metadata["failed_checks"].value
-        assert "vs_champion" in gate.metadata["failed_checks"].value
-        promoted = [
-            e
-            for e in instance.all_logs(bad.run_id)
-            if e.dagster_event
-            and e.dagster_event.step_key == "registry__flight_delay"
-            and e.dagster_event.event_type_value == "STEP_START"
+        assert not gate.passed and gate.severity == dg.AssetCheckSeverity.WARN
+        assert gate.metadata["outcome"].value == GATE_REJECTED
+        failed = gate.metadata["failed_checks"].value
+        assert "floor:roc_auc" in failed and "vs_champion" in failed
+        # Promotion is skipped: the champion asset does not materialize, it records why.
+        assert not [
+            e for e in bad.get_asset_materialization_events() if e.asset_key.path[0] == "registry"
         ]
-        assert not promoted, "promotion must not even start after a failed gate"
+        (seen,) = observations(instance, bad.run_id, ["registry", SPEC.name])
+        assert seen["rejected_version"] == "2" and seen["champion_version"] == "1"
+        assert "floor:roc_auc" in seen["failed_checks"]
+        # No failure event: the run-failure sensor (incidents) has nothing to react to.
+        failures = instance.get_records_for_run(
+            bad.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+        ).records
+        assert failures == []
+        assert instance.get_run_by_id(bad.run_id).status == dg.DagsterRunStatus.SUCCESS
     # A rejected version never becomes challenger (nothing shadows or canaries it).
     assert aliases(env) == {"champion": "1", "challenger": "1", "previous_champion": None}
     registry = env["mlflow_registry"].registry()
-    assert registry.version_tags(SPEC.name, "2")["gate_passed"] == "false"
+    tags = registry.version_tags(SPEC.name, "2")
+    assert tags["gate_passed"] == "false" and tags["gate_status"] == GATE_REJECTED
+    record = VersionRecord.from_tags(tags)
+    assert record.rejected and "floor:roc_auc" in record.gate.failed_checks
+    assert record.shuffle_labels and record.holdout_rows == gate.metadata["holdout_rows"].value
+    assert not env["warehouse"].table_exists("ops", "incidents")
     # Nobody can promote it by hand either.
     with pytest.raises(PromotionRefused, match="has not passed its evaluation gate"):
         promote(
@@ -223,6 +251,11 @@ def test_cli_rollback_status_and_audit(env, capsys):
 
 
 def test_tampered_artifact_is_refused_and_the_gate_fails_the_run(env):
+    """An error is not an outcome: a gate that cannot run fails the run, skips promotion, and
+    the alerting sensor turns the failure into an incident."""
+    from mlops_platform.alerting.resources import AlertingResource
+    from mlops_platform.alerting.sensors import alert_on_run_failure
+
     assert run_train(env).success
     registry = env["mlflow_registry"].registry()
     source = registry.client.get_model_version(SPEC.name, "1").source
@@ -232,18 +265,33 @@ def test_tampered_artifact_is_refused_and_the_gate_fails_the_run(env):
     with pytest.raises(TamperedArtifactError, match="does not match the registered"):
         registry.load_verified(SPEC.name, "1")
     # The next gate must load the champion to compare: it cannot, so the run fails.
-    result = run_train(env, training={"random_state": 7})
-    assert not result.success
-    assert not result.get_asset_check_evaluations()
+    with dg.instance_for_test() as instance:
+        result = run_train(env, training={"random_state": 7}, instance=instance)
+        assert not result.success
+        assert not result.get_asset_check_evaluations()
+        (failure,) = instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+        ).records
+        with dg.build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure",
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+            dagster_event=failure.event_log_entry.dagster_event,
+            resources={"warehouse": env["warehouse"], "alerting": AlertingResource()},
+        ) as context:
+            alert_on_run_failure(context.for_run_failure())
     assert aliases(env)["champion"] == "1"
+    incidents = env["warehouse"].read_table("ops", "incidents")
+    assert list(incidents["dagster_run_id"]) == [result.run_id]
 
 
 def test_latency_budget_is_enforced(env):
     gate = SPEC.gate.model_copy(update={"latency_single_row_ms": 0.001})
     strict = SPEC.model_copy(update={"gate": gate})
     result = run_train(env, spec=strict)
-    assert not result.success
+    assert result.success  # a rejection, not an error
     evaluation = gate_of(result)
+    assert not evaluation.passed
     assert evaluation.metadata["failed_checks"].value == "latency:single_row"
     assert aliases(env)["champion"] is None
 

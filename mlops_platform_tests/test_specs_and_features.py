@@ -13,8 +13,8 @@ import yaml
 from mlops_platform.domains.flights.features import WEATHER_COLUMNS as WEATHER_MEASURES
 from mlops_platform.features.build import build_feature_table, features_from_warehouse
 from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
+from mlops_platform.model.split import split_by_time
 from mlops_platform.specs import load_spec, spec_path
-from mlops_platform.training.train import split_by_time
 
 SPEC = load_spec("flight_delay")
 

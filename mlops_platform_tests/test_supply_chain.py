@@ -19,6 +19,7 @@ import httpx
 import pytest
 import yaml
 
+from mlops_platform.model.version import GateSummary
 from mlops_platform.registry.artifact import (
     UnsafeArtifactError,
     UntrustedTypesError,
@@ -109,7 +110,7 @@ def test_code_shipped_in_an_artifact_never_runs(signed_registry, tmp_path):
     marker = tmp_path / "marker"
     version = clone_version(registry, edit=_ship_code(marker))
     # Sign it with the pipeline's own key too: the layout check must not rely on the signature.
-    record_gate(registry, NAME, version, {"passed": True})
+    record_gate(registry, NAME, version, GateSummary(passed=True, challenger=version))
     for signed in (False, True):
         with pytest.raises(UnsafeArtifactError, match="ships code"):
             registry.load_verified(NAME, version, signed=signed)
@@ -229,7 +230,7 @@ def test_forged_versions_are_never_served_nor_promoted(
 
         # A real gated version (signed by the pipeline) is served once promoted.
         good = clone_version(registry)
-        record_gate(registry, NAME, good, {"passed": True})
+        record_gate(registry, NAME, good, GateSummary(passed=True, challenger=good))
         registry.set_alias(NAME, "champion", "1")
         promote(registry, warehouse, NAME, good, reason="gated", actor="t", run_id="t")
         state = _admin(server.url, "/admin/reload")
@@ -241,7 +242,12 @@ def test_signature_covers_the_gate_result(signed_registry):
     registry, _ = signed_registry
     mlflow = registry.fluent()
     version = clone_version(registry)  # its own run: the shared v1 stays intact
-    record_gate(registry, NAME, version, {"passed": True, "metrics": {"roc_auc": 0.61}})
+    record_gate(
+        registry,
+        NAME,
+        version,
+        GateSummary(passed=True, challenger=version, metrics={"roc_auc": 0.61}),
+    )
     real = registry.client.get_model_version(NAME, version)
     registry.load_verified(NAME, version)  # intact: verifies
     with tempfile.TemporaryDirectory() as tmp:

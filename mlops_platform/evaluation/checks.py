@@ -1,4 +1,10 @@
-"""The evaluation gate: a blocking check on each spec's challenger model."""
+"""The evaluation gate: a blocking check on each spec's challenger model.
+
+Its verdict is an outcome either way: a rejected challenger is a failed check of severity WARN
+(the run succeeds, the promotion step records the rejection and moves nothing). Only a gate that
+cannot run (a crash, a missing table, an artifact that does not verify) fails the step, and
+then, the check being blocking, the promotion is skipped and the run fails.
+"""
 
 import dagster as dg
 
@@ -58,8 +64,16 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
             metadata.update(
                 {f"champion_latency_{k}": float(v) for k, v in result.champion.latency_ms.items()}
             )
+        failed = metadata["failed_checks"]
         return dg.AssetCheckResult(
-            passed=result.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"outcome": result.summary().status, **metadata},
+            description=(
+                f"v{challenger.version} accepted"
+                if result.passed
+                else f"v{challenger.version} rejected ({failed}): the champion stays"
+            ),
         )
 
     return evaluation_gate

@@ -12,14 +12,15 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
-from mlops_platform.features.build import LABEL
+from mlops_platform.model.columns import LABEL
+from mlops_platform.model.input import model_input, normalize
+from mlops_platform.model.metrics import compute_metrics, worse_by
+from mlops_platform.model.predict import predict
+from mlops_platform.model.version import GateSummary
+from mlops_platform.serving.scorer import FastScorer
 from mlops_platform.specs import ModelSpec
-from mlops_platform.training.train import model_input, predict
-
-LOWER_IS_BETTER = {"brier", "log_loss", "mae", "rmse"}
 
 
 @dataclass
@@ -51,28 +52,24 @@ class GateResult:
     def failures(self) -> list[GateCheck]:
         return [c for c in self.checks if not c.passed]
 
-
-def score(spec: ModelSpec, y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    from sklearn import metrics
-
-    if len(y) == 0:
-        raise ValueError("cannot score on zero rows")
-    if spec.task == "classification":
-        if len(np.unique(y)) < 2:
-            raise ValueError("held-out rows have a single class: ROC AUC is undefined")
-        clipped = np.clip(prediction, 1e-6, 1 - 1e-6)
-        return {
-            "roc_auc": float(metrics.roc_auc_score(y, prediction)),
-            "brier": float(metrics.brier_score_loss(y, prediction)),
-            "log_loss": float(metrics.log_loss(y, clipped)),
-            "positive_rate": float(np.mean(y)),
-            "mean_prediction": float(np.mean(prediction)),
-        }
-    return {
-        "mae": float(metrics.mean_absolute_error(y, prediction)),
-        "rmse": float(np.sqrt(metrics.mean_squared_error(y, prediction))),
-        "r2": float(metrics.r2_score(y, prediction)),
-    }
+    def summary(self) -> GateSummary:
+        """The verdict as recorded on the version (and signed, when it passed)."""
+        champion = self.champion
+        return GateSummary(
+            passed=self.passed,
+            challenger=self.challenger.version,
+            champion=champion.version if champion else None,
+            metrics={k: round(v, 5) for k, v in self.challenger.metrics.items()},
+            champion_metrics=(
+                {k: round(v, 5) for k, v in champion.metrics.items()} if champion else None
+            ),
+            failed_checks=[c.name for c in self.failures],
+            latency_ms={k: round(v, 2) for k, v in self.challenger.latency_ms.items()},
+            champion_latency_ms=(
+                {k: round(v, 2) for k, v in champion.latency_ms.items()} if champion else None
+            ),
+            latency_rounds=self.challenger.latency_rounds,
+        )
 
 
 def slice_keys(spec: ModelSpec, holdout: pd.DataFrame) -> list[tuple[str, str]]:
@@ -119,8 +116,6 @@ def latency_verdict(
 def _serving_call(model, frame: pd.DataFrame, spec: ModelSpec):
     """One scoring of `frame` as the serving API does it once the request is parsed:
     normalise the columns, build the matrix, score (compiled trees for small batches)."""
-    from mlops_platform.serving.scorer import FastScorer, normalize
-
     scorer = FastScorer(model, spec)
     rows = len(frame)
     columns = {c: frame[c].tolist() for c in spec.features.columns}
@@ -211,14 +206,14 @@ def evaluate(
     slices, slice_rows = {}, {}
     for column, value in slice_keys(spec, holdout):
         mask = (holdout[column].astype(str) == value).to_numpy()
-        slices[f"{column}={value}"] = score(spec, y[mask], prediction[mask])[
+        slices[f"{column}={value}"] = compute_metrics(spec, y[mask], prediction[mask])[
             spec.gate.primary_metric
         ]
         slice_rows[f"{column}={value}"] = int(mask.sum())
     evaluation = Evaluation(
         version=version,
         rows=len(holdout),
-        metrics=score(spec, y, prediction),
+        metrics=compute_metrics(spec, y, prediction),
         slices=slices,
         slice_rows=slice_rows,
     )
@@ -226,11 +221,6 @@ def evaluate(
         measured = measure_latency(model, holdout, spec)
         evaluation.latency_ms, evaluation.latency_rounds = measured.challenger, measured.rounds
     return evaluation
-
-
-def _worse_by(metric: str, challenger: float, champion: float) -> float:
-    """How much worse the challenger is (positive = worse), in the metric's own units."""
-    return challenger - champion if metric in LOWER_IS_BETTER else champion - challenger
 
 
 def decide(spec: ModelSpec, challenger: Evaluation, champion: Evaluation | None) -> GateResult:
@@ -247,7 +237,7 @@ def decide(spec: ModelSpec, challenger: Evaluation, champion: Evaluation | None)
     if champion is None:
         checks.append(GateCheck("vs_champion", True, "no champion yet: the floors decide"))
     else:
-        worse = _worse_by(primary, challenger.metrics[primary], champion.metrics[primary])
+        worse = worse_by(primary, challenger.metrics[primary], champion.metrics[primary])
         checks.append(
             GateCheck(
                 "vs_champion",
@@ -259,7 +249,7 @@ def decide(spec: ModelSpec, challenger: Evaluation, champion: Evaluation | None)
         for key, value in challenger.slices.items():
             if key not in champion.slices:
                 continue
-            worse = _worse_by(primary, value, champion.slices[key])
+            worse = worse_by(primary, value, champion.slices[key])
             checks.append(
                 GateCheck(
                     f"slice:{key}",

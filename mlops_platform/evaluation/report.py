@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlops_platform.domains import domain_for
 from mlops_platform.evaluation.gate import GateResult
+from mlops_platform.model.version import VersionRecord
 from mlops_platform.specs import ModelSpec
 
 
@@ -56,9 +57,12 @@ def gate_report(spec: ModelSpec, result: GateResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_card(spec: ModelSpec, version: str, tags: dict[str, str], result: GateResult) -> str:
+def model_card(
+    spec: ModelSpec, version: str, record: VersionRecord, result: GateResult, artifact_sha256: str
+) -> str:
     """Intended use, data window, metrics, slices, limitations, and lineage of one version
     (the prose about the data comes from the spec's domain declaration)."""
+    split = record.split
     domain = domain_for(spec)
     rows = domain.entity.plural
     limitations = "\n".join(f"- {line.strip()}" for line in domain.limitations) or "- none declared"
@@ -78,9 +82,9 @@ Task: {spec.task}; target: `{spec.target.column}`{
 prediction point: {spec.prediction_point}.
 
 ## Data
-- training window: {tags.get("window.train_start")} .. {tags.get("window.train_end")}
-  ({tags.get("train_rows")} labelled {rows})
-- held-out window: {tags.get("window.holdout_start")} .. {tags.get("window.holdout_end")}
+- training window: {split.train_start} .. {split.train_end}
+  ({record.train_rows} labelled {rows})
+- held-out window: {split.holdout_start} .. {split.holdout_end}
   ({result.challenger.rows} {rows})
 - features: {", ".join(spec.features.columns)}
 
@@ -106,7 +110,7 @@ Labels: {domain.label.arrives.strip()}.
 {limitations}
 
 ## Lineage
-training data digest `{tags.get("data_digest")}` → MLflow run `{tags.get("mlflow_run_id")}` →
-model `{spec.name}` version {version} (artifact SHA-256 `{tags.get("artifact_sha256")}`) ←
-Dagster run `{tags.get("dagster_run_id")}`, code `{tags.get("code_version")}`.
+training data digest `{record.data_digest}` → MLflow run `{record.mlflow_run_id}` →
+model `{spec.name}` version {version} (artifact SHA-256 `{artifact_sha256}`) ←
+Dagster run `{record.dagster_run_id}`, code `{record.code_version}`.
 """

@@ -2,8 +2,10 @@
 
 Both models are loaded through the verified path (artifact SHA-256) and scored on the
 challenger's own held-out window; the report and model card are logged to the challenger's
-MLflow run, and the verdict is recorded on the version (`gate_passed`, `gate_summary`); a pass
-is signed with the pipeline's key over the artifact and the summary (`registry/signing.py`).
+MLflow run, and the verdict is recorded on the version (the gate tags of its `VersionRecord`:
+accepted or rejected, the failed checks, the summary); a pass is signed with the pipeline's key
+over the artifact and the summary (`registry/signing.py`). A rejection is an outcome, returned
+like a pass; only a gate that cannot run raises.
 """
 
 from __future__ import annotations
@@ -20,33 +22,12 @@ from mlops_platform.evaluation.gate import (
     measure_latency,
 )
 from mlops_platform.evaluation.report import gate_report, model_card
-from mlops_platform.features.build import LABEL
+from mlops_platform.model.split import holdout_of
+from mlops_platform.model.tags import ARTIFACT_SHA256
+from mlops_platform.model.version import VersionRecord
 from mlops_platform.registry.signing import record_gate
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
-from mlops_platform.training.train import TimeSplit, rows_between
-
-
-def gate_summary(result: GateResult) -> dict:
-    return {
-        "passed": result.passed,
-        "challenger": result.challenger.version,
-        "champion": result.champion.version if result.champion else None,
-        "metrics": {k: round(v, 5) for k, v in result.challenger.metrics.items()},
-        "champion_metrics": (
-            {k: round(v, 5) for k, v in result.champion.metrics.items()}
-            if result.champion
-            else None
-        ),
-        "failed_checks": [c.name for c in result.failures],
-        "latency_ms": {k: round(v, 2) for k, v in result.challenger.latency_ms.items()},
-        "champion_latency_ms": (
-            {k: round(v, 2) for k, v in result.champion.latency_ms.items()}
-            if result.champion
-            else None
-        ),
-        "latency_rounds": result.challenger.latency_rounds,
-    }
 
 
 def run_gate(
@@ -56,15 +37,13 @@ def run_gate(
     version = version or registry.latest_version(spec.name)
     if version is None:
         raise RuntimeError(f"{spec.name} has no version to evaluate")
-    tags = registry.version_tags(spec.name, version)
-    split = TimeSplit.from_tags(tags)
-    holdout = rows_between(
-        features[features[LABEL].notna()], split.holdout_start, split.holdout_end
-    )
-    if len(holdout) != int(tags.get("holdout_rows", -1)):
+    record = VersionRecord.from_tags(registry.version_tags(spec.name, version))
+    split = record.split
+    holdout = holdout_of(features, split)
+    if len(holdout) != record.holdout_rows:
         raise RuntimeError(
             f"held-out window {split.holdout_start}..{split.holdout_end} has {len(holdout)} "
-            f"labelled rows now, {tags.get('holdout_rows')} at training: the features changed "
+            f"labelled rows now, {record.holdout_rows} at training: the features changed "
             "under the model; retrain"
         )
     check_inputs(holdout, spec)
@@ -85,10 +64,15 @@ def run_gate(
     result = decide(spec, challenger, champion)
 
     run_id = registry.run_id_of(spec.name, version)
-    summary = gate_summary(result)
+    summary = result.summary()
     registry.log_text(run_id, gate_report(spec, result), "gate/gate_report.md")
-    registry.log_text(run_id, json.dumps(summary, indent=2), "gate/gate_summary.json")
-    registry.log_text(run_id, model_card(spec, version, tags, result), "model_card.md")
+    registry.log_text(run_id, json.dumps(summary.to_dict(), indent=2), "gate/gate_summary.json")
+    tags = registry.version_tags(spec.name, version)
+    registry.log_text(
+        run_id,
+        model_card(spec, version, record, result, tags.get(ARTIFACT_SHA256, "")),
+        "model_card.md",
+    )
     registry.client.log_metric(run_id, "gate_passed", float(result.passed))
     for metric, value in result.challenger.metrics.items():
         registry.client.log_metric(run_id, f"holdout_{metric}", value)

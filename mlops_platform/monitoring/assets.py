@@ -67,7 +67,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         from mlops_platform.monitoring.run import run_performance
 
         day = context.partition_time_window.start.date()
-        metadata = run_performance(spec, day, warehouse, mlflow_registry.registry())
-        return dg.MaterializeResult(metadata=metadata)
+        performance = run_performance(spec, day, warehouse, mlflow_registry.registry())
+        return dg.MaterializeResult(metadata=performance.metadata())
 
     return [drift_report, model_performance]

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from mlops_platform.domains import domain_for
-from mlops_platform.evaluation.gate import score
-from mlops_platform.model.columns import EVENT_DATE, LABEL
-from mlops_platform.monitoring.drift import SCORE, DriftResult, compute_drift
+from mlops_platform.model.columns import EVENT_DATE, LABEL, MODEL_VERSION, SCORE
+from mlops_platform.model.metrics import compute_metrics, worse_by
+from mlops_platform.model.predict import predict
+from mlops_platform.model.split import labelled, training_rows_of
+from mlops_platform.model.version import GateSummary, VersionRecord
+from mlops_platform.monitoring.drift import DriftResult, compute_drift
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.settings import data_dir
 from mlops_platform.specs import ModelSpec
-from mlops_platform.training.train import TimeSplit, predict, rows_between
 from mlops_platform.warehouse import Warehouse
 
 #: The champion's training rows are sampled down to this for the drift reference.
@@ -28,12 +29,12 @@ def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.Dat
     """Batch-scored rows of the window ending on `day`, with their features and labels."""
     start = day - dt.timedelta(days=spec.drift.window_days - 1)
     window = f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{day}'"
-    key = list(domain_for(spec).entity_key)
     if not warehouse.table_exists("scores", spec.name):
         raise RuntimeError(f"scores.{spec.name} does not exist: score some days first")
     scores = warehouse.read_table("scores", spec.name, where=window)
     features = warehouse.read_table("features", spec.name, where=window)
-    joined = scores[[*key, SCORE, "model_version"]].merge(features, on=key, how="inner")
+    key = list(domain_for(spec).entity_key)
+    joined = scores[[*key, SCORE, MODEL_VERSION]].merge(features, on=key, how="inner")
     if joined.empty:
         raise RuntimeError(f"no scored rows between {start} and {day}")
     return joined
@@ -52,7 +53,7 @@ def recent_served(spec: ModelSpec, day: dt.date, log_dir: str | Path | None = No
     served = read_log(Path(log_dir) / "predictions", start, day)
     if served.empty:
         return served
-    return served[[*spec.features.columns, SCORE, "model_version"]]
+    return served[[*spec.features.columns, SCORE, MODEL_VERSION]]
 
 
 def drift_reference(
@@ -66,14 +67,14 @@ def drift_reference(
     cache = data_dir() / "monitoring" / spec.name / f"reference-v{version}-{run_id}.parquet"
     if cache.exists():
         return pd.read_parquet(cache)
-    split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
+    split = VersionRecord.from_tags(registry.version_tags(spec.name, version)).split
     features = warehouse.read_table(
         "features",
         spec.name,
         where=f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{split.train_start}' "
         f"AND DATE '{split.train_end}'",
     )
-    reference = rows_between(features[features[LABEL].notna()], split.train_start, split.train_end)
+    reference = training_rows_of(features, split)
     reference = reference.sample(n=min(len(reference), REFERENCE_ROWS), random_state=0)
     reference = reference.assign(
         **{SCORE: predict(registry.load_verified(spec.name, version), reference, spec)}
@@ -146,37 +147,64 @@ def run_drift(
     )
 
 
+#: Fewer labelled rows than this in the window and performance is not scored yet.
+MIN_LABELLED_ROWS = 200
+
+
+@dataclass(frozen=True)
+class Performance:
+    """The champion's quality on the window's rows whose label has arrived."""
+
+    status: str  # "ok" | "too few labelled rows yet"
+    champion_version: str | None
+    labelled_rows: int
+    scored_rows: int
+    baseline: float  # the primary metric on its gate's held-out window (NaN if unknown)
+    metrics: dict[str, float]  # empty until enough rows are labelled
+    primary_metric: str
+
+    @property
+    def primary(self) -> float:
+        return self.metrics.get(self.primary_metric, float("nan"))
+
+    @property
+    def drop(self) -> float:
+        """How much worse than the baseline (positive = worse; NaN if either is unknown)."""
+        if self.primary != self.primary or self.baseline != self.baseline:
+            return float("nan")
+        return worse_by(self.primary_metric, self.primary, self.baseline)
+
+    def metadata(self) -> dict:
+        """Asset metadata (the keys the UI plots and the retraining sensor reads)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("metrics", "primary_metric")}
+        return {
+            **out,
+            **self.metrics,
+            self.primary_metric: self.primary,
+            "performance_drop": self.drop,
+        }
+
+
 def run_performance(
     spec: ModelSpec, day: dt.date, warehouse: Warehouse, registry: ModelRegistry
-) -> dict:
+) -> Performance:
     """Quality of the scores already served, on rows whose label has arrived."""
     recent = recent_scored(spec, day, warehouse)
-    labelled = recent[recent[LABEL].notna()]
+    known = labelled(recent)
     version = registry.alias_version(spec.name, CHAMPION)
-    summary = json.loads(registry.version_tags(spec.name, version).get("gate_summary", "{}"))
-    baseline = (summary.get("metrics") or {}).get(spec.gate.primary_metric)
-    if len(labelled) < 200:
-        # Too few outcomes yet (the first days after scoring starts): say so, score nothing.
-        return {
-            "labelled_rows": len(labelled),
-            "scored_rows": len(recent),
-            "champion_version": version,
-            "status": "too few labelled rows yet",
-            spec.gate.primary_metric: float("nan"),
-            "performance_drop": float("nan"),
-            "baseline": float(baseline) if baseline is not None else float("nan"),
-        }
-    metrics = score(spec, labelled[LABEL].to_numpy(), labelled[SCORE].to_numpy())
-    primary = metrics[spec.gate.primary_metric]
-    drop = None
-    if baseline is not None:
-        drop = baseline - primary if spec.higher_is_better else primary - baseline
-    return {
-        "status": "ok",
-        **{k: float(v) for k, v in metrics.items()},
-        "labelled_rows": len(labelled),
-        "scored_rows": len(recent),
-        "champion_version": version,
-        "baseline": float(baseline) if baseline is not None else float("nan"),
-        "performance_drop": float(drop) if drop is not None else float("nan"),
-    }
+    gate = GateSummary.from_tags(registry.version_tags(spec.name, version))
+    primary = spec.gate.primary_metric
+    baseline = gate.metrics.get(primary) if gate is not None else None
+    metrics = {}
+    # Too few outcomes yet (the first days after scoring starts): say so, score nothing.
+    if len(known) >= MIN_LABELLED_ROWS:
+        metrics = compute_metrics(spec, known[LABEL].to_numpy(), known[SCORE].to_numpy())
+    return Performance(
+        status="ok" if metrics else "too few labelled rows yet",
+        champion_version=version,
+        labelled_rows=len(known),
+        scored_rows=len(recent),
+        baseline=float(baseline) if baseline is not None else float("nan"),
+        metrics={k: float(v) for k, v in metrics.items()},
+        primary_metric=primary,
+    )

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from mlops_platform.model.tags import RUN_MONITORED_DAY
 from mlops_platform.specs import ModelSpec
 
 
@@ -21,7 +22,7 @@ def _last_trigger(context: dg.SensorEvaluationContext, job_name: str) -> str | N
     """The monitored day of the latest retrain this sensor started, from the runs themselves,
     so the cooldown survives a reset cursor (a restarted or re-deployed daemon)."""
     runs = context.instance.get_runs(filters=dg.RunsFilter(job_name=job_name), limit=50)
-    days = [r.tags["mlops/monitored_day"] for r in runs if "mlops/monitored_day" in r.tags]
+    days = [r.tags[RUN_MONITORED_DAY] for r in runs if RUN_MONITORED_DAY in r.tags]
     return max(days, default=None)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from mlops_platform.model import tags as t
 from mlops_platform.specs import ModelSpec
 
 
@@ -58,9 +59,9 @@ def decide_retrain(
         True,
         reason,
         {
-            "mlops/trigger": trigger,
-            "mlops/reason": reason[:1000],
-            "mlops/monitored_day": day,
-            "mlops/runbook": "docs/runbooks/drift-alert.md",
+            t.RUN_TRIGGER: trigger,
+            t.RUN_REASON: reason[:1000],
+            t.RUN_MONITORED_DAY: day,
+            t.RUN_RUNBOOK: "docs/runbooks/drift-alert.md",
         },
     )

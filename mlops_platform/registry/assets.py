@@ -1,12 +1,26 @@
-"""The champion of each spec: the alias `champion`, moved only to a version that passed its gate."""
+"""The champion of each spec: the alias `champion`, moved only to a version that passed its gate.
+
+A version the gate rejected is an outcome, not a failure: the promotion step records it (an
+observation on `registry/<spec>` naming the failed checks), moves nothing and does not
+materialize, so the run succeeds, the champion stays, and nothing downstream runs.
+"""
+
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from pydantic import Field
 
+from mlops_platform.model import tags as t
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+
+if TYPE_CHECKING:
+    from mlops_platform.model.version import VersionRecord
+
+# No `from __future__ import annotations` here: Dagster resolves the config class from the
+# asset function's annotations.
 
 
 class PromotionConfig(dg.Config):
@@ -27,6 +41,31 @@ def trained_version(instance: dg.DagsterInstance, model: str) -> str:
     return str(event.asset_materialization.metadata["version"].value)
 
 
+def rejection(
+    context: dg.AssetExecutionContext,
+    model: str,
+    version: str,
+    record: "VersionRecord",
+    champion: str | None,
+) -> dg.AssetObservation:
+    """What the UI shows for a rejected challenger: an observation on the champion asset."""
+    failed = ", ".join(record.gate.failed_checks) or "?"
+    kept = f"v{champion}" if champion else "none"
+    context.log.warning(
+        f"{model} v{version} was rejected by its evaluation gate ({failed}); champion {kept} "
+        "stays and nothing is promoted"
+    )
+    return dg.AssetObservation(
+        asset_key=context.asset_key,
+        metadata={
+            "outcome": "challenger rejected by the evaluation gate; promotion skipped",
+            "rejected_version": version,
+            "failed_checks": failed,
+            "champion_version": champion or "none",
+        },
+    )
+
+
 def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=["registry", spec.name],
@@ -35,6 +74,8 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         kinds={"mlflow"},
         pool=WAREHOUSE_POOL,
         description=f"The {spec.name} champion: promotion of a challenger that passed its gate.",
+        # Not materialized when the gate rejected the challenger (the champion did not change).
+        output_required=False,
     )
     def champion(
         context: dg.AssetExecutionContext,
@@ -42,6 +83,7 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         warehouse: Warehouse,
         mlflow_registry: MLflowResource,
     ):
+        from mlops_platform.model.version import VersionRecord
         from mlops_platform.registry.promotion import admit_challenger, promote
         from mlops_platform.registry.store import CHAMPION
 
@@ -49,22 +91,29 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         # The version this pipeline trained and gated (the blocking gate let us run); its
         # signature is verified before it becomes challenger, and again before champion.
         version = trained_version(context.instance, spec.name)
+        record = VersionRecord.from_tags(registry.version_tags(spec.name, version))
+        if record.rejected:
+            yield rejection(
+                context, spec.name, version, record, registry.alias_version(spec.name, CHAMPION)
+            )
+            return
         admit_challenger(registry, warehouse, spec.name, version, run_id=context.run.run_id)
         if spec.approval.required or config.require_approval:
-            registry.set_version_tags(spec.name, version, {"approval": "pending"})
+            registry.set_version_tags(spec.name, version, {t.APPROVAL: t.APPROVAL_PENDING})
             context.log.warning(
                 f"{spec.name} v{version} passed its gate and awaits approval: run the "
                 f"`approve_model` job with model={spec.name}, version={version}, approver=<name>"
             )
-            return dg.MaterializeResult(
+            yield dg.MaterializeResult(
                 metadata={
                     "champion_version": registry.alias_version(spec.name, CHAMPION) or "none",
                     "awaiting_approval": version,
                 }
             )
+            return
         reason = "passed evaluation gate"
-        if "mlops/reason" in context.run.tags:  # started by the retraining sensor
-            reason += f"; retrained because {context.run.tags['mlops/reason']}"
+        if t.RUN_REASON in context.run.tags:  # started by the retraining sensor
+            reason += f"; retrained because {context.run.tags[t.RUN_REASON]}"
         changes = promote(
             registry,
             warehouse,
@@ -74,7 +123,7 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             actor=config.actor,
             run_id=context.run.run_id,
         )
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "champion_version": version,
                 "previous_champion": changes[0]["to_version"] if len(changes) == 2 else "none",

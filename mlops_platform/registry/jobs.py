@@ -4,6 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_platform.domains import enabled_spec_names
+from mlops_platform.model import tags as t
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
@@ -36,10 +37,10 @@ def approve_promotion(
 
     registry = mlflow_registry.registry()
     tags = registry.version_tags(config.model, config.version)
-    if tags.get("approval") != "pending":
+    if tags.get(t.APPROVAL) != t.APPROVAL_PENDING:
         raise PromotionRefused(
             f"{config.model} v{config.version} is not awaiting approval "
-            f"(approval={tags.get('approval')!r})"
+            f"(approval={tags.get(t.APPROVAL)!r})"
         )
     promote(
         registry,
@@ -51,7 +52,9 @@ def approve_promotion(
         run_id=context.run.run_id,
     )
     registry.set_version_tags(
-        config.model, config.version, {"approval": "approved", "approved_by": config.approver}
+        config.model,
+        config.version,
+        {t.APPROVAL: t.APPROVAL_APPROVED, t.APPROVED_BY: config.approver},
     )
     context.log.info(
         f"{config.model} v{config.version} is champion (approved by {config.approver})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
+from mlops_platform.model import tags as t
 from mlops_platform.registry.audit import (
     AUDIT_SCHEMA,
     AUDIT_TABLE,
@@ -33,7 +34,7 @@ __all__ = ["AUDIT_SCHEMA", "AUDIT_TABLE", "PromotionRefused", "audit_log", "prom
 
 log = logging.getLogger("mlops.registry")
 #: Version tag: which champion a version replaced when it was promoted (rollback's fallback).
-REPLACED_TAG = "champion.replaced"
+REPLACED_TAG = t.REPLACED_CHAMPION
 
 
 def record_change(
@@ -95,10 +96,10 @@ def verified_gate(registry: ModelRegistry, model: str, version: str) -> dict:
     )
 
     tags = registry.version_tags(model, version)
-    if tags.get("gate_passed") != "true":
+    if tags.get(t.GATE_PASSED) != "true":
         raise PromotionRefused(
             f"{model} v{version} has not passed its evaluation gate "
-            f"(gate_passed={tags.get('gate_passed')!r})"
+            f"(gate_passed={tags.get(t.GATE_PASSED)!r})"
         )
     try:
         with registry.verified_download(model, version) as (_, record):
@@ -245,7 +246,7 @@ def rollback(
         )
         if current is not None:
             registry.set_version_tags(
-                model, current, {"rolled_back": "true", "rolled_back_reason": reason}
+                model, current, {t.ROLLED_BACK: "true", t.ROLLED_BACK_REASON: reason}
             )
             if registry.alias_version(model, CHALLENGER) == current:
                 changes.append(

@@ -14,8 +14,10 @@ import json
 import re
 import sys
 
+from mlops_platform.model.tags import SBOM_SHA256
+
 SBOM_ARTIFACT = "sbom/environment.cdx.json"
-SBOM_TAG = "sbom_sha256"
+SBOM_TAG = SBOM_SHA256
 
 
 def _normalise(name: str) -> str:

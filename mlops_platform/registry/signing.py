@@ -24,11 +24,20 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_platform.model.tags import (
+    ARTIFACT_SHA256,
+    GATE_PASSED,
+    GATE_SUMMARY,
+    SBOM_SHA256,
+    SIGNATURE,
+    SIGNED_BY,
+)
+from mlops_platform.model.version import GateSummary
 from mlops_platform.settings import active_profile, data_dir
 
 GATE_FILE = "mlops_gate.json"
 SIGNATURE_FILE = "model.sig"
-SIGNATURE_TAG, SIGNER_TAG = "signature", "signed_by"
+SIGNATURE_TAG, SIGNER_TAG = SIGNATURE, SIGNED_BY
 
 
 class SignatureError(RuntimeError):
@@ -139,8 +148,8 @@ def sign_version(registry, model: str, version: str, gate: dict) -> GateRecord:
         model=model,
         version=str(version),
         source=mv.source,
-        artifact_sha256=mv.tags.get("artifact_sha256", ""),
-        sbom_sha256=mv.tags.get("sbom_sha256", ""),
+        artifact_sha256=mv.tags.get(ARTIFACT_SHA256, ""),
+        sbom_sha256=mv.tags.get(SBOM_SHA256, ""),
         gate=gate,
         signed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
@@ -219,26 +228,19 @@ def verify_signature(registry, model: str, version: str, local_model: Path) -> G
     return record
 
 
-def record_gate(registry, model: str, version: str, summary: dict) -> GateRecord | None:
-    """Record a gate verdict on the version; a pass is signed (artifact + this summary)."""
-    registry.set_version_tags(
-        model,
-        version,
-        {
-            "gate_passed": str(bool(summary.get("passed"))).lower(),
-            "gate_summary": json.dumps(summary, sort_keys=True),
-        },
-    )
-    return sign_version(registry, model, version, summary) if summary.get("passed") else None
+def record_gate(registry, model: str, version: str, summary: GateSummary) -> GateRecord | None:
+    """Record a gate verdict on the version (accepted, or rejected with the failed checks); a
+    pass is signed (artifact + this summary)."""
+    registry.set_version_tags(model, version, summary.to_tags())
+    return sign_version(registry, model, version, summary.to_dict()) if summary.passed else None
 
 
 def sign_legacy(registry, model: str, version: str, signer: str, reason: str) -> GateRecord:
     """Sign a version gated before signing existed, on a person's word: its recorded gate must
     be a pass, and its artifact must match its digest and pass the layout checks."""
-    summary = json.loads(registry.version_tags(model, version).get("gate_summary") or "{}")
-    if registry.version_tags(model, version).get("gate_passed") != "true" or not summary.get(
-        "passed"
-    ):
+    tags = registry.version_tags(model, version)
+    summary = json.loads(tags.get(GATE_SUMMARY) or "{}")
+    if tags.get(GATE_PASSED) != "true" or not summary.get("passed"):
         raise SignatureError(f"{model} v{version} has no recorded gate pass: run the gate")
     with registry.verified_download(model, version, signed=False):
         pass  # digest and layout

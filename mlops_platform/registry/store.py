@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlops_platform.model.tags import ARTIFACT_SHA256
 from mlops_platform.registry.artifact import (
     REVIEWED_TRUSTED_TYPES,
     UnsafeArtifactError,
@@ -131,7 +132,7 @@ class ModelRegistry:
             local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp)
             sha = directory_sha256(local)
         version = str(info.registered_model_version)
-        self.client.set_model_version_tag(model_name, version, "artifact_sha256", sha)
+        self.client.set_model_version_tag(model_name, version, ARTIFACT_SHA256, sha)
         # The exact software that trained this version, beside it (and its digest on it).
         sbom, sbom_sha = environment_sbom()
         mlflow.log_text(sbom, SBOM_ARTIFACT)
@@ -183,7 +184,7 @@ class ModelRegistry:
         mlflow = self.fluent()
 
         mv = self.client.get_model_version(model_name, version)
-        expected = mv.tags.get("artifact_sha256")
+        expected = mv.tags.get(ARTIFACT_SHA256)
         if not expected:
             raise TamperedArtifactError(
                 f"{model_name} v{version} has no recorded artifact_sha256: refusing to load"

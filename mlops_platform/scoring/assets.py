@@ -3,6 +3,7 @@
 import dagster as dg
 
 from mlops_platform.domains import enabled_domains, partitions_def
+from mlops_platform.model.columns import EVENT_DATE
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
@@ -20,7 +21,7 @@ def build_scores_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         kinds={"duckdb"},
         pool=WAREHOUSE_POOL,  # DuckDB has one writer: partitions run one at a time
         description=f"Each day's rows of features.{spec.name} scored by its champion.",
-        metadata={"partition_expr": "event_date"},
+        metadata={"partition_expr": EVENT_DATE},
         # A range of days (a backfill, or `dagster asset materialize --partition-range`) runs
         # as one run that scores day by day.
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -46,7 +47,7 @@ def build_scores_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         rows = replaced = 0
         day = window.start.date()
         while day < window.end.date():
-            where = f"CAST(event_date AS DATE) = DATE '{day}'"
+            where = f"CAST({EVENT_DATE} AS DATE) = DATE '{day}'"
             features = warehouse.read_table("features", spec.name, where=where)
             scored = score_day(model, version, features, day, spec)
             replaced += warehouse.replace_rows("scores", spec.name, scored, where=where)

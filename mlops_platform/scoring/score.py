@@ -7,19 +7,20 @@ import datetime as dt
 import pandas as pd
 
 from mlops_platform.domains import domain_for
-from mlops_platform.model.columns import EVENT_AT, EVENT_DATE
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, MODEL_VERSION, SCORE
+from mlops_platform.model.predict import predict
 from mlops_platform.specs import ModelSpec
-from mlops_platform.training.train import predict
 
 
 def score_day(
     model, version: str, features: pd.DataFrame, day: dt.date, spec: ModelSpec
 ) -> pd.DataFrame:
-    """Scores of every row whose event is on `day`, with the model version on every row."""
-    rows = features[features[EVENT_DATE].dt.date == day]
+    """Scores of every row of `day` (its entity key, date and event time), with the model
+    version on every row."""
+    rows = features[pd.to_datetime(features[EVENT_DATE]).dt.date == day]
     scored = rows[[*domain_for(spec).entity_key, EVENT_DATE, EVENT_AT]].copy()
-    scored["score"] = predict(model, rows, spec) if len(rows) else []
+    scored[SCORE] = predict(model, rows, spec) if len(rows) else []
     scored["model"] = spec.name
-    scored["model_version"] = version
+    scored[MODEL_VERSION] = version
     scored["scored_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return scored.reset_index(drop=True)

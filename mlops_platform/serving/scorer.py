@@ -4,115 +4,23 @@
 matrix, in the order the pipeline's ColumnTransformer produces, to the gradient boosting trees
 compiled into numpy arrays (`forest.py`). It gives the same numbers as
 `pipeline.predict_proba(frame)` (tested) at a fraction of the per-call cost, which is what
-bounds a service's throughput.
+bounds a service's throughput. Request rows are checked and coerced by the model layer's
+`normalize` (`model/input.py`): the same input policy on every route.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
+from mlops_platform.model.input import InputError, normalize
 from mlops_platform.specs import ModelSpec
+
+__all__ = ["COMPILED_MAX_ROWS", "FastScorer", "InputError", "normalize"]
 
 #: Batches at least this big are scored by scikit-learn itself (measured crossover, 2 cores).
 COMPILED_MAX_ROWS = 24
-
-
-class InputError(ValueError):
-    """A request's rows cannot be scored; the message names the column."""
-
-
-def normalize(
-    columns: dict[str, Sequence],
-    rows: int,
-    spec: ModelSpec,
-    ranges: dict[str, tuple[float, float]] | None = None,
-) -> dict[str, list]:
-    """Check and coerce request columns: numbers to float, categories to str.
-
-    The policy, the same on every route: null, "" and NaN mean "unknown" (the model's missing
-    value branch, as in training); +-Infinity, a number outside the column's declared `ranges`
-    (see `rules.feature_ranges`), a boolean, a list or an object is refused. Raises InputError
-    naming the column, the row and the value. Extra columns are ignored.
-    """
-    ranges = ranges or {}
-    out: dict[str, list] = {}
-    for name in spec.features.columns:
-        values = columns.get(name)
-        if values is None:
-            raise InputError(f"missing column '{name}'")
-        if len(values) != rows:
-            raise InputError(f"column '{name}' has {len(values)} values, expected {rows}")
-        if name in spec.features.categorical:
-            out[name] = _categories(name, values)
-        else:
-            low, high = ranges.get(name, (-math.inf, math.inf))
-            out[name] = _numbers(name, values, low, high)
-    return out
-
-
-def _categories(name: str, values: Sequence) -> list:
-    out = []
-    for i, v in enumerate(values):
-        kind = type(v)
-        if kind is str:
-            # A lone surrogate (legal in JSON escapes) cannot be stored as UTF-8.
-            if not v.isascii():
-                try:
-                    v.encode()
-                except UnicodeEncodeError:
-                    raise InputError(
-                        f"column '{name}' row {i}: not valid Unicode (lone surrogate)"
-                    ) from None
-            out.append(v)
-        elif v is None:
-            out.append(None)
-        elif kind is int or kind is float:
-            out.append(str(v))
-        else:
-            raise InputError(f"column '{name}' row {i}: expected a string, got {_show(v)}")
-    return out
-
-
-def _numbers(name: str, values: Sequence, low: float, high: float) -> list:
-    out = []
-    for i, v in enumerate(values):
-        kind = type(v)
-        if kind is float:
-            x = v
-        elif kind is int:
-            try:
-                x = float(v)
-            except OverflowError:
-                raise InputError(f"column '{name}' row {i}: beyond the float range") from None
-        elif v is None or v == "":
-            out.append(math.nan)
-            continue
-        elif kind is str:
-            try:
-                x = float(v)
-            except ValueError:
-                raise InputError(f"column '{name}' must be numeric, got {_show(v)}") from None
-        else:
-            raise InputError(f"column '{name}' must be numeric, got {_show(v)}")
-        if x != x:  # NaN: unknown
-            out.append(math.nan)
-        elif x - x != 0.0:  # +-Infinity
-            raise InputError(f"column '{name}' row {i}: {x} is not a finite number")
-        elif not low <= x <= high:
-            raise InputError(
-                f"column '{name}' row {i}: {x:g} is outside the declared range [{low:g}, {high:g}]"
-            )
-        else:
-            out.append(x)
-    return out
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:40]}..."
 
 
 class FastScorer:

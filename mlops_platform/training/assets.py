@@ -66,20 +66,20 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             shuffle_labels=config.shuffle_labels,
             dagster_run_id=context.run.run_id,
         )
-        split = result["split"]
-        context.log.info(f"registered {spec.name} v{result['version']}; the gate decides next")
+        record, split = result.record, result.split
+        context.log.info(f"registered {spec.name} v{result.version}; the gate decides next")
         return dg.MaterializeResult(
             metadata={
-                "version": result["version"],
-                "mlflow_run_id": result["run_id"],
-                "train_rows": result["train_rows"],
-                "holdout_rows": result["holdout_rows"],
+                "version": result.version,
+                "mlflow_run_id": result.run_id,
+                "train_rows": record.train_rows,
+                "holdout_rows": record.holdout_rows,
                 "train_window": f"{split.train_start} .. {split.train_end}",
                 "holdout_window": f"{split.holdout_start} .. {split.holdout_end}",
-                "data_digest": result["data_digest"],
-                "artifact_sha256": result["artifact_sha256"],
-                "fit_seconds": round(result["fit_seconds"], 2),
-                **{f"train_{k}": v for k, v in result["train_metrics"].items()},
+                "data_digest": record.data_digest,
+                "artifact_sha256": result.artifact_sha256,
+                "fit_seconds": round(result.fit_seconds, 2),
+                **{f"train_{k}": v for k, v in result.train_metrics.items()},
             }
         )
 

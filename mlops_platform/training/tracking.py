@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import pandas as pd
 
-from mlops_platform.features.build import LABEL
+from mlops_platform.model import tags as t
+from mlops_platform.model.columns import LABEL
+from mlops_platform.model.input import model_input
+from mlops_platform.model.metrics import compute_metrics
+from mlops_platform.model.predict import predict
+from mlops_platform.model.split import TimeSplit, split_by_time
+from mlops_platform.model.version import VersionRecord, data_digest
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.settings import code_version
 from mlops_platform.specs import ModelSpec
-from mlops_platform.training.train import (
-    Hyperparameters,
-    data_digest,
-    fit,
-    model_input,
-    predict,
-    split_by_time,
-)
+from mlops_platform.training.params import Hyperparameters
+from mlops_platform.training.train import fit
 from mlops_platform.warehouse import Warehouse
 
 #: Training metrics are computed on at most this many rows (the gate's held-out metrics are the
 #: ones that decide; these only show over-fitting).
 TRAIN_METRIC_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A trained and registered version (no alias moved yet: the gate decides next)."""
+
+    version: str
+    run_id: str
+    record: VersionRecord
+    artifact_sha256: str
+    fit_seconds: float
+    train_metrics: dict[str, float]
+
+    @property
+    def split(self) -> TimeSplit:
+        return self.record.split
 
 
 def _training_dataset(frame: pd.DataFrame, name: str, digest: str, window: dict):
@@ -71,12 +88,10 @@ def train_and_register(
     params: dict,
     dagster_run_id: str,
     shuffle_labels: bool = False,
-) -> dict:
+) -> TrainingResult:
     """Split by time, fit, log params/metrics/data/model (+ SBOM) and register a version.
 
     No alias moves here: only a version that passes its gate becomes `challenger`."""
-    from mlops_platform.evaluation.gate import score
-
     hyper = Hyperparameters(**params)
     train, holdout, split = split_by_time(features, spec)
     training_rows = train[[*spec.features.columns, LABEL]].reset_index(drop=True)
@@ -90,13 +105,13 @@ def train_and_register(
     ) as run:
         mlflow.set_tags(
             {
-                "dagster_run_id": dagster_run_id,
-                "code_version": code,
-                "mlflow.source.git.commit": code,
-                "model_spec": spec.name,
-                "data_digest": digest,
-                "shuffle_labels": str(shuffle_labels).lower(),
-                **split.as_tags(),
+                t.DAGSTER_RUN_ID: dagster_run_id,
+                t.CODE_VERSION: code,
+                t.RUN_GIT_COMMIT: code,
+                t.RUN_MODEL_SPEC: spec.name,
+                t.DATA_DIGEST: digest,
+                t.SHUFFLE_LABELS: str(shuffle_labels).lower(),
+                **split.to_tags(),
             }
         )
         mlflow.log_params(
@@ -112,7 +127,7 @@ def train_and_register(
             training_rows,
             f"{spec.name}_train_{split.train_start}_{split.train_end}",
             digest,
-            split.as_tags(),
+            split.to_tags(),
         )
         mlflow.log_input(dataset, context="training")
 
@@ -120,7 +135,9 @@ def train_and_register(
         model = fit(spec, train, hyper, shuffle_labels=shuffle_labels)
         fit_seconds = time.perf_counter() - started
         sample = train.sample(n=min(len(train), TRAIN_METRIC_ROWS), random_state=0)
-        train_metrics = score(spec, sample[LABEL].to_numpy(), predict(model, sample, spec))
+        train_metrics = compute_metrics(
+            spec, sample[LABEL].to_numpy(), predict(model, sample, spec)
+        )
         mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items()})
         mlflow.log_metrics(
             {"train_rows": len(train), "holdout_rows": len(holdout), "fit_seconds": fit_seconds}
@@ -135,28 +152,15 @@ def train_and_register(
             _requirements(),
             predict_fn="predict_proba" if spec.task == "classification" else "predict",
         )
-    registry.set_version_tags(
-        spec.name,
-        version,
-        {
-            "dagster_run_id": dagster_run_id,
-            "code_version": code,
-            "data_digest": digest,
-            "mlflow_run_id": run.info.run_id,
-            "train_rows": len(train),
-            "holdout_rows": len(holdout),
-            "shuffle_labels": str(shuffle_labels).lower(),
-            **split.as_tags(),
-        },
+    record = VersionRecord(
+        split=split,
+        data_digest=digest,
+        train_rows=len(train),
+        holdout_rows=len(holdout),
+        mlflow_run_id=run.info.run_id,
+        dagster_run_id=dagster_run_id,
+        code_version=code,
+        shuffle_labels=shuffle_labels,
     )
-    return {
-        "version": version,
-        "run_id": run.info.run_id,
-        "split": split,
-        "train_rows": len(train),
-        "holdout_rows": len(holdout),
-        "data_digest": digest,
-        "artifact_sha256": sha,
-        "fit_seconds": fit_seconds,
-        "train_metrics": train_metrics,
-    }
+    registry.set_version_tags(spec.name, version, record.to_tags())
+    return TrainingResult(version, run.info.run_id, record, sha, fit_seconds, train_metrics)

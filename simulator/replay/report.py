@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 
 from mlops_platform.domains import domain_for
-from mlops_platform.evaluation.gate import score
 from mlops_platform.markdown import markdown_table
-from mlops_platform.model.columns import EVENT_DATE, LABEL
+from mlops_platform.model import tags as t
+from mlops_platform.model.columns import EVENT_DATE, LABEL, MODEL_VERSION, SCORE
+from mlops_platform.model.metrics import compute_metrics
+from mlops_platform.model.predict import predict
 from mlops_platform.registry.promotion import audit_log
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
-from mlops_platform.training.train import predict
 from mlops_platform.warehouse import Warehouse
 
 
@@ -48,7 +49,7 @@ def _metric(spec: ModelSpec, frame: pd.DataFrame, column: str) -> float:
     labelled = frame[frame[LABEL].notna()]
     if len(labelled) < 50 or (spec.task == "classification" and labelled[LABEL].nunique() < 2):
         return float("nan")
-    return score(spec, labelled[LABEL].to_numpy(), labelled[column].to_numpy())[
+    return compute_metrics(spec, labelled[LABEL].to_numpy(), labelled[column].to_numpy())[
         spec.gate.primary_metric
     ]
 
@@ -66,17 +67,17 @@ def scored_flights(
     """Every scored flight from `start` to `end` with its label, the live score, and the score
     the static model gives it."""
     window = f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
-    key = list(domain_for(spec).entity_key)
     scores = warehouse.read_table("scores", spec.name, where=window)
     features = warehouse.read_table("features", spec.name, where=window)
-    flights = scores[[*key, "score", "model_version"]].merge(features, on=key, how="inner")
+    key = list(domain_for(spec).entity_key)
+    flights = scores[[*key, SCORE, MODEL_VERSION]].merge(features, on=key, how="inner")
     static = static_version(warehouse, spec)
     if static is not None and len(flights):
         model = registry.load_verified(spec.name, static)
         flights["static_score"] = predict(model, flights, spec)
     else:
         flights["static_score"] = np.nan
-    flights["day"] = flights[EVENT_DATE].dt.date
+    flights["day"] = pd.to_datetime(flights[EVENT_DATE]).dt.date
     return flights
 
 
@@ -110,7 +111,7 @@ def retrains(
     promoted (the audit log)."""
     versions = {}
     for mv in registry.client.search_model_versions(f"name = '{spec.name}'"):
-        if run_id := (mv.tags or {}).get("dagster_run_id"):
+        if run_id := (mv.tags or {}).get(t.DAGSTER_RUN_ID):
             versions[run_id] = (str(mv.version), mv.tags)
     log = audit_log(warehouse, spec.name)
     promotions = log[(log["alias"] == CHAMPION) & log["to_version"].notna()]
@@ -118,11 +119,11 @@ def retrains(
     records = instance.get_run_records(filters=dg.RunsFilter(job_name=f"train_{spec.name}"))
     for record in reversed(records):  # oldest first
         run = record.dagster_run
-        if "mlops/trigger" not in run.tags:
+        if t.RUN_TRIGGER not in run.tags:
             continue
         version, tags = versions.get(run.run_id, ("", {}))
-        gate = {"true": True, "false": False}.get(tags.get("gate_passed", ""))
-        summary = json.loads(tags.get("gate_summary") or "{}")
+        gate = {"true": True, "false": False}.get(tags.get(t.GATE_PASSED, ""))
+        summary = json.loads(tags.get(t.GATE_SUMMARY) or "{}")
         metric = (summary.get("metrics") or {}).get(spec.gate.primary_metric)
         promoted = bool(
             version
@@ -132,9 +133,9 @@ def retrains(
         )
         found.append(
             Retrain(
-                run.tags.get("mlops/monitored_day", ""),
-                run.tags["mlops/trigger"],
-                run.tags.get("mlops/reason", ""),
+                run.tags.get(t.RUN_MONITORED_DAY, ""),
+                run.tags[t.RUN_TRIGGER],
+                run.tags.get(t.RUN_REASON, ""),
                 run.run_id,
                 version,
                 gate,
@@ -252,7 +253,7 @@ def build_report(
         daily_rows, columns=["day", "flights", "labelled", "champion_version", "live", "static"]
     )
     daily = daily.merge(drift, on="day", how="left")
-    flights["month"] = flights[EVENT_DATE].dt.strftime("%Y-%m")
+    flights["month"] = pd.to_datetime(flights[EVENT_DATE]).dt.strftime("%Y-%m")
     monthly_rows = []
     for month, group in flights.groupby("month"):
         in_month = [r for r in found if r.monitored_day[:7] == month]

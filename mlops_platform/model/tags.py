@@ -1,0 +1,39 @@
+"""Every tag key the platform writes, defined once: on MLflow model versions (the version
+record, `version.py`), on MLflow runs, and on Dagster runs (why a run was started)."""
+
+# -- MLflow model-version tags: the version record (`VersionRecord.to_tags`) -----------------
+WINDOW_PREFIX = "window."  # + train_start, train_end, holdout_start, holdout_end (ISO dates)
+DATA_DIGEST = "data_digest"
+TRAIN_ROWS = "train_rows"
+HOLDOUT_ROWS = "holdout_rows"
+MLFLOW_RUN_ID = "mlflow_run_id"
+DAGSTER_RUN_ID = "dagster_run_id"
+CODE_VERSION = "code_version"
+SHUFFLE_LABELS = "shuffle_labels"
+GATE_PASSED = "gate_passed"  # "true" | "false"; promotion still trusts only the signature
+GATE_STATUS = "gate_status"  # GATE_ACCEPTED | GATE_REJECTED
+GATE_FAILED_CHECKS = "gate_failed_checks"  # comma-separated check names
+GATE_SUMMARY = "gate_summary"  # JSON of `GateSummary`
+APPROVAL = "approval"  # APPROVAL_PENDING | APPROVAL_APPROVED
+APPROVED_BY = "approved_by"
+ROLLED_BACK = "rolled_back"
+ROLLED_BACK_REASON = "rolled_back_reason"
+#: Written by the registry when a version is stored, signed or promoted.
+ARTIFACT_SHA256 = "artifact_sha256"
+SBOM_SHA256 = "sbom_sha256"
+SIGNATURE = "signature"
+SIGNED_BY = "signed_by"
+REPLACED_CHAMPION = "champion.replaced"
+
+GATE_ACCEPTED, GATE_REJECTED = "accepted", "rejected"
+APPROVAL_PENDING, APPROVAL_APPROVED = "pending", "approved"
+
+# -- MLflow run tags (the training run) ------------------------------------------------------
+RUN_MODEL_SPEC = "model_spec"
+RUN_GIT_COMMIT = "mlflow.source.git.commit"
+
+# -- Dagster run tags: why a retraining run was started (set by the retraining sensor) -------
+RUN_TRIGGER = "mlops/trigger"
+RUN_REASON = "mlops/reason"
+RUN_MONITORED_DAY = "mlops/monitored_day"
+RUN_RUNBOOK = "mlops/runbook"
