@@ -4,7 +4,8 @@ Each domain is a folder `domains/<domain>/` holding `domain.yaml` (its declarati
 `schema.Domain`), its model specs (every other `<spec>.yaml` there, each naming the domain) and
 `features.py` (`FEATURE_FUNCTIONS`, the raw columns each reads in `FEATURE_INPUTS`, and
 `base_frame(tables)`, the one-row-per-entity frame they start from). More folders of domains
-can be named in `MLOPS_DOMAIN_PATH` (directories separated by `os.pathsep`, each holding domain folders).
+can be named in `MLOPS_DOMAIN_PATH` (directories separated by `os.pathsep`, each holding
+domain folders).
 
 Which specs the code location builds pipelines for: `MLOPS_MODEL_SPECS` (comma-separated spec
 names, found in any domain folder); unset, the `default_specs` of each domain named in
