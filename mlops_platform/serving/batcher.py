@@ -2,18 +2,18 @@
 
 A model call costs much the same for 1 row as for 16 (the cost is per call), so requests are
 queued and one consumer scores everything waiting as a single matrix. Under load batches grow
-on their own; idle, a request is scored alone at once (no artificial wait). A batch small
-enough for the compiled trees (`COMPILED_MAX_ROWS`, a fraction of a millisecond) is scored on
-the event loop itself: handing it to a thread and back cost more than scoring it (py-spy), and
+on their own; idle, a request is scored alone at once (no artificial wait). A batch of fewer
+than `INLINE_ROWS` rows (compiled trees, a fraction of a millisecond) is scored on the event
+loop itself: handing it to a thread and back cost more than scoring it (py-spy), and
 the compiled trees' small numpy calls hold the GIL anyway. Larger batches go to a model thread
 (scikit-learn releases the GIL), so the event loop keeps accepting requests.
 
-A request of more than `chunk_rows` rows is split into chunks scored one after the other on a
-second model thread: small requests never queue behind a large one (no head-of-line blocking),
-and the chunks let large requests share that thread (scikit-learn's trees release the GIL, so
-both threads run at once on two cores). Shadow scoring by the challenger happens afterwards on
-its own thread and queue: a response never waits for it, and a full shadow queue drops shadow
-work, never requests.
+A request of more than `max_rows` rows is split into chunks of `chunk_rows` scored one after
+the other on a second model thread: small requests never queue behind a large one (no
+head-of-line blocking), and the chunks let large requests share that thread (scikit-learn's
+trees release the GIL, so both threads run at once on two cores). Shadow scoring by the
+challenger happens afterwards on its own thread and queue: a response never waits for it, and
+a full shadow queue drops shadow work, never requests.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from mlops_platform.serving.manager import ModelHandle, ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
 from mlops_platform.serving.predictionlog import PartitionedLog
 from mlops_platform.serving.scorer import COMPILED_MAX_ROWS
+
+#: batches smaller than this are scored on the event loop (compiled trees: ~0.5 ms at most)
+INLINE_ROWS = 24
 
 log = logging.getLogger("mlops.serving")
 
@@ -117,7 +120,7 @@ class MicroBatcher:
         scorer = self.manager.champion.scorer
         loop = asyncio.get_running_loop()
         for pool in (self._model_thread, self._chunk_thread):
-            for rows in (1, COMPILED_MAX_ROWS):
+            for rows in (1, INLINE_ROWS, COMPILED_MAX_ROWS):
                 matrix = np.full((rows, len(scorer.order)), np.nan)
                 await loop.run_in_executor(pool, scorer.score, matrix)
 
@@ -136,7 +139,7 @@ class MicroBatcher:
             else self.canary_percent > 0 and random.random() * 100 < self.canary_percent
         )
         loop = asyncio.get_running_loop()
-        if rows <= self.chunk_rows:
+        if rows <= self.max_rows:
             future = loop.create_future()
             self._small.append(Pending(columns, rows, request_id, route, canary, future))
             self._work.set()
@@ -175,7 +178,7 @@ class MicroBatcher:
             if batch:
                 self._busy += 1
                 try:
-                    inline = queue is self._small and sum(i.rows for i in batch) < COMPILED_MAX_ROWS
+                    inline = queue is self._small and sum(i.rows for i in batch) < INLINE_ROWS
                     await self._score_batch(loop, batch, None if inline else pool)
                 finally:
                     self._busy -= 1
@@ -274,6 +277,13 @@ def _score(handle: ModelHandle, items: list[Pending]) -> tuple[dict[str, list], 
         columns = items[0].columns
     else:
         columns = {
-            name: [v for item in items for v in item.columns[name]] for name in items[0].columns
+            name: _concat([item.columns[name] for item in items]) for name in items[0].columns
         }
     return columns, _score_columns(handle, columns, sum(item.rows for item in items))
+
+
+def _concat(parts: list) -> list | np.ndarray:
+    """One column from several requests' (lists, or float arrays for large numeric columns)."""
+    if all(type(part) is list for part in parts):
+        return [value for part in parts for value in part]
+    return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])
