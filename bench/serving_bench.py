@@ -268,7 +268,9 @@ def measure(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        # generous: on a shared 2-core machine loading the model and its verification can
+        # take minutes
+        deadline = time.monotonic() + 900
         while True:
             try:
                 if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
@@ -276,7 +278,8 @@ def measure(
             except httpx.HTTPError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"{name} did not start:\n{process.stderr.read()[-3000:]}")
+                process.kill()  # stderr is read to its end: the process must be gone
+                sys.exit(f"{name} did not start:\n{process.communicate()[1][-3000:]}")
             time.sleep(0.5)
         result = {}
         if seconds:
