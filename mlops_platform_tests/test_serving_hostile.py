@@ -440,3 +440,18 @@ def test_poison_requests_then_good_ones_all_land(server):
             break
         assert time.monotonic() < deadline, "good requests after the poison never landed"
         time.sleep(0.2)
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_exported(server):
+    from mlops_platform_tests.dashboard_support import (
+        dashboard_queries,
+        exported_series,
+        promql_metric_names,
+    )
+
+    reply = httpx.post(f"{server.url}/invocations", json={"dataframe_records": [ROW]})
+    assert reply.status_code == 200
+    exported = exported_series(httpx.get(f"{server.url}/metrics").text)
+    queried = set().union(*map(promql_metric_names, dashboard_queries()))
+    assert len(queried) >= 10, queried
+    assert queried <= exported, f"queried but not exported: {sorted(queried - exported)}"

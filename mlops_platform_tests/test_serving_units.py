@@ -306,3 +306,51 @@ def test_next_batch(queued, max_rows, expected):
         assert batches == expected
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(
+    "expr, names",
+    [
+        ('sum by (route) (rate(http_requests_total{job=~"$job"}[$__rate_interval]))',
+         {"http_requests_total"}),
+        ("histogram_quantile(0.99, sum by (le, route) (rate(latency_bucket[5m])))",
+         {"latency_bucket"}),
+        ('a_sum{x="rate(b)"} / clamp_min(sum(rate(c_count[1m])), 1e-9)', {"a_sum", "c_count"}),
+        ("max by (instance, alias) (model_version_info) or on (alias) up",
+         {"model_version_info", "up"}),
+    ],
+)  # fmt: skip
+def test_promql_metric_names(expr, names):
+    from mlops_platform_tests.dashboard_support import promql_metric_names
+
+    assert promql_metric_names(expr) == names
+
+
+def test_the_dashboard_covers_what_the_issue_asks_and_prometheus_scrapes_the_replicas():
+    import yaml
+
+    from mlops_platform_tests.dashboard_support import (
+        DEPLOY,
+        dashboard_queries,
+        promql_metric_names,
+    )
+
+    used = set().union(*map(promql_metric_names, dashboard_queries()))
+    # latency by route, errors, score distribution, model version, prediction-log drops
+    for name in (
+        "http_request_duration_seconds_bucket",
+        "http_request_errors_total",
+        "prediction_score_bucket",
+        "model_version_info",
+        "log_records_dropped_total",
+    ):
+        assert name in used, name
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    assert {"serving_1:8081", "serving_2:8082"} <= targets
+    assert all(job["metrics_path"] == "/metrics" for job in config["scrape_configs"])

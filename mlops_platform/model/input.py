@@ -48,20 +48,45 @@ def normalize(
     (see `rules.feature_ranges`), a boolean, a list or an object is refused. Raises InputError
     naming the column, the row and the value. Extra columns are ignored.
     """
-    ranges = ranges or {}
-    out: dict[str, list] = {}
-    for name in spec.features.columns:
-        values = columns.get(name)
-        if values is None:
-            raise InputError(f"missing column '{name}'")
-        if len(values) != rows:
-            raise InputError(f"column '{name}' has {len(values)} values, expected {rows}")
-        if name in spec.features.categorical:
-            out[name] = _categories(name, values)
-        else:
-            low, high = ranges.get(name, (-math.inf, math.inf))
-            out[name] = _numbers(name, values, low, high)
-    return out
+    return Normalizer(spec, ranges)(columns, rows)
+
+
+class Normalizer:
+    """`normalize` with the spec's columns, kinds and ranges looked up once (the service keeps
+    one); a single row, the online case, takes one check per column and no per-column loop."""
+
+    def __init__(self, spec: ModelSpec, ranges: dict[str, tuple[float, float]] | None) -> None:
+        ranges = ranges or {}
+        categorical = set(spec.features.categorical)
+        self.plan = [
+            (name, name in categorical, *ranges.get(name, (-math.inf, math.inf)))
+            for name in spec.features.columns
+        ]
+
+    def __call__(self, columns: dict[str, Sequence], rows: int) -> dict[str, list]:
+        out: dict[str, list] = {}
+        for name, categorical, low, high in self.plan:
+            values = columns.get(name)
+            if values is None:
+                raise InputError(f"missing column '{name}'")
+            if len(values) != rows:
+                raise InputError(f"column '{name}' has {len(values)} values, expected {rows}")
+            if rows == 1:
+                value = values[0]
+                kind = type(value)
+                # the common cases; anything else takes the general path (and its errors)
+                if categorical:
+                    if (kind is str and value.isascii()) or value is None:
+                        out[name] = [value]
+                        continue
+                elif kind is float and low <= value <= high:  # NaN and +-inf fail this
+                    out[name] = [value]
+                    continue
+            if categorical:
+                out[name] = _categories(name, values)
+            else:
+                out[name] = _numbers(name, values, low, high)
+        return out
 
 
 def _categories(name: str, values: Sequence) -> list:
@@ -87,7 +112,25 @@ def _categories(name: str, values: Sequence) -> list:
     return out
 
 
-def _numbers(name: str, values: Sequence, low: float, high: float) -> list:
+#: From this many values a numeric column is checked with numpy (a float64 array comes back)
+VECTOR_ROWS = 16
+_PLAIN_NUMBERS = frozenset({float, int, type(None)})
+
+
+def _numbers(name: str, values: Sequence, low: float, high: float) -> list | np.ndarray:
+    if len(values) >= VECTOR_ROWS and set(map(type, values)) <= _PLAIN_NUMBERS:
+        # floats, ints and nulls only (a bool is refused below): checked in C, not per value
+        try:
+            array = np.array(values, dtype=np.float64)  # None -> NaN
+        except OverflowError:
+            pass  # an int beyond the float range: the loop below names it
+        else:
+            known = ~np.isnan(array)
+            inside = np.isfinite(array) & (array >= low) & (array <= high)
+            outside = known & ~inside
+            if not outside.any():
+                return array
+            values = values[: int(np.argmax(outside)) + 1]  # the loop below names the first
     out = []
     for i, v in enumerate(values):
         kind = type(v)

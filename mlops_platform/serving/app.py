@@ -11,11 +11,9 @@ import contextlib
 import datetime as dt
 import gc
 import logging
-import uuid
 from importlib.metadata import version as package_version
 from pathlib import Path
 
-import numpy as np
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -28,13 +26,13 @@ from mlops_platform.serving.batcher import MicroBatcher
 from mlops_platform.serving.breaker import CircuitBreaker
 from mlops_platform.serving.feedback import ReferenceValues, feedback_model, feedback_schema
 from mlops_platform.serving.guard import Guard, Limits
+from mlops_platform.serving.invocations import Invocations, RequestIds
 from mlops_platform.serving.manager import ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
 from mlops_platform.serving.oip import add_oip_routes
 from mlops_platform.serving.openapi import add_offline_docs, health_route, invocations_body
 from mlops_platform.serving.predictionlog import PartitionedLog, prediction_schema
 from mlops_platform.serving.privacy import hash_key, hashed_columns
-from mlops_platform.serving.protocols import ProtocolError, TooManyRows
 from mlops_platform.serving.rules import feature_ranges, feedback_problems, feedback_rules
 from mlops_platform.serving.scorer import InputError
 from mlops_platform.serving.service import NotReady, Scoring
@@ -57,10 +55,6 @@ def _json(body, status: int = 200) -> Response:
         status_code=status,
         media_type="application/json",
     )
-
-
-def _mlflow_error(message: str, status: int = 400, code: str = "BAD_REQUEST") -> Response:
-    return _json({"error_code": code, "message": message}, status)
 
 
 def create_app(
@@ -165,12 +159,6 @@ def create_app(
     app.state.manager, app.state.batcher, app.state.settings = manager, batcher, settings
     app.state.predictions, app.state.feedback = predictions, feedback_log
 
-    def mlflow_reply(scores):
-        # numpy arrays, encoded by orjson in C: no Python loop over the rows on the event loop
-        if classification:
-            return np.column_stack((1.0 - scores, scores))
-        return np.ascontiguousarray(scores)  # orjson encodes C-contiguous arrays only
-
     # -- MLflow scoring protocol -------------------------------------------------------------
     @health_route(app, "/ping")
     async def ping() -> Response:
@@ -188,31 +176,19 @@ def create_app(
         return Response(package_version("mlflow"), media_type="text/plain")
 
     invocations_doc = invocations_body(spec, ranges, settings.max_request_rows)
+    request_ids = RequestIds()
+    hot = Invocations(scoring, classification, request_ids)
 
+    # The guard serves POST /invocations with `hot` directly; this route documents it (and
+    # answers if the app is mounted without the guard).
     @app.post("/invocations", openapi_extra={"requestBody": invocations_doc})
     async def invocations(request: Request) -> Response:
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind not in ("application/json", "text/csv"):
-            return _mlflow_error(
-                f"content type {kind or '(none)'!r} is not supported: use "
-                "application/json or text/csv",
-                415,
-            )
-        if not scoring.ready():
-            return _mlflow_error("no verified champion loaded yet", 503, "SERVICE_UNAVAILABLE")
-        body = await request.body()
-        try:
-            prepared = await scoring.prepare(
-                "csv" if kind == "text/csv" else "mlflow", body, "invocations"
-            )
-            scored = await scoring.score(prepared, _request_id(request), "invocations")
-        except TooManyRows as exc:
-            return _mlflow_error(str(exc), 413, "REQUEST_TOO_LARGE")
-        except (ProtocolError, InputError) as exc:
-            return _mlflow_error(str(exc))
-        except NotReady as exc:
-            return _mlflow_error(str(exc), exc.status, "SERVICE_UNAVAILABLE")
-        return _json({"predictions": mlflow_reply(scored.scores)})
+        kind, refused = hot.check_kind(request.headers.get("content-type", ""))
+        if refused is None:
+            body = await request.body()
+            refused = await hot.answer(kind, body, request.headers.get("x-request-id"))
+        status, payload = refused
+        return Response(payload, status_code=status, media_type="application/json")
 
     add_oip_routes(app, scoring, _json)
 
@@ -228,7 +204,7 @@ def create_app(
     )
     async def predict(request: Request) -> PredictResponse:
         features = validated(Features, await request.body())
-        request_id = _request_id(request)
+        request_id = request.headers.get("x-request-id") or request_ids.next()
         columns = {k: [v] for k, v in features.model_dump().items()}
         try:
             prepared = scoring.prepare_columns(columns, 1, "predict")
@@ -289,10 +265,6 @@ def create_app(
         rate_per_second=settings.rate_limit_per_second,
         rate_burst=settings.rate_limit_burst,
     )
-    guarded = Guard(app, metrics, limits)
+    guarded = Guard(app, metrics, limits, routes={("POST", "/invocations"): hot})
     guarded.state = app.state  # tests and tools reach the app's state through the wrapper
     return guarded
-
-
-def _request_id(request: Request) -> str:
-    return request.headers.get("x-request-id") or uuid.uuid4().hex

@@ -1,14 +1,19 @@
 """Micro-batching: concurrent requests share one model call.
 
-A model call costs about the same for 1 row as for 64 (the cost is per call), so requests are
-queued and one worker scores everything waiting as a single matrix, in a thread so the event
-loop keeps accepting requests. Under load batches grow on their own; idle, a request is scored
-alone at once (no artificial wait). A request of more than `chunk_rows` rows is split into
-chunks scored one after the other on a second model thread: small requests never queue behind
-a large one (no head-of-line blocking), and the chunks let large requests share that thread
-(scikit-learn's trees release the GIL, so both threads run at once on two cores). Shadow
-scoring by the challenger happens afterwards on its own thread and queue: a response never
-waits for it, and a full shadow queue drops shadow work, never requests.
+A model call costs much the same for 1 row as for 16 (the cost is per call), so requests are
+queued and one consumer scores everything waiting as a single matrix. Under load batches grow
+on their own; idle, a request is scored alone at once (no artificial wait). A batch of fewer
+than `INLINE_ROWS` rows (compiled trees, a fraction of a millisecond) is scored on the event
+loop itself: handing it to a thread and back cost more than scoring it (py-spy), and
+the compiled trees' small numpy calls hold the GIL anyway. Larger batches go to a model thread
+(scikit-learn releases the GIL), so the event loop keeps accepting requests.
+
+A request of more than `max_rows` rows is split into chunks of `chunk_rows` scored one after
+the other on a second model thread: small requests never queue behind a large one (no
+head-of-line blocking), and the chunks let large requests share that thread (scikit-learn's
+trees release the GIL, so both threads run at once on two cores). Shadow scoring by the
+challenger happens afterwards on its own thread and queue: a response never waits for it, and
+a full shadow queue drops shadow work, never requests.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ import numpy as np
 from mlops_platform.serving.manager import ModelHandle, ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
 from mlops_platform.serving.predictionlog import PartitionedLog
+from mlops_platform.serving.scorer import COMPILED_MAX_ROWS
+
+#: batches smaller than this are scored on the event loop (compiled trees: ~0.5 ms at most)
+INLINE_ROWS = 24
 
 log = logging.getLogger("mlops.serving")
 
@@ -108,12 +117,10 @@ class MicroBatcher:
     async def warm_up(self) -> None:
         """Score a few all-missing rows down both paths (compiled trees, scikit-learn) on both
         model threads, so the first large request does not pay for lazy imports and set-up."""
-        from mlops_platform.serving.scorer import COMPILED_MAX_ROWS
-
         scorer = self.manager.champion.scorer
         loop = asyncio.get_running_loop()
         for pool in (self._model_thread, self._chunk_thread):
-            for rows in (1, COMPILED_MAX_ROWS):
+            for rows in (1, INLINE_ROWS, COMPILED_MAX_ROWS):
                 matrix = np.full((rows, len(scorer.order)), np.nan)
                 await loop.run_in_executor(pool, scorer.score, matrix)
 
@@ -132,7 +139,7 @@ class MicroBatcher:
             else self.canary_percent > 0 and random.random() * 100 < self.canary_percent
         )
         loop = asyncio.get_running_loop()
-        if rows <= self.chunk_rows:
+        if rows <= self.max_rows:
             future = loop.create_future()
             self._small.append(Pending(columns, rows, request_id, route, canary, future))
             self._work.set()
@@ -171,11 +178,13 @@ class MicroBatcher:
             if batch:
                 self._busy += 1
                 try:
-                    await self._score_batch(loop, batch, pool)
+                    inline = queue is self._small and sum(i.rows for i in batch) < INLINE_ROWS
+                    await self._score_batch(loop, batch, None if inline else pool)
                 finally:
                     self._busy -= 1
 
     async def _score_batch(self, loop, batch: list[Pending], pool) -> None:
+        """Score a batch on `pool`, or right here on the event loop if `pool` is None."""
         champion, challenger = self.manager.champion, self.manager.challenger
         groups: dict[str, tuple[ModelHandle, list[Pending]]] = {}
         for item in batch:
@@ -183,7 +192,10 @@ class MicroBatcher:
             groups.setdefault(handle.alias, (handle, []))[1].append(item)
         for handle, items in groups.values():
             try:
-                columns, scores = await loop.run_in_executor(pool, _score, handle, items)
+                if pool is None:
+                    columns, scores = _score(handle, items)
+                else:
+                    columns, scores = await loop.run_in_executor(pool, _score, handle, items)
             except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
                 for item in items:
                     if not item.future.done():
@@ -195,8 +207,7 @@ class MicroBatcher:
                     item.future.set_result(Scored(scores[start : start + item.rows], handle))
                 start += item.rows
             self.metrics.batch_rows.labels(handle.alias).observe(len(scores))
-            for value in scores[:64]:
-                self.metrics.scores.labels(handle.alias).observe(float(value))
+            self.metrics.scores.observe_many(handle.alias, scores)
             other = challenger if handle is champion else champion
             self._after(columns, scores, items, handle, other)
 
@@ -266,6 +277,13 @@ def _score(handle: ModelHandle, items: list[Pending]) -> tuple[dict[str, list], 
         columns = items[0].columns
     else:
         columns = {
-            name: [v for item in items for v in item.columns[name]] for name in items[0].columns
+            name: _concat([item.columns[name] for item in items]) for name in items[0].columns
         }
     return columns, _score_columns(handle, columns, sum(item.rows for item in items))
+
+
+def _concat(parts: list) -> list | np.ndarray:
+    """One column from several requests' (lists, or float arrays for large numeric columns)."""
+    if all(type(part) is list for part in parts):
+        return [value for part in parts for value in part]
+    return np.concatenate([np.asarray(part, dtype=np.float64) for part in parts])

@@ -1,8 +1,58 @@
-"""Prometheus metrics of the service (its own registry, served at /metrics)."""
+"""Prometheus metrics of the service (its own registry, served at /metrics).
+
+The request path touches them once per request (`RequestMetrics`: label children looked up
+once, not per request) and once per model call (`ScoreHistogram`: every score of a batch
+counted in one numpy call, not one `observe` per row).
+"""
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+
+SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+
+
+class ScoreHistogram:
+    """A Prometheus histogram by alias, fed a whole batch of scores at a time."""
+
+    def __init__(self, name: str, documentation: str, bounds, registry) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = np.asarray(bounds, dtype=np.float64)
+        self._counts: dict[str, np.ndarray] = {}
+        self._sums: dict[str, float] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, alias: str, values: np.ndarray) -> None:
+        # bucket i counts values <= bounds[i] ("le"); the last one is +Inf
+        index = np.searchsorted(self.bounds, values, side="left")
+        counts = np.bincount(index, minlength=len(self.bounds) + 1)
+        with self._lock:
+            if alias in self._counts:
+                self._counts[alias] += counts
+                self._sums[alias] += float(np.sum(values))
+            else:
+                self._counts[alias] = counts
+                self._sums[alias] = float(np.sum(values))
+
+    def collect(self):
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["alias"])
+        with self._lock:
+            for alias, counts in self._counts.items():
+                cumulative = np.cumsum(counts).tolist()
+                bounds = [floatToGoString(b) for b in self.bounds]
+                buckets = list(zip(bounds, cumulative, strict=False))
+                buckets.append(("+Inf", cumulative[-1]))
+                family.add_metric([alias], buckets, self._sums[alias])
+        yield family
+
+    def describe(self):
+        return [HistogramMetricFamily(self.name, self.documentation, labels=["alias"])]
 
 
 class ServingMetrics:
@@ -40,12 +90,11 @@ class ServingMetrics:
             ["model", "alias", "version"],
             registry=self.registry,
         )
-        self.scores = Histogram(
+        self.scores = ScoreHistogram(
             "prediction_score",
             "Distribution of predicted scores",
-            ["alias"],
-            buckets=tuple(i / 10 for i in range(1, 11)),
-            registry=self.registry,
+            SCORE_BUCKETS,
+            self.registry,
         )
         self.shadow_dropped = Counter(
             "shadow_dropped_rows_total",
@@ -82,3 +131,28 @@ class ServingMetrics:
         for handle in handles:
             if handle is not None:
                 self.model_version.labels(handle.name, handle.alias, handle.version).set(1)
+
+
+class RequestMetrics:
+    """Duration, count and errors of a request by (route, method, status), children cached."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple] = {}
+
+    def record(self, route: str, method: str, status: int, seconds: float) -> None:
+        children = self._children.get((route, method, status))
+        if children is None:
+            m, code = self.metrics, str(status)
+            children = (
+                m.duration.labels(route, method, code),
+                m.requests.labels(route, method, code),
+                m.errors.labels(route, code) if status >= 400 else None,
+            )
+            if len(self._children) < 10_000:  # bounded: routes and statuses are few
+                self._children[(route, method, status)] = children
+        duration, requests, errors = children
+        duration.observe(seconds)
+        requests.inc()
+        if errors is not None:
+            errors.inc()

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from mlops_platform.serving.logfiles import (  # noqa: F401 - read_log is this module's API
     PARTITION_PREFIX,
     merge_files,
@@ -123,19 +125,32 @@ class PartitionedLog:
 
         def days_of(group):
             by_date: dict[str, dict[str, list]] = {}
+            converted = []
             for batch in group:
-                day = by_date.setdefault(
-                    batch["ts"][0].strftime("%Y-%m-%d"), {name: [] for name in self.schema.names}
-                )
+                n = len(batch["ts"])
+                day_name = batch["ts"][0].strftime("%Y-%m-%d")
+                if any(isinstance(v, np.ndarray) for v in batch.values()):
+                    # a large request's numeric columns arrive as arrays: converted as they
+                    # are, after the batches before it (the log keeps the order of arrival)
+                    for pending_day, columns in by_date.items():
+                        converted += convert(pending_day, columns)
+                    by_date.clear()
+                    columns = {name: batch.get(name, [None] * n) for name in self.schema.names}
+                    converted += convert(day_name, columns)
+                    continue
+                day = by_date.setdefault(day_name, {name: [] for name in self.schema.names})
                 for name, values in day.items():
-                    values.extend(batch.get(name) or [None] * len(batch["ts"]))
-            for columns in by_date.values():
-                for name in self.hash_columns:
-                    columns[name] = [keyed_hash(self.hash_key, v) for v in columns[name]]
+                    values.extend(batch.get(name) or [None] * n)
+            for day_name, columns in by_date.items():
+                converted += convert(day_name, columns)
+            return converted
+
+        def convert(day: str, columns: dict):
+            for name in self.hash_columns:
+                columns[name] = [keyed_hash(self.hash_key, v) for v in columns[name]]
             # In slices: one conversion holds the GIL throughout, and the event loop waits.
             return [
                 (day, pa.RecordBatch.from_pydict(part, schema=self.schema))
-                for day, columns in by_date.items()
                 for part in _slices(columns, CONVERT_ROWS)
             ]
 

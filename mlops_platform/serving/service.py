@@ -14,7 +14,7 @@ from mlops_platform.serving.batcher import MicroBatcher, Scored
 from mlops_platform.serving.manager import ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
 from mlops_platform.serving.protocols import loads, parse_csv, parse_mlflow_json, parse_oip
-from mlops_platform.serving.scorer import InputError, normalize
+from mlops_platform.serving.scorer import InputError, Normalizer
 from mlops_platform.serving.settings import ServingSettings
 from mlops_platform.specs import ModelSpec
 
@@ -50,13 +50,14 @@ class Scoring:
         self.spec, self.settings, self.manager = spec, settings, manager
         self.batcher, self.metrics, self.ranges = batcher, metrics, ranges
         self.wanted = list(spec.features.columns)
+        self.normalize = Normalizer(spec, ranges)
 
     def ready(self) -> bool:
         return self.manager.champion is not None
 
     def _normalize(self, columns: dict, rows: int, route: str) -> dict[str, list]:
         try:
-            return normalize(columns, rows, self.spec, self.ranges)
+            return self.normalize(columns, rows)
         except InputError:
             self.metrics.rejected_values.labels(route).inc()
             raise
