@@ -46,8 +46,10 @@ def main(reference_days: int | None) -> None:
     table = table[table[LABEL].notna()].reset_index(drop=True)
     days = table[DATE].dt.date
     kinds = column_kinds(spec)
-    print(f"reference_days={reference_days}, window {spec.drift.window_days} days, "
-          f"target false-alarm rate {spec.drift.false_alarm_rate}")
+    print(
+        f"reference_days={reference_days}, window {spec.drift.window_days} days, "
+        f"target false-alarm rate {spec.drift.false_alarm_rate}"
+    )
     for season, (train_end, first, last) in SEASONS.items():
         train_start = max(dt.date(2013, 1, 1), train_end - dt.timedelta(days=364))
         train = table[(days >= train_start) & (days <= train_end)]
@@ -59,10 +61,14 @@ def main(reference_days: int | None) -> None:
         reference = reference.assign(**{SCORE: predict(model, reference, spec)})
         calibration = calibrate_spec(reference, spec, reference[DATE])
         thresholds = {**fixed_thresholds(spec), **calibration.thresholds}
-        print(f"\n{season}: trained {train_start}..{train_end}, reference {ref_start}.."
-              f"{train_end} ({len(reference)} rows); {calibration.describe()}")
-        print("  thresholds: " + ", ".join(f"{c} {t:.3f}" for c, t in thresholds.items()
-                                           if c in kinds))
+        print(
+            f"\n{season}: trained {train_start}..{train_end}, reference {ref_start}.."
+            f"{train_end} ({len(reference)} rows); {calibration.describe()}"
+        )
+        print(
+            "  thresholds: "
+            + ", ".join(f"{c} {t:.3f}" for c, t in thresholds.items() if c in kinds)
+        )
         rows = []
         day = first + dt.timedelta(days=spec.drift.window_days - 1)
         while day <= last:
@@ -74,24 +80,40 @@ def main(reference_days: int | None) -> None:
                 for c, k in kinds.items()
             }
             share, drifted, reasons = alarm(
-                values, thresholds, calibration.share_columns, calibration.own_columns,
+                values,
+                thresholds,
+                calibration.share_columns,
+                calibration.own_columns,
                 spec.drift.share_threshold,
             )
-            rows.append({"day": day, "month": day.strftime("%Y-%m"), "share": share,
-                         "alarm": bool(reasons), "features": "features" in reasons,
-                         "score": SCORE in reasons, "label": LABEL in reasons,
-                         "drifted": ",".join(drifted)})
+            rows.append(
+                {
+                    "day": day,
+                    "month": day.strftime("%Y-%m"),
+                    "share": share,
+                    "alarm": bool(reasons),
+                    "features": "features" in reasons,
+                    "score": SCORE in reasons,
+                    "label": LABEL in reasons,
+                    "drifted": ",".join(drifted),
+                }
+            )
             day += dt.timedelta(days=1)
         frame = pd.DataFrame(rows)
         summary = frame.groupby("month").agg(
-            windows=("alarm", "size"), alarm_days=("alarm", "sum"),
-            on_features=("features", "sum"), on_score=("score", "sum"),
-            on_label=("label", "sum"), mean_share=("share", "mean"),
+            windows=("alarm", "size"),
+            alarm_days=("alarm", "sum"),
+            on_features=("features", "sum"),
+            on_score=("score", "sum"),
+            on_label=("label", "sum"),
+            mean_share=("share", "mean"),
         )
         print(summary.to_string())
         fired = frame[frame["alarm"]]
-        print(f"  first alarm: {fired['day'].iloc[0] if len(fired) else 'none'}"
-              + (f" ({fired['drifted'].iloc[0]})" if len(fired) else ""))
+        print(
+            f"  first alarm: {fired['day'].iloc[0] if len(fired) else 'none'}"
+            + (f" ({fired['drifted'].iloc[0]})" if len(fired) else "")
+        )
     np.seterr(all="ignore")
 
 

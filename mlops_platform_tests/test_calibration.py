@@ -117,14 +117,28 @@ def test_thresholds_follow_the_window_length(stable):
     weekly = calibrated(reference, 0.05)
     # A shorter window is noisier: its thresholds must be higher.
     daily = calibrate(
-        reference, COLUMNS, method="psi", window_days=1, share_columns=list(COLUMNS),
-        own_columns=[], share_threshold=0.3, target_rate=0.05, dates=reference["date"],
+        reference,
+        COLUMNS,
+        method="psi",
+        window_days=1,
+        share_columns=list(COLUMNS),
+        own_columns=[],
+        share_threshold=0.3,
+        target_rate=0.05,
+        dates=reference["date"],
     )
     assert all(daily.thresholds[c] > weekly.thresholds[c] for c in COLUMNS)
     # Floors are a minimum effect size, never lowered by calibration.
     floored = calibrate(
-        reference, COLUMNS, method="psi", window_days=WINDOW, share_columns=list(COLUMNS),
-        own_columns=[], share_threshold=0.3, target_rate=0.05, dates=reference["date"],
+        reference,
+        COLUMNS,
+        method="psi",
+        window_days=WINDOW,
+        share_columns=list(COLUMNS),
+        own_columns=[],
+        share_threshold=0.3,
+        target_rate=0.05,
+        dates=reference["date"],
         floors=dict.fromkeys(COLUMNS, 5.0),
     )
     assert set(floored.thresholds.values()) == {5.0}
@@ -138,7 +152,9 @@ def test_statistic_is_evidentlys_own():
     frame = stream(30)
     reference, current = frame.iloc[:3000], frame.iloc[3000:]
     snapshot = Report([ValueDrift(column="a", method="psi")]).run(
-        Dataset.from_pandas(current[["a"]], data_definition=DataDefinition(numerical_columns=["a"])),
+        Dataset.from_pandas(
+            current[["a"]], data_definition=DataDefinition(numerical_columns=["a"])
+        ),
         Dataset.from_pandas(
             reference[["a"]], data_definition=DataDefinition(numerical_columns=["a"])
         ),
@@ -164,12 +180,23 @@ def test_reference_without_enough_days_falls_back_to_row_samples():
 def test_alarm_rule_share_and_own_columns():
     thresholds = {"a": 1.0, "b": 1.0, "c": 1.0, "score": 0.5}
     share, drifted, reasons = alarm(
-        {"a": 2.0, "b": 0.1, "c": math.nan, "score": 0.6}, thresholds, ["a", "b", "c"],
-        ["score"], 0.3,
+        {"a": 2.0, "b": 0.1, "c": math.nan, "score": 0.6},
+        thresholds,
+        ["a", "b", "c"],
+        ["score"],
+        0.3,
     )
     assert (share, drifted, reasons) == (0.5, ["a"], ["features", "score"])
-    assert alarm({"a": 0.5, "b": 0.5, "c": 0.5, "score": 0.1}, thresholds, ["a", "b", "c"],
-                 ["score"], 0.3)[2] == []
+    assert (
+        alarm(
+            {"a": 0.5, "b": 0.5, "c": 0.5, "score": 0.1},
+            thresholds,
+            ["a", "b", "c"],
+            ["score"],
+            0.3,
+        )[2]
+        == []
+    )
 
 
 # The significance rule ---------------------------------------------------------------------
@@ -187,7 +214,11 @@ def test_no_false_fire_on_noise():
     fired = 0
     for seed in range(1, 41):  # 40 live weeks of the same model, same world
         verdict = performance_verdict(
-            "roc_auc", *scored(600, 1.0, seed), *reference, min_rows=200, min_drop=0.03,
+            "roc_auc",
+            *scored(600, 1.0, seed),
+            *reference,
+            min_rows=200,
+            min_drop=0.03,
             samples=200,
         )
         assert verdict.status == "ok"
@@ -197,7 +228,10 @@ def test_no_false_fire_on_noise():
 
 def test_fires_on_a_real_drop_and_says_why():
     verdict = performance_verdict(
-        "roc_auc", *scored(600, 0.4, seed=3), *scored(5000, 1.0, seed=0), min_rows=200,
+        "roc_auc",
+        *scored(600, 0.4, seed=3),
+        *scored(5000, 1.0, seed=0),
+        min_rows=200,
         min_drop=0.03,
     )
     assert verdict.significant and verdict.drop > 0.1 and verdict.low > 0
@@ -206,7 +240,10 @@ def test_fires_on_a_real_drop_and_says_why():
 
 def test_too_few_labelled_rows_give_no_verdict():
     verdict = performance_verdict(
-        "roc_auc", *scored(50, 0.0, seed=3), *scored(5000, 1.0, seed=0), min_rows=200,
+        "roc_auc",
+        *scored(50, 0.0, seed=3),
+        *scored(5000, 1.0, seed=0),
+        min_rows=200,
         min_drop=0.03,
     )
     assert not verdict.significant and "too few labelled rows" in verdict.status
@@ -214,8 +251,12 @@ def test_too_few_labelled_rows_give_no_verdict():
 
 def test_a_small_drop_is_not_material():
     verdict = performance_verdict(
-        "roc_auc", *scored(20_000, 0.95, seed=3), *scored(20_000, 1.0, seed=0), min_rows=200,
-        min_drop=0.05, samples=200,
+        "roc_auc",
+        *scored(20_000, 0.95, seed=3),
+        *scored(20_000, 1.0, seed=0),
+        min_rows=200,
+        min_drop=0.05,
+        samples=200,
     )
     assert verdict.low > 0 and not verdict.significant  # real but smaller than min_drop
 
@@ -225,10 +266,12 @@ def test_paired_rule_on_the_same_rows():
     rng = np.random.default_rng(6)
     worse = good + rng.normal(0, 1.5, len(y))
     assert paired_verdict("roc_auc", y, worse, good, min_rows=200, min_drop=0.01).significant
-    same = paired_verdict("roc_auc", y, good + rng.normal(0, 0.01, len(y)), good, min_rows=200,
-                          min_drop=0.01)
+    same = paired_verdict(
+        "roc_auc", y, good + rng.normal(0, 0.01, len(y)), good, min_rows=200, min_drop=0.01
+    )
     assert same.status == "ok" and not same.significant
     # Lower is better for the Brier score: a better model is never "worse".
     p = 1 / (1 + np.exp(-good))
-    assert not paired_verdict("brier", y, p, np.full(len(y), 0.5), min_rows=200,
-                              min_drop=0.0).significant
+    assert not paired_verdict(
+        "brier", y, p, np.full(len(y), 0.5), min_rows=200, min_drop=0.0
+    ).significant

@@ -169,9 +169,7 @@ def calibrate(
     windows is at most `target_rate`) of those values, and never below `floors[column]` (a
     minimum effect size)."""
     floors = floors or {}
-    kind, windows = reference_windows(
-        dates, window_days, max_windows, window_rows=window_rows
-    )
+    kind, windows = reference_windows(dates, window_days, max_windows, window_rows=window_rows)
     if len(windows) < 5:
         raise ValueError(f"cannot calibrate on {len(windows)} reference windows (need 5)")
     reference = reference.reset_index(drop=True)
@@ -186,9 +184,7 @@ def calibrate(
             )
     chosen = None
     for level in LEVELS:
-        thresholds = {
-            c: max(_quantile(null[c], level), floors.get(c, 0.0)) for c in columns
-        }
+        thresholds = {c: max(_quantile(null[c], level), floors.get(c, 0.0)) for c in columns}
         alarming = sum(
             bool(
                 alarm(
@@ -217,8 +213,9 @@ def calibrate(
         share_threshold=share_threshold,
         target_rate=target_rate,
         alarming_windows=int(alarming),
-        null_median={c: float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan
-                     for c, v in null.items()},
+        null_median={
+            c: float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan for c, v in null.items()
+        },
     )
 
 

@@ -156,7 +156,9 @@ def compute_drift(
     ]
     if has_label:
         metrics.append(
-            ValueDrift(column=LABEL, method=method, threshold=_evidently_threshold(thresholds[LABEL]))
+            ValueDrift(
+                column=LABEL, method=method, threshold=_evidently_threshold(thresholds[LABEL])
+            )
         )
     columns = [*features, SCORE, *([LABEL] if has_label else [])]
     metadata = {"title": title} if title else None

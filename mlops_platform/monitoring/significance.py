@@ -111,7 +111,11 @@ def performance_verdict(
     if rows < min_rows:
         return _no_verdict(
             f"too few labelled rows yet ({rows} < {min_rows})",
-            metric, rows, min_rows, min_drop, confidence,
+            metric,
+            rows,
+            min_rows,
+            min_drop,
+            confidence,
         )
     if len(reference_y) == 0:
         return _no_verdict("no reference rows", metric, rows, min_rows, min_drop, confidence)
@@ -120,18 +124,33 @@ def performance_verdict(
     if math.isnan(current) or math.isnan(reference):
         return _no_verdict(
             f"{metric} undefined on these rows (one class only?)",
-            metric, rows, min_rows, min_drop, confidence,
+            metric,
+            rows,
+            min_rows,
+            min_drop,
+            confidence,
         )
     rng = np.random.default_rng(seed)
     drops = np.empty(samples)
     for i in range(samples):
         c = rng.integers(0, rows, rows)
         r = rng.integers(0, len(reference_y), len(reference_y))
-        drops[i] = _worse(metric, score(current_y[c], current_p[c]), score(reference_y[r], reference_p[r]))
+        drops[i] = _worse(
+            metric, score(current_y[c], current_p[c]), score(reference_y[r], reference_p[r])
+        )
     low, high = _interval(drops, confidence)
     return Verdict(
-        "ok", metric, current, reference, float(_worse(metric, current, reference)), low, high,
-        confidence, rows, min_rows, min_drop,
+        "ok",
+        metric,
+        current,
+        reference,
+        float(_worse(metric, current, reference)),
+        low,
+        high,
+        confidence,
+        rows,
+        min_rows,
+        min_drop,
     )
 
 
@@ -153,14 +172,22 @@ def paired_verdict(
     if rows < min_rows:
         return _no_verdict(
             f"too few labelled rows yet ({rows} < {min_rows})",
-            metric, rows, min_rows, min_drop, confidence,
+            metric,
+            rows,
+            min_rows,
+            min_drop,
+            confidence,
         )
     score = metric_function(metric)
     new, old = score(y, new_p), score(y, old_p)
     if math.isnan(new) or math.isnan(old):
         return _no_verdict(
             f"{metric} undefined on these rows (one class only?)",
-            metric, rows, min_rows, min_drop, confidence,
+            metric,
+            rows,
+            min_rows,
+            min_drop,
+            confidence,
         )
     rng = np.random.default_rng(seed)
     drops = np.empty(samples)
@@ -169,6 +196,15 @@ def paired_verdict(
         drops[i] = _worse(metric, score(y[s], new_p[s]), score(y[s], old_p[s]))
     low, high = _interval(drops, confidence)
     return Verdict(
-        "ok", metric, new, old, float(_worse(metric, new, old)), low, high, confidence, rows,
-        min_rows, min_drop,
+        "ok",
+        metric,
+        new,
+        old,
+        float(_worse(metric, new, old)),
+        low,
+        high,
+        confidence,
+        rows,
+        min_rows,
+        min_drop,
     )
