@@ -196,7 +196,10 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
         }
     )
     log.close()
-    drift = run_drift(SPEC, day, warehouse, registry, log_dir=data_dir / "serving")
+    # The window ending Feb 16 (Feb 10-16, full) holds the served day.
+    drift = run_drift(
+        SPEC, day + dt.timedelta(days=1), warehouse, registry, log_dir=data_dir / "serving"
+    )
     assert drift.served_rows == n > 0
     assert drift.result.current_rows == drift.batch_rows + n
     # Only the window's partitions are read: a week that ended before Feb 15 has none.

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.model_pipeline import model_pipeline
 from mlops_platform.registry.promotion import PromotionRefused, audit_log, promote
 from mlops_platform.registry.resources import MLflowResource
@@ -37,7 +38,11 @@ def env(golden, data_dir) -> dict:
     (data_dir / "mlflow").mkdir()
     shutil.copy(golden / "warehouse.duckdb", data_dir / "warehouse.duckdb")
     shutil.copy(golden / "mlflow.db", data_dir / "mlflow" / "mlflow.db")
-    return {"warehouse": DuckDBWarehouse(), "mlflow_registry": MLflowResource()}
+    return {
+        "warehouse": DuckDBWarehouse(),
+        "mlflow_registry": MLflowResource(),
+        "alerting": AlertingResource(),  # the deploy guard's incidents
+    }
 
 
 def run_train(
