@@ -32,8 +32,7 @@ def statistic(method: str, reference: pd.Series, current: pd.Series, categorical
     Evidently does); NaN when one side has no value at all. PSI is computed here with numpy,
     exactly as Evidently's implementation does (tested against it): calibration computes it
     thousands of times, and Evidently's per-call overhead is tens of milliseconds."""
-    reference = reference.replace([np.inf, -np.inf], np.nan).dropna()
-    current = current.replace([np.inf, -np.inf], np.nan).dropna()
+    reference, current = _finite(reference), _finite(current)
     if reference.empty or current.empty:
         return math.nan
     if method == "psi":
@@ -44,6 +43,14 @@ def statistic(method: str, reference: pd.Series, current: pd.Series, categorical
     kind = ColumnType.Categorical if categorical else ColumnType.Numerical
     test = get_stattest(reference, current, kind, method)
     return float(test(reference, current, kind, 0.0).drift_score)
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    """The values Evidently compares: NaN and infinities dropped."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        values = series.to_numpy(dtype=float)
+        return pd.Series(values[np.isfinite(values)])
+    return series.dropna()
 
 
 def _fill_zeroes(percents: np.ndarray) -> np.ndarray:
@@ -66,7 +73,7 @@ def psi_from_counts(reference_counts: np.ndarray, current_counts: np.ndarray) ->
 def _binned(reference: pd.Series, categorical: bool) -> bool:
     """Evidently bins a numerical column with more than 20 distinct values (Sturges' rule on
     both samples together); anything else is compared value by value."""
-    return not categorical and reference.nunique() > 20
+    return not categorical and len(pd.unique(reference.to_numpy())) > 20
 
 
 def _psi(reference: pd.Series, current: pd.Series, categorical: bool) -> float:
@@ -78,7 +85,16 @@ def _psi(reference: pd.Series, current: pd.Series, categorical: bool) -> float:
             np.histogram(reference.to_numpy(float), edges)[0],
             np.histogram(current.to_numpy(float), edges)[0],
         )
-    keys = pd.unique(pd.concat([reference, current], ignore_index=True))
+    both = np.concatenate([reference.to_numpy(), current.to_numpy()])
+    try:
+        keys, inverse = np.unique(both, return_inverse=True)
+    except TypeError:  # values numpy cannot order (mixed types): count them with pandas
+        keys = None
+    if keys is not None:
+        counts = np.bincount(inverse[: len(reference)], minlength=len(keys)).astype(float)
+        current_counts = np.bincount(inverse[len(reference) :], minlength=len(keys))
+        return psi_from_counts(counts, current_counts.astype(float))
+    keys = pd.unique(pd.Series(both))
     return psi_from_counts(
         reference.value_counts().reindex(keys, fill_value=0).to_numpy(float),
         current.value_counts().reindex(keys, fill_value=0).to_numpy(float),
