@@ -86,14 +86,38 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
     )["d"]
     assert [d.strftime("%Y-%m-%d") for d in scored] == [f"2013-02-{d}" for d in range(10, 17)]
 
-    # Drift detected on the first monitored day, the storm's features among the drifted.
-    first = instance.fetch_materializations(
+    # Drift is judged only on full 7-day windows: the first six days say so and raise
+    # nothing; the first full window (Feb 10-16) holds the storm and its features drift.
+    records = instance.fetch_materializations(
         dg.AssetKey(["drift_report", SPEC.name]), limit=100
-    ).records[-1]
-    meta = {k: v.value for k, v in first.event_log_entry.asset_materialization.metadata.items()}
-    assert first.event_log_entry.asset_materialization.partition == "2013-02-10"
+    ).records
+    by_day = {
+        r.event_log_entry.asset_materialization.partition: {
+            k: v.value for k, v in r.event_log_entry.asset_materialization.metadata.items()
+        }
+        for r in reversed(records)
+    }
+    for d in range(10, 16):
+        partial = by_day[f"2013-02-{d}"]
+        assert partial["window_full"] is False and partial["drift_detected"] is False
+        assert partial["status"] == f"window not full: {d - 9} of 7 days scored"
+    meta = by_day["2013-02-16"]
+    assert meta["window_full"] is True
     assert meta["drift_detected"] is True and meta["drift_share"] > SPEC.drift.share_threshold
     assert {"temp", "dewp", "humid"} <= set(meta["drifted_features"].split(", "))
+    assert 0 < meta["false_alarm_rate"] < 0.1 and "reference time windows" in meta["calibration"]
+    # The titled report, stored once and linked; the check keeps the day's verdict (WARN).
+    report_file = meta["report"]
+    assert report_file.endswith("drift-2013-02-16-v1.html")
+    page = open(report_file, encoding="utf-8").read()
+    assert "flight_delay v1 — drift of 2013-02-10..2013-02-16 (7 days)" in page
+    assert len(list((data_dir / "reports" / SPEC.name).glob("drift-*.html"))) == 1
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey(["drift_report", SPEC.name]), "drift_share")]
+    )
+    evaluation = next(iter(check.values())).event.dagster_event.event_specific_data
+    assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["partition"].value == "2013-02-16"
 
     # Exactly one retrain: the cooldown held while the shift went on.
     retrains = [
@@ -104,7 +128,7 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
     assert len(retrains) == 1, [r.tags for r in retrains]
     retrain = retrains[0]
     assert retrain.tags["mlops/trigger"] == "drift"
-    assert retrain.tags["mlops/monitored_day"] == "2013-02-10"
+    assert retrain.tags["mlops/monitored_day"] == "2013-02-16"
     assert "temp" in retrain.tags["mlops/reason"]
     days = [line for line in printed.splitlines() if line.startswith("  2013-02-1")]
     assert len(days) == 7 and sum("RETRAIN" in line for line in days) == 1
@@ -166,7 +190,10 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
         }
     )
     log.close()
-    drift = run_drift(SPEC, day, warehouse, registry, log_dir=data_dir / "serving")
+    # The window ending Feb 16 (Feb 10-16, full) holds the served day.
+    drift = run_drift(
+        SPEC, day + dt.timedelta(days=1), warehouse, registry, log_dir=data_dir / "serving"
+    )
     assert drift.served_rows == n > 0
     assert drift.result.current_rows == drift.batch_rows + n
     # Only the window's partitions are read: a week that ended before Feb 15 has none.

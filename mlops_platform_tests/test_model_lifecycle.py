@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.definitions import spec_definitions
 from mlops_platform.model.tags import GATE_REJECTED
 from mlops_platform.model.version import VersionRecord
@@ -39,7 +40,11 @@ def env(golden, data_dir) -> dict:
     (data_dir / "mlflow").mkdir()
     shutil.copy(golden / "warehouse.duckdb", data_dir / "warehouse.duckdb")
     shutil.copy(golden / "mlflow.db", data_dir / "mlflow" / "mlflow.db")
-    return {"warehouse": DuckDBWarehouse(), "mlflow_registry": MLflowResource()}
+    return {
+        "warehouse": DuckDBWarehouse(),
+        "mlflow_registry": MLflowResource(),
+        "alerting": AlertingResource(),  # the deploy guard's incidents
+    }
 
 
 def run_train(
@@ -367,7 +372,7 @@ def test_monitoring_assets_report_drift_and_late_label_performance(env):
 
     assert run_train(env).success
     scores = build_scores_asset(SPEC)
-    drift, performance = build_monitoring_assets(SPEC)
+    drift, performance, _ = build_monitoring_assets(SPEC)
     with dg.instance_for_test() as instance:
         assert dg.materialize(
             [scores],
@@ -403,3 +408,11 @@ def test_monitoring_assets_report_drift_and_late_label_performance(env):
     assert quality["performance_drop"].value == pytest.approx(
         quality["baseline"].value - quality["roc_auc"].value
     )
+    # The drop comes with its bootstrap interval; the checks keep each day's verdict (WARN).
+    assert quality["drop_ci_low"].value < quality["performance_drop"].value
+    assert quality["drop_ci_high"].value > quality["performance_drop"].value
+    assert isinstance(quality["significant_drop"].value, bool)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {"drift_share", "live_performance"}
+    assert all(c.severity == dg.AssetCheckSeverity.WARN for c in checks.values())
+    assert checks["live_performance"].metadata["partition"].value == "2013-02-09"

@@ -135,6 +135,7 @@ def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_di
     """The model pipeline with PostgreSQL as warehouse and as MLflow's backend store."""
     import dagster as dg
 
+    from mlops_platform.alerting.resources import AlertingResource
     from mlops_platform.definitions import spec_definitions
     from mlops_platform.registry.promotion import audit_log
     from mlops_platform.registry.resources import MLflowResource
@@ -160,6 +161,7 @@ def test_training_gate_and_promotion_on_postgres(pg_resources, postgres, data_di
             tracking_uri=f"{SERVER}?options=-csearch_path%3D{MLFLOW_SCHEMA}",
             artifact_root=str(data_dir / "mlflow_artifacts"),
         ),
+        "alerting": AlertingResource(),
     }
     defs = dg.Definitions.merge(spec_definitions([spec]), dg.Definitions(resources=resources))
     result = defs.resolve_job_def(f"train_{spec.name}").execute_in_process(

@@ -37,6 +37,7 @@ RUNBOOKS = {
     "drift": "docs/runbooks/drift-alert.md",
     "serving_errors": "docs/runbooks/serving-errors.md",
     "rollback": "docs/runbooks/rollback.md",
+    "guarded_rollback": "docs/runbooks/guarded-rollback.md",
     "data_contract": "docs/runbooks/data-contract.md",
 }
 

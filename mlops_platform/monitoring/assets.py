@@ -1,73 +1,209 @@
-"""Daily monitoring assets per spec: `drift_report/<spec>` and `model_performance/<spec>`.
+"""Daily monitoring assets per spec: `drift_report/<spec>`, `model_performance/<spec>` and
+`deploy_guard/<spec>`.
 
-Their metadata (drift share, prediction drift, ROC AUC on late labels...) is what the UI plots
-over time and what the retraining sensor reads; the HTML report goes to a file and to MLflow.
+Their metadata (drift share, prediction drift, label shift, the live metric and its drop with a
+confidence interval...) is what the UI plots over time and what the retraining sensor reads;
+drift share and live performance are also WARN asset checks, so their history shows on the
+check with the partition's date. The titled HTML report is one file, linked from the metadata.
 """
 
 import dagster as dg
 
+from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.scoring.assets import DAILY
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
+DRIFT_CHECK = "drift_share"
+PERFORMANCE_CHECK = "live_performance"
+
+
+def drift_metadata(drift, spec: ModelSpec) -> dict:
+    """The drift asset's metadata (and its check's), from a `run.DriftRun`."""
+    common = {
+        "champion_version": drift.champion_version,
+        "window_days_scored": drift.window_days_present,
+        "window_full": drift.result is not None,
+        "batch_scored_rows": drift.batch_rows,
+        "served_rows": drift.served_rows,
+        "seconds": round(drift.seconds, 3),
+    }
+    result = drift.result
+    if result is None:
+        return {
+            "status": drift.status,
+            "drift_share": float("nan"),
+            "prediction_drift": float("nan"),
+            "drift_detected": False,
+            **common,
+        }
+    calibration = result.calibration
+    alarms = result.alarms(spec)
+    return {
+        "status": "ok",
+        "title": drift.title,
+        "drift_share": result.share,
+        "prediction_drift": result.prediction_drift,
+        "label_shift": result.label_shift,
+        "drift_detected": bool(alarms),
+        "drift_alarms": ", ".join(alarms) or "none",
+        "drifted_features": ", ".join(result.drifted) or "none",
+        "empty_features": ", ".join(result.empty) or "none",
+        "false_alarm_rate": result.false_alarm_rate,
+        "calibration": calibration.describe() if calibration else "fixed thresholds",
+        "thresholds": dg.MetadataValue.json(result.thresholds),
+        "reference_rows": result.reference_rows,
+        "current_rows": result.current_rows,
+        "report": dg.MetadataValue.path(str(drift.report_path)),
+        "mlflow_run_id": drift.mlflow_run_id,
+        **common,
+        **{f"psi_{k}": v for k, v in sorted(result.per_feature.items())},
+    }
+
 
 def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+    drift_key = dg.AssetKey(["drift_report", spec.name])
+    performance_key = dg.AssetKey(["model_performance", spec.name])
+
     @dg.asset(
-        key=["drift_report", spec.name],
+        key=drift_key,
         deps=[dg.AssetKey(["scores", spec.name])],
         partitions_def=DAILY,
         group_name="monitoring",
         kinds={"evidently"},
         pool=WAREHOUSE_POOL,
-        description=f"Drift of the last {spec.drift.window_days} days of {spec.name} inputs and "
-        "scores (batch-scored days and the serving prediction log) against the champion's "
-        "training data (Evidently).",
+        check_specs=[
+            dg.AssetCheckSpec(
+                DRIFT_CHECK,
+                asset=drift_key,
+                description="WARN when the window's drift alarms (thresholds calibrated on the "
+                "reference's own windows; the false-alarm rate is in the metadata).",
+            )
+        ],
+        description=f"Drift of the last {spec.drift.window_days} days of {spec.name} inputs, "
+        "scores and labels (batch-scored days and the serving prediction log) against the "
+        "champion's reference (Evidently, thresholds calibrated on the reference's own windows; "
+        "evaluated once the window is full).",
     )
     def drift_report(
         context: dg.AssetExecutionContext, warehouse: Warehouse, mlflow_registry: MLflowResource
-    ) -> dg.MaterializeResult:
+    ):
         from mlops_platform.monitoring.run import run_drift
 
         day = context.partition_time_window.start.date()
         drift = run_drift(spec, day, warehouse, mlflow_registry.registry())
-        result = drift.result
+        metadata = drift_metadata(drift, spec)
+        check = {
+            k: metadata[k]
+            for k in (
+                "status",
+                "drift_share",
+                "prediction_drift",
+                "label_shift",
+                "drift_alarms",
+                "drifted_features",
+                "false_alarm_rate",
+                "calibration",
+                "champion_version",
+                "report",
+            )
+            if k in metadata
+        }
         return dg.MaterializeResult(
-            metadata={
-                "drift_share": result.share,
-                "prediction_drift": result.prediction_drift,
-                "drift_detected": result.detected(spec),
-                "drifted_features": ", ".join(result.drifted) or "none",
-                "empty_features": ", ".join(result.empty) or "none",
-                "champion_version": drift.champion_version,
-                "reference_rows": result.reference_rows,
-                "current_rows": result.current_rows,
-                "batch_scored_rows": drift.batch_rows,
-                "served_rows": drift.served_rows,
-                "seconds": round(drift.seconds, 3),
-                "report": dg.MetadataValue.path(str(drift.report_path)),
-                "mlflow_run_id": drift.mlflow_run_id,
-                **{f"psi_{k}": v for k, v in sorted(result.per_feature.items())},
-            }
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=DRIFT_CHECK,
+                    passed=not metadata["drift_detected"],
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"partition": str(day), **check},
+                )
+            ],
         )
 
     @dg.asset(
-        key=["model_performance", spec.name],
+        key=performance_key,
         deps=[dg.AssetKey(["scores", spec.name])],
         partitions_def=DAILY,
         group_name="monitoring",
         pool=WAREHOUSE_POOL,
+        check_specs=[
+            dg.AssetCheckSpec(
+                PERFORMANCE_CHECK,
+                asset=performance_key,
+                description=f"WARN when the live {spec.gate.primary_metric} is significantly "
+                f"below the champion's held-out value (bootstrap {spec.drift.confidence:.0%} "
+                f"interval, at least {spec.drift.min_labelled_rows} labelled rows).",
+            )
+        ],
         description=f"{spec.name} champion quality on the last {spec.drift.window_days} days of "
-        "rows whose outcome has arrived.",
+        "rows whose label has arrived, against its held-out rows, with a bootstrap confidence "
+        "interval of the drop.",
     )
     def model_performance(
         context: dg.AssetExecutionContext, warehouse: Warehouse, mlflow_registry: MLflowResource
-    ) -> dg.MaterializeResult:
+    ):
         from mlops_platform.monitoring.run import run_performance
 
         day = context.partition_time_window.start.date()
-        performance = run_performance(spec, day, warehouse, mlflow_registry.registry())
-        return dg.MaterializeResult(metadata=performance.metadata())
+        metadata = run_performance(spec, day, warehouse, mlflow_registry.registry()).metadata()
+        metric = spec.gate.primary_metric
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=PERFORMANCE_CHECK,
+                    passed=not metadata["significant_drop"],
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "partition": str(day),
+                        "status": metadata["status"],
+                        metric: metadata[metric],
+                        "baseline": metadata["baseline"],
+                        "performance_drop": metadata["performance_drop"],
+                        "drop_ci_low": metadata["drop_ci_low"],
+                        "drop_ci_high": metadata["drop_ci_high"],
+                        "labelled_rows": metadata["labelled_rows"],
+                        "verdict": metadata["verdict"],
+                    },
+                )
+            ],
+        )
 
-    return [drift_report, model_performance]
+    @dg.asset(
+        key=["deploy_guard", spec.name],
+        deps=[dg.AssetKey(["scores", spec.name])],
+        partitions_def=DAILY,
+        group_name="monitoring",
+        pool=WAREHOUSE_POOL,
+        description=f"For {spec.drift.guard_days} days after a promotion: the new {spec.name} "
+        "champion against the previous one on the same late-labelled rows (both batch-scored); "
+        "significantly worse means an automatic, audited rollback and an incident.",
+    )
+    def deploy_guard(
+        context: dg.AssetExecutionContext,
+        warehouse: Warehouse,
+        mlflow_registry: MLflowResource,
+        alerting: AlertingResource,
+    ) -> dg.MaterializeResult:
+        from mlops_platform.monitoring.guard import guard_deploy
+
+        day = context.partition_time_window.start.date()
+        outcome = guard_deploy(
+            spec,
+            day,
+            warehouse,
+            mlflow_registry.registry(),
+            run_id=context.run.run_id,
+            webhook_url=alerting.webhook_url,
+        )
+        if outcome.status == "rolled back":
+            context.log.warning(
+                f"{spec.name} v{outcome.champion} rolled back to v{outcome.previous}: "
+                f"{outcome.verdict.describe()}"
+            )
+        return dg.MaterializeResult(metadata=outcome.metadata())
+
+    return [drift_report, model_performance, deploy_guard]

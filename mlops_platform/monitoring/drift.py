@@ -1,15 +1,18 @@
-"""Drift of recent production inputs and predictions against the champion's training data,
-with Evidently (explicit method and thresholds from the spec). No Dagster."""
+"""Drift of recent production inputs, predictions and labels against the champion's reference,
+with Evidently (the spec's method; per-column thresholds calibrated on the reference's own
+windows, `calibration.py`). No Dagster."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from mlops_platform.model.columns import LABEL, SCORE
+from mlops_platform.monitoring.calibration import Calibration, alarm, calibrate
 from mlops_platform.specs import ModelSpec
-
-SCORE = "score"
 
 
 @dataclass
@@ -24,22 +27,93 @@ class DriftResult:
     #: Monitored columns with no value at all on one side (wind gusts on a calm week): they
     #: cannot be compared, so they are left out of this report and named instead.
     empty: list[str] = field(default_factory=list)
+    #: The threshold each column was held to (calibrated, or the spec's fixed ones).
+    thresholds: dict[str, float] = field(default_factory=dict)
+    #: Distribution change of the labels that have arrived (NaN: none in the window yet).
+    label_shift: float = math.nan
+    calibration: Calibration | None = None
+
+    def alarms(self, spec: ModelSpec) -> list[str]:
+        """What alarms: "features" (share over the spec's), "score", "label"."""
+        values = {**self.per_feature, SCORE: self.prediction_drift, LABEL: self.label_shift}
+        thresholds = {**fixed_thresholds(spec), **self.thresholds}
+        return alarm(
+            values, thresholds, list(self.per_feature), [SCORE, LABEL], spec.drift.share_threshold
+        )[2]
 
     def detected(self, spec: ModelSpec) -> bool:
-        return (
-            self.share > spec.drift.share_threshold
-            or self.prediction_drift > spec.drift.prediction_threshold
-        )
+        return bool(self.alarms(spec))
+
+    @property
+    def false_alarm_rate(self) -> float:
+        return self.calibration.false_alarm_rate if self.calibration else math.nan
 
 
 def monitored_columns(spec: ModelSpec) -> tuple[list[str], list[str]]:
-    numeric = [c for c in spec.features.numeric if c not in spec.drift.exclude]
-    categorical = [c for c in spec.features.categorical if c not in spec.drift.exclude]
+    """(numeric, categorical) features monitored: all but `drift.exclude` and, unless
+    `drift.monitor_calendar`, the spec's calendar features."""
+    skip = set(spec.drift.exclude)
+    if not spec.drift.monitor_calendar:
+        skip |= set(spec.features.calendar)
+    numeric = [c for c in spec.features.numeric if c not in skip]
+    categorical = [c for c in spec.features.categorical if c not in skip]
     return numeric, categorical
 
 
-def compute_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: ModelSpec) -> DriftResult:
-    """Both frames hold the monitored feature columns and a `score` column."""
+def fixed_thresholds(spec: ModelSpec) -> dict[str, float]:
+    """The spec's own thresholds: the floor every calibrated threshold keeps."""
+    numeric, categorical = monitored_columns(spec)
+    thresholds = dict.fromkeys([*numeric, *categorical], spec.drift.feature_threshold)
+    thresholds[SCORE] = spec.drift.prediction_threshold
+    thresholds[LABEL] = spec.drift.prediction_threshold
+    return thresholds
+
+
+def column_kinds(spec: ModelSpec) -> dict[str, bool]:
+    """{column: categorical?} of everything drift compares: features, score, label."""
+    numeric, categorical = monitored_columns(spec)
+    kinds = {**dict.fromkeys(numeric, False), **dict.fromkeys(categorical, True)}
+    kinds[SCORE] = False
+    kinds[LABEL] = spec.task == "classification"
+    return kinds
+
+
+def calibrate_spec(
+    reference: pd.DataFrame, spec: ModelSpec, dates: pd.Series | None
+) -> Calibration:
+    """Thresholds for the spec's monitored columns from the reference's own windows of
+    `drift.window_days` days (see `calibration.calibrate`)."""
+    kinds = {c: k for c, k in column_kinds(spec).items() if c in reference.columns}
+    features = [c for c in kinds if c not in (SCORE, LABEL)]
+    return calibrate(
+        reference,
+        kinds,
+        method=spec.drift.method,
+        window_days=spec.drift.window_days,
+        share_columns=features,
+        own_columns=[c for c in (SCORE, LABEL) if c in kinds],
+        share_threshold=spec.drift.share_threshold,
+        target_rate=spec.drift.false_alarm_rate,
+        floors=fixed_thresholds(spec),
+        dates=dates,
+        max_windows=spec.drift.calibration_windows,
+    )
+
+
+def _evidently_threshold(value: float) -> float:
+    # Evidently flags value >= threshold; the calibrated rule is value > threshold.
+    return float(np.nextafter(value, np.inf)) if math.isfinite(value) else 1e300
+
+
+def compute_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    spec: ModelSpec,
+    calibration: Calibration | None = None,
+    title: str | None = None,
+) -> DriftResult:
+    """Both frames hold the monitored feature columns and `score` (and `label`, NaN where not
+    known yet, for the label shift). Thresholds: `calibration`'s, else the spec's fixed ones."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -56,27 +130,44 @@ def compute_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: ModelSpe
     ]
     numeric = [c for c in numeric if c not in empty]
     categorical = [c for c in categorical if c not in empty]
+    thresholds = {**fixed_thresholds(spec), **(calibration.thresholds if calibration else {})}
+    has_label = (
+        LABEL in reference.columns
+        and LABEL in current.columns
+        and reference[LABEL].notna().any()
+        and current[LABEL].notna().any()
+    )
+    label_numeric = [LABEL] if has_label and spec.task == "regression" else []
+    label_categorical = [LABEL] if has_label and spec.task == "classification" else []
     definition = DataDefinition(
-        numerical_columns=[*numeric, SCORE], categorical_columns=categorical
+        numerical_columns=[*numeric, SCORE, *label_numeric],
+        categorical_columns=[*categorical, *label_categorical],
     )
-    method, threshold = spec.drift.method, spec.drift.feature_threshold
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=[*numeric, *categorical],
-                method=method,
-                threshold=threshold,
-                drift_share=spec.drift.share_threshold,
-            ),
-            ValueDrift(column=SCORE, method=method, threshold=spec.drift.prediction_threshold),
-        ]
-    )
-    columns = [*numeric, *categorical, SCORE]
-    snapshot = report.run(
+    method = spec.drift.method
+    features = [*numeric, *categorical]
+    metrics = [
+        DataDriftPreset(
+            columns=features,
+            method=method,
+            per_column_threshold={c: _evidently_threshold(thresholds[c]) for c in features},
+            drift_share=spec.drift.share_threshold,
+        ),
+        ValueDrift(column=SCORE, method=method, threshold=_evidently_threshold(thresholds[SCORE])),
+    ]
+    if has_label:
+        metrics.append(
+            ValueDrift(
+                column=LABEL, method=method, threshold=_evidently_threshold(thresholds[LABEL])
+            )
+        )
+    columns = [*features, SCORE, *([LABEL] if has_label else [])]
+    metadata = {"title": title} if title else None
+    snapshot = Report(metrics, metadata=metadata).run(
         Dataset.from_pandas(current[columns], data_definition=definition),
         Dataset.from_pandas(reference[columns], data_definition=definition),
+        name=title,
     )
-    per_feature, share, prediction = {}, None, None
+    per_feature, share, prediction, label = {}, None, None, math.nan
     for metric in snapshot.dict()["metrics"]:
         config = metric["config"]
         kind = config["type"].rsplit(":", 1)[-1]
@@ -84,12 +175,24 @@ def compute_drift(reference: pd.DataFrame, current: pd.DataFrame, spec: ModelSpe
             share = float(metric["value"]["share"])
         elif kind == "ValueDrift" and config["column"] == SCORE:
             prediction = float(metric["value"])
+        elif kind == "ValueDrift" and config["column"] == LABEL:
+            label = float(metric["value"])
         elif kind == "ValueDrift":
             per_feature[config["column"]] = float(metric["value"])
     if share is None or prediction is None:
         raise RuntimeError("Evidently returned no drift share or prediction drift")
     # psi/wasserstein/jensenshannon are distances: above the threshold means drift.
-    drifted = sorted(c for c, v in per_feature.items() if v > threshold)
+    drifted = sorted(c for c, v in per_feature.items() if v > thresholds[c])
     return DriftResult(
-        share, drifted, per_feature, prediction, len(reference), len(current), snapshot, empty
+        share,
+        drifted,
+        per_feature,
+        prediction,
+        len(reference),
+        len(current),
+        snapshot,
+        empty,
+        {c: float(t) for c, t in thresholds.items() if c in (*per_feature, SCORE, LABEL)},
+        label,
+        calibration,
     )

@@ -11,18 +11,23 @@ import pandas as pd
 
 from mlops_platform.domains import domain_for
 from mlops_platform.model.columns import EVENT_DATE, LABEL, MODEL_VERSION, SCORE
-from mlops_platform.model.metrics import compute_metrics, worse_by
-from mlops_platform.model.predict import predict
-from mlops_platform.model.split import labelled, training_rows_of
-from mlops_platform.model.version import GateSummary, VersionRecord
+from mlops_platform.model.metrics import compute_metrics
+from mlops_platform.model.split import labelled
+from mlops_platform.monitoring.calibration import window_is_full
 from mlops_platform.monitoring.drift import DriftResult, compute_drift
+from mlops_platform.monitoring.reference import (
+    DAY,
+    drift_calibration,
+    drift_reference,
+    performance_reference,
+)
+from mlops_platform.monitoring.reports import report_path, report_title, save_report
+from mlops_platform.monitoring.significance import performance_verdict
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
-from mlops_platform.settings import data_dir
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 
-#: The champion's training rows are sampled down to this for the drift reference.
-REFERENCE_ROWS = 50_000
+__all__ = ["drift_reference", "recent_scored", "recent_served", "run_drift", "run_performance"]
 
 
 def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.DataFrame:
@@ -56,44 +61,18 @@ def recent_served(spec: ModelSpec, day: dt.date, log_dir: str | Path | None = No
     return served[[*spec.features.columns, SCORE, MODEL_VERSION]]
 
 
-def drift_reference(
-    spec: ModelSpec, version: str, warehouse: Warehouse, registry: ModelRegistry
-) -> pd.DataFrame:
-    """A sample of the champion's training rows, scored by the champion.
-
-    It depends only on the model version, so it is computed once per version and kept in
-    `<data dir>/monitoring/<spec>/` (named by the MLflow run, which no registry reset reuses)."""
-    run_id = registry.run_id_of(spec.name, version)
-    cache = data_dir() / "monitoring" / spec.name / f"reference-v{version}-{run_id}.parquet"
-    if cache.exists():
-        return pd.read_parquet(cache)
-    split = VersionRecord.from_tags(registry.version_tags(spec.name, version)).split
-    features = warehouse.read_table(
-        "features",
-        spec.name,
-        where=f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{split.train_start}' "
-        f"AND DATE '{split.train_end}'",
-    )
-    reference = training_rows_of(features, split)
-    reference = reference.sample(n=min(len(reference), REFERENCE_ROWS), random_state=0)
-    reference = reference.assign(
-        **{SCORE: predict(registry.load_verified(spec.name, version), reference, spec)}
-    )
-    reference = reference[[*spec.features.columns, SCORE]].reset_index(drop=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    reference.to_parquet(cache)
-    return reference
-
-
 @dataclass
 class DriftRun:
-    result: DriftResult
-    report_path: Path
-    mlflow_run_id: str
+    result: DriftResult | None  # None: the window is not full yet, nothing was compared
+    report_path: Path | None
+    mlflow_run_id: str | None
     champion_version: str
     batch_rows: int
     served_rows: int
     seconds: float
+    window_days_present: int = 0
+    title: str = ""
+    status: str = "ok"
 
 
 def run_drift(
@@ -104,38 +83,71 @@ def run_drift(
     log_dir: str | Path | None = None,
 ) -> DriftRun:
     """Drift of the window ending on `day` (batch scores and the serving log) against the
-    champion's training reference; the HTML report goes to a file and to MLflow."""
+    champion's reference, with calibrated thresholds; evaluated only once the window is full.
+    The titled HTML report is written once and linked; MLflow gets the metrics."""
     started = time.perf_counter()
     version = registry.alias_version(spec.name, CHAMPION)
     if version is None:
         raise RuntimeError(f"{spec.name} has no champion: nothing to monitor")
-    reference = drift_reference(spec, version, warehouse, registry)
     batch = recent_scored(spec, day, warehouse)
     served = recent_served(spec, day, log_dir)
+    present = batch[DAY].dt.date.nunique()
+    if not window_is_full(batch[DAY].dt.date.unique(), spec.drift.window_days):
+        return DriftRun(
+            None,
+            None,
+            None,
+            version,
+            len(batch),
+            len(served),
+            time.perf_counter() - started,
+            present,
+            status=f"window not full: {present} of {spec.drift.window_days} days scored",
+        )
+    reference = drift_reference(spec, version, warehouse, registry)
+    calibration = drift_calibration(spec, version, reference, registry)
     current = pd.concat(
-        [batch[[*spec.features.columns, SCORE]], *([served] if len(served) else [])],
+        [batch[[*spec.features.columns, SCORE, LABEL]], *([served] if len(served) else [])],
         ignore_index=True,
     )
-    result = compute_drift(reference, current, spec)
-
-    folder = data_dir() / "reports" / spec.name
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"drift-{day}.html"
-    result.snapshot.save_html(str(path))
+    start = day - dt.timedelta(days=spec.drift.window_days - 1)
+    title = report_title(
+        spec.name,
+        version,
+        start,
+        day,
+        reference[DAY].min().date(),
+        reference[DAY].max().date(),
+        spec.drift.window_days,
+    )
+    result = compute_drift(reference, current, spec, calibration, title)
+    path = save_report(result.snapshot, title, report_path(spec.name, day, version))
     mlflow = registry.fluent()
     experiment = registry.experiment_id(f"{spec.name}-monitoring")
     with mlflow.start_run(experiment_id=experiment, run_name=f"drift-{day}") as run:
-        mlflow.set_tags({"monitored_day": str(day), "champion_version": version})
+        # The report itself stays one file (linked from the asset), not a second copy here.
+        mlflow.set_tags(
+            {
+                "monitored_day": str(day),
+                "champion_version": version,
+                "report": str(path),
+                "title": title[:500],
+            }
+        )
         mlflow.log_metrics(
             {
                 "drift_share": result.share,
                 "prediction_drift": result.prediction_drift,
+                **(
+                    {"label_shift": result.label_shift}
+                    if result.label_shift == result.label_shift
+                    else {}
+                ),
                 "batch_rows": len(batch),
                 "served_rows": len(served),
                 **{f"psi_{k}": v for k, v in result.per_feature.items()},
             }
         )
-        mlflow.log_artifact(str(path), artifact_path="drift")
     return DriftRun(
         result,
         path,
@@ -144,6 +156,8 @@ def run_drift(
         len(batch),
         len(served),
         time.perf_counter() - started,
+        present,
+        title,
     )
 
 
@@ -153,30 +167,32 @@ MIN_LABELLED_ROWS = 200
 
 @dataclass(frozen=True)
 class Performance:
-    """The champion's quality on the window's rows whose label has arrived."""
+    """The champion's quality on the window's rows whose label has arrived, and the verdict on
+    its drop against the champion's held-out rows (bootstrap confidence interval)."""
 
-    status: str  # "ok" | "too few labelled rows yet"
+    status: str  # "ok" | why nothing was judged (too few labelled rows yet)
     champion_version: str | None
     labelled_rows: int
     scored_rows: int
-    baseline: float  # the primary metric on its gate's held-out window (NaN if unknown)
+    baseline: float  # the primary metric on the champion's held-out rows (NaN if unknown)
     metrics: dict[str, float]  # empty until enough rows are labelled
     primary_metric: str
+    drop: float = float("nan")  # positive = worse than the baseline
+    drop_ci_low: float = float("nan")
+    drop_ci_high: float = float("nan")
+    confidence: float = float("nan")
+    min_labelled_rows: int = 0
+    significant_drop: bool = False
+    verdict: str = ""
 
     @property
     def primary(self) -> float:
         return self.metrics.get(self.primary_metric, float("nan"))
 
-    @property
-    def drop(self) -> float:
-        """How much worse than the baseline (positive = worse; NaN if either is unknown)."""
-        if self.primary != self.primary or self.baseline != self.baseline:
-            return float("nan")
-        return worse_by(self.primary_metric, self.primary, self.baseline)
-
     def metadata(self) -> dict:
         """Asset metadata (the keys the UI plots and the retraining sensor reads)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("metrics", "primary_metric")}
+        skip = ("metrics", "primary_metric", "drop")
+        out = {k: v for k, v in asdict(self).items() if k not in skip}
         return {
             **out,
             **self.metrics,
@@ -188,23 +204,41 @@ class Performance:
 def run_performance(
     spec: ModelSpec, day: dt.date, warehouse: Warehouse, registry: ModelRegistry
 ) -> Performance:
-    """Quality of the scores already served, on rows whose label has arrived."""
+    """Quality of the scores already served, on rows whose label has arrived, against the
+    champion's held-out rows: the drop with its bootstrap confidence interval."""
     recent = recent_scored(spec, day, warehouse)
     known = labelled(recent)
     version = registry.alias_version(spec.name, CHAMPION)
-    gate = GateSummary.from_tags(registry.version_tags(spec.name, version))
-    primary = spec.gate.primary_metric
-    baseline = gate.metrics.get(primary) if gate is not None else None
+    reference = performance_reference(spec, version, warehouse, registry)
+    metric = spec.gate.primary_metric
+    verdict = performance_verdict(
+        metric,
+        known[LABEL].to_numpy(),
+        known[SCORE].to_numpy(),
+        reference[LABEL].to_numpy(),
+        reference[SCORE].to_numpy(),
+        min_rows=spec.drift.min_labelled_rows,
+        min_drop=spec.drift.performance_drop,
+        confidence=spec.drift.confidence,
+        samples=spec.drift.bootstrap_samples,
+    )
     metrics = {}
-    # Too few outcomes yet (the first days after scoring starts): say so, score nothing.
-    if len(known) >= MIN_LABELLED_ROWS:
+    # Too few outcomes yet (the first days after scoring starts): say so, judge nothing.
+    if verdict.status == "ok":
         metrics = compute_metrics(spec, known[LABEL].to_numpy(), known[SCORE].to_numpy())
     return Performance(
-        status="ok" if metrics else "too few labelled rows yet",
+        status=verdict.status,
         champion_version=version,
         labelled_rows=len(known),
         scored_rows=len(recent),
-        baseline=float(baseline) if baseline is not None else float("nan"),
+        baseline=float(verdict.reference),
         metrics={k: float(v) for k, v in metrics.items()},
-        primary_metric=primary,
+        primary_metric=metric,
+        drop=float(verdict.drop),
+        drop_ci_low=float(verdict.low),
+        drop_ci_high=float(verdict.high),
+        confidence=float(verdict.confidence),
+        min_labelled_rows=spec.drift.min_labelled_rows,
+        significant_drop=bool(verdict.significant),
+        verdict=verdict.describe(),
     )

@@ -16,6 +16,38 @@ class Decision:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]:
+    """What in a drift result calls for a retrain: the alarms the drift report raised (with
+    its calibrated thresholds and false-alarm rate), or, for a result without them, the spec's
+    fixed thresholds."""
+    share, prediction = drift.get("drift_share"), drift.get("prediction_drift")
+    calibrated = "drift_alarms" in drift
+    alarms = set(str(drift.get("drift_alarms", "")).split(", ")) if calibrated else set()
+    if not calibrated:
+        if share is not None and share > spec.drift.share_threshold:
+            alarms.add("features")
+        if prediction is not None and prediction > spec.drift.prediction_threshold:
+            alarms.add("score")
+    reasons, trigger = [], None
+    if "features" in alarms:
+        reasons.append(
+            f"drift share {share:.2f} > {spec.drift.share_threshold} "
+            f"({drift.get('drifted_features', '?')})"
+        )
+        trigger = "drift"
+    if "score" in alarms:
+        reasons.append(f"prediction drift {prediction:.3f} beyond its threshold")
+        trigger = trigger or "prediction_drift"
+    if "label" in alarms:
+        reasons.append(
+            f"label shift {drift.get('label_shift', float('nan')):.3f} beyond its threshold"
+        )
+        trigger = trigger or "label_shift"
+    if reasons and calibrated:
+        reasons[-1] += f" [{drift.get('calibration', 'calibrated')}]"
+    return reasons, trigger
+
+
 def decide_retrain(
     spec: ModelSpec,
     day: str,
@@ -23,25 +55,21 @@ def decide_retrain(
     performance: dict | None,
     last_trigger_day: str | None,
 ) -> Decision:
-    """Fire when drift or the performance drop crosses the spec's thresholds, unless a retrain
-    was triggered less than `cooldown_days` before `day` (the same episode)."""
+    """Fire when the drift report raised an alarm (a full window beyond its calibrated
+    thresholds) or the performance drop is significant, unless a retrain was triggered less
+    than `cooldown_days` before `day` (the same episode)."""
     reasons, trigger = [], None
-    if drift is not None:
-        share, prediction = drift.get("drift_share"), drift.get("prediction_drift")
-        if share is not None and share > spec.drift.share_threshold:
-            reasons.append(
-                f"drift share {share:.2f} > {spec.drift.share_threshold} "
-                f"({drift.get('drifted_features', '?')})"
-            )
-            trigger = "drift"
-        if prediction is not None and prediction > spec.drift.prediction_threshold:
-            reasons.append(f"prediction drift {prediction:.3f} > {spec.drift.prediction_threshold}")
-            trigger = trigger or "prediction_drift"
+    if drift is not None and drift.get("window_full", True) is not False:
+        reasons, trigger = _drift_reasons(spec, drift)
     if performance is not None:
         drop = performance.get("performance_drop")
-        if drop is not None and drop == drop and drop > spec.drift.performance_drop:
+        significant = performance.get("significant_drop")
+        if significant is None:  # a result from before the significance rule
+            significant = drop is not None and drop == drop and drop > spec.drift.performance_drop
+        if significant:
             reasons.append(
-                f"{spec.gate.primary_metric} dropped {drop:.3f} > {spec.drift.performance_drop}"
+                performance.get("verdict")
+                or f"{spec.gate.primary_metric} dropped {drop:.3f} > {spec.drift.performance_drop}"
             )
             trigger = trigger or "performance"
     if not reasons:

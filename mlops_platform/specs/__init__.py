@@ -44,10 +44,23 @@ class Features(_Strict):
     functions: list[str] = Field(description="feature functions (the domain's features.py)")
     numeric: list[str]
     categorical: list[str] = Field(default_factory=list)
+    calendar: list[str] = Field(
+        default_factory=list,
+        description="features that describe the calendar or the time of schedule (day of "
+        "week, scheduled hour): they change by definition from window to window, so drift "
+        "monitoring leaves them out unless `drift.monitor_calendar` is on",
+    )
 
     @property
     def columns(self) -> list[str]:
         return [*self.numeric, *self.categorical]
+
+    @model_validator(mode="after")
+    def _calendar_known(self) -> Features:
+        unknown = sorted(set(self.calendar) - set(self.columns))
+        if unknown:
+            raise ValueError(f"features.calendar lists {unknown}, which are not features")
+        return self
 
 
 class Floor(_Strict):
@@ -86,6 +99,41 @@ class Drift(_Strict):
     cooldown_days: int = Field(default=14, ge=0, description="no second retrain within")
     exclude: list[str] = Field(
         default_factory=list, description="features not monitored (e.g. day of year)"
+    )
+    monitor_calendar: bool = Field(
+        default=False, description="also monitor the features listed in features.calendar"
+    )
+    # Calibration (monitoring/calibration.py): each column's threshold is the larger of the
+    # fixed one above (a minimum effect size) and the quantile of the same statistic between
+    # windows of `window_days` days of the reference and the rest of it.
+    false_alarm_rate: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="target share of reference windows of the same length that would alarm",
+    )
+    reference_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="the reference is the last N days of the champion's training window "
+        "(None: all of it)",
+    )
+    calibration_windows: int = Field(
+        default=60, ge=5, description="at most this many reference windows for calibration"
+    )
+    # Performance trigger on late labels (monitoring/significance.py).
+    min_labelled_rows: int = Field(
+        default=200, ge=10, description="no performance verdict on fewer labelled rows"
+    )
+    confidence: float = Field(
+        default=0.95, gt=0.5, lt=1, description="bootstrap confidence of a significant drop"
+    )
+    bootstrap_samples: int = Field(default=500, ge=100, description="bootstrap resamples")
+    guard_days: int = Field(
+        default=14,
+        ge=0,
+        description="after a promotion, compare the new champion with the previous one on "
+        "late labels for this many days (0: no deploy guard)",
     )
 
 

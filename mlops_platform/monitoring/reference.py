@@ -1,0 +1,111 @@
+"""What monitoring compares against, per champion version (no Dagster).
+
+- the drift reference: the last `drift.reference_days` of the champion's training window, scored
+  by the champion, with labels and days (for the label shift and the calibration's windows);
+- its calibration: per-column thresholds from its own windows (`calibration.py`);
+- the performance reference: the champion's held-out rows with their labels and its scores.
+
+Each depends only on the version (and the spec's drift settings), so it is computed once and
+kept in `<data dir>/monitoring/<spec>/`, named by the MLflow run (no registry reset reuses it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pandas as pd
+
+from mlops_platform.model.columns import EVENT_DATE, LABEL, SCORE
+from mlops_platform.model.predict import predict
+from mlops_platform.model.split import TimeSplit, rows_between
+from mlops_platform.monitoring.calibration import Calibration
+from mlops_platform.registry.store import ModelRegistry
+from mlops_platform.settings import data_dir
+from mlops_platform.specs import ModelSpec
+from mlops_platform.warehouse import Warehouse
+
+#: The feature table's day column (model.columns.EVENT_DATE once the table is renamed).
+DAY = EVENT_DATE
+#: The champion's training rows are sampled down to this for the drift reference.
+REFERENCE_ROWS = 50_000
+
+
+def days_between(start: dt.date, end: dt.date) -> str:
+    """SQL filter of the feature table's rows from `start` to `end` (inclusive)."""
+    return f"CAST({DAY} AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
+
+
+def reference_window(spec: ModelSpec, split: TimeSplit) -> tuple[dt.date, dt.date]:
+    """The days the drift reference covers: the end of the training window."""
+    start = split.train_start
+    if spec.drift.reference_days:
+        start = max(start, split.train_end - dt.timedelta(days=spec.drift.reference_days - 1))
+    return start, split.train_end
+
+
+def _cache(spec: ModelSpec, kind: str, version: str, run_id: str, suffix: str):
+    settings = json.dumps(
+        [spec.drift.model_dump(), spec.features.model_dump()], sort_keys=True, default=str
+    )
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:10]
+    path = data_dir() / "monitoring" / spec.name / f"{kind}-v{version}-{run_id}-{digest}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def drift_reference(
+    spec: ModelSpec, version: str, warehouse: Warehouse, registry: ModelRegistry
+) -> pd.DataFrame:
+    """Feature columns, `score` (the champion's), `label` and the day of a sample of the
+    reference window's rows."""
+    cache = _cache(spec, "reference", version, registry.run_id_of(spec.name, version), ".parquet")
+    if cache.exists():
+        return pd.read_parquet(cache)
+    split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
+    start, end = reference_window(spec, split)
+    features = warehouse.read_table("features", spec.name, where=days_between(start, end))
+    reference = rows_between(features[features[LABEL].notna()], start, end)
+    reference = reference.sample(n=min(len(reference), REFERENCE_ROWS), random_state=0)
+    reference = reference.assign(
+        **{SCORE: predict(registry.load_verified(spec.name, version), reference, spec)}
+    )
+    reference = reference[[*spec.features.columns, SCORE, LABEL, DAY]].reset_index(drop=True)
+    reference.to_parquet(cache)
+    return reference
+
+
+def drift_calibration(
+    spec: ModelSpec, version: str, reference: pd.DataFrame, registry: ModelRegistry
+) -> Calibration:
+    """The reference's calibration for windows of `drift.window_days` days."""
+    from mlops_platform.monitoring.drift import calibrate_spec
+
+    cache = _cache(spec, "calibration", version, registry.run_id_of(spec.name, version), ".json")
+    if cache.exists():
+        return Calibration.from_json(cache.read_text())
+    calibration = calibrate_spec(reference, spec, reference[DAY])
+    cache.write_text(calibration.to_json())
+    return calibration
+
+
+def performance_reference(
+    spec: ModelSpec, version: str, warehouse: Warehouse, registry: ModelRegistry
+) -> pd.DataFrame:
+    """`label` and `score` of the champion on its own held-out rows (what its gate measured)."""
+    cache = _cache(spec, "holdout", version, registry.run_id_of(spec.name, version), ".parquet")
+    if cache.exists():
+        return pd.read_parquet(cache)
+    split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
+    features = warehouse.read_table(
+        "features", spec.name, where=days_between(split.holdout_start, split.holdout_end)
+    )
+    holdout = rows_between(
+        features[features[LABEL].notna()], split.holdout_start, split.holdout_end
+    )
+    holdout = holdout.assign(
+        **{SCORE: predict(registry.load_verified(spec.name, version), holdout, spec)}
+    )[[LABEL, SCORE]].reset_index(drop=True)
+    holdout.to_parquet(cache)
+    return holdout

@@ -1,0 +1,219 @@
+"""Is a drop of the primary metric real? Bootstrap confidence intervals (no Dagster).
+
+A 7-day ROC AUC on late labels moves by a few points from week to week on its own; a trigger
+on the point value fires on noise. Here a drop counts only when it is *significant* (the lower
+end of its bootstrap confidence interval is above zero), *material* (the point drop is at
+least `min_drop`) and measured on at least `min_rows` labelled rows.
+
+- `performance_verdict`: the live window against a reference (the champion's held-out rows),
+  two independent samples resampled separately.
+- `paired_verdict`: two models on the same rows (the deploy guard: new champion against the
+  previous one), rows resampled together so their shared difficulty cancels out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+HIGHER_IS_BETTER = {"roc_auc", "r2"}
+
+
+def metric_function(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The metric as a function of (labels, predictions); NaN where it is undefined (an AUC on
+    rows of one class)."""
+    from scipy.stats import rankdata
+    from sklearn import metrics
+
+    def auc(y, p):
+        # The Mann-Whitney form of ROC AUC (ties count half, as scikit-learn's): the bootstrap
+        # calls it hundreds of times, and roc_auc_score's input checks cost more than this.
+        y = np.asarray(y).astype(bool)
+        positives = int(y.sum())
+        negatives = len(y) - positives
+        if positives == 0 or negatives == 0:
+            return math.nan
+        ranks = rankdata(p)
+        return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+    functions = {
+        "roc_auc": auc,
+        "brier": lambda y, p: float(np.mean((np.asarray(p) - np.asarray(y)) ** 2)),
+        "log_loss": lambda y, p: float(metrics.log_loss(y, p, labels=[0, 1])),
+        "mae": lambda y, p: float(np.mean(np.abs(np.asarray(p) - np.asarray(y)))),
+        "rmse": lambda y, p: float(np.sqrt(np.mean((np.asarray(p) - np.asarray(y)) ** 2))),
+        "r2": lambda y, p: float(metrics.r2_score(y, p)),
+    }
+    if name not in functions:
+        raise ValueError(f"unknown metric {name!r}; one of {sorted(functions)}")
+    return functions[name]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str  # "ok" or why there is no verdict ("too few labelled rows ...")
+    metric: str
+    current: float  # the metric live (or of the new model)
+    reference: float  # the metric of the reference (or of the previous model)
+    drop: float  # how much worse `current` is (positive: worse), in the metric's units
+    low: float  # confidence interval of the drop
+    high: float
+    confidence: float
+    rows: int
+    min_rows: int
+    min_drop: float
+
+    @property
+    def significant(self) -> bool:
+        """Worse beyond doubt and by at least `min_drop`."""
+        return self.status == "ok" and self.low > 0 and self.drop >= self.min_drop
+
+    def describe(self) -> str:
+        if self.status != "ok":
+            return self.status
+        return (
+            f"{self.metric} {self.current:.3f} vs {self.reference:.3f}: drop {self.drop:+.3f} "
+            f"({self.confidence:.0%} CI {self.low:+.3f}..{self.high:+.3f}, {self.rows} labelled "
+            f"rows); {'significant' if self.significant else 'not significant'} "
+            f"(needs CI above 0 and a drop of at least {self.min_drop})"
+        )
+
+
+def _worse(metric: str, current: np.ndarray | float, reference: np.ndarray | float):
+    return reference - current if metric in HIGHER_IS_BETTER else current - reference
+
+
+def _no_verdict(status, metric, rows, min_rows, min_drop, confidence) -> Verdict:
+    nan = math.nan
+    return Verdict(status, metric, nan, nan, nan, nan, nan, confidence, rows, min_rows, min_drop)
+
+
+def _interval(drops: np.ndarray, confidence: float) -> tuple[float, float]:
+    drops = drops[np.isfinite(drops)]
+    if len(drops) < 10:
+        return math.nan, math.nan
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(drops, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def performance_verdict(
+    metric: str,
+    current_y: np.ndarray,
+    current_p: np.ndarray,
+    reference_y: np.ndarray,
+    reference_p: np.ndarray,
+    *,
+    min_rows: int,
+    min_drop: float,
+    confidence: float = 0.95,
+    samples: int = 500,
+    seed: int = 0,
+) -> Verdict:
+    """The live window's metric against the reference's, each resampled with replacement."""
+    current_y, current_p = np.asarray(current_y), np.asarray(current_p)
+    reference_y, reference_p = np.asarray(reference_y), np.asarray(reference_p)
+    rows = len(current_y)
+    if rows < min_rows:
+        return _no_verdict(
+            f"too few labelled rows yet ({rows} < {min_rows})",
+            metric,
+            rows,
+            min_rows,
+            min_drop,
+            confidence,
+        )
+    if len(reference_y) == 0:
+        return _no_verdict("no reference rows", metric, rows, min_rows, min_drop, confidence)
+    score = metric_function(metric)
+    current, reference = score(current_y, current_p), score(reference_y, reference_p)
+    if math.isnan(current) or math.isnan(reference):
+        return _no_verdict(
+            f"{metric} undefined on these rows (one class only?)",
+            metric,
+            rows,
+            min_rows,
+            min_drop,
+            confidence,
+        )
+    rng = np.random.default_rng(seed)
+    drops = np.empty(samples)
+    for i in range(samples):
+        c = rng.integers(0, rows, rows)
+        r = rng.integers(0, len(reference_y), len(reference_y))
+        drops[i] = _worse(
+            metric, score(current_y[c], current_p[c]), score(reference_y[r], reference_p[r])
+        )
+    low, high = _interval(drops, confidence)
+    return Verdict(
+        "ok",
+        metric,
+        current,
+        reference,
+        float(_worse(metric, current, reference)),
+        low,
+        high,
+        confidence,
+        rows,
+        min_rows,
+        min_drop,
+    )
+
+
+def paired_verdict(
+    metric: str,
+    y: np.ndarray,
+    new_p: np.ndarray,
+    old_p: np.ndarray,
+    *,
+    min_rows: int,
+    min_drop: float,
+    confidence: float = 0.95,
+    samples: int = 500,
+    seed: int = 0,
+) -> Verdict:
+    """How much worse `new_p` is than `old_p` on the same labelled rows (paired bootstrap)."""
+    y, new_p, old_p = np.asarray(y), np.asarray(new_p), np.asarray(old_p)
+    rows = len(y)
+    if rows < min_rows:
+        return _no_verdict(
+            f"too few labelled rows yet ({rows} < {min_rows})",
+            metric,
+            rows,
+            min_rows,
+            min_drop,
+            confidence,
+        )
+    score = metric_function(metric)
+    new, old = score(y, new_p), score(y, old_p)
+    if math.isnan(new) or math.isnan(old):
+        return _no_verdict(
+            f"{metric} undefined on these rows (one class only?)",
+            metric,
+            rows,
+            min_rows,
+            min_drop,
+            confidence,
+        )
+    rng = np.random.default_rng(seed)
+    drops = np.empty(samples)
+    for i in range(samples):
+        s = rng.integers(0, rows, rows)
+        drops[i] = _worse(metric, score(y[s], new_p[s]), score(y[s], old_p[s]))
+    low, high = _interval(drops, confidence)
+    return Verdict(
+        "ok",
+        metric,
+        new,
+        old,
+        float(_worse(metric, new, old)),
+        low,
+        high,
+        confidence,
+        rows,
+        min_rows,
+        min_drop,
+    )

@@ -1,0 +1,286 @@
+"""Calibrated drift and the significance rule, tested directly on synthetic streams."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_platform.monitoring.calibration import (
+    Calibration,
+    alarm,
+    calibrate,
+    reference_windows,
+    statistic,
+    window_is_full,
+    window_statistics,
+)
+from mlops_platform.monitoring.significance import paired_verdict, performance_verdict
+
+WINDOW = 7
+COLUMNS = {"a": False, "b": False, "c": False, "kind": True}
+
+
+def stream(days: int, shift_from: int | None = None, seed: int = 1) -> pd.DataFrame:
+    """`days` days of 80 rows; each day has its own weather (a day-level effect), so a week
+    differs from the rest more than row-level noise says, as real days do."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for day in range(days):
+        n = 80
+        effect = rng.normal(0, 0.3, 3)
+        shift = 1.5 if shift_from is not None and day >= shift_from else 0.0
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": pd.Timestamp("2020-01-01") + pd.Timedelta(days=day),
+                    "a": rng.normal(effect[0] + shift, 1, n),
+                    "b": rng.normal(effect[1] + shift, 1, n),
+                    "c": rng.gamma(2 + effect[2], 1, n),
+                    "kind": rng.choice(["x", "y", "z"], n, p=[0.5, 0.3, 0.2]),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def judge(calibration: Calibration, reference: pd.DataFrame, frame: pd.DataFrame, first: int):
+    """Alarm of every full 7-day window ending on day >= first."""
+    days = (frame["date"] - frame["date"].min()).dt.days
+    out = []
+    for end in range(first + WINDOW - 1, days.max() + 1):
+        window = frame[(days > end - WINDOW) & (days <= end)]
+        values = {c: statistic("psi", reference[c], window[c], k) for c, k in COLUMNS.items()}
+        out.append(
+            bool(
+                alarm(
+                    values,
+                    calibration.thresholds,
+                    calibration.share_columns,
+                    calibration.own_columns,
+                    calibration.share_threshold,
+                )[2]
+            )
+        )
+    return np.array(out)
+
+
+def calibrated(reference: pd.DataFrame, target: float) -> Calibration:
+    return calibrate(
+        reference,
+        COLUMNS,
+        method="psi",
+        window_days=WINDOW,
+        share_columns=list(COLUMNS),
+        own_columns=[],
+        share_threshold=0.3,
+        target_rate=target,
+        dates=reference["date"],
+        max_windows=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def stable():
+    return stream(480)
+
+
+def test_stable_stream_alarms_at_the_nominal_rate_and_a_fixed_threshold_does_not(stable):
+    reference = stable[stable["date"] < "2020-04-30"]  # 120 days
+    calibration = calibrated(reference, target=0.05)
+    assert calibration.kind == "time windows" and calibration.windows == 60
+    assert calibration.alarming_windows / calibration.windows <= 0.05
+    assert "estimated false-alarm rate" in calibration.describe()
+    later = judge(calibration, reference, stable, first=120)
+    assert len(later) == 354
+    # Out of sample, on a year of windows the calibration never saw: about the nominal rate
+    # (0.034 here; overlapping windows alarm together, hence the margin).
+    assert later.mean() <= 0.1, later.mean()
+    # Thresholds below the reference's own variability (its median week): the day effects
+    # alone make them fire on a large share of these stable weeks.
+    naive = Calibration(**{**calibration.__dict__, "thresholds": calibration.null_median})
+    assert judge(naive, reference, stable, first=120).mean() > 0.2
+
+
+def test_real_shift_is_detected_once_the_window_holds_it():
+    frame = stream(120, shift_from=80)
+    reference = frame[frame["date"] < "2020-03-01"]
+    calibration = calibrated(reference, target=0.01)
+    alarms = judge(calibration, reference, frame, first=60)  # windows ending on day 66..119
+    before = alarms[: 80 - 66]  # windows entirely before the shift
+    assert not before.any()
+    assert alarms[-30:].all()  # every window wholly inside the shifted period
+
+
+def test_thresholds_follow_the_window_length(stable):
+    reference = stable[stable["date"] < "2020-03-01"]  # 60 days
+    weekly = calibrated(reference, 0.05)
+    # A shorter window is noisier: its thresholds must be higher.
+    daily = calibrate(
+        reference,
+        COLUMNS,
+        method="psi",
+        window_days=1,
+        share_columns=list(COLUMNS),
+        own_columns=[],
+        share_threshold=0.3,
+        target_rate=0.05,
+        dates=reference["date"],
+    )
+    assert all(daily.thresholds[c] > weekly.thresholds[c] for c in COLUMNS)
+    # Floors are a minimum effect size, never lowered by calibration.
+    floored = calibrate(
+        reference,
+        COLUMNS,
+        method="psi",
+        window_days=WINDOW,
+        share_columns=list(COLUMNS),
+        own_columns=[],
+        share_threshold=0.3,
+        target_rate=0.05,
+        dates=reference["date"],
+        floors=dict.fromkeys(COLUMNS, 5.0),
+    )
+    assert set(floored.thresholds.values()) == {5.0}
+    assert Calibration.from_json(weekly.to_json()) == weekly
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_statistic_is_evidentlys_own(categorical):
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    frame = stream(40)  # 3,200 rows
+    column = "kind" if categorical else "a"
+    kind = ColumnType.Categorical if categorical else ColumnType.Numerical
+    reference, current = frame[column].iloc[:2000], frame[column].iloc[2000:]
+    evidently = get_stattest(reference, current, kind, "psi")(reference, current, kind, 0.0)
+    assert statistic("psi", reference, current, categorical) == pytest.approx(
+        evidently.drift_score
+    )
+    assert math.isnan(statistic("psi", reference, current.iloc[:0], categorical))
+    # The calibration's shortcut (bins counted once) gives the same value per window.
+    windows = [np.arange(i, i + 300) for i in range(0, 2700, 450)]
+    fast = window_statistics("psi", frame[column], windows, categorical)
+    everything = np.ones(len(frame), dtype=bool)
+    for value, rows in zip(fast, windows, strict=True):
+        rest = everything.copy()
+        rest[rows] = False
+        assert value == pytest.approx(
+            statistic("psi", frame[column][rest], frame[column].iloc[rows], categorical)
+        )
+
+
+@pytest.mark.parametrize(
+    ("days", "window", "full"), [([1], 7, False), (range(6), 7, False), (range(7), 7, True)]
+)
+def test_a_window_is_full_only_with_all_its_days(days, window, full):
+    assert window_is_full(days, window) is full
+
+
+def test_reference_without_enough_days_falls_back_to_row_samples():
+    frame = stream(10)
+    kind, windows = reference_windows(frame["date"], 7, 20, window_rows=300)
+    assert kind == "row samples" and len(windows) == 20 and {len(w) for w in windows} == {300}
+
+
+def test_alarm_rule_share_and_own_columns():
+    thresholds = {"a": 1.0, "b": 1.0, "c": 1.0, "score": 0.5}
+    share, drifted, reasons = alarm(
+        {"a": 2.0, "b": 0.1, "c": math.nan, "score": 0.6},
+        thresholds,
+        ["a", "b", "c"],
+        ["score"],
+        0.3,
+    )
+    assert (share, drifted, reasons) == (0.5, ["a"], ["features", "score"])
+    assert (
+        alarm(
+            {"a": 0.5, "b": 0.5, "c": 0.5, "score": 0.1},
+            thresholds,
+            ["a", "b", "c"],
+            ["score"],
+            0.3,
+        )[2]
+        == []
+    )
+
+
+# The significance rule ---------------------------------------------------------------------
+
+
+def scored(n: int, quality: float, seed: int):
+    """Labels and scores whose AUC grows with `quality` (0: noise)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return y, y * quality + rng.normal(0, 1, n)
+
+
+def test_no_false_fire_on_noise():
+    reference = scored(5000, 1.0, seed=0)
+    fired = 0
+    for seed in range(1, 41):  # 40 live weeks of the same model, same world
+        verdict = performance_verdict(
+            "roc_auc",
+            *scored(600, 1.0, seed),
+            *reference,
+            min_rows=200,
+            min_drop=0.03,
+            samples=200,
+        )
+        assert verdict.status == "ok"
+        fired += verdict.significant
+    assert fired <= 2  # a 95% interval: about 1 in 40 by chance, often fewer with min_drop
+
+
+def test_fires_on_a_real_drop_and_says_why():
+    verdict = performance_verdict(
+        "roc_auc",
+        *scored(600, 0.4, seed=3),
+        *scored(5000, 1.0, seed=0),
+        min_rows=200,
+        min_drop=0.03,
+    )
+    assert verdict.significant and verdict.drop > 0.1 and verdict.low > 0
+    assert "significant" in verdict.describe() and "CI" in verdict.describe()
+
+
+def test_too_few_labelled_rows_give_no_verdict():
+    verdict = performance_verdict(
+        "roc_auc",
+        *scored(50, 0.0, seed=3),
+        *scored(5000, 1.0, seed=0),
+        min_rows=200,
+        min_drop=0.03,
+    )
+    assert not verdict.significant and "too few labelled rows" in verdict.status
+
+
+def test_a_small_drop_is_not_material():
+    verdict = performance_verdict(
+        "roc_auc",
+        *scored(20_000, 0.95, seed=3),
+        *scored(20_000, 1.0, seed=0),
+        min_rows=200,
+        min_drop=0.05,
+        samples=200,
+    )
+    assert verdict.low > 0 and not verdict.significant  # real but smaller than min_drop
+
+
+def test_paired_rule_on_the_same_rows():
+    y, good = scored(3000, 1.0, seed=5)
+    rng = np.random.default_rng(6)
+    worse = good + rng.normal(0, 1.5, len(y))
+    assert paired_verdict("roc_auc", y, worse, good, min_rows=200, min_drop=0.01).significant
+    same = paired_verdict(
+        "roc_auc", y, good + rng.normal(0, 0.01, len(y)), good, min_rows=200, min_drop=0.01
+    )
+    assert same.status == "ok" and not same.significant
+    # Lower is better for the Brier score: a better model is never "worse".
+    p = 1 / (1 + np.exp(-good))
+    assert not paired_verdict(
+        "brier", y, p, np.full(len(y), 0.5), min_rows=200, min_drop=0.0
+    ).significant
