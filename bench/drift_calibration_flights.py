@@ -17,17 +17,18 @@ import sys
 
 import numpy as np
 import pandas as pd
-from mlops_platform.source_system.nycflights import read_table
 
 from mlops_platform.features.build import build_feature_table
-from mlops_platform.model.columns import LABEL, SCORE
+from mlops_platform.model.columns import EVENT_DATE, LABEL, SCORE
+from mlops_platform.model.predict import predict
 from mlops_platform.monitoring.calibration import alarm, statistic
 from mlops_platform.monitoring.drift import calibrate_spec, column_kinds, fixed_thresholds
 from mlops_platform.specs import load_spec
 from mlops_platform.training.params import Hyperparameters
-from mlops_platform.training.train import fit, predict
+from mlops_platform.training.train import fit
+from simulator.flights.nycflights import read_table
 
-DATE = "flight_date"  # the feature table's day column (event_date after the rename)
+DATE = EVENT_DATE  # the feature table's day column
 
 SEASONS = {
     # name: (training end, evaluated from, evaluated through)
@@ -41,7 +42,7 @@ def main(reference_days: int | None) -> None:
     drift = spec.drift.model_copy(update={"reference_days": reference_days})
     spec = spec.model_copy(update={"drift": drift})
     table = build_feature_table(
-        read_table("flights"), read_table("weather"), read_table("planes"), spec
+        {name: read_table(name) for name in ("flights", "weather", "planes")}, spec
     )
     table = table[table[LABEL].notna()].reset_index(drop=True)
     days = table[DATE].dt.date

@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def naive_single_row_ms(model, holdout, spec) -> float:
-    from mlops_platform.training.train import predict
+    from mlops_platform.model.predict import predict
 
     one = holdout.head(1)
     predict(model, one, spec)
