@@ -114,6 +114,8 @@ prod-status:
 	$(UV) run python -m mlops_platform.deploy.stack status
 
 ## bench-scale: the flights year at 1x, 4x, 16x on the production profile (rows/s, peak memory,
-## growth exponent) and a 28-partition backfill on one Celery worker vs two
-bench-scale: install
-	PATH="$$PATH:/usr/sbin" $(UV) run python bench/scale_bench.py
+## growth exponent) and a 28-partition backfill on one Celery worker vs two (one stack, back to
+## back). Parts: BENCH_SCALE_ARGS="--scales 1,16 --skip-backfill" or "--only-backfill".
+BENCH_SCALE_ARGS ?=
+bench-scale: install nginx
+	PATH="$$PATH:/usr/sbin" $(UV) run python bench/scale_bench.py $(BENCH_SCALE_ARGS)

@@ -23,6 +23,16 @@ LOCATION = "mlops_platform"
 #: Fail fast on an unreachable MLflow (two quick tries) and let Dagster's run retry take over.
 MLFLOW_CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 DONE = ("SUCCESS", "FAILURE", "CANCELED")
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
 
 
 def require_services() -> None:
@@ -100,6 +110,31 @@ class Stack:
         client = DagsterGraphQLClient("127.0.0.1", port_number=self.config.mlops_dagster_ui_port)
         return client.submit_job_execution(job, run_config={}, tags=tags)
 
+    def backfill(self, asset_key: list[str], partitions: list[str]) -> str:
+        """An asset backfill, as the UI's "Materialize selected" over partitions does: the
+        daemon splits it into runs by the assets' backfill policy. Returns its id."""
+        from dagster_graphql import DagsterGraphQLClient
+
+        client = DagsterGraphQLClient("127.0.0.1", port_number=self.config.mlops_dagster_ui_port)
+        reply = client._execute(  # noqa: SLF001 - the client has no backfill method
+            LAUNCH_BACKFILL,
+            {
+                "params": {
+                    "assetSelection": [{"path": asset_key}],
+                    "partitionNames": partitions,
+                    "fromFailure": False,
+                }
+            },
+        )["launchPartitionBackfill"]
+        if reply["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill refused: {reply}")
+        return reply["backfillId"]
+
+    def backfill_runs(self, backfill_id: str) -> list:
+        import dagster as dg
+
+        return self.instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id))
+
     def run(self, run_id: str):
         return self.instance.get_run_by_id(run_id)
 
@@ -174,6 +209,25 @@ class Stack:
             worker=f'%"text": "{worker_prefix}%',
         )
         return list(dict.fromkeys(row[0] for row in rows))
+
+    def open_steps(self, run_id: str, step_prefix: str, worker_prefix: str) -> list[str]:
+        """Steps of a run (keys starting with `step_prefix`) that a worker named
+        `worker_prefix...` started and that have not succeeded yet, in start order."""
+        started = self._event_rows(
+            "SELECT step_key FROM event_logs WHERE run_id = :run AND dagster_event_type = "
+            "'ENGINE_EVENT' AND starts_with(step_key, :prefix) AND event LIKE :worker ORDER BY id",
+            run=run_id,
+            prefix=step_prefix,
+            worker=f'%"text": "{worker_prefix}%',
+        )
+        done = self._event_rows(
+            "SELECT step_key FROM event_logs WHERE run_id = :run AND dagster_event_type = "
+            "'STEP_SUCCESS' AND starts_with(step_key, :prefix)",
+            run=run_id,
+            prefix=step_prefix,
+        )
+        finished = {row[0] for row in done}
+        return [key for key in dict.fromkeys(row[0] for row in started) if key not in finished]
 
     def finished_runs(self, step_key: str) -> set[str]:
         rows = self._event_rows(

@@ -157,9 +157,7 @@ def test_statistic_is_evidentlys_own(categorical):
     kind = ColumnType.Categorical if categorical else ColumnType.Numerical
     reference, current = frame[column].iloc[:2000], frame[column].iloc[2000:]
     evidently = get_stattest(reference, current, kind, "psi")(reference, current, kind, 0.0)
-    assert statistic("psi", reference, current, categorical) == pytest.approx(
-        evidently.drift_score
-    )
+    assert statistic("psi", reference, current, categorical) == pytest.approx(evidently.drift_score)
     assert math.isnan(statistic("psi", reference, current.iloc[:0], categorical))
     # The calibration's shortcut (bins counted once) gives the same value per window.
     windows = [np.arange(i, i + 300) for i in range(0, 2700, 450)]

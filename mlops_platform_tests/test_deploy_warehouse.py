@@ -55,3 +55,25 @@ def test_partitions_written_at_once_into_a_new_table_all_land(schema):
     assert errors == []
     counts = warehouse.query(f'SELECT day, count(*) AS n FROM "{schema}".scores GROUP BY day')
     assert dict(zip(counts["day"], counts["n"], strict=True)) == {d: 100 for d in range(writers)}
+
+
+def test_a_streamed_read_equals_one_read_even_with_null_only_chunks(schema, monkeypatch):
+    """read_table streams in chunks; a chunk where a column is all NULL must not turn the
+    column into objects (a feature table's late labels are NULL for its newest days)."""
+    from mlops_platform.warehouse import PostgresWarehouse, postgres
+
+    warehouse = PostgresWarehouse(url=SERVER)
+    frame = pd.DataFrame(
+        {
+            "day": range(10),
+            "label": [None] * 4 + [1.0, 0.0] * 3,
+            "at": pd.to_datetime([None] * 4 + ["2013-01-02"] * 6),
+            "carrier": [None] * 4 + ["UA"] * 6,
+        }
+    )
+    warehouse.replace_table(schema, "features", frame)
+    whole = warehouse.query(f'SELECT * FROM "{schema}".features ORDER BY day')
+    monkeypatch.setattr(postgres, "READ_CHUNK_ROWS", 3)
+    streamed = warehouse.read_table(schema, "features").sort_values("day").reset_index(drop=True)
+    pd.testing.assert_frame_equal(streamed, whole)
+    assert streamed["label"].dtype == float and streamed["at"].dtype.kind == "M"

@@ -7,11 +7,13 @@ drift share and live performance are also WARN asset checks, so their history sh
 check with the partition's date. The titled HTML report is one file, linked from the metadata.
 """
 
+import datetime as dt
+
 import dagster as dg
 
 from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.registry.resources import MLflowResource
-from mlops_platform.scoring.assets import DAILY
+from mlops_platform.scoring.assets import DAILY, DAILY_BACKFILL
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
@@ -63,6 +65,19 @@ def drift_metadata(drift, spec: ModelSpec) -> dict:
     }
 
 
+def days_of(context: dg.AssetExecutionContext) -> list[dt.date]:
+    """The days of the run's partition, or of its range of partitions (a backfill), in order."""
+    window = context.partition_time_window
+    first, end = window.start.date(), window.end.date()
+    return [first + dt.timedelta(days=n) for n in range((end - first).days)]
+
+
+def range_metadata(context: dg.AssetExecutionContext) -> dict:
+    """A run over several days (a backfill's) reports its last day's figures, and says so."""
+    days = days_of(context)
+    return {} if len(days) == 1 else {"days": len(days), "figures_of_day": str(days[-1])}
+
+
 def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     drift_key = dg.AssetKey(["drift_report", spec.name])
     performance_key = dg.AssetKey(["model_performance", spec.name])
@@ -74,6 +89,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         group_name="monitoring",
         kinds={"evidently"},
         pool=WAREHOUSE_POOL,
+        backfill_policy=DAILY_BACKFILL,
         check_specs=[
             dg.AssetCheckSpec(
                 DRIFT_CHECK,
@@ -92,9 +108,10 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     ):
         from mlops_platform.monitoring.run import run_drift
 
-        day = context.partition_time_window.start.date()
-        drift = run_drift(spec, day, warehouse, mlflow_registry.registry())
-        metadata = drift_metadata(drift, spec)
+        registry = mlflow_registry.registry()
+        for day in days_of(context):  # a backfill's run covers several days: one report each
+            drift = run_drift(spec, day, warehouse, registry)
+        metadata = {**range_metadata(context), **drift_metadata(drift, spec)}
         check = {
             k: metadata[k]
             for k in (
@@ -129,6 +146,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         partitions_def=DAILY,
         group_name="monitoring",
         pool=WAREHOUSE_POOL,
+        backfill_policy=DAILY_BACKFILL,
         check_specs=[
             dg.AssetCheckSpec(
                 PERFORMANCE_CHECK,
@@ -147,8 +165,10 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     ):
         from mlops_platform.monitoring.run import run_performance
 
-        day = context.partition_time_window.start.date()
-        metadata = run_performance(spec, day, warehouse, mlflow_registry.registry()).metadata()
+        registry = mlflow_registry.registry()
+        for day in days_of(context):
+            performance = run_performance(spec, day, warehouse, registry)
+        metadata = {**range_metadata(context), **performance.metadata()}
         metric = spec.gate.primary_metric
         return dg.MaterializeResult(
             metadata=metadata,
@@ -178,6 +198,7 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         partitions_def=DAILY,
         group_name="monitoring",
         pool=WAREHOUSE_POOL,
+        backfill_policy=DAILY_BACKFILL,
         description=f"For {spec.drift.guard_days} days after a promotion: the new {spec.name} "
         "champion against the previous one on the same late-labelled rows (both batch-scored); "
         "significantly worse means an automatic, audited rollback and an incident.",
@@ -190,20 +211,21 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         from mlops_platform.monitoring.guard import guard_deploy
 
-        day = context.partition_time_window.start.date()
-        outcome = guard_deploy(
-            spec,
-            day,
-            warehouse,
-            mlflow_registry.registry(),
-            run_id=context.run.run_id,
-            webhook_url=alerting.webhook_url,
-        )
-        if outcome.status == "rolled back":
-            context.log.warning(
-                f"{spec.name} v{outcome.champion} rolled back to v{outcome.previous}: "
-                f"{outcome.verdict.describe()}"
+        registry = mlflow_registry.registry()
+        for day in days_of(context):
+            outcome = guard_deploy(
+                spec,
+                day,
+                warehouse,
+                registry,
+                run_id=context.run.run_id,
+                webhook_url=alerting.webhook_url,
             )
-        return dg.MaterializeResult(metadata=outcome.metadata())
+            if outcome.status == "rolled back":
+                context.log.warning(
+                    f"{day}: {spec.name} v{outcome.champion} rolled back to v{outcome.previous}: "
+                    f"{outcome.verdict.describe()}"
+                )
+        return dg.MaterializeResult(metadata={**range_metadata(context), **outcome.metadata()})
 
     return [drift_report, model_performance, deploy_guard]

@@ -10,6 +10,9 @@ from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 DAILY = partitions_def(enabled_domains()[0])
+#: The one backfill policy of every daily-partitioned asset (scores, drift, performance, guard):
+#: a job takes one policy for all its assets. A range of days is one run, done day by day.
+DAILY_BACKFILL = dg.BackfillPolicy.single_run()
 
 
 def build_scores_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -24,7 +27,7 @@ def build_scores_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         metadata={"partition_expr": EVENT_DATE},
         # A range of days (a backfill, or `dagster asset materialize --partition-range`) runs
         # as one run that scores day by day.
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=DAILY_BACKFILL,
     )
     def batch_scores(
         context: dg.AssetExecutionContext,
