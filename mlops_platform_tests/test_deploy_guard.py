@@ -9,6 +9,7 @@ from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.monitoring.assets import build_monitoring_assets
 from mlops_platform.registry.promotion import audit_log
 from mlops_platform.scoring.assets import build_scores_asset
+from mlops_platform.specs import Floor
 from mlops_platform_tests.helpers import QUIET
 from mlops_platform_tests.test_model_lifecycle import SPEC, aliases, env, run_train
 
@@ -19,7 +20,7 @@ LENIENT = SPEC.model_copy(
     update={
         "gate": SPEC.gate.model_copy(
             update={
-                "floors": {"roc_auc": {"min": 0.0}, "brier": {"max": 1.0}},
+                "floors": {"roc_auc": Floor(min=0.0), "brier": Floor(max=1.0)},
                 "champion_tolerance": 1.0,
                 "slice_tolerance": 1.0,
             }

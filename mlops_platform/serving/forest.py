@@ -73,14 +73,13 @@ class CompiledForest:
         left_bitsets = np.concatenate(bitsets) if bitsets else np.zeros((1, 8), np.uint32)
         known_bitsets = np.asarray(known, dtype=np.uint32)
         codes = np.arange(256)
+        bitset_rows = nodes["bitset_idx"][self.categorical].astype(np.intp)
+        in_left = _bits(left_bitsets[bitset_rows], codes)  # (categorical nodes, 256)
+        is_known = _bits(known_bitsets[f_idx_map[self.categorical_feature]], codes)
+        cat_missing_left = missing_left[self.categorical][:, None]
         table = np.empty((len(self.categorical), _MISSING + 1), dtype=bool)
-        for row, node in enumerate(self.categorical):
-            in_left = _bits(left_bitsets[nodes["bitset_idx"][node]], codes)
-            is_known = _bits(known_bitsets[f_idx_map[feature[node]]], codes)
-            table[row, :256] = np.where(
-                in_left, True, np.where(is_known, False, missing_left[node])
-            )
-            table[row, _MISSING] = missing_left[node]
+        table[:, :256] = in_left | (~is_known & cat_missing_left)
+        table[:, _MISSING] = cat_missing_left[:, 0]
         self.table = table.ravel()
         self._table_base = np.arange(len(self.categorical), dtype=np.int32) * (_MISSING + 1)
         self._cache: dict[tuple[str, int], np.ndarray] = {}  # per batch size, a few KB each
@@ -131,14 +130,16 @@ class CompiledForest:
 
 def _breadth_first(nodes: np.ndarray) -> np.ndarray:
     """A tree's node indices in breadth-first order: each node's two children side by side."""
+    is_leaf, left, right = (nodes[f].tolist() for f in ("is_leaf", "left", "right"))
     order = [0]
     for index in order:
-        if not nodes["is_leaf"][index]:
-            order += [int(nodes["left"][index]), int(nodes["right"][index])]
+        if not is_leaf[index]:
+            order += [left[index], right[index]]
     return np.asarray(order, dtype=np.intp)
 
 
-def _bits(bitset: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Whether each code is in a 256-bit bitset (8 uint32 words, as sklearn stores them)."""
-    words = bitset[codes >> 5]
+def _bits(bitsets: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Whether each code is in 256-bit bitsets (rows of 8 uint32 words, as sklearn stores them):
+    (rows, codes)."""
+    words = bitsets[:, codes >> 5]
     return ((words >> (codes & 31).astype(np.uint32)) & 1).astype(bool)
