@@ -18,9 +18,9 @@ from mlops_platform.domains import (
     enabled_domain_names,
     enabled_spec_names,
     load_domain,
-    partitions_def,
     read_declaration,
 )
+from mlops_platform.domains.partitions import partitions_def
 from mlops_platform.features.build import build_feature_table
 from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
 from mlops_platform.specs import load_spec, spec_path

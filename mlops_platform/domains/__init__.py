@@ -41,7 +41,6 @@ __all__ = [
     "spec_files",
     "features_module",
     "load_domain",
-    "partitions_def",
 ]
 
 DOMAINS_DIR = Path(__file__).parent
@@ -188,10 +187,3 @@ def features_module(domain: Domain) -> ModuleType:
     sys.modules[name] = module
     found.loader.exec_module(module)
     return module
-
-
-def partitions_def(domain: Domain):
-    """The domain's daily partitions (Dagster), from its declared range and timezone."""
-    from mlops_platform.domains.partitions import daily_partitions
-
-    return daily_partitions(domain.partitions)

@@ -6,7 +6,7 @@ import datetime as dt
 
 import dagster as dg
 
-from mlops_platform.domains.schema import Partitions
+from mlops_platform.domains.schema import Domain, Partitions
 
 
 def daily_partitions(partitions: Partitions) -> dg.DailyPartitionsDefinition:
@@ -18,3 +18,8 @@ def daily_partitions(partitions: Partitions) -> dg.DailyPartitionsDefinition:
         end_date=end.isoformat() if end else None,
         timezone=partitions.timezone,
     )
+
+
+def partitions_def(domain: Domain) -> dg.DailyPartitionsDefinition:
+    """The domain's daily partitions (Dagster), from its declared range and timezone."""
+    return daily_partitions(domain.partitions)

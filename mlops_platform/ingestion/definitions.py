@@ -2,13 +2,18 @@
 tables dlt loads from them, and the `ingest` job (landing + the raw tables with their blocking
 contracts, from contracts/definitions.py)."""
 
+from __future__ import annotations
+
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from mlops_platform.domains import Domain, domain_for, enabled_domains
 from mlops_platform.ingestion.assets import INGESTION_GROUP, landing_assets, source_specs
-from mlops_platform.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from mlops_platform.specs import ModelSpec  # typing only: specs import contracts
 
 ingest_job = dg.define_asset_job(
     "ingest",

@@ -1,7 +1,7 @@
 """Calibrated drift thresholds: how far the reference drifts from itself (no Dagster).
 
 A drift statistic between a week of production and months of training data is never zero: one
-week has its own weather. A fixed threshold (PSI 0.2 for every column, whatever the window)
+week has its own conditions. A fixed threshold (PSI 0.2 for every column, whatever the window)
 therefore either fires every day or never. Here each column's threshold comes from the
 reference's own variability for a window of the same length: the same statistic (Evidently's
 implementation of the spec's method) between each window of `window_days` days of the

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from mlops_platform.domains import enabled_domains, partitions_def
+from mlops_platform.domains import enabled_domains
+from mlops_platform.domains.partitions import partitions_def
 from mlops_platform.model.columns import EVENT_DATE
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
