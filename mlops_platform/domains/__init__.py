@@ -158,7 +158,9 @@ def load_domain(name_or_path: str | Path) -> Domain:
         domain = read_declaration(path)
         _BY_PATH[domain.name] = domain
         return domain
-    if text in _BY_PATH:
+    # A domain read by path answers to its name only where no declared domain has that name:
+    # a copy read from elsewhere (a test's folder) never shadows the declared one.
+    if text in _BY_PATH and text not in declared_domains():
         return _BY_PATH[text]
     return _load_declared(text)
 
