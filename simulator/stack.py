@@ -3,7 +3,7 @@ simulator (`make prod-up`).
 
 The platform's stack (`mlops_platform.deploy.stack`) brings no source system: a team points it
 at its own. Here the simulator is that source: this creates the flight-ops replay database in
-the warehouse server's `flight_ops` schema (once), then starts the stack, whose Procfile runs
+the warehouse server's `source_system` schema (once), then starts the stack, whose Procfile runs
 the replay weather feed as a process of its own (`simulator weather-feed`).
 """
 
@@ -14,11 +14,11 @@ import sys
 from mlops_platform.deploy import stack as deploy_stack
 from mlops_platform.deploy.config import StackConfig, from_environment
 
-SOURCE_SCHEMA = "flight_ops"
+SOURCE_SCHEMA = "source_system"  # the search_path of `mlops_source_url` (deploy/config.py)
 
 
 def create_source(config: StackConfig) -> None:
-    """The replay source system, once (in the warehouse database's `flight_ops` schema)."""
+    """The replay source system, once (in the warehouse database's `source_system` schema)."""
     import sqlalchemy as sa
 
     from simulator.flights import replay
