@@ -79,7 +79,8 @@ class Normalizer:
                     if (kind is str and value.isascii()) or value is None:
                         out[name] = [value]
                         continue
-                elif kind is float and low <= value <= high:  # NaN and +-inf fail this
+                elif kind is float and low <= value <= high and value - value == 0.0:
+                    # finite and in range (NaN and +-inf take the general path and its errors)
                     out[name] = [value]
                     continue
             if categorical:
