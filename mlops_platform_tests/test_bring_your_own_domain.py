@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
-import time
 
 import dagster as dg
 import httpx
@@ -16,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+
+from mlops_platform_tests.serving_support import wait_ready
 
 DOMAIN = """
 name: pumps
@@ -152,19 +153,6 @@ def _failure(result) -> str:
     return ""
 
 
-def wait_ready(url: str, timeout: float = 120) -> None:
-    """Until the champion is loaded (verified, then read) and `/ping` answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ping").status_code == 200:
-                return
-        except httpx.ConnectError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise AssertionError("the served champion never became ready")
-
-
 def test_a_new_domain_runs_from_its_folder_to_a_served_champion(pumps, data_dir):
     from mlops_platform.definitions import build_definitions
     from mlops_platform.http_server import BackgroundServer
@@ -204,7 +192,7 @@ def test_a_new_domain_runs_from_its_folder_to_a_served_champion(pumps, data_dir)
 
     settings = ServingSettings(model="pump_failure", log_dir=str(data_dir / "serving"))
     with BackgroundServer(create_app(settings, registry, warehouse)) as server:
-        wait_ready(server.url)
+        wait_ready(server.url, timeout=120)
         reply = httpx.post(
             f"{server.url}/invocations",
             json={
