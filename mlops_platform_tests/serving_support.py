@@ -108,6 +108,16 @@ def serve(stack, **overrides):
     return BackgroundServer(create_app(settings, registry, warehouse))
 
 
+def wait_until(condition, what: str, timeout: float = 30) -> None:
+    """Poll `condition()` until it is true; fail naming `what` after `timeout` seconds (a bound
+    for a hung service, not a speed budget)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened within {timeout:.0f} s: {what}")
+        time.sleep(0.05)
+
+
 def wait_ready(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

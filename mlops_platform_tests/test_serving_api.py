@@ -20,7 +20,7 @@ from mlops_platform.serving.app import create_app
 from mlops_platform.serving.predictionlog import read_log
 from mlops_platform.serving.settings import ServingSettings
 from mlops_platform_tests import serving_support
-from mlops_platform_tests.serving_support import ROW, SPEC, TOKEN, serve, wait_ready
+from mlops_platform_tests.serving_support import ROW, SPEC, TOKEN, serve, wait_ready, wait_until
 
 models, stack = serving_support.models, serving_support.stack  # fixtures
 
@@ -201,12 +201,11 @@ def test_hot_swap_under_load_drops_nothing(stack):
         workers = [threading.Thread(target=hammer) for _ in range(4)]
         for worker in workers:
             worker.start()
-        time.sleep(0.5)
+        wait_until(lambda: len(versions) >= 25, "25 answers from v1 before the swap")
         promote(registry, warehouse, SPEC.name, "2", reason="swap", actor="test", run_id="t")
-        deadline = time.monotonic() + 15
-        while (not versions or versions[-1] != "2") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)
+        wait_until(lambda: versions[-1] == "2", "v2 answering after the promotion")
+        swapped_at = len(versions)
+        wait_until(lambda: len(versions) >= swapped_at + 25, "25 more answers after the swap")
         stop.set()
         for worker in workers:
             worker.join()
@@ -277,13 +276,14 @@ def test_registry_down_at_start_then_later(stack, caplog):
     )
     caplog.set_level("WARNING", logger="mlops.serving")
     with BackgroundServer(create_app(settings, down, warehouse)) as server:
-        time.sleep(1.0)
+
+        def waiting() -> int:
+            return sum("waiting for a champion" in r.getMessage() for r in caplog.records)
+
+        # The service retries, and says so each time; meanwhile it answers 503.
+        wait_until(lambda: waiting() >= 2, "two 'waiting for a champion' retries logged")
         assert httpx.get(f"{server.url}/ping").status_code == 503
         assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 503
-        waiting = [
-            r.getMessage() for r in caplog.records if "waiting for a champion" in r.getMessage()
-        ]
-        assert len(waiting) >= 2, "the service retries, and says so"
         blocker.unlink()  # the registry comes up
         blocker.mkdir()
         shutil.copy(tmp / "mlflow.db", blocker / "mlflow.db")
@@ -291,8 +291,14 @@ def test_registry_down_at_start_then_later(stack, caplog):
         assert httpx.post(f"{server.url}/predict", json=ROW).json()["version"] == "1"
 
         # The registry breaks later: the loaded champion keeps serving.
+        def failed_checks() -> int:
+            return sum("registry check failed" in r.getMessage() for r in caplog.records)
+
+        before = failed_checks()
         (blocker / "mlflow.db").write_bytes(b"garbage" * 1000)
-        time.sleep(1.0)
+        wait_until(
+            lambda: failed_checks() > before, "a failed registry check after the registry broke"
+        )
         for _ in range(5):
             assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 200
         state = httpx.post(
@@ -303,8 +309,9 @@ def test_registry_down_at_start_then_later(stack, caplog):
         assert state["registry_circuit"] != "closed"
 
 
-def test_a_tampered_champion_is_never_served(stack):
+def test_a_tampered_champion_is_never_served(stack, caplog):
     registry, warehouse, tmp = stack
+    caplog.set_level("ERROR", logger="mlops.serving")
     source = registry.client.get_model_version(SPEC.name, "1").source
     model_id = source.split("/")[-1]
     (skops_file,) = Path(registry.artifact_root).rglob(f"{model_id}/artifacts/model.skops")
@@ -312,7 +319,10 @@ def test_a_tampered_champion_is_never_served(stack):
     skops_file.write_bytes(original + b"tampered")
     try:
         with serve(stack) as server:
-            time.sleep(1.5)
+            wait_until(
+                lambda: any("not verified" in r.getMessage() for r in caplog.records),
+                "the tampered champion refused",
+            )
             assert httpx.get(f"{server.url}/ping").status_code == 503
             assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 503
     finally:
@@ -345,7 +355,7 @@ def test_sigterm_drains_the_prediction_log(stack):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-c", script, str(port)], env=env)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", timeout=90)
+        wait_ready(f"http://127.0.0.1:{port}", timeout=300)  # a hang bound, not a budget
         with httpx.Client() as client:
             for _ in range(200):
                 assert client.post(f"http://127.0.0.1:{port}/predict", json=ROW).status_code == 200
