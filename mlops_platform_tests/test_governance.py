@@ -273,7 +273,7 @@ def test_postgres_audit_table_refuses_update_delete_truncate(data_dir):
     import sqlalchemy as sa
 
     from mlops_platform.registry.audit import flush
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
     from mlops_platform_tests.test_production_profile import SERVER, _server_or_skip
 
     _server_or_skip()
@@ -310,7 +310,7 @@ def test_postgres_lock_serialises_hosts(data_dir, tmp_path):
     PostgreSQL server makes this one wait."""
     import os
 
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
     from mlops_platform_tests.test_production_profile import SERVER, _server_or_skip
 
     _server_or_skip()
@@ -320,7 +320,7 @@ def test_postgres_lock_serialises_hosts(data_dir, tmp_path):
             "-c",
             "import sys\n"
             "from mlops_platform.registry.audit import governance_lock\n"
-            "from mlops_platform.warehouse import PostgresWarehouse\n"
+            "from mlops_platform.warehouse.resources import PostgresWarehouse\n"
             f"with governance_lock({NAME!r}, PostgresWarehouse(url={SERVER!r})):\n"
             "    print('held', flush=True)\n"
             "    sys.stdin.read()\n",

@@ -5,6 +5,8 @@ import downward only. Imports under `if TYPE_CHECKING:` never run and are left o
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -210,14 +212,26 @@ def test_serving_modules_never_import_dagster():
     assert not via, f"the scorer reaches dagster through {via}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving reaches dagster through the Warehouse resource (warehouse/base.py) and "
-    "profiles.py; issue 11 ('Serving does not import Dagster') removes that. Strict: this "
-    "fails once it passes, so the marker is removed with the fix.",
-)
 def test_serving_never_reaches_dagster_through_another_module():
+    """Not through the warehouse or the profile either: serving takes plain stores
+    (`mlops_platform.stores`), and the Dagster resources live in modules it never imports."""
     internal, external = graph()
+    assert "mlops_platform.stores" in reachable("mlops_platform.serving.app")
     for module in (m for m in internal if _package(m) == "serving"):
         via = sorted(m for m in reachable(module) if "dagster" in external[m])
         assert not via, f"{module} reaches dagster through {via}"
+
+
+def test_a_serving_process_runs_without_dagster_loaded():
+    """What the graph promises, checked in a real interpreter: the app and its stores load and
+    Dagster is not among the imported modules."""
+    script = (
+        "import sys\n"
+        "from mlops_platform.serving.app import create_app\n"
+        "from mlops_platform.stores import plain_stores\n"
+        "plain_stores('local')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout

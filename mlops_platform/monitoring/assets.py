@@ -15,8 +15,8 @@ from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.scoring.assets import DAILY, DAILY_BACKFILL
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 DRIFT_CHECK = "drift_share"
 PERFORMANCE_CHECK = "live_performance"

@@ -6,8 +6,8 @@ from pydantic import Field
 from mlops_platform.domains import enabled_spec_names
 from mlops_platform.model import tags as t
 from mlops_platform.registry.resources import MLflowResource
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 #: The first enabled spec: the model these jobs act on unless the Launchpad says otherwise.
 DEFAULT_MODEL = next(iter(enabled_spec_names()), "")

@@ -28,7 +28,7 @@ from mlops_platform.registry.audit import (
     withdraw,
 )
 from mlops_platform.registry.store import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 
 __all__ = ["AUDIT_SCHEMA", "AUDIT_TABLE", "PromotionRefused", "audit_log", "promote", "rollback"]
 
@@ -39,7 +39,7 @@ REPLACED_TAG = t.REPLACED_CHAMPION
 
 def record_change(
     registry: ModelRegistry,
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     model: str,
     alias: str,
     from_version: str | None,
@@ -110,7 +110,7 @@ def verified_gate(registry: ModelRegistry, model: str, version: str) -> dict:
 
 
 def admit_challenger(
-    registry: ModelRegistry, warehouse: Warehouse, model: str, version: str, *, run_id: str
+    registry: ModelRegistry, warehouse: WarehouseStore, model: str, version: str, *, run_id: str
 ) -> dict | None:
     """A version that passed its gate (signature verified) becomes `challenger`."""
     gate = verified_gate(registry, model, version)
@@ -134,7 +134,7 @@ def admit_challenger(
 
 def promote(
     registry: ModelRegistry,
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     model: str,
     version: str,
     *,
@@ -182,7 +182,9 @@ def promote(
     return changes
 
 
-def _before(registry: ModelRegistry, warehouse: Warehouse, model: str, previous: str) -> str | None:
+def _before(
+    registry: ModelRegistry, warehouse: WarehouseStore, model: str, previous: str
+) -> str | None:
     """Who was champion before `previous` took over (its tag; the audit history for versions
     promoted before the tag existed)."""
     tags = registry.version_tags(model, previous)
@@ -200,7 +202,7 @@ def _before(registry: ModelRegistry, warehouse: Warehouse, model: str, previous:
 
 def rollback(
     registry: ModelRegistry,
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     model: str,
     *,
     reason: str,

@@ -7,8 +7,8 @@ from mlops_platform.domains.partitions import partitions_def
 from mlops_platform.model.columns import EVENT_DATE
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 DAILY = partitions_def(enabled_domains()[0])
 #: The one backfill policy of every daily-partitioned asset (scores, drift, performance, guard):

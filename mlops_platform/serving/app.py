@@ -63,11 +63,11 @@ def create_app(
     settings = settings or ServingSettings()
     spec = load_spec(settings.model)
     if registry is None or warehouse is None:
-        from mlops_platform.profiles import plain_resources
+        from mlops_platform.stores import plain_stores
 
-        resources = plain_resources()
-        registry = registry or resources["mlflow_registry"].registry()
-        warehouse = warehouse or resources["warehouse"]
+        stores = plain_stores()
+        registry = registry or stores.mlflow.registry()
+        warehouse = warehouse or stores.warehouse
     metrics = ServingMetrics()
     manager = ModelManager(registry, spec, poll_seconds=settings.poll_seconds)
     manager.breaker = CircuitBreaker(
