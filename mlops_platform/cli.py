@@ -140,10 +140,9 @@ def cmd_model(args: argparse.Namespace) -> None:
             )
         except PromotionRefused as exc:
             raise SystemExit(f"refused: {exc}") from None
-        queued = any(c.get("queued") for c in changes)
+        queued = any(c.queued for c in changes)
         print(
-            f"{args.model}: champion v{changes[0]['from_version']} -> "
-            f"v{changes[0]['to_version']} "
+            f"{args.model}: champion v{changes[0].from_version} -> v{changes[0].to_version} "
             + (
                 "(audit row queued: the warehouse is busy; written on the next audit write)"
                 if queued

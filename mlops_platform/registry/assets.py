@@ -126,7 +126,7 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 "champion_version": version,
-                "previous_champion": changes[0]["to_version"] if len(changes) == 2 else "none",
+                "previous_champion": changes[0].to_version if len(changes) == 2 else "none",
                 "alias_changes": len(changes),
             }
         )

@@ -80,7 +80,7 @@ def rollback_champion(
         run_id=context.run.run_id,
     )
     context.log.info(
-        f"{config.model}: champion v{changes[0]['from_version']} -> v{changes[0]['to_version']}"
+        f"{config.model}: champion v{changes[0].from_version} -> v{changes[0].to_version}"
     )
 
 
