@@ -161,10 +161,6 @@ def run_drift(
     )
 
 
-#: Fewer labelled rows than this in the window and performance is not scored yet.
-MIN_LABELLED_ROWS = 200
-
-
 @dataclass(frozen=True)
 class Performance:
     """The champion's quality on the window's rows whose label has arrived, and the verdict on
