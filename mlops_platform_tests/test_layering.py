@@ -179,6 +179,17 @@ def test_training_and_evaluation_do_not_import_each_other():
     assert "training" not in edges["evaluation"]
 
 
+def test_stages_before_serving_do_not_import_it():
+    """The gate times a model through the scorer serving uses; that scorer is in the model
+    layer, so evaluation (and whatever runs before a model is served) imports downward."""
+    edges = package_graph()
+    for stage in ("contracts", "evaluation", "features", "ingestion", "registry", "training"):
+        assert "serving" not in edges[stage], stage
+    internal, _ = graph()
+    assert "mlops_platform.model.scorer" in internal["mlops_platform.evaluation.gate"]
+    assert "mlops_platform.model.scorer" in internal["mlops_platform.serving.manager"]
+
+
 def test_the_model_layer_imports_nothing_above_it():
     internal, external = graph()
     model = [m for m in internal if _package(m) == "model"]
@@ -203,7 +214,7 @@ def test_serving_modules_never_import_dagster():
     internal, external = graph()
     for module in (m for m in internal if _package(m) == "serving"):
         assert "dagster" not in external[module], module
-    via = sorted(m for m in reachable("mlops_platform.serving.scorer") if "dagster" in external[m])
+    via = sorted(m for m in reachable("mlops_platform.model.scorer") if "dagster" in external[m])
     assert not via, f"the scorer reaches dagster through {via}"
 
 
