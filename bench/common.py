@@ -22,7 +22,7 @@ def loaded_warehouse(workdir: Path, clock: dt.datetime):
     from mlops_platform.domains import load_domain
     from mlops_platform.ingestion.assets import landing_assets
     from mlops_platform.ingestion.resources import source_resources
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
     from simulator.flights import replay
 
     url = f"sqlite:///{workdir / 'flight_ops.sqlite'}"

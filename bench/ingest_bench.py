@@ -41,7 +41,7 @@ def run_platform(workdir: Path) -> dict:
     from mlops_platform.domains import load_domain
     from mlops_platform.ingestion.assets import build_landing_assets
     from mlops_platform.ingestion.resources import source_resources
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
 
     flights = load_domain("flights")
     url = f"sqlite:///{workdir / 'source.sqlite'}"
@@ -80,7 +80,7 @@ def run_platform(workdir: Path) -> dict:
 def run_dlt_append(workdir: Path) -> dict:
     from mlops_platform.domains import load_domain
     from mlops_platform.ingestion.sources import sql_source
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(
         path=str(workdir / "append.duckdb"), pipelines_dir=str(workdir / "dlt_append")

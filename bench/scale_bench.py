@@ -116,7 +116,7 @@ def prepare_source(scale: int) -> int:
 
 # -- phases (each in its own process) --------------------------------------------------------
 def _warehouse(scale: int, workdir: Path):
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
 
     return PostgresWarehouse(url=database_url(scale), pipelines_dir=str(workdir / "dlt"))
 

@@ -56,9 +56,9 @@ def cmd_quarantine(args: argparse.Namespace) -> None:
     from mlops_platform.contracts.quarantine import pending_quarantine
     from mlops_platform.contracts.quarantine_replay import replay_quarantine
     from mlops_platform.contracts.rules import CONTRACTS
-    from mlops_platform.profiles import plain_resources
+    from mlops_platform.stores import plain_stores
 
-    warehouse = plain_resources()["warehouse"]
+    warehouse = plain_stores().warehouse
     tables = [args.table] if args.table else list(CONTRACTS)
     for table in tables:
         if table not in CONTRACTS:
@@ -104,9 +104,9 @@ def cmd_source_cursor(args: argparse.Namespace) -> None:
 
     from mlops_platform.contracts.rules import CONTRACTS
     from mlops_platform.ingestion.cursors import cursor_log, rewind_cursor
-    from mlops_platform.profiles import plain_resources
+    from mlops_platform.stores import plain_stores
 
-    warehouse = plain_resources()["warehouse"]
+    warehouse = plain_stores().warehouse
     if args.rewind_to or args.reset:
         if args.table not in CONTRACTS:
             raise SystemExit(f"--table must be one of {', '.join(CONTRACTS)}")
@@ -124,13 +124,13 @@ def cmd_source_cursor(args: argparse.Namespace) -> None:
 
 
 def cmd_model(args: argparse.Namespace) -> None:
-    from mlops_platform.profiles import plain_resources
     from mlops_platform.registry.audit import flush, pending, verify_chain
     from mlops_platform.registry.promotion import PromotionRefused, audit_log, rollback
     from mlops_platform.registry.store import CHALLENGER, CHAMPION, PREVIOUS
+    from mlops_platform.stores import plain_stores
 
-    resources = plain_resources()
-    registry, warehouse = resources["mlflow_registry"].registry(), resources["warehouse"]
+    stores = plain_stores()
+    registry, warehouse = stores.mlflow.registry(), stores.warehouse
     if args.action == "rollback":
         if not args.reason:
             raise SystemExit("a rollback needs --reason (it goes into the audit log)")
@@ -140,10 +140,9 @@ def cmd_model(args: argparse.Namespace) -> None:
             )
         except PromotionRefused as exc:
             raise SystemExit(f"refused: {exc}") from None
-        queued = any(c.get("queued") for c in changes)
+        queued = any(c.queued for c in changes)
         print(
-            f"{args.model}: champion v{changes[0]['from_version']} -> "
-            f"v{changes[0]['to_version']} "
+            f"{args.model}: champion v{changes[0].from_version} -> v{changes[0].to_version} "
             + (
                 "(audit row queued: the warehouse is busy; written on the next audit write)"
                 if queued

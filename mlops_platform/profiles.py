@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
     from mlops_platform.clock import Clock
 
-# Dagster and the resources are imported inside the functions that build them: the serving API
-# reads `plain_resources` from here and never imports Dagster.
+# Dagster and the resources are imported inside the functions that build them, so loading this
+# module stays cheap. Processes outside Dagster (the serving API, the CLI) take the same
+# profile's warehouse and MLflow as plain objects from `mlops_platform.stores`.
 
 
 def _sources(production: bool) -> dict:
@@ -52,7 +53,7 @@ def local_resources() -> dict:
 
     from mlops_platform.alerting.resources import AlertingResource
     from mlops_platform.registry.resources import MLflowResource
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
 
     return {
         "dlt": DagsterDltResource(),
@@ -70,7 +71,7 @@ def production_resources() -> dict:
 
     from mlops_platform.alerting.resources import AlertingResource
     from mlops_platform.registry.resources import MLflowResource
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
 
     return {
         "dlt": DagsterDltResource(),
@@ -123,23 +124,6 @@ def daily_cycle_trigger(profile: str | None = None) -> str:
     return "schedule" if clock_for(profile).follows_wall_time else "sensor"
 
 
-def plain_resources(profile: str | None = None) -> dict:
-    """Warehouse and MLflow for processes outside Dagster (serving, CLI), as plain objects
-    (no Dagster import): settings are read from the environment now."""
-    from mlops_platform.registry.settings import MLflowSettings
-    from mlops_platform.warehouse import DuckDBStore, PostgresStore
-
-    if (profile or active_profile()) != "production":
-        return {"warehouse": DuckDBStore(), "mlflow_registry": MLflowSettings()}
-    return {
-        "warehouse": PostgresStore(url=_need("MLOPS_WAREHOUSE_URL")),
-        "mlflow_registry": MLflowSettings(
-            tracking_uri=_need("MLOPS_MLFLOW_TRACKING_URI"),
-            artifact_root=_need("MLOPS_MLFLOW_ARTIFACT_ROOT"),
-        ),
-    }
-
-
 def plain_clock(profile: str | None = None) -> Clock:
     """The profile's clock for processes outside Dagster (the CLI), its URL read now."""
     from mlops_platform.clock import TableClock, WallClock
@@ -150,13 +134,6 @@ def plain_clock(profile: str | None = None) -> Clock:
     if profile == "production":
         return TableClock(url=url, table=table) if url else WallClock()
     return TableClock(url=url or local_clock_url(), table=table)
-
-
-def _need(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise RuntimeError(f"{name} must be set for the production profile (.env.example)")
-    return value
 
 
 def production_executor() -> dg.ExecutorDefinition:

@@ -50,7 +50,7 @@ def resources(source_url, data_dir) -> dict:
     """Local-profile resources on the test's own source, warehouse and dlt state."""
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
     from mlops_platform_tests.helpers import sources
 
     return {
@@ -70,7 +70,7 @@ def golden(tmp_path_factory, source_template) -> Path:
     from dagster_dlt import DagsterDltResource
 
     from mlops_platform.registry.resources import MLflowResource
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
     from mlops_platform_tests.helpers import ingest, sources
 
     root = tmp_path_factory.mktemp("golden")
@@ -98,7 +98,7 @@ def golden_features(golden):
     """The flight_delay feature table of the golden warehouse (Jan 1 - Feb 10)."""
     from mlops_platform.features.build import features_from_warehouse
     from mlops_platform.specs import load_spec
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
 
     warehouse = DuckDBWarehouse(path=str(golden / "warehouse.duckdb"))
     return features_from_warehouse(warehouse, load_spec("flight_delay"))
@@ -114,7 +114,7 @@ def signed_model(golden, golden_features, tmp_path_factory) -> Path:
     from mlops_platform.registry.store import ModelRegistry
     from mlops_platform.specs import load_spec
     from mlops_platform.training.tracking import train_and_register
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
 
     root = tmp_path_factory.mktemp("signed")
     (root / "mlflow").mkdir()
@@ -152,7 +152,7 @@ def signed_registry(signed_model, data_dir, monkeypatch):
     shutil.copy(signed_model / "warehouse.duckdb", data_dir / "warehouse.duckdb")
     monkeypatch.setenv("MLOPS_SIGNING_KEY", str(signed_model / "signing" / "pipeline.key"))
     from mlops_platform.registry.store import ModelRegistry
-    from mlops_platform.warehouse import DuckDBWarehouse
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
 
     registry = ModelRegistry(
         f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}", str(signed_model / "mlflow" / "artifacts")

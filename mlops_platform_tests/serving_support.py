@@ -19,7 +19,7 @@ from mlops_platform.serving.app import create_app
 from mlops_platform.serving.settings import ServingSettings
 from mlops_platform.specs import load_spec
 from mlops_platform.training.tracking import train_and_register
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 
 _TRAINED: dict[str, Path] = {}
 

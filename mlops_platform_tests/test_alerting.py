@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.alerting.sensors import alert_on_run_failure
 from mlops_platform.http_server import BackgroundServer
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 
 
 @dg.op

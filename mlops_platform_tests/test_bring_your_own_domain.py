@@ -156,11 +156,11 @@ def _failure(result) -> str:
 def test_a_new_domain_runs_from_its_folder_to_a_served_champion(pumps, data_dir):
     from mlops_platform.definitions import build_definitions
     from mlops_platform.http_server import BackgroundServer
-    from mlops_platform.profiles import plain_resources
     from mlops_platform.registry.store import CHAMPION
     from mlops_platform.serving.app import create_app
     from mlops_platform.serving.settings import ServingSettings
     from mlops_platform.specs import load_spec
+    from mlops_platform.stores import plain_stores
 
     spec = load_spec("pump_failure")
     defs = build_definitions([spec], profile="local")
@@ -183,9 +183,8 @@ def test_a_new_domain_runs_from_its_folder_to_a_served_champion(pumps, data_dir)
     gate = checks["models/pump_failure"]
     assert gate.passed, gate.metadata
 
-    resources = plain_resources("local")
-    registry = resources["mlflow_registry"].registry()
-    warehouse = resources["warehouse"]
+    stores = plain_stores("local")
+    registry, warehouse = stores.mlflow.registry(), stores.warehouse
     assert warehouse.query("SELECT count(*) AS n FROM raw.pump_days")["n"].iloc[0] == PUMPS * DAYS
     champion = registry.alias_version("pump_failure", CHAMPION)
     assert champion is not None

@@ -101,7 +101,7 @@ def test_dagster_validates_the_location(tmp_path):
 
 def test_production_profile_reads_its_settings_from_the_environment(monkeypatch):
     from mlops_platform.profiles import resources_for
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
 
     resources = resources_for("production")
     assert isinstance(resources["warehouse"], PostgresWarehouse)

@@ -32,7 +32,7 @@ def schema():
 
 
 def test_partitions_written_at_once_into_a_new_table_all_land(schema):
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
 
     warehouse = PostgresWarehouse(url=SERVER)
     writers = 6
@@ -60,7 +60,8 @@ def test_partitions_written_at_once_into_a_new_table_all_land(schema):
 def test_a_streamed_read_equals_one_read_even_with_null_only_chunks(schema, monkeypatch):
     """read_table streams in chunks; a chunk where a column is all NULL must not turn the
     column into objects (a feature table's late labels are NULL for its newest days)."""
-    from mlops_platform.warehouse import PostgresWarehouse, postgres
+    from mlops_platform.warehouse import postgres
+    from mlops_platform.warehouse.resources import PostgresWarehouse
 
     warehouse = PostgresWarehouse(url=SERVER)
     frame = pd.DataFrame(

@@ -83,10 +83,10 @@ def test_a_crash_between_journal_and_move_is_resolved(signed_registry):
     """A process died after journalling: once before moving the alias, once after."""
     registry, warehouse = signed_registry
     ghost = new_change(NAME, "champion", "1", "42", "died before the move", "t", "t", None)
-    journal(warehouse, ghost)
+    journal(warehouse, ghost.row())
     registry.set_alias(NAME, "previous_champion", "1")
     real = new_change(NAME, "previous_champion", None, "1", "died after the move", "t", "t", None)
-    journal(warehouse, real)
+    journal(warehouse, real.row())
     assert len(audit_log(warehouse, NAME)) == 2  # intents are not rows (yet)
     promote(registry, warehouse, NAME, gated_version(registry), reason="r", actor="t", run_id="t")
     log = audit_log(warehouse, NAME)
@@ -121,7 +121,13 @@ def test_busy_warehouse_queues_audit_rows_and_never_loses_them(signed_registry, 
 
     registry, warehouse = signed_registry
     version = gated_version(registry)
-    promote(registry, warehouse, NAME, version, reason="better", actor="t", run_id="t")
+    changes = promote(registry, warehouse, NAME, version, reason="better", actor="t", run_id="t")
+    # promote says what moved, typed: the old champion kept as previous, then the new one.
+    assert [(c.alias, c.from_version, c.to_version, c.queued) for c in changes] == [
+        ("previous_champion", None, "1", False),
+        ("champion", "1", version, False),
+    ]
+    assert {c.actor for c in changes} == {"t"} and changes[1].reason == "better"
     holder = hold_lock(warehouse)
     try:
         with pytest.raises(Exception, match="lock"):
@@ -273,7 +279,7 @@ def test_postgres_audit_table_refuses_update_delete_truncate(data_dir):
     import sqlalchemy as sa
 
     from mlops_platform.registry.audit import flush
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
     from mlops_platform_tests.test_production_profile import SERVER, _server_or_skip
 
     _server_or_skip()
@@ -283,8 +289,8 @@ def test_postgres_audit_table_refuses_update_delete_truncate(data_dir):
     warehouse = PostgresWarehouse(url=SERVER)
     for to_version in ("1", "2"):
         change = new_change(NAME, "champion", None, to_version, "r", "t", "t", None)
-        journal(warehouse, change)
-        confirm(warehouse, change["change_id"])
+        journal(warehouse, change.row())
+        confirm(warehouse, change.change_id)
         assert flush(warehouse) == 0
     assert verify_chain(warehouse) == []
     try:
@@ -310,7 +316,7 @@ def test_postgres_lock_serialises_hosts(data_dir, tmp_path):
     PostgreSQL server makes this one wait."""
     import os
 
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
     from mlops_platform_tests.test_production_profile import SERVER, _server_or_skip
 
     _server_or_skip()
@@ -320,7 +326,7 @@ def test_postgres_lock_serialises_hosts(data_dir, tmp_path):
             "-c",
             "import sys\n"
             "from mlops_platform.registry.audit import governance_lock\n"
-            "from mlops_platform.warehouse import PostgresWarehouse\n"
+            "from mlops_platform.warehouse.resources import PostgresWarehouse\n"
             f"with governance_lock({NAME!r}, PostgresWarehouse(url={SERVER!r})):\n"
             "    print('held', flush=True)\n"
             "    sys.stdin.read()\n",

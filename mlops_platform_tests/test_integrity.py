@@ -39,7 +39,7 @@ KILL_AT = """
 import os, signal, sys
 import mlops_platform.contracts.audit as audit
 import mlops_platform.contracts.publish as wap
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 from mlops_platform_tests.helpers import land, publish_table
 
 point, path, pipelines, url = sys.argv[1:5]

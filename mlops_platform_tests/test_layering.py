@@ -5,6 +5,8 @@ import downward only. Imports under `if TYPE_CHECKING:` never run and are left o
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -20,12 +22,6 @@ STAGES = {
     "alerting", "contracts", "evaluation", "features", "ingestion", "loop", "monitoring",
     "registry", "scoring", "serving", "training",
 }  # fmt: skip
-#: Package-level cycles that exist on main and belong to other work (issue 11's domain
-#: declarations move features and contracts apart). The test fails when one disappears, so
-#: the list only shrinks: delete the entry then.
-KNOWN_PACKAGE_CYCLES = [
-    {"contracts", "ingestion"},
-]
 
 
 def _module_name(path: Path) -> str:
@@ -169,17 +165,29 @@ def test_no_module_imports_itself_back():
     assert cycles(internal) == [], "import cycles between modules"
 
 
-def test_no_package_cycles_beyond_the_known_ones():
-    found = cycles(package_graph())
-    assert [c for c in found if c not in KNOWN_PACKAGE_CYCLES] == [], "new package cycles"
-    gone = [c for c in KNOWN_PACKAGE_CYCLES if c not in found]
-    assert not gone, f"{gone} no longer cycle: remove them from KNOWN_PACKAGE_CYCLES"
+def test_no_package_cycles():
+    """Packages import each other one way only (ingestion lands, contracts audit what landed:
+    contracts may read ingestion's names, never the reverse)."""
+    edges = package_graph()
+    assert "ingestion" in edges["contracts"] and "contracts" not in edges["ingestion"]
+    assert cycles(edges) == [], "package cycles"
 
 
 def test_training_and_evaluation_do_not_import_each_other():
     edges = package_graph()
     assert "evaluation" not in edges["training"]
     assert "training" not in edges["evaluation"]
+
+
+def test_stages_before_serving_do_not_import_it():
+    """The gate times a model through the scorer serving uses; that scorer is in the model
+    layer, so evaluation (and whatever runs before a model is served) imports downward."""
+    edges = package_graph()
+    for stage in ("contracts", "evaluation", "features", "ingestion", "registry", "training"):
+        assert "serving" not in edges[stage], stage
+    internal, _ = graph()
+    assert "mlops_platform.model.scorer" in internal["mlops_platform.evaluation.gate"]
+    assert "mlops_platform.model.scorer" in internal["mlops_platform.serving.manager"]
 
 
 def test_the_model_layer_imports_nothing_above_it():
@@ -206,18 +214,30 @@ def test_serving_modules_never_import_dagster():
     internal, external = graph()
     for module in (m for m in internal if _package(m) == "serving"):
         assert "dagster" not in external[module], module
-    via = sorted(m for m in reachable("mlops_platform.serving.scorer") if "dagster" in external[m])
+    via = sorted(m for m in reachable("mlops_platform.model.scorer") if "dagster" in external[m])
     assert not via, f"the scorer reaches dagster through {via}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving reaches dagster through the Warehouse resource (warehouse/base.py) and "
-    "profiles.py; issue 11 ('Serving does not import Dagster') removes that. Strict: this "
-    "fails once it passes, so the marker is removed with the fix.",
-)
 def test_serving_never_reaches_dagster_through_another_module():
+    """Not through the warehouse or the profile either: serving takes plain stores
+    (`mlops_platform.stores`), and the Dagster resources live in modules it never imports."""
     internal, external = graph()
+    assert "mlops_platform.stores" in reachable("mlops_platform.serving.app")
     for module in (m for m in internal if _package(m) == "serving"):
         via = sorted(m for m in reachable(module) if "dagster" in external[m])
         assert not via, f"{module} reaches dagster through {via}"
+
+
+def test_a_serving_process_runs_without_dagster_loaded():
+    """What the graph promises, checked in a real interpreter: the app and its stores load and
+    Dagster is not among the imported modules."""
+    script = (
+        "import sys\n"
+        "from mlops_platform.serving.app import create_app\n"
+        "from mlops_platform.stores import plain_stores\n"
+        "plain_stores('local')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout

@@ -103,6 +103,38 @@ def test_split_refuses_too_little_and_unlabelled_data():
 
 
 @pytest.mark.parametrize(
+    ("min_train_rows", "min_holdout_rows", "refused"),
+    [(20, 70, None), (21, 70, "min_train_rows"), (20, 71, "min_holdout_rows"), (10, 10, None)],
+)
+def test_split_minimums_come_from_the_spec(min_train_rows, min_holdout_rows, refused):
+    """Ten labelled days of ten rows: the newest day is left out, seven are held out (70 rows),
+    two train (20 rows); the spec's minimums decide."""
+    days = pd.date_range("2013-01-01", periods=10, freq="D").repeat(10)
+    table = pd.DataFrame({EVENT_DATE: days, LABEL: 1.0})
+    spec = SPEC.model_copy(
+        update={"min_train_rows": min_train_rows, "min_holdout_rows": min_holdout_rows}
+    )
+    if refused:
+        with pytest.raises(ValueError, match=f"too little labelled data.*{refused}"):
+            split_by_time(table, spec)
+    else:
+        train, holdout, _ = split_by_time(table, spec)
+        assert (len(train), len(holdout)) == (20, 70)
+
+
+def test_spec_minimums_default_to_the_platforms_and_refuse_nonsense():
+    from mlops_platform.specs import ModelSpec
+
+    assert (SPEC.min_train_rows, SPEC.min_holdout_rows) == (1000, 200)
+    rain = load_spec("rain")  # one row a day: its own minimums
+    assert (rain.min_train_rows, rain.min_holdout_rows) == (1000, 180)
+    assert rain.min_holdout_rows <= rain.holdout_days
+    for field in ("min_train_rows", "min_holdout_rows"):
+        with pytest.raises(ValueError, match=field):
+            ModelSpec.model_validate({**SPEC.model_dump(), field: 5})
+
+
+@pytest.mark.parametrize(
     ("metric", "value", "reference", "worse"),
     [("roc_auc", 0.70, 0.72, 0.02), ("roc_auc", 0.75, 0.72, -0.03), ("brier", 0.20, 0.18, 0.02),
      ("mae", 10.0, 12.0, -2.0), ("r2", 0.3, 0.4, 0.1)],

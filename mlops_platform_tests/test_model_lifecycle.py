@@ -17,7 +17,7 @@ from mlops_platform.registry.promotion import PromotionRefused, audit_log, promo
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.registry.store import TamperedArtifactError
 from mlops_platform.specs import load_spec
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 from mlops_platform_tests.helpers import QUIET
 
 

@@ -15,7 +15,7 @@ from mlops_platform.contracts.rules import CONTRACTS
 from mlops_platform.domains.flights.features import FEATURE_FUNCTIONS, FEATURE_INPUTS
 from mlops_platform.privacy import MASK, DataClass, MaskingFilter, mask_text
 from mlops_platform.specs import load_spec, spec_path
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 from mlops_platform_tests.helpers import check_results, ingest, source_execute
 from simulator.flights import replay
 

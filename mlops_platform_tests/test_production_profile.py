@@ -53,7 +53,7 @@ def postgres(data_dir):
 def pg_resources(postgres, data_dir) -> dict:
     from dagster_dlt import DagsterDltResource
 
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
     from mlops_platform_tests.helpers import sources
 
     return {

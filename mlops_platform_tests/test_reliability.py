@@ -20,7 +20,7 @@ from mlops_platform.alerting.resources import AlertingResource
 from mlops_platform.alerting.sensors import alert_on_run_failure
 from mlops_platform.http_server import BackgroundServer
 from mlops_platform.reliability import Backoff, is_lock_conflict, retry
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 
 # -- backoff -----------------------------------------------------------------------------
 
@@ -197,7 +197,7 @@ def test_postgres_statement_timeout_cuts_a_long_query(monkeypatch):
     import sqlalchemy as sa
 
     from mlops_platform.ingestion.resources import SourceDatabase
-    from mlops_platform.warehouse import PostgresWarehouse
+    from mlops_platform.warehouse.resources import PostgresWarehouse
     from mlops_platform_tests.test_production_profile import SERVER, _server_or_skip
 
     _server_or_skip()

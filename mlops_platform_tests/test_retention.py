@@ -12,7 +12,7 @@ from mlops_platform.retention.jobs import retention
 from mlops_platform.retention.policy import apply_log_retention, expired_reports
 from mlops_platform.serving.logfiles import read_log
 from mlops_platform.serving.predictionlog import PartitionedLog
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 
 TODAY = dt.date(2026, 3, 10)
 

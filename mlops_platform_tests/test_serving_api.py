@@ -344,9 +344,9 @@ def test_sigterm_drains_the_prediction_log(stack):
         "import sys, uvicorn\n"
         "from mlops_platform.registry.store import ModelRegistry\n"
         "from mlops_platform.serving.app import create_app\n"
-        "from mlops_platform.warehouse import DuckDBWarehouse\n"
+        "from mlops_platform.warehouse import DuckDBStore\n"
         f"registry = ModelRegistry({registry.tracking_uri!r}, {registry.artifact_root!r})\n"
-        f"warehouse = DuckDBWarehouse(path={warehouse.database_path!r})\n"
+        f"warehouse = DuckDBStore(path={warehouse.database_path!r})\n"
         "uvicorn.run(create_app(None, registry, warehouse), host='127.0.0.1', "
         "port=int(sys.argv[1]), log_level='warning')\n"
     )

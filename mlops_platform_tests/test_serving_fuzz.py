@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 
 from mlops_platform.registry.store import ModelRegistry
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 from mlops_platform_tests import serving_support
 from mlops_platform_tests.serving_support import serve, wait_ready
 

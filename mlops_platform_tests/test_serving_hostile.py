@@ -16,7 +16,7 @@ import pytest
 
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.serving.predictionlog import read_log
-from mlops_platform.warehouse import DuckDBWarehouse
+from mlops_platform.warehouse.resources import DuckDBWarehouse
 from mlops_platform_tests import serving_support
 from mlops_platform_tests.serving_support import ROW, SPEC, TOKEN, serve, wait_ready
 

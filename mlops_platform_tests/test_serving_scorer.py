@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mlops_platform.model.input import model_input
+from mlops_platform.model.scorer import COMPILED_MAX_ROWS, FastScorer, InputError, normalize
 from mlops_platform.model.split import split_by_time
-from mlops_platform.serving.scorer import COMPILED_MAX_ROWS, FastScorer, InputError, normalize
 from mlops_platform.specs import load_spec
 from mlops_platform.training.params import Hyperparameters
 from mlops_platform.training.train import fit

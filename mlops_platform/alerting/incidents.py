@@ -24,7 +24,7 @@ from mlops_platform.contracts.classification import classified_columns
 from mlops_platform.privacy import MaskingFilter, mask_text
 from mlops_platform.reliability import Backoff, Timeouts
 from mlops_platform.settings import data_dir
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 
 log = logging.getLogger("mlops.alerting")
 log.addFilter(MaskingFilter(classified_columns()))
@@ -117,7 +117,7 @@ def spooled_incidents() -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def flush_spool(warehouse: Warehouse) -> int:
+def flush_spool(warehouse: WarehouseStore) -> int:
     """Write spooled incidents not yet in `ops.incidents`, then empty the spool.
 
     Returns how many were written. Raises (keeping the spool) if the warehouse refuses."""
@@ -145,7 +145,7 @@ def flush_spool(warehouse: Warehouse) -> int:
     return len(frame)
 
 
-def record_incident(warehouse: Warehouse, incident: dict) -> str:
+def record_incident(warehouse: WarehouseStore, incident: dict) -> str:
     """Write the incident (after any spooled ones); spool it if the warehouse cannot take it.
 
     Returns where it went: "warehouse" or "spool"."""
@@ -165,7 +165,7 @@ def record_incident(warehouse: Warehouse, incident: dict) -> str:
 
 
 def raise_incident(
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     webhook_url: str,
     *,
     kind: str,

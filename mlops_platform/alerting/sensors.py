@@ -3,7 +3,7 @@
 import dagster as dg
 
 from mlops_platform.alerting.resources import AlertingResource
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.resources import Warehouse
 
 
 @dg.run_failure_sensor(

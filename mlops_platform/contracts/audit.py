@@ -28,7 +28,7 @@ from mlops_platform.ingestion.sources import (
     MISSING_COLUMNS,
     TYPE_ERRORS,
 )
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 from mlops_platform.warehouse.base import quote
 
 LOAD_ID, ROW_ID = "_dlt_load_id", "_dlt_id"
@@ -122,7 +122,7 @@ def _against_stored(
     )
 
 
-def _raw_versions(warehouse: Warehouse, contract: TableContract) -> pd.DataFrame:
+def _raw_versions(warehouse: WarehouseStore, contract: TableContract) -> pd.DataFrame:
     if not warehouse.table_exists("raw", contract.table):
         return pd.DataFrame(columns=contract.key)
     wanted = list(dict.fromkeys([*contract.key, *([contract.version] if contract.version else [])]))
@@ -132,7 +132,7 @@ def _raw_versions(warehouse: Warehouse, contract: TableContract) -> pd.DataFrame
 
 
 def audit_landed(
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     contract: TableContract,
     references: dict[str, list],
     now: dt.datetime | None,
@@ -230,7 +230,7 @@ def _profile_after(warehouse, contract, candidates, raw_versions) -> pd.DataFram
 
 
 def find_deleted(
-    warehouse: Warehouse, contract: TableContract, source_keys: pd.DataFrame
+    warehouse: WarehouseStore, contract: TableContract, source_keys: pd.DataFrame
 ) -> pd.DataFrame:
     """Rows of `raw.<table>` whose key the source no longer holds, with the reason."""
     if not warehouse.table_exists("raw", contract.table):

@@ -15,8 +15,8 @@ from mlops_platform.domains import Domain
 from mlops_platform.ingestion.sources import LANDING_DATASET
 from mlops_platform.markdown import markdown_table
 from mlops_platform.privacy import mask_observed, mask_records
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 SAMPLE_ROWS = 10
 CHECK_NAME = "contract"

@@ -34,11 +34,11 @@ from mlops_platform.contracts.audit import (  # noqa: F401 - the rule names are 
 from mlops_platform.contracts.rules import TableContract
 from mlops_platform.ingestion import cursors
 from mlops_platform.ingestion.sources import LANDING_DATASET
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 from mlops_platform.warehouse.base import quote
 
 
-def reference_values(warehouse: Warehouse, contract: TableContract) -> dict[str, list]:
+def reference_values(warehouse: WarehouseStore, contract: TableContract) -> dict[str, list]:
     """Allowed values of columns that reference another raw table (its declared references)."""
     values = {}
     for column, (table, ref_column) in contract.references.items():
@@ -53,7 +53,7 @@ def reference_values(warehouse: Warehouse, contract: TableContract) -> dict[str,
 
 
 def audit_and_publish(
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     contract: TableContract,
     now: dt.datetime | None,
     run_id: str,
@@ -83,7 +83,7 @@ class Published:
 
 
 def publish(
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     contract: TableContract,
     audit: Audit,
     run_id: str,

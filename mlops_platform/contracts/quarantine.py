@@ -20,7 +20,7 @@ import pandas as pd
 
 from mlops_platform.contracts.rules import TableContract
 from mlops_platform.contracts.validate import REASON_COLUMN
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 from mlops_platform.warehouse.base import Transaction, quote
 
 QUARANTINE_SCHEMA = "quarantine"
@@ -96,7 +96,7 @@ def entries_for(contract: TableContract, bad: pd.DataFrame, run_id: str) -> pd.D
     )[list(COLUMNS)]
 
 
-def pending_entries(warehouse: Warehouse, table: str) -> pd.DataFrame:
+def pending_entries(warehouse: WarehouseStore, table: str) -> pd.DataFrame:
     if not warehouse.table_exists(QUARANTINE_SCHEMA, table):
         return pd.DataFrame(columns=list(COLUMNS))
     return warehouse.read_table(QUARANTINE_SCHEMA, table, where=f"\"_status\" = '{PENDING}'")
@@ -155,7 +155,7 @@ def resolve(tx: Transaction, table: str, ids: list[str], status: str, outcome: s
     )
 
 
-def pending_quarantine(warehouse: Warehouse, table: str, contract=None) -> pd.DataFrame:
+def pending_quarantine(warehouse: WarehouseStore, table: str, contract=None) -> pd.DataFrame:
     """Pending entries with their key columns spelled out (for listing)."""
     from mlops_platform.contracts.rules import CONTRACTS
 

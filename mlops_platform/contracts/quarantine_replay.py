@@ -25,7 +25,7 @@ from mlops_platform.contracts.quarantine import (
 from mlops_platform.contracts.rules import TableContract
 from mlops_platform.contracts.validate import REASON_COLUMN
 from mlops_platform.ingestion.sources import LANDING_DATASET
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 from mlops_platform.warehouse.base import quote
 
 
@@ -39,7 +39,7 @@ class ReplayOutcome:
 
 
 def replay_quarantine(
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     contract: TableContract,
     references: dict[str, list] | None = None,
     now: dt.datetime | None = None,

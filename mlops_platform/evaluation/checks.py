@@ -12,8 +12,8 @@ from mlops_platform.markdown import markdown_table
 from mlops_platform.registry.assets import trained_version
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 
 def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:

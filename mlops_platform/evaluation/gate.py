@@ -18,8 +18,8 @@ from mlops_platform.model.columns import LABEL
 from mlops_platform.model.input import model_input, normalize
 from mlops_platform.model.metrics import compute_metrics, worse_by
 from mlops_platform.model.predict import predict
+from mlops_platform.model.scorer import FastScorer
 from mlops_platform.model.version import GateSummary
-from mlops_platform.serving.scorer import FastScorer
 from mlops_platform.specs import ModelSpec
 
 

@@ -10,8 +10,8 @@ import dagster as dg
 from mlops_platform.domains import domain_for
 from mlops_platform.model.columns import EVENT_DATE, LABEL
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 
 class FeatureConfig(dg.Config):

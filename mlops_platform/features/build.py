@@ -19,7 +19,7 @@ from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
 from mlops_platform.specs import ModelSpec
 
 if TYPE_CHECKING:
-    from mlops_platform.warehouse import Warehouse
+    from mlops_platform.warehouse import WarehouseStore
 
 __all__ = ["LABEL", "build_feature_table", "feature_table_columns", "features_from_warehouse"]
 
@@ -125,7 +125,7 @@ def input_where(domain: Domain, table: str, since: dt.date | None) -> str:
 
 
 def features_from_warehouse(
-    warehouse: Warehouse, spec: ModelSpec, since: dt.date | None = None
+    warehouse: WarehouseStore, spec: ModelSpec, since: dt.date | None = None
 ) -> pd.DataFrame:
     """The feature table built from the warehouse's raw tables: every entity, or only those
     whose event date is on or after `since` (each input read as far back as its declaration

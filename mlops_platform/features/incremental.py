@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from mlops_platform.domains import domain_for
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 
 #: dlt stamps every row with the id of the load that wrote it; ids increase over time.
 LOAD_ID = "_dlt_load_id"
@@ -38,7 +38,7 @@ class Plan:
     watermarks: dict[str, str] = field(default_factory=dict)
 
 
-def latest_load_ids(warehouse: Warehouse, tables: list[str]) -> dict[str, str]:
+def latest_load_ids(warehouse: WarehouseStore, tables: list[str]) -> dict[str, str]:
     ids = {}
     for table in tables:
         found = warehouse.query(f"SELECT max({LOAD_ID}) AS id FROM raw.{table}")["id"].iloc[0]
@@ -47,7 +47,7 @@ def latest_load_ids(warehouse: Warehouse, tables: list[str]) -> dict[str, str]:
 
 
 def plan_build(
-    warehouse: Warehouse, spec: ModelSpec, previous: dict | None, full_refresh: bool = False
+    warehouse: WarehouseStore, spec: ModelSpec, previous: dict | None, full_refresh: bool = False
 ) -> Plan:
     """`previous`: the metadata of the latest build (its watermarks and definition digest)."""
     domain = domain_for(spec)

@@ -9,8 +9,6 @@ from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.asset_decorator import build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from mlops_platform.contracts.checks import published_tables
-from mlops_platform.contracts.rules import contracts_of
 from mlops_platform.domains import Domain
 from mlops_platform.domains.schema import RestSource, SqlSource
 from mlops_platform.ingestion.cursors import read_cursors
@@ -48,7 +46,9 @@ def source_specs(domain: Domain) -> list[dg.AssetSpec]:
 
 
 def required_columns(domain: Domain) -> dict[str, list[str]]:
-    return {table: c.required_columns for table, c in contracts_of(domain).items()}
+    """Each table's required columns, as its domain declares them (a landed row missing one
+    is marked for the contract to quarantine)."""
+    return {table: list(t.contract.required_columns) for table, t in domain.tables.items()}
 
 
 class LandingTableTranslator(DagsterDltTranslator):
@@ -133,11 +133,3 @@ def build_landing_assets(domain: Domain, name: str) -> dg.AssetsDefinition:
 
 def landing_assets(domain: Domain) -> list[dg.AssetsDefinition]:
     return [build_landing_assets(domain, name) for name in domain.sources]
-
-
-def ingestion_definitions(domain: Domain) -> dg.Definitions:
-    """Everything ingestion defines for one domain: its sources, the landed tables, and the
-    audited `raw` tables with their blocking contract checks."""
-    return dg.Definitions(
-        assets=[*source_specs(domain), *landing_assets(domain), *published_tables(domain)]
-    )

@@ -19,9 +19,6 @@ from mlops_platform.model.tags import WINDOW_PREFIX
 if TYPE_CHECKING:
     from mlops_platform.specs import ModelSpec  # typing only: the model layer sits below specs
 
-#: Fewer labelled rows than these and a model is not trained (nor gated).
-MIN_TRAIN_ROWS, MIN_HOLDOUT_ROWS = 1000, 200
-
 
 @dataclass(frozen=True)
 class TimeSplit:
@@ -69,19 +66,20 @@ def plan_split(last_labelled_day: dt.date, spec: ModelSpec) -> TimeSplit:
 def split_by_time(
     table: pd.DataFrame, spec: ModelSpec
 ) -> tuple[pd.DataFrame, pd.DataFrame, TimeSplit]:
-    """(train, holdout, split) from a feature table; raises ValueError if there is too little."""
+    """(train, holdout, split) from a feature table; raises ValueError if there is too little
+    (fewer labelled rows than the spec's `min_train_rows` or `min_holdout_rows`)."""
     known = labelled(table)
     if known.empty:
         raise ValueError(f"no labelled rows yet for {spec.name}: labels arrive after the event")
     split = plan_split(pd.Timestamp(known[EVENT_DATE].max()).date(), spec)
     train = rows_between(known, split.train_start, split.train_end)
     holdout = rows_between(known, split.holdout_start, split.holdout_end)
-    if len(train) < MIN_TRAIN_ROWS or len(holdout) < MIN_HOLDOUT_ROWS:
+    if len(train) < spec.min_train_rows or len(holdout) < spec.min_holdout_rows:
         raise ValueError(
             f"too little labelled data for {spec.name}: {len(train)} training rows "
             f"({split.train_start}..{split.train_end}) and {len(holdout)} held out "
-            f"({split.holdout_start}..{split.holdout_end}); need {MIN_TRAIN_ROWS} and "
-            f"{MIN_HOLDOUT_ROWS}"
+            f"({split.holdout_start}..{split.holdout_end}); the spec needs {spec.min_train_rows} "
+            f"(min_train_rows) and {spec.min_holdout_rows} (min_holdout_rows)"
         )
     return train, holdout, split
 

@@ -20,8 +20,8 @@ from mlops_platform.domains.periods import period_from_key
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.scoring.assets import BACKFILL
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 DRIFT_CHECK = "drift_share"
 PERFORMANCE_CHECK = "live_performance"

@@ -21,7 +21,7 @@ from mlops_platform.monitoring.reference import DAY, days_between
 from mlops_platform.monitoring.significance import Verdict, paired_verdict
 from mlops_platform.registry.store import CHAMPION, PREVIOUS, ModelRegistry
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 
 RUNBOOK = RUNBOOKS["guarded_rollback"]
 #: Version tag: the guard's outcome for that champion ("passed", "rolled_back").
@@ -63,7 +63,7 @@ class GuardOutcome:
 def guard_deploy(
     spec: ModelSpec,
     day: dt.date,
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     registry: ModelRegistry,
     *,
     run_id: str,
@@ -120,7 +120,7 @@ def guard_deploy(
 
 def _roll_back(
     spec: ModelSpec,
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     registry: ModelRegistry,
     champion: str,
     previous: str,

@@ -24,7 +24,7 @@ from mlops_platform.monitoring.calibration import Calibration
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.settings import data_dir
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 
 #: The feature table's day column (model.columns.EVENT_DATE once the table is renamed).
 DAY = EVENT_DATE
@@ -56,7 +56,7 @@ def _cache(spec: ModelSpec, kind: str, version: str, run_id: str, suffix: str):
 
 
 def drift_reference(
-    spec: ModelSpec, version: str, warehouse: Warehouse, registry: ModelRegistry
+    spec: ModelSpec, version: str, warehouse: WarehouseStore, registry: ModelRegistry
 ) -> pd.DataFrame:
     """Feature columns, `score` (the champion's), `label` and the day of a sample of the
     reference window's rows."""
@@ -91,7 +91,7 @@ def drift_calibration(
 
 
 def performance_reference(
-    spec: ModelSpec, version: str, warehouse: Warehouse, registry: ModelRegistry
+    spec: ModelSpec, version: str, warehouse: WarehouseStore, registry: ModelRegistry
 ) -> pd.DataFrame:
     """`label` and `score` of the champion on its own held-out rows (what its gate measured)."""
     cache = _cache(spec, "holdout", version, registry.run_id_of(spec.name, version), ".parquet")

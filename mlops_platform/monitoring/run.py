@@ -24,7 +24,7 @@ from mlops_platform.monitoring.reports import report_path, report_title, save_re
 from mlops_platform.monitoring.significance import performance_verdict
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore as Warehouse
 
 __all__ = ["drift_reference", "recent_scored", "recent_served", "run_drift", "run_performance"]
 
@@ -176,10 +176,6 @@ def run_drift(
         present,
         title,
     )
-
-
-#: Fewer labelled rows than this in the window and performance is not scored yet.
-MIN_LABELLED_ROWS = 200
 
 
 @dataclass(frozen=True)

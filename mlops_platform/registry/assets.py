@@ -13,8 +13,8 @@ from pydantic import Field
 from mlops_platform.model import tags as t
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 if TYPE_CHECKING:
     from mlops_platform.model.version import VersionRecord
@@ -126,7 +126,7 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 "champion_version": version,
-                "previous_champion": changes[0]["to_version"] if len(changes) == 2 else "none",
+                "previous_champion": changes[0].to_version if len(changes) == 2 else "none",
                 "alias_changes": len(changes),
             }
         )

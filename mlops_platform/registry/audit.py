@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import uuid
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
@@ -250,19 +251,54 @@ def _check_head(name: str, head: str | None, rows: list[dict]) -> list[str]:
     return []
 
 
-def new_change(model, alias, from_version, to_version, reason, actor, run_id, gate) -> dict:
-    return {
-        "changed_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(),
-        "model": model,
-        "alias": alias,
-        "from_version": from_version,
-        "to_version": to_version,
-        "reason": reason,
-        "gate_results": json.dumps(gate or {}, sort_keys=True, default=str),
-        "dagster_run_id": run_id,
-        "actor": actor,
-        "change_id": uuid.uuid4().hex,
-    }
+@dataclass(frozen=True)
+class AliasChange:
+    """One move of one alias (`to_version` None: the alias was removed), as audited."""
+
+    changed_at: str
+    model: str
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    reason: str
+    gate_results: str
+    dagster_run_id: str
+    actor: str
+    change_id: str
+    #: True when the audit row waits in the local spool (the warehouse was busy): it is
+    #: written with the next audit write or read.
+    queued: bool = False
+
+    def row(self) -> dict:
+        """The fields the journal and the audit table keep."""
+        return {k: v for k, v in asdict(self).items() if k != "queued"}
+
+    def settled(self, queued: bool) -> AliasChange:
+        return replace(self, queued=queued)
+
+
+def new_change(
+    model: str,
+    alias: str,
+    from_version: str | None,
+    to_version: str | None,
+    reason: str,
+    actor: str,
+    run_id: str,
+    gate: dict | None,
+) -> AliasChange:
+    return AliasChange(
+        changed_at=dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(),
+        model=model,
+        alias=alias,
+        from_version=from_version,
+        to_version=to_version,
+        reason=reason,
+        gate_results=json.dumps(gate or {}, sort_keys=True, default=str),
+        dagster_run_id=run_id,
+        actor=actor,
+        change_id=uuid.uuid4().hex,
+    )
 
 
 def audit_log(warehouse, model: str | None = None) -> pd.DataFrame:

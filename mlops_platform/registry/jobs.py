@@ -6,8 +6,8 @@ from pydantic import Field
 from mlops_platform.domains import enabled_spec_names
 from mlops_platform.model import tags as t
 from mlops_platform.registry.resources import MLflowResource
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 #: The first enabled spec: the model these jobs act on unless the Launchpad says otherwise.
 DEFAULT_MODEL = next(iter(enabled_spec_names()), "")
@@ -80,7 +80,7 @@ def rollback_champion(
         run_id=context.run.run_id,
     )
     context.log.info(
-        f"{config.model}: champion v{changes[0]['from_version']} -> v{changes[0]['to_version']}"
+        f"{config.model}: champion v{changes[0].from_version} -> v{changes[0].to_version}"
     )
 
 

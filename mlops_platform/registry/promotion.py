@@ -16,6 +16,7 @@ from mlops_platform.model import tags as t
 from mlops_platform.registry.audit import (
     AUDIT_SCHEMA,
     AUDIT_TABLE,
+    AliasChange,
     PromotionRefused,
     audit_log,
     confirm,
@@ -28,9 +29,17 @@ from mlops_platform.registry.audit import (
     withdraw,
 )
 from mlops_platform.registry.store import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore
 
-__all__ = ["AUDIT_SCHEMA", "AUDIT_TABLE", "PromotionRefused", "audit_log", "promote", "rollback"]
+__all__ = [
+    "AUDIT_SCHEMA",
+    "AUDIT_TABLE",
+    "AliasChange",
+    "PromotionRefused",
+    "audit_log",
+    "promote",
+    "rollback",
+]
 
 log = logging.getLogger("mlops.registry")
 #: Version tag: which champion a version replaced when it was promoted (rollback's fallback).
@@ -39,7 +48,7 @@ REPLACED_TAG = t.REPLACED_CHAMPION
 
 def record_change(
     registry: ModelRegistry,
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     model: str,
     alias: str,
     from_version: str | None,
@@ -49,7 +58,7 @@ def record_change(
     actor: str,
     run_id: str,
     gate: dict | None = None,
-) -> dict:
+) -> AliasChange:
     """Journal the change, move (or remove) the alias, then write the audit row.
 
     If the alias cannot move, the journal entry is withdrawn and the error raised; if the
@@ -58,26 +67,25 @@ def record_change(
     change = new_change(model, alias, from_version, to_version, reason, actor, run_id, gate)
     with governance_lock(model, warehouse):
         resolve_intents(warehouse, registry, model)
-        journal(warehouse, change)
+        journal(warehouse, change.row())
         try:
             if to_version is None:
                 registry.delete_alias(model, alias)
             else:
                 registry.set_alias(model, alias, to_version)
         except BaseException:
-            withdraw(warehouse, change["change_id"])
+            withdraw(warehouse, change.change_id)
             raise
-        confirm(warehouse, change["change_id"])
-        change["queued"] = flush(warehouse, registry) > 0
+        confirm(warehouse, change.change_id)
+        change = change.settled(queued=flush(warehouse, registry) > 0)
     # Mirrors on the registry, for people browsing MLflow (the audit table is the record).
-    tag = {k: v for k, v in change.items() if k != "queued"}
-    registry.client.set_registered_model_tag(model, f"audit.{alias}.last", json.dumps(tag))
+    registry.client.set_registered_model_tag(model, f"audit.{alias}.last", json.dumps(change.row()))
     if to_version is not None:
         registry.set_version_tags(
             model,
             to_version,
             {
-                f"{alias}.since": change["changed_at"],
+                f"{alias}.since": change.changed_at,
                 f"{alias}.by": actor,
                 f"{alias}.reason": reason,
                 f"{alias}.dagster_run_id": run_id,
@@ -110,8 +118,8 @@ def verified_gate(registry: ModelRegistry, model: str, version: str) -> dict:
 
 
 def admit_challenger(
-    registry: ModelRegistry, warehouse: Warehouse, model: str, version: str, *, run_id: str
-) -> dict | None:
+    registry: ModelRegistry, warehouse: WarehouseStore, model: str, version: str, *, run_id: str
+) -> AliasChange | None:
     """A version that passed its gate (signature verified) becomes `challenger`."""
     gate = verified_gate(registry, model, version)
     with governance_lock(model, warehouse):
@@ -134,14 +142,14 @@ def admit_challenger(
 
 def promote(
     registry: ModelRegistry,
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     model: str,
     version: str,
     *,
     reason: str,
     actor: str,
     run_id: str,
-) -> list[dict]:
+) -> list[AliasChange]:
     """Make `version` the champion, keeping the old one as `previous_champion`."""
     reason = validate_reason(reason)
     gate = verified_gate(registry, model, version)
@@ -182,7 +190,9 @@ def promote(
     return changes
 
 
-def _before(registry: ModelRegistry, warehouse: Warehouse, model: str, previous: str) -> str | None:
+def _before(
+    registry: ModelRegistry, warehouse: WarehouseStore, model: str, previous: str
+) -> str | None:
     """Who was champion before `previous` took over (its tag; the audit history for versions
     promoted before the tag existed)."""
     tags = registry.version_tags(model, previous)
@@ -200,13 +210,13 @@ def _before(registry: ModelRegistry, warehouse: Warehouse, model: str, previous:
 
 def rollback(
     registry: ModelRegistry,
-    warehouse: Warehouse,
+    warehouse: WarehouseStore,
     model: str,
     *,
     reason: str,
     actor: str,
     run_id: str,
-) -> list[dict]:
+) -> list[AliasChange]:
     """Champion goes back to `previous_champion`; the rolled-back version stops being
     challenger too."""
     reason = validate_reason(f"rollback: {validate_reason(reason)}"[:500])

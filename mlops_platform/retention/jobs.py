@@ -5,8 +5,8 @@ from pathlib import Path
 import dagster as dg
 
 from mlops_platform.clock import Clock
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 
 @dg.op(pool=WAREHOUSE_POOL)

@@ -10,8 +10,8 @@ from mlops_platform.domains.partitions import PartitionsDefinition, partitions_d
 from mlops_platform.model.columns import EVENT_DATE
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 #: The one backfill policy of every partitioned asset (scores, drift, performance, guard): a
 #: job takes one policy for all its assets. A range of partitions is one run.

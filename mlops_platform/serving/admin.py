@@ -70,8 +70,8 @@ def add_admin_routes(
         except PromotionRefused as exc:
             return JSONResponse({"detail": str(exc)}, status_code=409)
         await asyncio.to_thread(manager.refresh)
-        queued = any(c.get("queued") for c in changes)  # warehouse busy: rows land later
+        queued = any(c.queued for c in changes)  # warehouse busy: rows land later
         return JSONResponse(
-            {"rolled_back_from": changes[0]["from_version"], "audit_queued": queued}
+            {"rolled_back_from": changes[0].from_version, "audit_queued": queued}
             | models_state(manager)
         )

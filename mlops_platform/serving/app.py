@@ -20,6 +20,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlops_platform.model.input import InputError
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.serving.admin import add_admin_routes, models_state
 from mlops_platform.serving.batcher import MicroBatcher
@@ -34,7 +35,6 @@ from mlops_platform.serving.openapi import add_offline_docs, health_route, invoc
 from mlops_platform.serving.predictionlog import PartitionedLog, prediction_schema
 from mlops_platform.serving.privacy import hash_key, hashed_columns
 from mlops_platform.serving.rules import feature_ranges, feedback_problems, feedback_rules
-from mlops_platform.serving.scorer import InputError
 from mlops_platform.serving.service import NotReady, Scoring
 from mlops_platform.serving.settings import ServingSettings
 from mlops_platform.serving.typed import (
@@ -63,11 +63,11 @@ def create_app(
     settings = settings or ServingSettings()
     spec = load_spec(settings.model)
     if registry is None or warehouse is None:
-        from mlops_platform.profiles import plain_resources
+        from mlops_platform.stores import plain_stores
 
-        resources = plain_resources()
-        registry = registry or resources["mlflow_registry"].registry()
-        warehouse = warehouse or resources["warehouse"]
+        stores = plain_stores()
+        registry = registry or stores.mlflow.registry()
+        warehouse = warehouse or stores.warehouse
     metrics = ServingMetrics()
     manager = ModelManager(registry, spec, poll_seconds=settings.poll_seconds)
     manager.breaker = CircuitBreaker(

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlops_platform.model.scorer import COMPILED_MAX_ROWS
 from mlops_platform.serving.manager import ModelHandle, ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
 from mlops_platform.serving.predictionlog import PartitionedLog
-from mlops_platform.serving.scorer import COMPILED_MAX_ROWS
 
 #: batches smaller than this are scored on the event loop (compiled trees: ~0.5 ms at most)
 INLINE_ROWS = 24

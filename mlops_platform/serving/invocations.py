@@ -15,8 +15,8 @@ import os
 import numpy as np
 import orjson
 
+from mlops_platform.model.input import InputError
 from mlops_platform.serving.protocols import ProtocolError, TooManyRows
-from mlops_platform.serving.scorer import InputError
 from mlops_platform.serving.service import NotReady, Scoring
 
 #: replies up to this many rows are built as lists (numpy's column_stack costs more on few rows)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mlops_platform.model.scorer import FastScorer
 from mlops_platform.registry.signing import SignatureError
 from mlops_platform.registry.store import (
     CHALLENGER,
@@ -29,7 +30,6 @@ from mlops_platform.registry.store import (
     UntrustedTypesError,
 )
 from mlops_platform.serving.breaker import CircuitBreaker
-from mlops_platform.serving.scorer import FastScorer
 from mlops_platform.specs import ModelSpec
 
 log = logging.getLogger("mlops.serving")

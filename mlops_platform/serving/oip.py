@@ -7,9 +7,9 @@ from importlib.metadata import version as package_version
 
 from fastapi import FastAPI, Request, Response
 
+from mlops_platform.model.input import InputError
 from mlops_platform.serving.openapi import health_route, infer_body
 from mlops_platform.serving.protocols import ProtocolError, TooManyRows
-from mlops_platform.serving.scorer import InputError
 from mlops_platform.serving.service import NotReady, Scoring
 
 JSON_KINDS = ("", "application/json")

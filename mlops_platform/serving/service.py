@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from mlops_platform.model.input import InputError, Normalizer
 from mlops_platform.serving.batcher import MicroBatcher, Scored
 from mlops_platform.serving.manager import ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
 from mlops_platform.serving.protocols import loads, parse_csv, parse_mlflow_json, parse_oip
-from mlops_platform.serving.scorer import InputError, Normalizer
 from mlops_platform.serving.settings import ServingSettings
 from mlops_platform.specs import ModelSpec
 

@@ -199,6 +199,17 @@ class ModelSpec(_Strict):
     features: Features
     training_window_days: int = Field(gt=0)
     holdout_days: int = Field(gt=0)
+    min_train_rows: int = Field(
+        default=1000,
+        ge=10,
+        description="fewer labelled rows in the training window and no model is trained",
+    )
+    min_holdout_rows: int = Field(
+        default=200,
+        ge=10,
+        description="fewer labelled rows in the held-out days and no model is trained (the "
+        "gate would judge it on noise)",
+    )
     gate: Gate
     drift: Drift = Drift()
     approval: Approval = Approval()

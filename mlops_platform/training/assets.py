@@ -7,8 +7,8 @@ from mlops_platform.deploy.queues import CPU_STEP
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.params import Hyperparameters
-from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform.warehouse.resources import Warehouse
 
 DEFAULTS = Hyperparameters()
 

@@ -19,7 +19,7 @@ from mlops_platform.settings import code_version
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.params import Hyperparameters
 from mlops_platform.training.train import fit
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse import WarehouseStore as Warehouse
 
 #: Training metrics are computed on at most this many rows (the gate's held-out metrics are the
 #: ones that decide; these only show over-fitting).

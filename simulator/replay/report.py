@@ -29,7 +29,7 @@ from mlops_platform.model.predict import predict
 from mlops_platform.registry.promotion import audit_log
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
-from mlops_platform.warehouse import Warehouse
+from mlops_platform.warehouse.resources import Warehouse
 
 
 @dataclass

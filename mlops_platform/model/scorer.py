@@ -6,16 +6,22 @@ compiled into numpy arrays (`forest.py`). It gives the same numbers as
 `pipeline.predict_proba(frame)` (tested) at a fraction of the per-call cost, which is what
 bounds a service's throughput. Request rows are checked and coerced by the model layer's
 `normalize` (`model/input.py`): the same input policy on every route.
+
+It sits in the model layer because two stages use it: the serving API scores requests with it
+and the evaluation gate times a model's latency through it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mlops_platform.model.input import InputError, Normalizer, normalize
-from mlops_platform.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from mlops_platform.specs import ModelSpec  # typing only: the model layer sits below specs
 
 __all__ = ["COMPILED_MAX_ROWS", "FastScorer", "InputError", "Normalizer", "normalize"]
 
@@ -43,7 +49,7 @@ class FastScorer:
         if sorted(self.order) != sorted(spec.features.columns):
             raise ValueError("the model's columns do not match its spec's features")
         self.classification = spec.task == "classification"
-        from mlops_platform.serving.forest import CompiledForest
+        from mlops_platform.model.forest import CompiledForest
 
         self.forest = CompiledForest(self.estimator)
 
