@@ -349,13 +349,13 @@ def _materialized(result, key: str) -> dict[str, dict]:
 
 def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir):
     from mlops_platform.definitions import build_definitions
-    from mlops_platform.profiles import plain_resources
+    from mlops_platform.stores import plain_stores
     from mlops_platform_tests.test_model_lifecycle import relaxed
 
     spec = relaxed(load_spec("rain"))
     defs = build_definitions([spec], profile="local")
-    resources = plain_resources("local")
-    warehouse, registry = resources["warehouse"], resources["mlflow_registry"].registry()
+    stores = plain_stores("local")
+    warehouse, registry = stores.warehouse, stores.mlflow.registry()
     range_tags = {
         "dagster/asset_partition_range_start": "1962-01-01",
         "dagster/asset_partition_range_end": "1962-07-01",
