@@ -146,4 +146,4 @@ def _roll_back(
         message=reason,
         runbook=RUNBOOK,
     )
-    return GuardOutcome("rolled back", champion, previous, verdict, days, incident["incident_id"])
+    return GuardOutcome("rolled back", champion, previous, verdict, days, incident.incident_id)
