@@ -73,7 +73,7 @@ def test_unreachable_webhook_still_records_the_incident(tmp_path):
         message="contract failed",
         runbook="docs/runbooks/data-contract.md",
     )
-    assert incident["webhook"].startswith("failed:")
+    assert incident.webhook.startswith("failed:")
     assert len(warehouse.read_table("ops", "incidents")) == 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_platform.alerting.resources import AlertingResource
+from mlops_platform.model import tags as t
 from mlops_platform.monitoring.assets import build_monitoring_assets
 from mlops_platform.registry.promotion import audit_log
 from mlops_platform.scoring.assets import build_scores_asset
@@ -84,7 +85,7 @@ def test_a_champion_worse_on_live_labels_is_rolled_back_and_a_sound_one_is_not(e
     assert (last["from_version"], last["to_version"], last["actor"]) == ("3", "2", "deploy-guard")
     assert last["reason"].startswith("rollback: deploy guard: v3 is significantly worse than v2")
     tags = registry.version_tags(SPEC.name, "3")
-    assert tags["deploy_guard"] == "rolled_back" and tags["rolled_back"] == "true"
+    assert tags[t.DEPLOY_GUARD] == t.GUARD_ROLLED_BACK and tags[t.ROLLED_BACK] == "true"
     # An incident naming its runbook, with the same reason.
     incidents = warehouse.read_table("ops", "incidents")
     incident = incidents[incidents["incident_id"] == outcome["incident_id"]].iloc[0]

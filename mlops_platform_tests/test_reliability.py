@@ -153,11 +153,11 @@ def test_incident_is_spooled_while_the_lock_is_held_and_flushed_by_the_next_writ
         message="drift seen on a row with tailnum=N999ZZ",
         runbook="docs/runbooks/drift-alert.md",
     )
-    assert later["stored_in"] == "warehouse"
+    assert later.stored_in == "warehouse"
     incidents = warehouse.read_table("ops", "incidents")
     assert sorted(incidents["dagster_run_id"]) == sorted([result.run_id, "r2"])
     # Classified values are masked in the incident record too.
-    assert "tailnum=***" in later["message"] and not incidents["message"].str.contains("N999").any()
+    assert "tailnum=***" in later.message and not incidents["message"].str.contains("N999").any()
     assert spooled_incidents() == []
 
     # A flush that died after writing leaves the spool behind: it is not written twice.

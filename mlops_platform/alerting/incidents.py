@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -164,6 +165,23 @@ def record_incident(warehouse: WarehouseStore, incident: dict) -> str:
         return "spool"
 
 
+@dataclass(frozen=True)
+class Incident:
+    """A raised incident: its record (the `ops.incidents` row) and where it went."""
+
+    incident_id: str
+    raised_at: dt.datetime
+    kind: str
+    job: str
+    dagster_run_id: str
+    message: str  # classified values masked
+    runbook: str
+    #: the webhook's answer ("sent ...", "failed: ...", or "" with no webhook configured)
+    webhook: str
+    #: "warehouse", or "spool" when the warehouse could not take it (written later)
+    stored_in: str
+
+
 def raise_incident(
     warehouse: WarehouseStore,
     webhook_url: str,
@@ -173,7 +191,7 @@ def raise_incident(
     run_id: str,
     message: str,
     runbook: str,
-) -> dict:
+) -> Incident:
     """Record an incident in `ops.incidents` (or the spool) and send it to the webhook."""
     # Failure messages can quote rows: classified values never reach the record or the hook.
     message = mask_text(message, classified_columns())
@@ -191,7 +209,7 @@ def raise_incident(
         "raised_at": incident["raised_at"].isoformat(),
         "text": f"[{kind}] {job} run {run_id[:8]} failed: {message[:300]} — runbook: {runbook}",
     }
-    incident["webhook"] = post_webhook(webhook_url, payload)
-    incident["stored_in"] = record_incident(warehouse, incident)
+    webhook = post_webhook(webhook_url, payload)
+    stored_in = record_incident(warehouse, {**incident, "webhook": webhook})
     log.warning("incident %s: %s", incident["incident_id"], json.dumps(payload)[:500])
-    return incident
+    return Incident(**incident, webhook=webhook, stored_in=stored_in)

@@ -24,9 +24,33 @@ SBOM_SHA256 = "sbom_sha256"
 SIGNATURE = "signature"
 SIGNED_BY = "signed_by"
 REPLACED_CHAMPION = "champion.replaced"
+#: Written by the deploy guard on a new champion once it has judged it.
+DEPLOY_GUARD = "deploy_guard"  # GUARD_PASSED | GUARD_ROLLED_BACK
+GUARD_PASSED, GUARD_ROLLED_BACK = "passed", "rolled_back"
 
 GATE_ACCEPTED, GATE_REJECTED = "accepted", "rejected"
 APPROVAL_PENDING, APPROVAL_APPROVED = "pending", "approved"
+
+
+def alias_tags(alias: str, since: str, by: str, reason: str, dagster_run_id: str) -> dict[str, str]:
+    """Version tags saying when, by whom and why a version took `alias` (a mirror for people
+    browsing MLflow; the audit table is the record)."""
+    return {
+        f"{alias}.since": since,
+        f"{alias}.by": by,
+        f"{alias}.reason": reason,
+        f"{alias}.dagster_run_id": dagster_run_id,
+    }
+
+
+# -- MLflow registered-model tags: the audit log's mirror --------------------------------------
+AUDIT_HEAD = "audit.head"  # "<seq>:<row hash>" of the model's newest audit row
+
+
+def audit_last(alias: str) -> str:
+    """Registered-model tag holding the last audited change of `alias` (JSON)."""
+    return f"audit.{alias}.last"
+
 
 # -- MLflow run tags (the training run) ------------------------------------------------------
 RUN_MODEL_SPEC = "model_spec"

@@ -15,6 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from mlops_platform.alerting.incidents import RUNBOOKS
+from mlops_platform.model import tags as t
 from mlops_platform.model.columns import LABEL, MODEL_VERSION
 from mlops_platform.model.predict import predict
 from mlops_platform.monitoring.reference import DAY, days_between
@@ -24,8 +25,6 @@ from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import WarehouseStore
 
 RUNBOOK = RUNBOOKS["guarded_rollback"]
-#: Version tag: the guard's outcome for that champion ("passed", "rolled_back").
-GUARD_TAG = "deploy_guard"
 ACTOR = "deploy-guard"
 
 
@@ -76,8 +75,8 @@ def guard_deploy(
     if spec.drift.guard_days == 0 or champion is None or previous is None:
         return GuardOutcome("no guard", champion, previous)
     tags = registry.version_tags(spec.name, champion)
-    if tags.get(GUARD_TAG) in ("passed", "rolled_back"):
-        return GuardOutcome(f"{tags[GUARD_TAG]} earlier", champion, previous)
+    if tags.get(t.DEPLOY_GUARD) in (t.GUARD_PASSED, t.GUARD_ROLLED_BACK):
+        return GuardOutcome(f"{tags[t.DEPLOY_GUARD]} earlier", champion, previous)
     if not warehouse.table_exists("scores", spec.name):
         return GuardOutcome("watching (nothing scored yet)", champion, previous)
     scored = warehouse.query(
@@ -113,7 +112,7 @@ def guard_deploy(
                 spec, warehouse, registry, champion, previous, verdict, days, run_id, webhook_url
             )
     if days > spec.drift.guard_days:
-        registry.set_version_tags(spec.name, champion, {GUARD_TAG: "passed"})
+        registry.set_version_tags(spec.name, champion, {t.DEPLOY_GUARD: t.GUARD_PASSED})
         return GuardOutcome("passed", champion, previous, verdict, days)
     return GuardOutcome("watching", champion, previous, verdict, days)
 
@@ -137,7 +136,7 @@ def _roll_back(
         f"of its first {days} days: {verdict.describe()}"
     )[:480]
     rollback(registry, warehouse, spec.name, reason=reason, actor=ACTOR, run_id=run_id)
-    registry.set_version_tags(spec.name, champion, {GUARD_TAG: "rolled_back"})
+    registry.set_version_tags(spec.name, champion, {t.DEPLOY_GUARD: t.GUARD_ROLLED_BACK})
     incident = raise_incident(
         warehouse,
         webhook_url,
@@ -147,4 +146,4 @@ def _roll_back(
         message=reason,
         runbook=RUNBOOK,
     )
-    return GuardOutcome("rolled back", champion, previous, verdict, days, incident["incident_id"])
+    return GuardOutcome("rolled back", champion, previous, verdict, days, incident.incident_id)

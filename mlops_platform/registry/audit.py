@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
+from mlops_platform.model.tags import AUDIT_HEAD
 from mlops_platform.registry.journal import (
     confirm,
     governance_lock,
@@ -42,7 +43,7 @@ from mlops_platform.registry.journal import (
 log = logging.getLogger("mlops.registry.audit")
 
 AUDIT_SCHEMA, AUDIT_TABLE = "audit", "model_alias_changes"
-HEAD_TAG = "audit.head"
+HEAD_TAG = AUDIT_HEAD
 REASON_MAX_CHARS = 500
 COLUMNS = [
     "changed_at",

@@ -79,17 +79,10 @@ def record_change(
         confirm(warehouse, change.change_id)
         change = change.settled(queued=flush(warehouse, registry) > 0)
     # Mirrors on the registry, for people browsing MLflow (the audit table is the record).
-    registry.client.set_registered_model_tag(model, f"audit.{alias}.last", json.dumps(change.row()))
+    registry.client.set_registered_model_tag(model, t.audit_last(alias), json.dumps(change.row()))
     if to_version is not None:
         registry.set_version_tags(
-            model,
-            to_version,
-            {
-                f"{alias}.since": change.changed_at,
-                f"{alias}.by": actor,
-                f"{alias}.reason": reason,
-                f"{alias}.dagster_run_id": run_id,
-            },
+            model, to_version, t.alias_tags(alias, change.changed_at, actor, reason, run_id)
         )
     return change
 
