@@ -83,9 +83,12 @@ class ModelRegistry:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
+        from mlops_platform.registry.mlflow_ui import ensure_experiment_tags, experiment_tags
+
         mlflow = self.fluent()
         found = mlflow.get_experiment_by_name(name)
         if found is not None:
+            ensure_experiment_tags(self.client, found)  # made before the UI conventions
             return found.experiment_id
         location = (
             Path(self.artifact_root).resolve().as_uri()
@@ -93,7 +96,9 @@ class ModelRegistry:
             and not self.artifact_root.startswith("mlflow-artifacts:")  # proxied by the server
             else self.artifact_root
         )
-        return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+        return mlflow.create_experiment(
+            name, artifact_location=f"{location}/{name}", tags=experiment_tags(name)
+        )
 
     # -- versions ----------------------------------------------------------------------------
     def log_model_version(
