@@ -167,3 +167,41 @@ def test_dagster_links_use_the_configured_webserver(monkeypatch, run_id, link):
     monkeypatch.setenv("MLOPS_DAGSTER_UI_URL", "http://dagster.example/")
     assert dagster_run_link(run_id) == link
     assert dagster_run_url("r1") == "http://dagster.example/runs/r1"
+
+
+def test_logging_a_version_states_its_environment_and_prints_nothing(tmp_path, capfd):
+    """No pip/uv inference notices, no registration prints: the requirements are stated (the
+    conda env names this Python and exactly them), and the version is registered through the
+    client. The store is created first: its one-time migrations are not what is checked."""
+    from importlib.metadata import version
+
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from mlops_platform.registry.store import ModelRegistry
+
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts"))
+    experiment = registry.experiment_id("quiet")
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    model = HistGradientBoostingClassifier(max_iter=3).fit(x, (x["a"] > 0).astype(int))
+    requirements = [f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops")]
+    mlflow = registry.fluent()
+    with warnings.catch_warnings():  # MLflow's own GenAI types warn once, on first import
+        warnings.simplefilter("ignore")
+        import mlflow.pyfunc  # noqa: F401
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with mlflow.start_run(experiment_id=experiment) as run:
+            number, _ = registry.log_model_version(
+                "quiet", model, x.head(3), model.predict_proba(x.head(3)), requirements
+            )
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    mv = registry.client.get_model_version("quiet", number)
+    assert number == "1" and mv.run_id == run.info.run_id
+    assert logged_model_id(registry.client, "quiet", "1") == run.outputs.model_outputs[0].model_id
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp_path))
+    assert (local / "requirements.txt").read_text().split() == requirements
+    assert "uv.lock" not in {p.name for p in local.iterdir()}
