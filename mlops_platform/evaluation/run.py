@@ -22,9 +22,12 @@ from mlops_platform.evaluation.gate import (
     measure_latency,
 )
 from mlops_platform.evaluation.report import gate_report, model_card
+from mlops_platform.model.columns import LABEL
 from mlops_platform.model.split import holdout_of
 from mlops_platform.model.tags import ARTIFACT_SHA256
-from mlops_platform.model.version import VersionRecord
+from mlops_platform.model.version import VersionRecord, data_digest
+from mlops_platform.registry.datasets import rows_dataset, training_location, warehouse_source
+from mlops_platform.registry.mlflow_ui import log_evaluation, record_gate_verdict
 from mlops_platform.registry.signing import record_gate
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
@@ -68,13 +71,30 @@ def run_gate(
     registry.log_text(run_id, gate_report(spec, result), "gate/gate_report.md")
     registry.log_text(run_id, json.dumps(summary.to_dict(), indent=2), "gate/gate_summary.json")
     tags = registry.version_tags(spec.name, version)
-    registry.log_text(
-        run_id,
-        model_card(spec, version, record, result, tags.get(ARTIFACT_SHA256, "")),
-        "model_card.md",
-    )
+    card = model_card(spec, version, record, result, tags.get(ARTIFACT_SHA256, ""))
+    registry.log_text(run_id, card, "model_card.md")
     registry.client.log_metric(run_id, "gate_passed", float(result.passed))
-    for metric, value in result.challenger.metrics.items():
-        registry.client.log_metric(run_id, f"holdout_{metric}", value)
+    log_evaluation(
+        registry,
+        spec.name,
+        version,
+        run_id,
+        holdout_dataset(registry, spec, run_id, holdout, split),
+        result.challenger.metrics,
+    )
     record_gate(registry, spec.name, version, summary)
+    record_gate_verdict(registry, spec.name, version, run_id, summary, card)
     return result
+
+
+def holdout_dataset(registry: ModelRegistry, spec: ModelSpec, run_id: str, holdout, split):
+    """The held-out rows (the model's columns, as for training) as an MLflow evaluation
+    dataset, from the same warehouse table as the training rows (the location the training
+    run logged)."""
+    location = training_location(registry.client.get_run(run_id))
+    source = warehouse_source(
+        "features", spec.name, split.holdout_start, split.holdout_end, **location
+    )
+    rows = holdout[[*spec.features.columns, LABEL]].reset_index(drop=True)
+    name = f"{spec.name}_holdout_{split.holdout_start}_{split.holdout_end}"
+    return rows_dataset(rows, name, data_digest(rows), source)

@@ -61,3 +61,11 @@ RUN_TRIGGER = "mlops/trigger"
 RUN_REASON = "mlops/reason"
 RUN_MONITORED_DAY = "mlops/monitored_day"
 RUN_RUNBOOK = "mlops/runbook"
+
+# -- How MLflow's UI reads runs, versions and experiments (`registry/mlflow_ui.py`) ----------
+DAGSTER_RUN_URL = "dagster_run_url"  # the Dagster run's page, a link beside its id
+#: MLflow's own keys: a run's or experiment's description (Markdown), and the experiment kind
+#: MLflow 3's UI opens it in (classic ML, not its GenAI view).
+MLFLOW_NOTE = "mlflow.note.content"
+MLFLOW_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_CLASSIC_ML = "custom_model_development"

@@ -22,6 +22,7 @@ from mlops_platform.monitoring.reference import (
 )
 from mlops_platform.monitoring.reports import report_path, report_title, save_report
 from mlops_platform.monitoring.significance import performance_verdict
+from mlops_platform.registry.mlflow_ui import log_live_performance
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import WarehouseStore as Warehouse
@@ -239,7 +240,7 @@ def run_performance(
     # Too few outcomes yet (the first days after scoring starts): say so, judge nothing.
     if verdict.status == "ok":
         metrics = compute_metrics(spec, known[LABEL].to_numpy(), known[SCORE].to_numpy())
-    return Performance(
+    performance = Performance(
         status=verdict.status,
         champion_version=version,
         labelled_rows=len(known),
@@ -255,3 +256,5 @@ def run_performance(
         significant_drop=bool(verdict.significant),
         verdict=verdict.describe(),
     )
+    log_live_performance(registry, spec.name, day, version, performance.metadata())  # MLflow
+    return performance

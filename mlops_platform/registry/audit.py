@@ -176,7 +176,27 @@ def flush(warehouse, registry=None) -> int:
     if registry is not None:
         for model, (seq, digest) in heads.items():
             registry.client.set_registered_model_tag(model, HEAD_TAG, f"{seq}:{digest}")
+        if todo:
+            _publish_table(warehouse, registry, todo)
     return 0
+
+
+def _publish_table(warehouse, registry, rows: list[dict]) -> None:
+    """The model's audit trail, also as a table on the runs of the versions just moved to (a
+    copy for the MLflow UI: the warehouse row above is the record)."""
+    from mlops_platform.registry.mlflow_ui import publish_audit_table
+
+    moved: dict[str, set[str]] = {}
+    for row in rows:
+        moved.setdefault(row["model"], set()).add(str(row["to_version"] or ""))
+    try:
+        publish_audit_table(registry, audit_log(warehouse), moved)
+    except Exception as exc:  # noqa: BLE001 - the record is written; say the copy is missing
+        log.warning(
+            "audit trail not copied to MLflow (%s: %s); `mlops model audit` reads it",
+            type(exc).__name__,
+            str(exc)[:200],
+        )
 
 
 def _protect(warehouse) -> None:

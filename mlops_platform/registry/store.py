@@ -30,6 +30,11 @@ from mlops_platform.registry.sbom import SBOM_ARTIFACT, SBOM_TAG, environment_sb
 __all__ = ["REVIEWED_TRUSTED_TYPES", "UnsafeArtifactError", "UntrustedTypesError"]
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
+MLFLOW_QUIET = {
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+    "MLFLOW_UV_AUTO_DETECT": "false",
+}
 
 
 class TamperedArtifactError(RuntimeError):
@@ -55,6 +60,18 @@ def directory_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def conda_env(pip_requirements: list[str]) -> dict:
+    """The model's environment as MLflow records it (conda.yaml, python_env.yaml,
+    requirements.txt): this Python and exactly these pip requirements."""
+    import platform
+
+    return {
+        "name": "mlflow-env",
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={platform.python_version()}", "pip", {"pip": pip_requirements}],
+    }
+
+
 def untrusted_types(model: Any) -> list[str]:
     import skops.io
 
@@ -67,10 +84,15 @@ class ModelRegistry:
     def __init__(self, tracking_uri: str, artifact_root: str) -> None:
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
+        # MLflow's own switches (documented environment variables), before it is imported:
+        # no progress bars; notices (a new store's migrations) at WARNING and above; and no uv
+        # project detection: every version states its requirements (`log_model_version`), so
+        # MLflow neither infers them nor copies the repository's uv.lock into each model.
+        for name, value in MLFLOW_QUIET.items():
+            os.environ.setdefault(name, value)
 
     def fluent(self):
         """The `mlflow` module pointed at this registry (for runs: `start_run`, `log_*`)."""
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow
 
         mlflow.set_tracking_uri(self.tracking_uri)
@@ -83,9 +105,12 @@ class ModelRegistry:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
+        from mlops_platform.registry.mlflow_ui import ensure_experiment_tags, experiment_tags
+
         mlflow = self.fluent()
         found = mlflow.get_experiment_by_name(name)
         if found is not None:
+            ensure_experiment_tags(self.client, found)  # made before the UI conventions
             return found.experiment_id
         location = (
             Path(self.artifact_root).resolve().as_uri()
@@ -93,7 +118,9 @@ class ModelRegistry:
             and not self.artifact_root.startswith("mlflow-artifacts:")  # proxied by the server
             else self.artifact_root
         )
-        return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+        return mlflow.create_experiment(
+            name, artifact_location=f"{location}/{name}", tags=experiment_tags(name)
+        )
 
     # -- versions ----------------------------------------------------------------------------
     def log_model_version(
@@ -122,16 +149,17 @@ class ModelRegistry:
             skops_trusted_types=found,
             signature=infer_signature(input_example, prediction_example),
             input_example=input_example,
-            registered_model_name=model_name,
-            pip_requirements=pip_requirements,
+            # The environment stated, not inferred: these requirements, on this Python.
+            conda_env=conda_env(pip_requirements),
             # What `mlflow models serve` and pyfunc clients get: class probabilities for a
             # classifier, the same reply our /invocations gives.
             pyfunc_predict_fn=predict_fn,
         )
+        registered = self._register(model_name, info)
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp)
             sha = directory_sha256(local)
-        version = str(info.registered_model_version)
+        version = str(registered.version)
         self.client.set_model_version_tag(model_name, version, ARTIFACT_SHA256, sha)
         # The exact software that trained this version, beside it (and its digest on it).
         sbom, sbom_sha = environment_sbom()
@@ -139,6 +167,22 @@ class ModelRegistry:
         mlflow.set_tag(SBOM_TAG, sbom_sha)
         self.client.set_model_version_tag(model_name, version, SBOM_TAG, sbom_sha)
         return version, sha
+
+    def _register(self, model_name: str, info):
+        """A new version of `model_name` from a logged model (the registered model made on
+        first use), through the client: the same records as `registered_model_name=`,
+        without MLflow printing to stderr."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        try:
+            client.create_registered_model(model_name)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        return client.create_model_version(
+            model_name, source=info.model_uri, run_id=info.run_id, model_id=info.model_id
+        )
 
     def version_tags(self, model_name: str, version: str) -> dict[str, str]:
         return dict(self.client.get_model_version(model_name, version).tags)

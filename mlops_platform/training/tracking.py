@@ -14,6 +14,12 @@ from mlops_platform.model.metrics import compute_metrics
 from mlops_platform.model.predict import predict
 from mlops_platform.model.split import TimeSplit, split_by_time
 from mlops_platform.model.version import VersionRecord, data_digest
+from mlops_platform.registry.datasets import rows_dataset, warehouse_source
+from mlops_platform.registry.mlflow_ui import (
+    dagster_run_url,
+    set_registered_model_description,
+    training_run_description,
+)
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.settings import code_version
 from mlops_platform.specs import ModelSpec
@@ -40,38 +46,6 @@ class TrainingResult:
     @property
     def split(self) -> TimeSplit:
         return self.record.split
-
-
-def _training_dataset(frame: pd.DataFrame, name: str, digest: str, window: dict):
-    """An `mlflow.data` dataset for the training rows.
-
-    MLflow infers a dataset's schema with a Python pass over every value (~5 s for 150k rows
-    here); types are the same on a sample and null checks vectorise, so the schema is built
-    that way. The digest is the first 32 hex digits of our SHA-256 of the exact rows.
-    """
-    from functools import cached_property
-
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.pandas_dataset import PandasDataset
-    from mlflow.types.schema import ColSpec, Schema
-    from mlflow.types.utils import _infer_schema
-
-    class TrainingRows(PandasDataset):
-        @cached_property
-        def schema(self) -> Schema:
-            sample = _infer_schema(self._df.head(5_000))
-            nulls = self._df.isna().any()
-            return Schema(
-                [ColSpec(c.type, c.name, required=not bool(nulls[c.name])) for c in sample.inputs]
-            )
-
-    return TrainingRows(
-        df=frame,
-        source=CodeDatasetSource(tags=window),
-        targets=LABEL,
-        name=name,
-        digest=digest[:32],
-    )
 
 
 def _requirements() -> list[str]:
@@ -106,6 +80,10 @@ def train_and_register(
         mlflow.set_tags(
             {
                 t.DAGSTER_RUN_ID: dagster_run_id,
+                t.DAGSTER_RUN_URL: dagster_run_url(dagster_run_id),
+                t.MLFLOW_NOTE: training_run_description(
+                    spec.name, split, len(train), len(holdout), dagster_run_id, shuffle_labels
+                ),
                 t.CODE_VERSION: code,
                 t.RUN_GIT_COMMIT: code,
                 t.RUN_MODEL_SPEC: spec.name,
@@ -123,11 +101,12 @@ def train_and_register(
                 "holdout_days": spec.holdout_days,
             }
         )
-        dataset = _training_dataset(
+        # Named by where the rows live: the window of the warehouse's feature table.
+        dataset = rows_dataset(
             training_rows,
             f"{spec.name}_train_{split.train_start}_{split.train_end}",
             digest,
-            split.to_tags(),
+            warehouse_source("features", spec.name, split.train_start, split.train_end, warehouse),
         )
         mlflow.log_input(dataset, context="training")
 
@@ -152,6 +131,7 @@ def train_and_register(
             _requirements(),
             predict_fn="predict_proba" if spec.task == "classification" else "predict",
         )
+    set_registered_model_description(registry.client, spec.name, spec.description)
     record = VersionRecord(
         split=split,
         data_digest=digest,
