@@ -78,3 +78,18 @@ def read_table_clock(url: str, table: str = "replay_clock") -> dt.datetime:
     if isinstance(value, str):  # SQLite returns the stored text for an aggregate
         value = dt.datetime.fromisoformat(value)
     return value.replace(tzinfo=None) if value.tzinfo else value
+
+
+def time_at_load(clock: Clock) -> dt.datetime | None:
+    """The time to end partitions at when definitions are built: None for the wall clock
+    (Dagster's partitions follow it by themselves) or for a clock that cannot be read now (no
+    clock table yet, or a URL only known when a run starts); else the clock's time. Partitions
+    built from it stay there until the code location reloads."""
+    if clock.follows_wall_time or not isinstance(clock, TableClock):
+        return None
+    if isinstance(clock.url, dg.EnvVar):  # read when a run starts, never at load
+        return None
+    try:
+        return clock.now()
+    except (ClockUnavailable, ValueError):
+        return None

@@ -8,6 +8,7 @@ hand here. Adding a model means adding a spec file; its assets, jobs and trigger
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import dagster as dg
@@ -29,13 +30,19 @@ from mlops_platform.training import definitions as training
 SHARED = (ingestion, contracts, alerting, retention)
 
 
-def spec_definitions(specs: Sequence[ModelSpec], trigger: str = "sensor") -> dg.Definitions:
+def spec_definitions(
+    specs: Sequence[ModelSpec],
+    trigger: str = "sensor",
+    partitions_until: dt.datetime | dt.date | None = None,
+) -> dg.Definitions:
     """Each spec's pipeline: features, model + gate, champion, scores, monitoring, the jobs
-    over them and their triggers (`trigger`: how the daily cycle starts)."""
+    over them and their triggers (`trigger`: how the cycle starts). Each spec's partitions are
+    its domain's (cadence, range), ending at `partitions_until`'s last complete period if
+    given, else at Dagster's own clock (see domains/partitions.py)."""
     return dg.Definitions.merge(
         *(package.build_defs(specs) for package in (features, training, evaluation, registry)),
-        scoring.build_defs(specs),
-        monitoring.build_defs(specs, trigger=trigger),
+        scoring.build_defs(specs, until=partitions_until),
+        monitoring.build_defs(specs, trigger=trigger, until=partitions_until),
     )
 
 
@@ -44,13 +51,18 @@ def build_definitions(
     *,
     profile: str | None = None,
     resources: dict | None = None,
+    partitions_until: dt.datetime | dt.date | None = None,
 ) -> dg.Definitions:
     """Every package's definitions for `specs` (default: the enabled specs), with the
-    profile's resources (or `resources`) and executor."""
+    profile's resources (or `resources`) and executor. `partitions_until`: the clock's time
+    when the definitions are built, for a clock Dagster does not know (a replay's; see
+    `clock.time_at_load`); None: partitions end at Dagster's own (wall) clock."""
     specs = list(specs if specs is not None else enabled_specs())
     return dg.Definitions.merge(
         *(package.build_defs(specs) for package in SHARED),
-        spec_definitions(specs, trigger=daily_cycle_trigger(profile)),
+        spec_definitions(
+            specs, trigger=daily_cycle_trigger(profile), partitions_until=partitions_until
+        ),
         dg.Definitions(
             resources=resources if resources is not None else resources_for(profile),
             executor=executor_for(profile),

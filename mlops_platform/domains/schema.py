@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from mlops_platform.domains.periods import Cadence
+
 NAME = r"^[a-z][a-z0-9_]*$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -49,17 +51,33 @@ class _Strict(BaseModel):
 
 
 class Partitions(_Strict):
-    """The daily partitions of scores and monitoring: `start` from the data, `end` declared or,
-    when absent, up to the clock (today)."""
+    """The partitions of scores and monitoring, one per period of the `cadence` (a day or a
+    calendar month): `start` from the data, `end` declared or, when absent, up to the clock's
+    last complete period."""
 
+    cadence: Cadence = Field(
+        default="daily", description="one partition (and one daily-cycle run) per day or month"
+    )
     start: dt.date
     end: dt.date | None = Field(default=None, description="last day; none: up to the clock")
     timezone: str = Field(default="UTC", description="where a day begins and ends")
 
     @model_validator(mode="after")
     def _ordered(self) -> Partitions:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         if self.end is not None and self.end < self.start:
             raise ValueError(f"partitions.end {self.end} is before partitions.start {self.start}")
+        if self.cadence == "monthly" and self.start.day != 1:
+            raise ValueError(
+                f"partitions.start {self.start}: a monthly cadence starts on a month's first day"
+            )
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"partitions.timezone {self.timezone!r} is not an IANA time zone"
+            ) from exc
         return self
 
 

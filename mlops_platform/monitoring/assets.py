@@ -1,5 +1,7 @@
-"""Daily monitoring assets per spec: `drift_report/<spec>`, `model_performance/<spec>` and
-`deploy_guard/<spec>`.
+"""Monitoring assets per spec: `drift_report/<spec>`, `model_performance/<spec>` and
+`deploy_guard/<spec>`, partitioned like its scores (a day or a month): each partition is
+evaluated once, at its last day (a backfill's range: once per partition, in order), with the
+spec's windows in days ending there.
 
 Their metadata (drift share, prediction drift, label shift, the live metric and its drop with a
 confidence interval...) is what the UI plots over time and what the retraining sensor reads;
@@ -12,8 +14,11 @@ import datetime as dt
 import dagster as dg
 
 from mlops_platform.alerting.resources import AlertingResource
+from mlops_platform.domains import domain_for
+from mlops_platform.domains.partitions import PartitionsDefinition
+from mlops_platform.domains.periods import period_from_key
 from mlops_platform.registry.resources import MLflowResource
-from mlops_platform.scoring.assets import DAILY, DAILY_BACKFILL
+from mlops_platform.scoring.assets import BACKFILL
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
@@ -65,31 +70,38 @@ def drift_metadata(drift, spec: ModelSpec) -> dict:
     }
 
 
-def days_of(context: dg.AssetExecutionContext) -> list[dt.date]:
-    """The days of the run's partition, or of its range of partitions (a backfill), in order."""
-    window = context.partition_time_window
-    first, end = window.start.date(), window.end.date()
-    return [first + dt.timedelta(days=n) for n in range((end - first).days)]
+def monitored_days(context: dg.AssetExecutionContext, spec: ModelSpec) -> list[dt.date]:
+    """The day each partition of the run is evaluated at, in order: its last day (not after the
+    domain's declared end). One for a partition; one per partition for a backfill's range."""
+    partitions = domain_for(spec).partitions
+    days = []
+    for key in context.partition_keys:
+        last = period_from_key(key, partitions.cadence).last
+        days.append(min(last, partitions.end) if partitions.end else last)
+    return days
 
 
-def range_metadata(context: dg.AssetExecutionContext) -> dict:
-    """A run over several days (a backfill's) reports its last day's figures, and says so."""
-    days = days_of(context)
-    return {} if len(days) == 1 else {"days": len(days), "figures_of_day": str(days[-1])}
+def range_metadata(days: list[dt.date]) -> dict:
+    """Where the figures come from: the day evaluated; a run over several partitions (a
+    backfill's) reports its last one's figures, and says so."""
+    meta = {"monitored_day": str(days[-1])}
+    return meta if len(days) == 1 else {**meta, "partitions": len(days)}
 
 
-def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
+def build_monitoring_assets(
+    spec: ModelSpec, partitions: PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
     drift_key = dg.AssetKey(["drift_report", spec.name])
     performance_key = dg.AssetKey(["model_performance", spec.name])
 
     @dg.asset(
         key=drift_key,
         deps=[dg.AssetKey(["scores", spec.name])],
-        partitions_def=DAILY,
+        partitions_def=partitions,
         group_name="monitoring",
         kinds={"evidently"},
         pool=WAREHOUSE_POOL,
-        backfill_policy=DAILY_BACKFILL,
+        backfill_policy=BACKFILL,
         check_specs=[
             dg.AssetCheckSpec(
                 DRIFT_CHECK,
@@ -109,9 +121,10 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         from mlops_platform.monitoring.run import run_drift
 
         registry = mlflow_registry.registry()
-        for day in days_of(context):  # a backfill's run covers several days: one report each
+        days = monitored_days(context, spec)
+        for day in days:  # a backfill's run covers several partitions: one report each
             drift = run_drift(spec, day, warehouse, registry)
-        metadata = {**range_metadata(context), **drift_metadata(drift, spec)}
+        metadata = {**range_metadata(days), **drift_metadata(drift, spec)}
         check = {
             k: metadata[k]
             for k in (
@@ -135,7 +148,11 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                     check_name=DRIFT_CHECK,
                     passed=not metadata["drift_detected"],
                     severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"partition": str(day), **check},
+                    metadata={
+                        "partition": context.partition_keys[-1],
+                        "monitored_day": str(day),
+                        **check,
+                    },
                 )
             ],
         )
@@ -143,10 +160,10 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=performance_key,
         deps=[dg.AssetKey(["scores", spec.name])],
-        partitions_def=DAILY,
+        partitions_def=partitions,
         group_name="monitoring",
         pool=WAREHOUSE_POOL,
-        backfill_policy=DAILY_BACKFILL,
+        backfill_policy=BACKFILL,
         check_specs=[
             dg.AssetCheckSpec(
                 PERFORMANCE_CHECK,
@@ -166,9 +183,10 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         from mlops_platform.monitoring.run import run_performance
 
         registry = mlflow_registry.registry()
-        for day in days_of(context):
+        days = monitored_days(context, spec)
+        for day in days:
             performance = run_performance(spec, day, warehouse, registry)
-        metadata = {**range_metadata(context), **performance.metadata()}
+        metadata = {**range_metadata(days), **performance.metadata()}
         metric = spec.gate.primary_metric
         return dg.MaterializeResult(
             metadata=metadata,
@@ -178,7 +196,8 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                     passed=not metadata["significant_drop"],
                     severity=dg.AssetCheckSeverity.WARN,
                     metadata={
-                        "partition": str(day),
+                        "partition": context.partition_keys[-1],
+                        "monitored_day": str(day),
                         "status": metadata["status"],
                         metric: metadata[metric],
                         "baseline": metadata["baseline"],
@@ -195,10 +214,10 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=["deploy_guard", spec.name],
         deps=[dg.AssetKey(["scores", spec.name])],
-        partitions_def=DAILY,
+        partitions_def=partitions,
         group_name="monitoring",
         pool=WAREHOUSE_POOL,
-        backfill_policy=DAILY_BACKFILL,
+        backfill_policy=BACKFILL,
         description=f"For {spec.drift.guard_days} days after a promotion: the new {spec.name} "
         "champion against the previous one on the same late-labelled rows (both batch-scored); "
         "significantly worse means an automatic, audited rollback and an incident.",
@@ -212,7 +231,8 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
         from mlops_platform.monitoring.guard import guard_deploy
 
         registry = mlflow_registry.registry()
-        for day in days_of(context):
+        days = monitored_days(context, spec)
+        for day in days:
             outcome = guard_deploy(
                 spec,
                 day,
@@ -226,6 +246,6 @@ def build_monitoring_assets(spec: ModelSpec) -> list[dg.AssetsDefinition]:
                     f"{day}: {spec.name} v{outcome.champion} rolled back to v{outcome.previous}: "
                     f"{outcome.verdict.describe()}"
                 )
-        return dg.MaterializeResult(metadata={**range_metadata(context), **outcome.metadata()})
+        return dg.MaterializeResult(metadata={**range_metadata(days), **outcome.metadata()})
 
     return [drift_report, model_performance, deploy_guard]

@@ -9,13 +9,16 @@ from mlops_platform.specs import ModelSpec
 
 
 def _latest(context: dg.SensorEvaluationContext, key: dg.AssetKey):
-    """(metadata, partition, storage id) of the newest materialization, or (None, None, -1)."""
+    """(metadata, monitored day, storage id) of the newest materialization, or (None, None, -1).
+    The day is the one the figures were evaluated at (a monthly partition's last day), read
+    from the metadata; a result without it is dated by its (daily) partition."""
     records = context.instance.fetch_materializations(key, limit=1).records
     if not records:
         return None, None, -1
     materialization = records[0].event_log_entry.asset_materialization
     metadata = {k: v.value for k, v in materialization.metadata.items()}
-    return metadata, materialization.partition, records[0].storage_id
+    day = metadata.get("monitored_day") or materialization.partition
+    return metadata, day, records[0].storage_id
 
 
 def _last_trigger(context: dg.SensorEvaluationContext, job_name: str) -> str | None:

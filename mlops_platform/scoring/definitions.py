@@ -1,25 +1,30 @@
-"""The scoring package's definitions: `scores/<spec>` (daily partitions) and `score_<spec>`."""
+"""The scoring package's definitions: `scores/<spec>` (the domain's partitions) and
+`score_<spec>`."""
 
+import datetime as dt
 from collections.abc import Sequence
 
 import dagster as dg
 
-from mlops_platform.scoring.assets import DAILY, build_scores_asset
+from mlops_platform.scoring.assets import build_scores_asset, spec_partitions
 from mlops_platform.specs import ModelSpec
 
 
-def build_defs(specs: Sequence[ModelSpec]) -> dg.Definitions:
+def build_defs(
+    specs: Sequence[ModelSpec], until: dt.datetime | dt.date | None = None
+) -> dg.Definitions:
     assets, jobs = [], []
     for spec in specs:
-        scores = build_scores_asset(spec)
+        partitions = spec_partitions(spec, until)
+        scores = build_scores_asset(spec, partitions)
         assets.append(scores)
         jobs.append(
             dg.define_asset_job(
                 f"score_{spec.name}",
                 selection=dg.AssetSelection.assets(scores),
-                partitions_def=DAILY,
-                description=f"Score one day with the {spec.name} champion (daily partitions; "
-                "backfill from the UI or `dagster job backfill`).",
+                partitions_def=partitions,
+                description=f"Score one partition with the {spec.name} champion (backfill "
+                "from the UI or `dagster job backfill`).",
             )
         )
     return dg.Definitions(assets=assets, jobs=jobs)
