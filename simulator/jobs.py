@@ -1,8 +1,6 @@
 """The jobs that move a simulated domain's replay clock forward, from the Dagster UI: one
 factory for every domain (`advance_clock` for flights, `advance_rainfall_clock` for rainfall)."""
 
-from __future__ import annotations
-
 import dagster as dg
 from pydantic import Field
 
