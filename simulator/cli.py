@@ -3,6 +3,7 @@
 simulator source init | advance --days N | clock    the flight-ops database and its clock
 simulator weather-feed [--port 8765]                serve the replay weather feed
 simulator quickstart | replay                       drive the platform through the replay
+simulator backtest --spec flight_delay|rain         retraining policies backtested offline
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def cmd_replay(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_backtest(args: argparse.Namespace) -> None:
+    from simulator.backtest.run import main as backtest
+
+    sys.exit(backtest(args.spec))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="simulator", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -130,6 +137,14 @@ def main(argv: list[str] | None = None) -> None:
         sub.add_argument("--fresh", action="store_true", help="start over from an empty state")
         sub.add_argument("--report-name", default="", help="file name of the saved report")
         sub.set_defaults(handler=cmd_replay)
+
+    backtest = commands.add_parser(
+        "backtest",
+        help="which retraining policy pays: six policies walked offline over the domain's "
+        "period with the platform's own functions (table, PNG under .data/reports/<spec>/)",
+    )
+    backtest.add_argument("--spec", required=True, help="model spec, e.g. flight_delay or rain")
+    backtest.set_defaults(handler=cmd_backtest)
 
     args = parser.parse_args(argv)
     args.handler(args)
