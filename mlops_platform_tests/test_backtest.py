@@ -1,7 +1,7 @@
 """The retraining-policy backtest's walk on small synthetic histories (no real year here).
 
 The histories go through the rainfall domain's real feature build (`history_from` calls
-`features.build.build_feature_table`), with 40 stations so a day has 40 rows; the spec's
+`features.build.build_feature_table`), with 60 stations so a day has 60 rows; the spec's
 windows are shrunk to fit 120 days. Training, the gate, calibration and the significance rule
 are the platform's own.
 """
@@ -32,7 +32,7 @@ from simulator.backtest.walk import walk
 from simulator.rainfall.data import MEASUREMENTS
 
 FIRST = dt.date(2000, 1, 1)
-DAYS, CHANGE, STATIONS = 120, 80, 40
+DAYS, CHANGE, STATIONS = 120, 80, 60
 PARAMS = Hyperparameters(max_iter=25, min_samples_leaf=20)
 
 
@@ -47,13 +47,13 @@ def small_spec():
             "performance_drop": 0.05,
         }
     )
-    return spec.model_copy(update={"training_window_days": 40, "holdout_days": 7, "drift": drift})
+    return spec.model_copy(update={"training_window_days": 20, "holdout_days": 5, "drift": drift})
 
 
 def synthetic(kind: str):
     """Days of STATIONS stations; the label is `temperature > 0` (with noise). From day CHANGE
-    on, `concept`: the label flips (inputs unchanged); `covariate`: every measurement shifts
-    by 3 standard deviations (the rule unchanged)."""
+    on, `concept`: the label follows `dew_point` instead (inputs unchanged); `covariate`:
+    every measurement shifts by 3 standard deviations (the rule unchanged)."""
     rng = np.random.default_rng(7)
     n = DAYS * STATIONS
     day = np.repeat(np.arange(DAYS), STATIONS)
@@ -68,7 +68,7 @@ def synthetic(kind: str):
     signal = frame["temperature"] + 0.5 * rng.normal(size=n)
     after = day >= CHANGE
     if kind == "concept":
-        signal = np.where(after, -signal, signal)
+        signal = np.where(after, frame["dew_point"] + 0.5 * rng.normal(size=n), signal)
     elif kind == "covariate":
         for column in MEASUREMENTS:
             frame.loc[after, column] += 3.0
@@ -79,10 +79,16 @@ def synthetic(kind: str):
 
 
 @pytest.fixture(scope="module")
-def concept():
+def cache(tmp_path_factory):
+    """Fitted models shared by the tests (the three histories agree before the change)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def concept(cache):
     steps = plan_steps(FIRST + dt.timedelta(days=50), FIRST + dt.timedelta(days=DAYS - 1), "day")
     policies = [Policy("static", NEVER), Policy("performance", PERFORMANCE)]
-    return walk(synthetic("concept"), steps, policies, params=PARAMS)
+    return walk(synthetic("concept"), steps, policies, params=PARAMS, threads=1, cache_dir=cache)
 
 
 def test_performance_policy_retrains_after_a_concept_change_and_static_does_not(concept):
@@ -93,23 +99,25 @@ def test_performance_policy_retrains_after_a_concept_change_and_static_does_not(
     assert all(r.day >= change for r in performance.retrains), performance.retrains
     first = performance.retrains[0]
     assert (first.day - change).days <= 10
-    assert first.replaced and first.gate == "passed"
-    assert "drop" in first.reason
+    assert "significant" in first.reason
+    assert any(r.replaced and r.gate == "passed" for r in performance.retrains)
 
 
 def test_after_the_change_the_retrained_policy_scores_better_than_static(concept):
     outcome = summarise(concept, "month")
     last = outcome.metrics.index[-1]  # April 2000: all after the change
-    assert outcome.metrics.at[last, "performance"] > outcome.metrics.at[last, "static"] + 0.2
-    assert outcome.metrics.at[last, "static"] < 0.5  # the flipped concept, unlearnt
+    assert outcome.metrics.at[last, "performance"] > outcome.metrics.at[last, "static"] + 0.1
+    assert outcome.metrics.at[last, "static"] < 0.6  # the new concept, unlearnt
     counts = outcome.counts()
     assert counts["static"].sum() == 0 and counts["performance"].sum() >= 1
 
 
-def test_drift_policy_retrains_on_a_covariate_shift():
+def test_drift_policy_retrains_on_a_covariate_shift(cache):
     history = synthetic("covariate")
     steps = plan_steps(FIRST + dt.timedelta(days=50), FIRST + dt.timedelta(days=DAYS - 1), "day")
-    result = walk(history, steps, [Policy("drift", DRIFT)], params=PARAMS)
+    result = walk(
+        history, steps, [Policy("drift", DRIFT)], params=PARAMS, threads=1, cache_dir=cache
+    )
     (lane,) = result.lanes
     change = FIRST + dt.timedelta(days=CHANGE)
     assert lane.retrains, "the calibrated drift alarm never fired on a 3-sigma shift"
@@ -120,11 +128,16 @@ def test_drift_policy_retrains_on_a_covariate_shift():
     assert all(g >= cooldown for g in gaps), gaps
 
 
-def test_cadence_retrains_every_n_steps_and_ungated_always_replaces():
+def test_cadence_retrains_every_n_steps_and_ungated_always_replaces(cache):
     history = synthetic("none")
     steps = plan_steps(FIRST + dt.timedelta(days=50), FIRST + dt.timedelta(days=79), "day")
     result = walk(
-        history, steps, [Policy("every 10d", CADENCE, gated=False, every_steps=10)], params=PARAMS
+        history,
+        steps,
+        [Policy("every 10d", CADENCE, gated=False, every_steps=10)],
+        params=PARAMS,
+        threads=1,
+        cache_dir=cache,
     )
     (lane,) = result.lanes
     assert [r.day.day for r in lane.retrains] == [1, 11, 21]  # Feb 29 2000 is day 60

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,11 +71,16 @@ class Lab:
     #: Where fitted models are kept between backtests (None: nowhere). Our own files, written
     #: by this process: loading them is loading our own pickles, never a downloaded artifact.
     cache_dir: Path | None = None
+    #: OpenMP threads of a fit (None: the library's default, every core). One thread is
+    #: slower on an idle machine but far faster on a busy one, where threads wait on each other.
+    threads: int | None = None
     models: dict[TimeSplit, Model] = field(default_factory=dict)
     _scores: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     _monitoring: dict[str, Monitoring] = field(default_factory=dict)
     _gates: dict[tuple[str, str], Gated] = field(default_factory=dict)
     _by_id: dict[str, Model] = field(default_factory=dict)
+    #: Fits started ahead in worker processes (see `prefetch`), by split.
+    prefetched: dict[TimeSplit, Future] = field(default_factory=dict)
 
     @property
     def spec(self):
@@ -91,16 +97,22 @@ class Lab:
         table = self.history.table
         return table.assign(**{LABEL: table[LABEL].where(self.known(clock))})
 
-    def train(self, clock: pd.Timestamp) -> Model:
-        """The model the platform's training step would fit at `clock` (cached by its split);
-        raises ValueError when there is too little labelled data, as the step does."""
+    def planned_split(self, clock: pd.Timestamp) -> TimeSplit:
+        """The split the training step plans at `clock` (`model.split.plan_split`)."""
         known = self.known(clock)
         if not known.any():
             raise ValueError(f"no labelled rows by {clock}")
         last = pd.Timestamp(self.history.table[EVENT_DATE].to_numpy()[known].max()).date()
-        planned = plan_split(last, self.spec)
+        return plan_split(last, self.spec)
+
+    def train(self, clock: pd.Timestamp) -> Model:
+        """The model the platform's training step would fit at `clock` (cached by its split);
+        raises ValueError when there is too little labelled data, as the step does."""
+        planned = self.planned_split(clock)
         if planned in self.models:
             return self.models[planned]
+        if planned in self.prefetched:  # being fitted by a worker: wait, then read its file
+            self.prefetched.pop(planned).result()
         train, _, split = split_by_time(self.table_at(clock), self.spec)
         estimator, seconds = self._fit(train, split)
         model = Model(
@@ -131,9 +143,12 @@ class Lab:
             path = Path(self.cache_dir) / f"{self.spec.name}-{split.train_end}-{digest}.joblib"
             if path.exists():
                 return joblib.load(path)
-        started = time.perf_counter()
-        estimator = fit(self.spec, train, self.params)
-        seconds = time.perf_counter() - started
+        from threadpoolctl import threadpool_limits
+
+        started = time.process_time()  # CPU seconds: what it costs, however busy the machine
+        with threadpool_limits(limits=self.threads):
+            estimator = fit(self.spec, train, self.params)
+        seconds = time.process_time() - started
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             joblib.dump((estimator, seconds), path)
@@ -151,13 +166,13 @@ class Lab:
         """Its drift reference (calibrated on its own windows) and its held-out scores, built
         from the rows known when it was trained (the same functions monitoring calls)."""
         if model.id not in self._monitoring:
-            started = time.perf_counter()
+            started = time.process_time()
             table = self.history.table  # the reference windows' labels had all arrived
             reference = drift_reference_rows(self.spec, table, model.split, model.estimator)
             calibration = calibrate_spec(reference, self.spec, reference[DAY])
             performance = performance_reference_rows(self.spec, table, model.split, model.estimator)
             self._monitoring[model.id] = Monitoring(
-                reference, calibration, performance, time.perf_counter() - started
+                reference, calibration, performance, time.process_time() - started
             )
         return self._monitoring[model.id]
 
@@ -166,7 +181,7 @@ class Lab:
         the challenger's held-out rows, latency measured together, `decide`."""
         key = (challenger.id, champion.id if champion else "")
         if key not in self._gates:
-            started = time.perf_counter()
+            started = time.process_time()
             holdout = holdout_of(self.table_at(clock), challenger.split)
             ours = evaluate(challenger.estimator, challenger.id, holdout, self.spec, latency=False)
             theirs = None
@@ -181,5 +196,34 @@ class Lab:
             if theirs is not None:
                 theirs.latency_ms = latency.champion or {}
             result = decide(self.spec, ours, theirs)
-            self._gates[key] = Gated(result, time.perf_counter() - started)
+            self._gates[key] = Gated(result, time.process_time() - started)
         return self._gates[key]
+
+
+#: The lab a prefetch worker trains with (set before the workers fork, so they share it).
+_WORKER_LAB: Lab | None = None
+
+
+def _fit_ahead(clock: pd.Timestamp) -> None:
+    _WORKER_LAB.train(clock)
+
+
+def prefetch(lab: Lab, clocks: list[pd.Timestamp], workers: int) -> ProcessPoolExecutor | None:
+    """Fit the models of `clocks` (known in advance: a fixed cadence's) in `workers` forked
+    processes into `lab.cache_dir`, while the walk goes on; `lab.train` waits for one it
+    needs. Start it before the parent fits anything (OpenMP does not survive a fork)."""
+    global _WORKER_LAB
+    if workers < 1 or lab.cache_dir is None or not clocks:
+        return None
+    import multiprocessing
+
+    _WORKER_LAB = lab
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    for clock in clocks:
+        try:
+            split = lab.planned_split(clock)
+        except ValueError:
+            continue
+        if split not in lab.prefetched:
+            lab.prefetched[split] = pool.submit(_fit_ahead, clock)
+    return pool

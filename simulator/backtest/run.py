@@ -54,7 +54,13 @@ PLANS = {
 }
 
 
-def run_backtest(spec: ModelSpec, plan: Plan | None = None, quiet: bool = False) -> Outcome:
+def run_backtest(
+    spec: ModelSpec,
+    plan: Plan | None = None,
+    quiet: bool = False,
+    threads: int | None = 1,
+    workers: int = 2,
+) -> Outcome:
     plan = plan or PLANS[domain_for(spec).name]
     started = time.perf_counter()
     history = load_history(spec)
@@ -79,6 +85,8 @@ def run_backtest(spec: ModelSpec, plan: Plan | None = None, quiet: bool = False)
         standard_policies(plan.every_steps, plan.cadence),
         progress=progress,
         cache_dir=data_dir() / "backtest" / "models",
+        threads=threads,
+        workers=workers,
     )
     outcome = summarise(result, plan.period, plan.why)
     paths = outcome.save(data_dir() / "reports" / spec.name)
@@ -92,6 +100,6 @@ def run_backtest(spec: ModelSpec, plan: Plan | None = None, quiet: bool = False)
     return outcome
 
 
-def main(spec_name: str) -> int:
-    run_backtest(load_spec(spec_name))
+def main(spec_name: str, threads: int = 1, workers: int = 2) -> int:
+    run_backtest(load_spec(spec_name), threads=threads or None, workers=workers)
     return 0
