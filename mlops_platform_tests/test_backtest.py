@@ -140,7 +140,12 @@ def test_cadence_retrains_every_n_steps_and_ungated_always_replaces(cache):
         cache_dir=cache,
     )
     (lane,) = result.lanes
-    assert [r.day.day for r in lane.retrains] == [1, 11, 21]  # Feb 29 2000 is day 60
+    # Every 10th step's last day (the step is monitored and retrained at the next midnight).
+    assert [r.day for r in lane.retrains] == [
+        dt.date(2000, 2, 29),
+        dt.date(2000, 3, 10),
+        dt.date(2000, 3, 20),
+    ]
     assert all(r.replaced and r.gate == "not gated" for r in lane.retrains)
     assert len({r.model for r in lane.retrains}) == 3
 
