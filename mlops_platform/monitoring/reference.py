@@ -66,14 +66,20 @@ def drift_reference(
     split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
     start, end = reference_window(spec, split)
     features = warehouse.read_table("features", spec.name, where=days_between(start, end))
-    reference = rows_between(features[features[LABEL].notna()], start, end)
-    reference = reference.sample(n=min(len(reference), REFERENCE_ROWS), random_state=0)
-    reference = reference.assign(
-        **{SCORE: predict(registry.load_verified(spec.name, version), reference, spec)}
-    )
-    reference = reference[[*spec.features.columns, SCORE, LABEL, DAY]].reset_index(drop=True)
+    model = registry.load_verified(spec.name, version)
+    reference = drift_reference_rows(spec, features, split, model)
     reference.to_parquet(cache)
     return reference
+
+
+def drift_reference_rows(spec: ModelSpec, features: pd.DataFrame, split: TimeSplit, model):
+    """The drift reference of a model trained on `split`, from a feature table holding at
+    least its reference window (pure: what `drift_reference` stores)."""
+    start, end = reference_window(spec, split)
+    reference = rows_between(features[features[LABEL].notna()], start, end)
+    reference = reference.sample(n=min(len(reference), REFERENCE_ROWS), random_state=0)
+    reference = reference.assign(**{SCORE: predict(model, reference, spec)})
+    return reference[[*spec.features.columns, SCORE, LABEL, DAY]].reset_index(drop=True)
 
 
 def drift_calibration(
@@ -101,11 +107,19 @@ def performance_reference(
     features = warehouse.read_table(
         "features", spec.name, where=days_between(split.holdout_start, split.holdout_end)
     )
+    model = registry.load_verified(spec.name, version)
+    holdout = performance_reference_rows(spec, features, split, model)
+    holdout.to_parquet(cache)
+    return holdout
+
+
+def performance_reference_rows(
+    spec: ModelSpec, features: pd.DataFrame, split: TimeSplit, model
+) -> pd.DataFrame:
+    """`label` and `score` of a model trained on `split` on its held-out rows, from a feature
+    table holding at least that window (pure: what `performance_reference` stores)."""
     holdout = rows_between(
         features[features[LABEL].notna()], split.holdout_start, split.holdout_end
     )
-    holdout = holdout.assign(
-        **{SCORE: predict(registry.load_verified(spec.name, version), holdout, spec)}
-    )[[LABEL, SCORE]].reset_index(drop=True)
-    holdout.to_parquet(cache)
-    return holdout
+    holdout = holdout.assign(**{SCORE: predict(model, holdout, spec)})
+    return holdout[[LABEL, SCORE]].reset_index(drop=True)

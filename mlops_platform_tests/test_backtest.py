@@ -1,0 +1,199 @@
+"""The retraining-policy backtest's walk on small synthetic histories (no real year here).
+
+The histories go through the rainfall domain's real feature build (`history_from` calls
+`features.build.build_feature_table`), with 60 stations so a day has 60 rows; the spec's
+windows are shrunk to fit 120 days. Training, the gate, calibration and the significance rule
+are the platform's own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_platform.specs import load_spec
+from mlops_platform.training.params import Hyperparameters
+from simulator.backtest.policies import (
+    CADENCE,
+    DRIFT,
+    NEVER,
+    PERFORMANCE,
+    Policy,
+    plan_steps,
+    standard_policies,
+)
+from simulator.backtest.report import summarise
+from simulator.backtest.sources import ARRIVES, history_from
+from simulator.backtest.targets import check_targets
+from simulator.backtest.walk import walk
+from simulator.rainfall.data import MEASUREMENTS
+
+FIRST = dt.date(2000, 1, 1)
+DAYS, CHANGE, STATIONS = 120, 80, 60
+PARAMS = Hyperparameters(max_iter=25, min_samples_leaf=20)
+
+
+def small_spec():
+    spec = load_spec("rain")
+    drift = spec.drift.model_copy(
+        update={
+            "window_days": 7,
+            "cooldown_days": 10,
+            "min_labelled_rows": 150,
+            "bootstrap_samples": 200,
+            "performance_drop": 0.05,
+        }
+    )
+    return spec.model_copy(update={"training_window_days": 20, "holdout_days": 5, "drift": drift})
+
+
+def synthetic(kind: str):
+    """Days of STATIONS stations; the label is `temperature > 0` (with noise). From day CHANGE
+    on, `concept`: the label follows `dew_point` instead (inputs unchanged); `covariate`:
+    every measurement shifts by 3 standard deviations (the rule unchanged)."""
+    rng = np.random.default_rng(7)
+    n = DAYS * STATIONS
+    day = np.repeat(np.arange(DAYS), STATIONS)
+    frame = pd.DataFrame(
+        {
+            "station": np.tile([f"s{i}" for i in range(STATIONS)], DAYS),
+            "obs_date": pd.Timestamp(FIRST) + pd.to_timedelta(day, "D"),
+        }
+    )
+    for column in MEASUREMENTS:
+        frame[column] = rng.normal(size=n)
+    signal = frame["temperature"] + 0.5 * rng.normal(size=n)
+    after = day >= CHANGE
+    if kind == "concept":
+        signal = np.where(after, frame["dew_point"] + 0.5 * rng.normal(size=n), signal)
+    elif kind == "covariate":
+        for column in MEASUREMENTS:
+            frame.loc[after, column] += 3.0
+    frame["rain"] = (signal > 0).astype(int)
+    frame["reported_at"] = frame["obs_date"] + pd.Timedelta(hours=23)
+    frame[ARRIVES] = frame["obs_date"] + pd.Timedelta(hours=33)  # next morning, 09:00
+    return history_from(small_spec(), {"daily_summary": frame.drop(columns=ARRIVES)}, frame)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """Fitted models shared by the tests (the three histories agree before the change)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def concept(cache):
+    steps = plan_steps(FIRST + dt.timedelta(days=50), FIRST + dt.timedelta(days=DAYS - 1), "day")
+    policies = [Policy("static", NEVER), Policy("performance", PERFORMANCE)]
+    return walk(synthetic("concept"), steps, policies, params=PARAMS, threads=1, cache_dir=cache)
+
+
+def test_performance_policy_retrains_after_a_concept_change_and_static_does_not(concept):
+    static, performance = concept.lanes
+    assert static.retrains == []
+    assert performance.retrains, "the performance trigger never fired after the label flipped"
+    change = FIRST + dt.timedelta(days=CHANGE)
+    assert all(r.day >= change for r in performance.retrains), performance.retrains
+    first = performance.retrains[0]
+    assert (first.day - change).days <= 10
+    assert "significant" in first.reason
+    assert any(r.replaced and r.gate == "passed" for r in performance.retrains)
+
+
+def test_after_the_change_the_retrained_policy_scores_better_than_static(concept):
+    outcome = summarise(concept, "month")
+    last = outcome.metrics.index[-1]  # April 2000: all after the change
+    assert outcome.metrics.at[last, "performance"] > outcome.metrics.at[last, "static"] + 0.1
+    assert outcome.metrics.at[last, "static"] < 0.6  # the new concept, unlearnt
+    counts = outcome.counts()
+    assert counts["static"].sum() == 0 and counts["performance"].sum() >= 1
+
+
+def test_drift_policy_retrains_on_a_covariate_shift(cache):
+    history = synthetic("covariate")
+    steps = plan_steps(FIRST + dt.timedelta(days=50), FIRST + dt.timedelta(days=DAYS - 1), "day")
+    result = walk(
+        history, steps, [Policy("drift", DRIFT)], params=PARAMS, threads=1, cache_dir=cache
+    )
+    (lane,) = result.lanes
+    change = FIRST + dt.timedelta(days=CHANGE)
+    assert lane.retrains, "the calibrated drift alarm never fired on a 3-sigma shift"
+    assert all(r.day >= change for r in lane.retrains)
+    assert "drift share" in lane.retrains[0].reason
+    cooldown = small_spec().drift.cooldown_days
+    gaps = [(b.day - a.day).days for a, b in zip(lane.retrains, lane.retrains[1:], strict=False)]
+    assert all(g >= cooldown for g in gaps), gaps
+
+
+def test_cadence_retrains_every_n_steps_and_ungated_always_replaces(cache):
+    history = synthetic("none")
+    steps = plan_steps(FIRST + dt.timedelta(days=50), FIRST + dt.timedelta(days=79), "day")
+    result = walk(
+        history,
+        steps,
+        [Policy("every 10d", CADENCE, gated=False, every_steps=10)],
+        params=PARAMS,
+        threads=1,
+        cache_dir=cache,
+    )
+    (lane,) = result.lanes
+    # Every 10th step's last day (the step is monitored and retrained at the next midnight).
+    assert [r.day for r in lane.retrains] == [
+        dt.date(2000, 2, 29),
+        dt.date(2000, 3, 10),
+        dt.date(2000, 3, 20),
+    ]
+    assert all(r.replaced and r.gate == "not gated" for r in lane.retrains)
+    assert len({r.model for r in lane.retrains}) == 3
+
+
+def test_steps_by_month_and_policies_validated():
+    steps = plan_steps(dt.date(1981, 1, 15), dt.date(1981, 3, 31), "month")
+    assert [(s.start, s.end) for s in steps] == [
+        (dt.date(1981, 1, 15), dt.date(1981, 1, 31)),
+        (dt.date(1981, 2, 1), dt.date(1981, 2, 28)),
+        (dt.date(1981, 3, 1), dt.date(1981, 3, 31)),
+    ]
+    assert steps[1].clock == pd.Timestamp("1981-03-01")
+    assert [p.name for p in standard_policies(14, "14d")] == [
+        "static",
+        "every 14d",
+        "every 14d + gate",
+        "drift",
+        "performance",
+        "default",
+    ]
+    with pytest.raises(ValueError, match="every_steps"):
+        Policy("x", CADENCE)
+    with pytest.raises(ValueError, match="unknown step"):
+        plan_steps(dt.date(2000, 1, 1), dt.date(2000, 2, 1), "week")
+
+
+@pytest.mark.parametrize(
+    ("default", "gated", "retrains", "met"),
+    [
+        ([0.71, 0.72, 0.73], [0.71, 0.72, 0.73], (2, 4), [True, True, True, True]),
+        ([0.71, 0.70, 0.73], [0.71, 0.72, 0.73], (2, 4), [True, False, False, True]),
+        ([0.71, 0.72, 0.73], [0.71, 0.72, 0.73], (3, 4), [True, True, True, False]),
+    ],
+)
+def test_targets_say_met_or_not(default, gated, retrains, met):
+    from types import SimpleNamespace
+
+    index = ["2013-03", "2013-04", "2013-05"]
+    metrics = pd.DataFrame(
+        {"static": [0.70, 0.69, 0.68], "every 14d + gate": gated, "default": default}, index=index
+    )
+    rows = [{"policy": "default"}] * retrains[0] + [{"policy": "every 14d + gate"}] * retrains[1]
+    outcome = SimpleNamespace(
+        spec=load_spec("flight_delay"),
+        period="month",
+        policies=list(metrics.columns),
+        metrics=metrics,
+        retrains=pd.DataFrame(rows),
+    )
+    lines = check_targets(outcome)[1:]
+    assert [line.startswith("  [met]") for line in lines] == met
