@@ -162,6 +162,11 @@ def test_rejected_challenger_is_an_outcome_not_a_failure(env):
     assert tags["gate_passed"] == "false" and tags["gate_status"] == GATE_REJECTED
     record = VersionRecord.from_tags(tags)
     assert record.rejected and "floor:roc_auc" in record.gate.failed_checks
+    # The training run says so too, where the MLflow UI lists runs.
+    run_tags = registry.client.get_run(record.mlflow_run_id).data.tags
+    assert run_tags["gate_status"] == GATE_REJECTED
+    assert "floor:roc_auc" in run_tags["gate_failed_checks"].split(",")
+    assert "**Gate: rejected**" in run_tags["mlflow.note.content"]
     assert record.shuffle_labels and record.holdout_rows == gate.metadata["holdout_rows"].value
     assert not env["warehouse"].table_exists("ops", "incidents")
     # Nobody can promote it by hand either.
