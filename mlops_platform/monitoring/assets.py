@@ -18,7 +18,7 @@ from mlops_platform.domains import domain_for
 from mlops_platform.domains.partitions import PartitionsDefinition
 from mlops_platform.domains.periods import period_from_key
 from mlops_platform.registry.resources import MLflowResource
-from mlops_platform.scoring.assets import BACKFILL, spec_partitions
+from mlops_platform.scoring.assets import spec_partitions, with_backfill_policy
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 from mlops_platform.warehouse.resources import Warehouse
@@ -104,7 +104,6 @@ def build_monitoring_assets(
         group_name="monitoring",
         kinds={"evidently"},
         pool=WAREHOUSE_POOL,
-        backfill_policy=BACKFILL,
         check_specs=[
             dg.AssetCheckSpec(
                 DRIFT_CHECK,
@@ -166,7 +165,6 @@ def build_monitoring_assets(
         partitions_def=partitions,
         group_name="monitoring",
         pool=WAREHOUSE_POOL,
-        backfill_policy=BACKFILL,
         check_specs=[
             dg.AssetCheckSpec(
                 PERFORMANCE_CHECK,
@@ -220,7 +218,6 @@ def build_monitoring_assets(
         partitions_def=partitions,
         group_name="monitoring",
         pool=WAREHOUSE_POOL,
-        backfill_policy=BACKFILL,
         description=f"For {spec.drift.guard_days} days after a promotion: the new {spec.name} "
         "champion against the previous one on the same late-labelled rows (both batch-scored); "
         "significantly worse means an automatic, audited rollback and an incident.",
@@ -251,4 +248,4 @@ def build_monitoring_assets(
                 )
         return dg.MaterializeResult(metadata={**range_metadata(days), **outcome.metadata()})
 
-    return [drift_report, model_performance, deploy_guard]
+    return [with_backfill_policy(a) for a in (drift_report, model_performance, deploy_guard)]

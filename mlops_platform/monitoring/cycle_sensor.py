@@ -51,9 +51,8 @@ def _outside(partitions, period: Period, spec: ModelSpec) -> str | None:
     )
 
 
-def build_cycle_sensor(spec: ModelSpec, daily_job) -> dg.SensorDefinition:
+def build_cycle_sensor(spec: ModelSpec, daily_job, partitions) -> dg.SensorDefinition:
     cadence = domain_for(spec).partitions.cadence
-    partitions = daily_job.partitions_def
     each = "day" if cadence == "daily" else "month"
 
     @dg.sensor(
@@ -96,11 +95,10 @@ def build_cycle_sensor(spec: ModelSpec, daily_job) -> dg.SensorDefinition:
     return daily_cycle
 
 
-def build_cycle_schedule(spec: ModelSpec, daily_job) -> dg.ScheduleDefinition:
+def build_cycle_schedule(spec: ModelSpec, daily_job, partitions) -> dg.ScheduleDefinition:
     from mlops_platform.monitoring.cycle import CYCLE_CRONS
 
     cadence = domain_for(spec).partitions.cadence
-    partitions = daily_job.partitions_def
     timezone = getattr(partitions, "timezone", None) or "UTC"
     when = "each day at 00:15" if cadence == "daily" else "on each month's first day at 00:15"
     before = "yesterday" if cadence == "daily" else "last month"

@@ -36,7 +36,6 @@ def daily_job(
             dg.AssetKey(["features", spec.name]), dg.AssetKey(["scores", spec.name])
         )
         | dg.AssetSelection.assets(*monitoring),
-        partitions_def=partitions,
         description=f"One {each} for {spec.name}, in asset-graph order: ingest (with the "
         f"blocking contracts), features, then score and monitor the partition's {each}. The "
         f"daily_cycle_{spec.name} trigger runs it for the {each} before the clock's.",
@@ -58,14 +57,13 @@ def build_defs(
             dg.define_asset_job(
                 f"monitor_{spec.name}",
                 selection=dg.AssetSelection.assets(*monitoring),
-                partitions_def=partitions,
-                description=f"Drift report and performance on late labels for {spec.name}.",
+                        description=f"Drift report and performance on late labels for {spec.name}.",
             ),
             daily,
         ]
         sensors.append(build_retrain_sensor(spec))
         if trigger == "schedule":
-            schedules.append(build_cycle_schedule(spec, daily))
+            schedules.append(build_cycle_schedule(spec, daily, partitions))
         else:
-            sensors.append(build_cycle_sensor(spec, daily))
+            sensors.append(build_cycle_sensor(spec, daily, partitions))
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, schedules=schedules)

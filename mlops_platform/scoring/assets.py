@@ -18,6 +18,12 @@ from mlops_platform.warehouse.resources import Warehouse
 BACKFILL = dg.BackfillPolicy.single_run()
 
 
+def with_backfill_policy(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """`asset` with the one backfill policy, set on the definition: the `@asset` decorator's
+    `backfill_policy` parameter is marked beta (a warning on every load), the policy is not."""
+    return asset.with_attributes(backfill_policy=BACKFILL)
+
+
 def spec_partitions(
     spec: ModelSpec, until: dt.datetime | dt.date | None = None
 ) -> PartitionsDefinition:
@@ -43,7 +49,6 @@ def build_scores_asset(
         metadata={"partition_expr": EVENT_DATE},
         # A range of partitions (a backfill, or `dagster asset materialize --partition-range`)
         # runs as one run that scores the whole range at once.
-        backfill_policy=BACKFILL,
     )
     def batch_scores(
         context: dg.AssetExecutionContext,
@@ -82,4 +87,4 @@ def build_scores_asset(
             }
         )
 
-    return batch_scores
+    return with_backfill_policy(batch_scores)

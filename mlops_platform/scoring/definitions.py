@@ -22,7 +22,6 @@ def build_defs(
             dg.define_asset_job(
                 f"score_{spec.name}",
                 selection=dg.AssetSelection.assets(scores),
-                partitions_def=partitions,
                 description=f"Score one partition with the {spec.name} champion (backfill "
                 "from the UI or `dagster job backfill`).",
             )
