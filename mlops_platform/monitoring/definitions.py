@@ -57,7 +57,7 @@ def build_defs(
             dg.define_asset_job(
                 f"monitor_{spec.name}",
                 selection=dg.AssetSelection.assets(*monitoring),
-                        description=f"Drift report and performance on late labels for {spec.name}.",
+                description=f"Drift report and performance on late labels for {spec.name}.",
             ),
             daily,
         ]
