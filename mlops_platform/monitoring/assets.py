@@ -18,7 +18,7 @@ from mlops_platform.domains import domain_for
 from mlops_platform.domains.partitions import PartitionsDefinition
 from mlops_platform.domains.periods import period_from_key
 from mlops_platform.registry.resources import MLflowResource
-from mlops_platform.scoring.assets import BACKFILL
+from mlops_platform.scoring.assets import BACKFILL, spec_partitions
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import Warehouse
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
@@ -89,8 +89,11 @@ def range_metadata(days: list[dt.date]) -> dict:
 
 
 def build_monitoring_assets(
-    spec: ModelSpec, partitions: PartitionsDefinition
+    spec: ModelSpec, partitions: PartitionsDefinition | None = None
 ) -> list[dg.AssetsDefinition]:
+    """Drift, performance and deploy guard of `spec` on `partitions` (default: its domain's,
+    up to Dagster's clock)."""
+    partitions = partitions or spec_partitions(spec)
     drift_key = dg.AssetKey(["drift_report", spec.name])
     performance_key = dg.AssetKey(["model_performance", spec.name])
 

@@ -13,7 +13,6 @@ from mlops_platform.domains import domain_for
 from mlops_platform.model.columns import EVENT_DATE, LABEL, MODEL_VERSION, SCORE
 from mlops_platform.model.metrics import compute_metrics
 from mlops_platform.model.split import labelled
-from mlops_platform.monitoring.calibration import window_is_full
 from mlops_platform.monitoring.drift import DriftResult, compute_drift
 from mlops_platform.monitoring.reference import (
     DAY,
@@ -61,6 +60,24 @@ def recent_served(spec: ModelSpec, day: dt.date, log_dir: str | Path | None = No
     return served[[*spec.features.columns, SCORE, MODEL_VERSION]]
 
 
+def window_covered(first_scored: dt.date | None, start: dt.date) -> bool:
+    """A window is judged once scoring covers all of it: the first day ever scored is on or
+    before the window's first day. Days missing inside it (a quarantined row of a domain with
+    one row a day, a period given up after its retries) leave a gap, not a window that never
+    fills; a window reaching before the first scored day is not judged (no one-day "week")."""
+    return first_scored is not None and first_scored <= start
+
+
+def first_scored_day(spec: ModelSpec, warehouse: Warehouse) -> dt.date | None:
+    """The earliest day in `scores.<spec>`, or None."""
+    first = warehouse.query(
+        f"SELECT min(CAST({EVENT_DATE} AS DATE)) AS first FROM scores.{spec.name}"
+    )["first"].iloc[0]
+    if first is None or first != first:  # NULL comes back as None or NaT
+        return None
+    return pd.Timestamp(first).date()
+
+
 @dataclass
 class DriftRun:
     result: DriftResult | None  # None: the window is not full yet, nothing was compared
@@ -92,7 +109,8 @@ def run_drift(
     batch = recent_scored(spec, day, warehouse)
     served = recent_served(spec, day, log_dir)
     present = batch[DAY].dt.date.nunique()
-    if not window_is_full(batch[DAY].dt.date.unique(), spec.drift.window_days):
+    start = day - dt.timedelta(days=spec.drift.window_days - 1)
+    if not window_covered(first_scored_day(spec, warehouse), start):
         return DriftRun(
             None,
             None,
@@ -110,7 +128,6 @@ def run_drift(
         [batch[[*spec.features.columns, SCORE, LABEL]], *([served] if len(served) else [])],
         ignore_index=True,
     )
-    start = day - dt.timedelta(days=spec.drift.window_days - 1)
     title = report_title(
         spec.name,
         version,

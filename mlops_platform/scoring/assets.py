@@ -26,7 +26,12 @@ def spec_partitions(
     return partitions_def(domain_for(spec), until)
 
 
-def build_scores_asset(spec: ModelSpec, partitions: PartitionsDefinition) -> dg.AssetsDefinition:
+def build_scores_asset(
+    spec: ModelSpec, partitions: PartitionsDefinition | None = None
+) -> dg.AssetsDefinition:
+    """`scores/<spec>` on `partitions` (default: its domain's, up to Dagster's clock)."""
+    partitions = partitions or spec_partitions(spec)
+
     @dg.asset(
         key=["scores", spec.name],
         deps=[dg.AssetKey(["features", spec.name])],
