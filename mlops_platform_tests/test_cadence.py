@@ -413,3 +413,22 @@ def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir):
     mlflow = registry.fluent()
     runs = mlflow.search_runs(experiment_ids=[registry.experiment_id("rain-monitoring")])
     assert sorted(runs["tags.mlflow.runName"]) == ["drift-1962-07-31", "drift-1962-08-31"]
+
+
+def test_before_the_first_month_the_sensor_says_so(tmp_path, monkeypatch):
+    from mlops_platform.clock import TableClock
+    from mlops_platform.definitions import build_definitions
+
+    monkeypatch.setenv("MLOPS_MODEL_SPECS", "rain")
+    cycle = build_definitions([load_spec("rain")], profile="local").resolve_sensor_def(
+        "daily_cycle_rain"
+    )
+    clock = TableClock(url=_clock_db(tmp_path / "clock.sqlite", dt.datetime(1949, 1, 20)))
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(instance=instance, resources={"clock": clock}) as context:
+            skipped = cycle(context)
+    assert isinstance(skipped, dg.SkipReason)
+    assert "1948-12-01 is outside the partitions of daily_rain (1949-01-01..1998-09-01)" in (
+        skipped.skip_message
+    )
+    assert "has not passed the first period" in skipped.skip_message

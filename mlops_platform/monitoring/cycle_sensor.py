@@ -41,9 +41,13 @@ def _outside(partitions, period: Period, spec: ModelSpec) -> str | None:
     """Why `period` cannot be run (outside the job's partitions), or None."""
     if partitions is None or partitions.has_partition_key(period.key):
         return None
+    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+    where = f"{period.key} is outside the partitions of daily_{spec.name} ({first}..{last})"
+    if first is not None and period.key < first:
+        return f"{where}: the clock has not passed the first period yet"
     return (
-        f"{period.key} is outside the partitions of daily_{spec.name} (they end at the "
-        "domain's declared end, or at the clock when the code location was loaded: reload it)"
+        f"{where}: they end at the domain's declared end, or at the clock's time when the "
+        "code location was loaded (reload it)"
     )
 
 
