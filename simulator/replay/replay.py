@@ -190,7 +190,7 @@ def describe_day(day: Day, specs, seconds: float, cadence: str = "daily") -> str
             else:
                 failed = gate.metadata.get("failed_checks")
                 outcome = f"gate FAILED ({failed.value if failed else '?'}) -> champion kept"
-            parts.append(f"RETRAIN ({retrain.tags.get('mlops/reason', '')[:60]}): {outcome}")
+            parts.append(f"RETRAIN ({retrain.tags.get('mlops/reason', '')}): {outcome}")
     return f"  {day.day}: " + "; ".join(parts or ["nothing ran"]) + f"  [{seconds:.1f} s]"
 
 

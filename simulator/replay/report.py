@@ -187,7 +187,7 @@ class Report:
             {
                 "monitored day": r.monitored_day,
                 "trigger": r.trigger,
-                "reason": r.reason[:90],
+                "reason": r.reason,
                 "version": r.version,
                 "gate": "passed"
                 if r.gate_passed
