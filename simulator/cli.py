@@ -93,7 +93,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
 def cmd_backtest(args: argparse.Namespace) -> None:
     from simulator.backtest.run import main as backtest
 
-    sys.exit(backtest(args.spec, args.threads, args.workers))
+    sys.exit(backtest(args.spec, args.threads, args.workers, not args.one_process))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,7 +192,13 @@ def main(argv: list[str] | None = None) -> None:
         "--workers",
         type=int,
         default=2,
-        help="processes fitting the fixed cadence's models ahead of the walk (0: none)",
+        help="with --one-process: processes fitting the fixed cadence's models ahead",
+    )
+    backtest.add_argument(
+        "--one-process",
+        action="store_true",
+        help="walk every policy in this process (default: a process per policy, the fixed "
+        "cadences together, sharing fits on disk)",
     )
     backtest.set_defaults(handler=cmd_backtest)
 

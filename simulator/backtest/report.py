@@ -146,7 +146,7 @@ def plot(outcome: Outcome, path: Path) -> None:
 
     metric = outcome.spec.gate.primary_metric
     fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(12, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+        2, 1, figsize=(13, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
     )
     starts = pd.to_datetime(outcome.metrics.index)
     offset = pd.DateOffset(months=1) if outcome.period == "month" else pd.DateOffset(years=1)
@@ -170,7 +170,7 @@ def plot(outcome: Outcome, path: Path) -> None:
         )
     top.set_ylabel(f"{metric} per {outcome.period}")
     top.set_title(f"{outcome.spec.name}: retraining policies backtested on the same rows")
-    top.legend(loc="lower left", ncol=3, fontsize=9)
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)  # off the lines
     top.grid(alpha=0.3)
     bottom.set_yticks(range(len(outcome.policies)), outcome.policies, fontsize=8)
     bottom.set_ylim(-0.7, len(outcome.policies) - 0.3)

@@ -13,7 +13,7 @@ from simulator.backtest.policies import plan_steps, standard_policies
 from simulator.backtest.report import Outcome, summarise
 from simulator.backtest.sources import load_history
 from simulator.backtest.targets import check_targets
-from simulator.backtest.walk import walk
+from simulator.backtest.walk import walk, walk_in_processes
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ def run_backtest(
     quiet: bool = False,
     threads: int | None = 1,
     workers: int = 2,
+    processes: bool = True,
 ) -> Outcome:
     plan = plan or PLANS[domain_for(spec).name]
     started = time.perf_counter()
@@ -79,15 +80,20 @@ def run_backtest(
             elapsed = time.perf_counter() - started
             say(f"  {step.end}: retrain {'; '.join(fired)}  [{elapsed:.0f} s]", flush=True)
 
-    result = walk(
-        history,
-        steps,
-        standard_policies(plan.every_steps, plan.cadence),
-        progress=progress,
-        cache_dir=data_dir() / "backtest" / "models",
-        threads=threads,
-        workers=workers,
-    )
+    policies = standard_policies(plan.every_steps, plan.cadence)
+    cache = data_dir() / "backtest" / "models"
+    if processes:
+        result = walk_in_processes(history, steps, policies, cache_dir=cache, threads=threads)
+    else:
+        result = walk(
+            history,
+            steps,
+            policies,
+            progress=progress,
+            cache_dir=cache,
+            threads=threads,
+            workers=workers,
+        )
     outcome = summarise(result, plan.period, plan.why)
     paths = outcome.save(data_dir() / "reports" / spec.name)
     say(f"\n{spec.name}: {spec.gate.primary_metric} per {plan.period} (retrains)\n")
@@ -100,6 +106,8 @@ def run_backtest(
     return outcome
 
 
-def main(spec_name: str, threads: int = 1, workers: int = 2) -> int:
-    run_backtest(load_spec(spec_name), threads=threads or None, workers=workers)
+def main(spec_name: str, threads: int = 1, workers: int = 2, processes: bool = True) -> int:
+    run_backtest(
+        load_spec(spec_name), threads=threads or None, workers=workers, processes=processes
+    )
     return 0
