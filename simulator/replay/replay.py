@@ -90,11 +90,14 @@ def warm_up(driver: Driver, until: dt.date, step: int) -> None:
         driver.set_clock(dt.datetime.combine(min(now + dt.timedelta(days=step), until), dt.time()))
         run = driver.execute("ingest", tags={"mlops/replay": "warm-up"})
         loaded = run.materializations
-        rows = ", ".join(
-            f"{key.split('/')[-1]} {int(meta.get('rows_loaded', 0)):,}"
-            for key, meta in sorted(loaded.items())
-            if meta.get("rows_loaded")
-        )
+        # Each table twice: as landed by dlt (`landing/...`), then as published past its
+        # contract (`raw/...`); one part per stage.
+        stages: dict[str, list[str]] = {}
+        for key, meta in sorted(loaded.items()):
+            if meta.get("rows_loaded"):
+                stage, _, table = key.rpartition("/")
+                stages.setdefault(stage, []).append(f"{table} {int(meta['rows_loaded']):,}")
+        rows = "; ".join(f"{stage}: {', '.join(parts)}" for stage, parts in stages.items())
         done = (driver.now().date() - first).days / max((until - first).days, 1)
         print(
             f"  {driver.now():%Y-%m-%d}: ingest loaded {rows or 'nothing'}"
