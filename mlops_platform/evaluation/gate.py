@@ -223,15 +223,44 @@ def evaluate(
     return evaluation
 
 
+def _within(floor, value: float) -> bool:
+    return (floor.min is None or value >= floor.min) and (floor.max is None or value <= floor.max)
+
+
+def floor_check(
+    spec: ModelSpec, metric: str, floor, challenger: Evaluation, champion: Evaluation | None
+) -> GateCheck:
+    """The challenger's `metric` against the spec's absolute bar. A challenger below the bar
+    still passes this check when the champion, on the same held-out rows, misses the bar too
+    and does worse than the challenger (`gate.replace_champion_below_floor`): the check then
+    says so, and the champion comparison below still applies."""
+    value = challenger.metrics[metric]
+    bound = f">= {floor.min}" if floor.min is not None else ""
+    bound += f"{' and ' if bound and floor.max is not None else ''}"
+    bound += f"<= {floor.max}" if floor.max is not None else ""
+    detail = f"{value:.4f} (must be {bound})"
+    if _within(floor, value):
+        return GateCheck(f"floor:{metric}", True, detail)
+    incumbent = champion.metrics.get(metric) if champion is not None else None
+    if (
+        spec.gate.replace_champion_below_floor
+        and incumbent is not None
+        and not _within(floor, incumbent)
+        and worse_by(metric, incumbent, value) > 0
+    ):
+        return GateCheck(
+            f"floor:{metric}",
+            True,
+            f"{detail}; below the bar, but champion v{champion.version} is worse on the same "
+            f"rows ({incumbent:.4f}): replacing a model below the bar with a better one",
+        )
+    return GateCheck(f"floor:{metric}", False, detail)
+
+
 def decide(spec: ModelSpec, challenger: Evaluation, champion: Evaluation | None) -> GateResult:
     gate, checks = spec.gate, []
     for metric, floor in gate.floors.items():
-        value = challenger.metrics[metric]
-        ok = (floor.min is None or value >= floor.min) and (floor.max is None or value <= floor.max)
-        bound = f">= {floor.min}" if floor.min is not None else ""
-        bound += f"{' and ' if bound and floor.max is not None else ''}"
-        bound += f"<= {floor.max}" if floor.max is not None else ""
-        checks.append(GateCheck(f"floor:{metric}", ok, f"{value:.4f} (must be {bound})"))
+        checks.append(floor_check(spec, metric, floor, challenger, champion))
 
     primary = gate.primary_metric
     if champion is None:

@@ -72,6 +72,12 @@ class Gate(_Strict):
     primary_metric: str = Field(description="compared with the champion")
     floors: dict[str, Floor] = Field(description="absolute bars per metric")
     champion_tolerance: float = Field(ge=0, description="allowed loss on the primary metric")
+    replace_champion_below_floor: bool = Field(
+        default=True,
+        description="a floor the champion misses too, on the same held-out rows, does not stop "
+        "a challenger that is better on it (after a concept change every model is below the "
+        "old bar; keeping the worse one in service protects nothing)",
+    )
     slice_columns: list[str] = Field(default_factory=list)
     top_slices: int = Field(default=5, ge=1, description="largest values of each slice column")
     min_slice_rows: int = Field(default=200, ge=1)
