@@ -18,6 +18,7 @@ import pytest
 from mlops_platform.model import tags as t
 from mlops_platform.registry.mlflow_ui import (
     AUDIT_ARTIFACT,
+    EPOCH,
     dagster_run_link,
     dagster_run_url,
     log_live_performance,
@@ -153,6 +154,12 @@ def test_live_performance_is_one_point_per_day_on_the_champions_run(version_run)
     assert on_model[("roc_auc", 15748)] == 0.71 and on_model[("labelled_rows", 15747)] == 12
     assert "status" not in run.data.metrics and "significant_drop" not in run.data.metrics
     assert log_live_performance(registry, MODEL, days[0], None, values[0]) is None
+    # A day before 1970 (a replayed history) keeps its day number; MLflow refuses negative
+    # timestamps, so it is stamped when logged.
+    log_live_performance(registry, MODEL, dt.date(1962, 7, 31), "1", values[1])
+    old = [m for m in client.get_metric_history(run_id, "labelled_rows") if m.step < 0]
+    assert [(m.value, m.step) for m in old] == [(900, (dt.date(1962, 7, 31) - EPOCH).days)]
+    assert old[0].timestamp > 0
 
 
 @pytest.mark.parametrize(

@@ -225,7 +225,11 @@ def log_live_performance(
         from mlflow.entities import LoggedModelInput
 
         client.log_inputs(run_id, models=[LoggedModelInput(model_id)])
+    # MLflow's timestamps cannot precede 1970 (a history replayed from the 1950s): such a day
+    # keeps its day number as the step and is stamped when it was logged.
     stamp = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
+    if stamp < 0:
+        stamp = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     step = (day - EPOCH).days
     numbers = {
         k: float(v)
