@@ -115,11 +115,16 @@ def test_audit_trail_is_a_table_on_the_promoted_versions_run(version_run):
     registry, _, _, run = version_run
     path = registry.client.download_artifacts(run.info.run_id, AUDIT_ARTIFACT)
     table = pd.read_csv(io.StringIO(Path(path).read_text()), dtype=str)
-    assert list(zip(table["alias"], table["to_version"], strict=True)) == [
+    # The registration's two moves first; other tests of the session share this registry and
+    # may have moved aliases since (the table is rewritten on each move to v1).
+    assert list(zip(table["alias"], table["to_version"], strict=True))[:2] == [
         ("challenger", "1"),
         ("champion", "1"),
     ]
-    assert table["seq"].tolist() == ["1", "2"] and table["row_hash"].str.len().eq(64).all()
+    assert table["seq"].tolist() == [str(n) for n in range(1, len(table) + 1)]
+    assert table["row_hash"].str.len().eq(64).all()
+    # Written at the last move to v1: its last row is that move.
+    assert table["to_version"].iloc[-1] == "1"
 
 
 def test_live_performance_is_one_point_per_day_on_the_champions_run(version_run):
