@@ -63,9 +63,12 @@ def run_platform(workdir: Path) -> dict:
     )
     for name, assets in steps:
         started = time.perf_counter()
-        result = dg.materialize(assets, resources=resources, run_config=quiet)
+        result = dg.materialize(assets, resources=resources, run_config=quiet, raise_on_error=False)
         timings[name] = time.perf_counter() - started
-        assert result.success
+        # The year's weather holds one impossible reading (a 1,048 mph wind on Feb 12): its
+        # blocking contract stops raw.weather, as it must; everything else has to succeed.
+        failed = {e.step_key for e in result.get_step_failure_events()}
+        assert failed <= {"raw__weather"}, failed
     flights = int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0])
     weather = int(warehouse.query("SELECT count(*) AS n FROM raw.weather")["n"].iloc[0])
     assert flights == FLIGHTS, flights
