@@ -116,9 +116,8 @@ def test_replicas_write_unique_files_compacted_and_read_once(tmp_path):
             ids = [f"r{r}-{n}-{i}" for i in range(3)]
             expected += ids
             log.append(batch(ids))
-        time.sleep(0.03)
-    for log in replicas:
-        flush_until(lambda log=log: log.written == 90)
+        for log in replicas:  # each round is flushed before the next: one file per round
+            flush_until(lambda log=log, n=n: log.written == 3 * (n + 1))
     assert len(list(tmp_path.rglob("part-*.parquet"))) > 2  # one per flush before merging
     before_merge = read_log(tmp_path)
     for log in replicas:
@@ -224,6 +223,8 @@ class _GatedScorer:
         import threading
 
         self.gate, self.gated_rows = threading.Event(), gated_rows
+        #: set once a gated chunk is in `score`, waiting at the gate
+        self.entered = threading.Event()
         self.order = ["x"]
 
     def matrix(self, columns, rows):
@@ -235,6 +236,7 @@ class _GatedScorer:
         import numpy as np
 
         if len(matrix) >= self.gated_rows:
+            self.entered.set()
             assert self.gate.wait(30), "the test never opened the gate"
         return np.zeros(len(matrix))
 
@@ -257,7 +259,8 @@ def test_small_requests_are_scored_while_a_chunk_of_a_large_one_is_stuck():
         batcher = MicroBatcher(manager, ServingMetrics(), log, max_rows=4, chunk_rows=2)
         batcher.start()
         big = asyncio.create_task(batcher.score({"x": [1.0] * 6}, 6, "big", "test"))
-        await asyncio.sleep(0.05)  # the first chunk is in the model, held at the gate
+        # The first chunk is in the model, held at the gate (a bound for a hang, not a budget).
+        assert await asyncio.to_thread(scorer.entered.wait, 30), "the chunk never reached the model"
         smalls = [
             await asyncio.wait_for(batcher.score({"x": [1.0]}, 1, f"small{i}", "test"), 10)
             for i in range(3)
