@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -154,10 +153,10 @@ def test_admin_routes_need_the_token_and_rollback_is_audited(stack):
     promote(registry, warehouse, SPEC.name, "2", reason="test", actor="test", run_id="test")
     with serve(stack) as server:
         wait_ready(server.url)
-        deadline = time.monotonic() + 10
-        while httpx.post(f"{server.url}/predict", json=ROW).json()["version"] != "2":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(
+            lambda: httpx.post(f"{server.url}/predict", json=ROW).json()["version"] == "2",
+            "v2 answering after the promotion",
+        )
         for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": TOKEN}):
             denied = httpx.post(
                 f"{server.url}/admin/rollback", json={"reason": "bad model"}, headers=headers
@@ -219,10 +218,10 @@ def test_shadow_and_prediction_log_and_feedback(stack):
     _, _, tmp = stack
     with serve(stack) as server:
         wait_ready(server.url)
-        deadline = time.monotonic() + 10
-        while "challenger" not in httpx.get(f"{server.url}/metrics").text:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(
+            lambda: "challenger" in httpx.get(f"{server.url}/metrics").text,
+            "the challenger loaded (in /metrics)",
+        )
         ids = [httpx.post(f"{server.url}/predict", json=ROW).json()["request_id"] for _ in range(5)]
         feedback = httpx.post(
             f"{server.url}/feedback",
@@ -252,10 +251,10 @@ def test_shadow_and_prediction_log_and_feedback(stack):
 def test_canary_routes_to_the_challenger(stack):
     with serve(stack, canary_percent=100) as server:
         wait_ready(server.url)
-        deadline = time.monotonic() + 10
-        while httpx.post(f"{server.url}/predict", json=ROW).json()["alias"] != "challenger":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(
+            lambda: httpx.post(f"{server.url}/predict", json=ROW).json()["alias"] == "challenger",
+            "the canary routing to the challenger",
+        )
         reply = httpx.post(f"{server.url}/predict", json=ROW).json()
         assert reply["alias"] == "challenger" and reply["version"] == "2"
 
