@@ -35,6 +35,7 @@ sources:
     default_file: pumps.sqlite
 feature_inputs: [pump_days]
 leakage_columns: [failed]
+owners: [team:reliability-ml]
 default_specs: [pump_failure]
 tables:
   pump_days:

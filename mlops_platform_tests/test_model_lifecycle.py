@@ -55,7 +55,7 @@ def run_train(
     if training:
         ops[spec.name + "__model"] = {"config": training}
     if promotion:
-        ops["registry__" + spec.name] = {"config": promotion}
+        ops[spec.name + "__registry"] = {"config": promotion}
     return defs.resolve_job_def(f"train_{spec.name}").execute_in_process(
         run_config={**QUIET, "ops": ops},
         raise_on_error=False,
