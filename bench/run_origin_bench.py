@@ -52,7 +52,12 @@ def main() -> None:
 
     from simulator.definitions import build_simulated_definitions
     from simulator.domains import FLIGHTS
-    from simulator.replay.runs import WORKSPACE, execute_with_origin, workspace_location
+    from simulator.replay.runs import (
+        WORKSPACE,
+        execute_with_origin,
+        run_config_for,
+        workspace_location,
+    )
 
     url = FLIGHTS.source_url()
     FLIGHTS.create_source(url)
@@ -82,7 +87,7 @@ def main() -> None:
             def launched():
                 run = instance.create_run_for_job(
                     job,
-                    run_config=QUIET,
+                    run_config=run_config_for(job, QUIET),  # in process, as the replay's
                     remote_job_origin=remote.get_remote_origin(),
                     job_code_origin=remote.get_python_origin(),
                 )
