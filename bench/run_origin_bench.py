@@ -45,6 +45,8 @@ def main() -> None:
     from mlops_platform.settings import PROJECT_ROOT
 
     shutil.copy(PROJECT_ROOT / "dagster.yaml", work / "dagster_home" / "dagster.yaml")
+    with open(work / "dagster_home" / "dagster.yaml", "a") as config:  # busy machines
+        config.write("\ncode_servers:\n  local_startup_timeout: 900\n")
 
     import dagster as dg
     from dagster._core.workspace.context import WorkspaceProcessContext

@@ -61,6 +61,8 @@ def test_a_replay_run_is_listed_on_its_job_page_and_re_executes(source_url, data
     home = data_dir / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    with open(home / "dagster.yaml", "a") as config:  # a bound for a hang on a busy machine
+        config.write("\ncode_servers:\n  local_startup_timeout: 900\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("MLOPS_MODEL_SPECS", "flight_delay")
     spec = load_spec("flight_delay")
