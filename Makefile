@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
 .PHONY: backtest run year rain test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
-	bench-serve bench-drift bench-gate clean sbom prod-up prod-down prod-status bench-scale nginx
+	bench-serve bench-drift bench-gate bench-runs clean sbom prod-up prod-down prod-status bench-scale nginx
 
 ## run: install everything; ingest 45 days of 2013, train a champion, then two weeks through the
 ## loop (drift -> retrain -> gate -> promote) on embedded defaults
@@ -107,6 +107,11 @@ serve: install
 
 bench-load: install
 	$(UV) run python bench/load_bench.py
+
+## bench-runs: what a replay run costs beyond its work: execute_in_process (floor), the replay's
+## path (the workspace's origin, executed in process), the run launcher's worker per run (peer)
+bench-runs: install
+	$(UV) run python bench/run_origin_bench.py
 
 ## clean: remove generated state (source db, warehouse, dlt state, Dagster home)
 clean:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -64,7 +65,15 @@ def read_table_clock(url: str, table: str = "replay_clock") -> dt.datetime:
 
     if not _IDENTIFIER.match(table):
         raise ValueError(f"clock table must be a plain SQL identifier, got {table!r}")
-    engine = sa.create_engine(url, future=True)
+    parsed = sa.engine.make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        # Connecting would create an empty file where the source database will be made.
+        if not database.startswith("file:") and not Path(database).is_file():
+            raise ClockUnavailable(f"no clock database at {database} (not created yet)")
+    from mlops_platform.reliability import with_pg_timeouts
+
+    engine = sa.create_engine(with_pg_timeouts(url), future=True)
     try:
         with engine.connect() as conn:
             value = conn.execute(sa.text(f'SELECT max("now") FROM "{table}"')).scalar()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Literal
 
 import dagster as dg
 
 from mlops_platform.alerting import definitions as alerting
+from mlops_platform.clock import Clock, time_at_load
 from mlops_platform.contracts import definitions as contracts
 from mlops_platform.evaluation import definitions as evaluation
 from mlops_platform.features import definitions as features
@@ -25,6 +27,9 @@ from mlops_platform.retention import definitions as retention
 from mlops_platform.scoring import definitions as scoring
 from mlops_platform.specs import ModelSpec, enabled_specs
 from mlops_platform.training import definitions as training
+
+#: `build_definitions(partitions_until=AT_CLOCK)`: partitions end at the clock resource's time.
+AT_CLOCK = "clock"
 
 #: What the domain and the platform share, whatever the specs.
 SHARED = (ingestion, contracts, alerting, retention)
@@ -51,22 +56,30 @@ def build_definitions(
     *,
     profile: str | None = None,
     resources: dict | None = None,
-    partitions_until: dt.datetime | dt.date | None = None,
+    partitions_until: dt.datetime | dt.date | Literal["clock"] | None = AT_CLOCK,
 ) -> dg.Definitions:
     """Every package's definitions for `specs` (default: the enabled specs), with the
-    profile's resources (or `resources`) and executor. `partitions_until`: the clock's time
-    when the definitions are built, for a clock Dagster does not know (a replay's; see
-    `clock.time_at_load`); None: partitions end at Dagster's own (wall) clock."""
+    profile's resources (or `resources`) and executor.
+
+    Partitions end at the last complete period before `partitions_until`; by default
+    (`"clock"`) that is the `clock` resource's time now, so a period the clock has not reached
+    is not a partition (the UI's "missing" means missing). The wall clock (production) is
+    Dagster's own, which moves the end by itself; a clock table (the replay's) is read once,
+    here, and the end stays until the code location reloads; a clock that cannot be read yet
+    (no table on a fresh machine, a URL known only when a run starts) leaves Dagster's clock.
+    None: no clock bound (the declared end, else Dagster's clock): for the replay, which moves
+    the clock itself (see `clock.time_at_load`)."""
     specs = list(specs if specs is not None else enabled_specs())
+    resources = resources if resources is not None else resources_for(profile)
+    if partitions_until == AT_CLOCK:
+        clock = resources.get("clock")
+        partitions_until = time_at_load(clock) if isinstance(clock, Clock) else None
     return dg.Definitions.merge(
         *(package.build_defs(specs) for package in SHARED),
         spec_definitions(
             specs, trigger=daily_cycle_trigger(profile), partitions_until=partitions_until
         ),
-        dg.Definitions(
-            resources=resources if resources is not None else resources_for(profile),
-            executor=executor_for(profile),
-        ),
+        dg.Definitions(resources=resources, executor=executor_for(profile)),
     )
 
 

@@ -175,12 +175,15 @@ def test_with_no_declared_end_the_partitions_follow_the_clock():
     )
 
 
-def test_clock_time_at_load():
+def test_clock_time_at_load(tmp_path):
     from mlops_platform.clock import TableClock, WallClock, time_at_load
 
     assert time_at_load(WallClock()) is None  # Dagster's partitions follow it by themselves
     assert time_at_load(TableClock(url=dg.EnvVar("MLOPS_CLOCK_URL"))) is None
-    assert time_at_load(TableClock(url="sqlite:///nowhere-at-all.sqlite")) is None
+    nowhere = tmp_path / "nowhere-at-all.sqlite"
+    assert time_at_load(TableClock(url=f"sqlite:///{nowhere}")) is None
+    # Reading it did not create the file where the source database will be made.
+    assert not nowhere.exists()
 
 
 def _clock_db(path, now: dt.datetime) -> str:
@@ -237,6 +240,31 @@ def test_two_domains_in_one_location_each_with_its_own_partitions(tmp_path, monk
     # The flights' partitions end where the clock is, before their first day: none yet.
     flights = at_clock.resolve_job_def("daily_flight_delay").partitions_def
     assert flights.get_partition_keys() == []
+
+
+def test_the_code_location_ends_its_partitions_at_the_clock(data_dir, monkeypatch):
+    """By default (what `make dev` loads) the partitions end at the clock: none before the
+    source exists (a fresh machine loads, nothing is created), then the last complete day
+    before the replay clock; the replay's own definitions are not bounded by it."""
+    from mlops_platform.asset_keys import SCORES, stage_key
+    from mlops_platform.definitions import build_definitions
+    from simulator.definitions import build_simulated_definitions
+
+    monkeypatch.setenv("MLOPS_MODEL_SPECS", "flight_delay")
+    specs = [load_spec("flight_delay")]
+    fresh = build_definitions(specs, profile="local").resolve_job_def("daily_flight_delay")
+    assert fresh.partitions_def.get_last_partition_key() == "2013-12-31"  # the declared end
+    assert not (data_dir / "flight_ops.sqlite").exists()
+
+    _clock_db(data_dir / "flight_ops.sqlite", dt.datetime(2013, 3, 5, 6))
+    for defs in (build_definitions(specs, profile="local"), build_simulated_definitions(specs)):
+        days = defs.resolve_job_def("daily_flight_delay").partitions_def
+        assert days.get_last_partition_key() == "2013-03-04"
+        scores = defs.resolve_asset_graph().get(stage_key("flight_delay", SCORES))
+        assert scores.partitions_def.get_last_partition_key() == "2013-03-04"
+    unbounded = build_simulated_definitions(specs, partitions_until=None)
+    last = unbounded.resolve_job_def("daily_flight_delay").partitions_def.get_last_partition_key()
+    assert last == "2013-12-31"
 
 
 def test_the_monthly_sensor_asks_for_last_month_retries_it_and_moves_on(tmp_path, monkeypatch):

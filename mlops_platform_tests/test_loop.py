@@ -52,7 +52,7 @@ def replayed(golden, data_dir, capsys):
     shutil.copy(golden / "mlflow.db", data_dir / "mlflow" / "mlflow.db")
     force_weather_shift(f"sqlite:///{data_dir / 'flight_ops.sqlite'}")
 
-    defs = build_simulated_definitions([SPEC], profile="local")
+    defs = build_simulated_definitions([SPEC], profile="local", partitions_until=None)
     with dg.instance_for_test() as instance:
         status = run_replay(
             until=dt.date(2013, 2, 17),

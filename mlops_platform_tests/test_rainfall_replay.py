@@ -54,7 +54,7 @@ def rain_replayed(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch, dg.instance_for_test() as instance:
         patch.setenv("MLOPS_DATA_DIR", str(data_dir))
         patch.setenv("MLOPS_MODEL_SPECS", SPEC.name)
-        defs = build_simulated_definitions([SPEC], profile="local")
+        defs = build_simulated_definitions([SPEC], profile="local", partitions_until=None)
         printed = StringIO()
         with redirect_stdout(printed):
             status = run_replay(

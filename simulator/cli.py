@@ -47,6 +47,34 @@ def cmd_source_advance(args: argparse.Namespace) -> None:
         f"clock {result.now:%Y-%m-%d %H:%M}: released {result.released} rows, "
         f"wrote {labels} late labels"
     )
+    if args.reload:
+        reload_code_location(args.reload)
+
+
+def reload_code_location(ui_url: str) -> None:
+    """Ask the Dagster UI at `ui_url` to reload the code location of `workspace.yaml`, so its
+    partitions end at the clock just moved (what Deployment -> Reload does)."""
+    from urllib.parse import urlsplit
+
+    from dagster_graphql import DagsterGraphQLClient, ReloadRepositoryLocationStatus
+
+    from simulator.replay.runs import workspace_location
+
+    url = urlsplit(ui_url if "://" in ui_url else f"http://{ui_url}")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        sys.exit(f"--reload: {ui_url!r} is not a Dagster UI URL (http://host:port)")
+    client = DagsterGraphQLClient(
+        url.hostname,
+        port_number=url.port,
+        use_https=url.scheme == "https",
+        timeout=120,
+        path_prefix=url.path.rstrip("/"),
+    )
+    name = workspace_location().name
+    info = client.reload_repository_location(name)
+    if info.status != ReloadRepositoryLocationStatus.SUCCESS:
+        sys.exit(f"reloading code location {name!r} at {ui_url} failed: {info.message}")
+    print(f"code location {name!r} reloaded at {ui_url}: partitions now end at the clock")
 
 
 def cmd_source_clock(args: argparse.Namespace) -> None:
@@ -122,6 +150,13 @@ def main(argv: list[str] | None = None) -> None:
         sub.set_defaults(handler=handler)
         if name == "advance":
             sub.add_argument("--days", type=float, default=1.0)
+            sub.add_argument(
+                "--reload",
+                default="",
+                metavar="UI_URL",
+                help="then reload the code location in the Dagster UI at this URL (e.g. "
+                "http://127.0.0.1:3000), so its partitions reach the new clock",
+            )
 
     feed = commands.add_parser("weather-feed", help="serve the hourly weather HTTP feed")
     feed.add_argument("--url", default="", help="source database URL")

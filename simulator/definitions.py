@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from mlops_platform.definitions import build_definitions
+from mlops_platform.definitions import AT_CLOCK, build_definitions
 from mlops_platform.profiles import resources_for
 from mlops_platform.settings import active_profile
 from mlops_platform.specs import ModelSpec
@@ -41,10 +41,16 @@ def simulated_resources(profile: str | None = None) -> dict:
 
 
 def build_simulated_definitions(
-    specs: Sequence[ModelSpec] | None = None, *, profile: str | None = None
+    specs: Sequence[ModelSpec] | None = None,
+    *,
+    profile: str | None = None,
+    partitions_until=AT_CLOCK,
 ) -> dg.Definitions:
     """The platform's definitions on the simulator's resources, and the job that advances
-    each enabled domain's replay clock (`advance_clock` for flights, `advance_rainfall_clock`)."""
+    each enabled domain's replay clock (`advance_clock` for flights, `advance_rainfall_clock`).
+    Partitions end at the replay clock when they are built (`make dev` shows no future period
+    as missing; reload the code location after moving the clock); the replay, which moves the
+    clock itself, builds them with `partitions_until=None` (see `build_definitions`)."""
     resources = simulated_resources(profile)
     jobs = []
     if "source_system" in resources:
@@ -52,7 +58,9 @@ def build_simulated_definitions(
     if "station_db" in resources:
         jobs.append(advance_rainfall_clock)
     return dg.Definitions.merge(
-        build_definitions(specs, profile=profile, resources=resources),
+        build_definitions(
+            specs, profile=profile, resources=resources, partitions_until=partitions_until
+        ),
         dg.Definitions(jobs=jobs),
     )
 

@@ -7,9 +7,10 @@ monitor) is executed, again if it failed and the sensor retries it; then the `re
 sensor is ticked, and a retraining run (features -> train -> gate -> promote) is executed if it
 asks for one.
 
-Runs are executed with `execute_in_process` on the persistent instance, with the tags and run
-keys the sensors set, so the Dagster UI shows the same history a daemon would have left (a run
-key is never run twice).
+Runs are created on the persistent instance from the workspace's code location, with the tags
+and run keys the sensors set, and executed in this process (replay/runs.py): the Dagster UI shows
+the same history a daemon would have left (job pages, the Overview timeline, re-execution), and a
+run key is never run twice.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from simulator.domains import SimulatedDomain
+from simulator.replay.runs import CodeLocation, execute_with_origin, workspace_location
 
-#: Console logs of in-process runs silenced: the driver prints a summary; the full event log of
+#: Console logs of the runs silenced: the driver prints a summary; the full event log of
 #: every run is in the Dagster UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -52,7 +54,7 @@ class Day:
 
 
 def summarise(result, job: str, seconds: float, partition, tags) -> RunSummary:
-    """What a run did, through the documented accessors of `execute_in_process`'s result."""
+    """What a run did, through the documented accessors of its execution result."""
     summary = RunSummary(job, result.run_id, result.success, seconds, partition, dict(tags))
     nodes = dict.fromkeys(e.node_name for e in result.get_asset_materialization_events())
     for node in nodes:
@@ -82,8 +84,11 @@ class Driver:
         source_url: str,
         specs,
         sim: SimulatedDomain,
+        location: CodeLocation | None = None,
     ):
         self.instance = instance
+        #: Where the runs say they come from (default: the code location `make dev` serves).
+        self.location = location or workspace_location()
         self.defs = defs
         self.source_url = source_url
         self.specs = list(specs)
@@ -106,12 +111,13 @@ class Driver:
         self, job: str, partition: str | None = None, tags: dict[str, str] | None = None
     ) -> RunSummary:
         started = time.perf_counter()
-        result = self.defs.resolve_job_def(job).execute_in_process(
-            instance=self.instance,
+        result = execute_with_origin(
+            self.defs.resolve_job_def(job),
+            self.instance,
+            self.location,
             partition_key=partition,
             tags=tags or {},
             run_config=QUIET,
-            raise_on_error=False,
         )
         return summarise(result, job, time.perf_counter() - started, partition, tags or {})
 

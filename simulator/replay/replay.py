@@ -125,6 +125,23 @@ def cycles_between(sim: SimulatedDomain, start: dt.datetime, until: dt.date) -> 
     return count
 
 
+def check_partitions_reach(defs, specs, cadence: str, until: dt.date) -> None:
+    """A `ValueError` if a spec's daily job has no partition for the last period the replay
+    runs (definitions built with their partitions ending at the clock, not for a replay)."""
+    from mlops_platform.domains.periods import period_before
+
+    last = period_before(until, cadence)
+    for spec in specs:
+        partitions = defs.resolve_job_def(f"daily_{spec.name}").partitions_def
+        if partitions is not None and not partitions.has_partition_key(last.key):
+            keys = partitions.get_partition_keys()
+            raise ValueError(
+                f"daily_{spec.name} has no partition {last.key} (its partitions: "
+                f"{keys[0] + '..' + keys[-1] if keys else 'none'}); a replay needs definitions "
+                "built with partitions_until=None, since it moves the clock itself"
+            )
+
+
 def bootstrap(driver: Driver, spec) -> bool:
     from mlops_platform.domains import domain_for
 
@@ -241,7 +258,9 @@ def run_replay(
     if defs is None:
         from simulator.definitions import build_simulated_definitions
 
-        defs = build_simulated_definitions(specs, profile="local")
+        # The replay moves the clock itself: its partitions are not bounded by the clock at
+        # load (each cycle's period exists when the cycle runs it).
+        defs = build_simulated_definitions(specs, profile="local", partitions_until=None)
     instance = instance or dg.DagsterInstance.get()
     resources = dict(defs.resources)
     source_url = resources[sim.resource].database_url
@@ -278,6 +297,7 @@ def run_replay(
             "(--fresh starts over from an empty state)"
         )
         return 0
+    check_partitions_reach(defs, specs, sim.cadence, until)
     period = {"daily": "day by day", "monthly": "month by month"}.get(sim.cadence, sim.cadence)
     total_cycles = cycles_between(sim, driver.now(), until)
     print(

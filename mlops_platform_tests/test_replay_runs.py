@@ -1,0 +1,134 @@
+"""Runs the replay (and `make run`) execute in process are the UI's runs: the job page lists
+them, and they re-execute from the UI, exactly as runs the daemon launched.
+
+The workspace is the real one (`workspace.yaml`, its code location served by a gRPC server as
+`make dev` serves it), the instance is the repo's `dagster.yaml` (its run launcher starts the
+re-executed run's worker), and the queries are the UI's own GraphQL.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import dagster as dg
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster_graphql.test.utils import execute_dagster_graphql
+
+from mlops_platform.settings import PROJECT_ROOT
+from mlops_platform.specs import load_spec
+from simulator.domains import FLIGHTS
+from simulator.replay.driver import Driver
+from simulator.replay.runs import WORKSPACE, workspace_location
+
+# What the UI's job page asks for (PipelineRunsRoot: the job's name and its repository tag).
+JOB_RUNS = """
+query JobRuns($filter: RunsFilter!) {
+  runsOrError(filter: $filter) {
+    __typename
+    ... on Runs {
+      results { runId status repositoryOrigin { repositoryLocationName repositoryName } }
+    }
+  }
+}
+"""
+# The run page's "Re-execute all" button.
+REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchPipelineReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_a_replay_run_is_listed_on_its_job_page_and_re_executes(source_url, data_dir, monkeypatch):
+    from simulator.definitions import build_simulated_definitions
+
+    home = data_dir / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    with open(home / "dagster.yaml", "a") as config:  # a bound for a hang on a busy machine
+        config.write("\ncode_servers:\n  local_startup_timeout: 900\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("MLOPS_MODEL_SPECS", "flight_delay")
+    spec = load_spec("flight_delay")
+    defs = build_simulated_definitions([spec], profile="local", partitions_until=None)
+
+    with dg.DagsterInstance.get() as instance:
+        driver = Driver(instance, defs, source_url, [spec], FLIGHTS)
+        summary = driver.execute("advance_clock", tags={"mlops/replay": "test"})
+        assert summary.success, summary.error
+        assert FLIGHTS.now(source_url).date().isoformat() == "2013-01-02"
+        run = instance.get_run_by_id(summary.run_id)
+        location = workspace_location()
+        assert location.label == "__repository__@mlops_platform"
+        # Stored with the repository tag (`tags_for_storage`), as a daemon-launched run is.
+        by_label = dg.RunsFilter(
+            job_name="advance_clock", tags={".dagster/repository": location.label}
+        )
+        assert [r.run_id for r in instance.get_runs(filters=by_label)] == [run.run_id]
+        assert run.tags["mlops/replay"] == "test"
+        # Executed here on the in-process executor, as the run config says (and a re-execution
+        # keeps); the console logger quiet.
+        assert run.run_config["execution"] == {"config": {"in_process": {}}}
+
+        with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(WORKSPACE)])) as process:
+            context = process.create_request_context()
+            served = context.get_code_location("mlops_platform").get_repository("__repository__")
+            # The origin the run records is the one `make dev` serves the job from.
+            assert run.remote_job_origin == served.get_full_job("advance_clock").get_remote_origin()
+
+            listed = execute_dagster_graphql(
+                context,
+                JOB_RUNS,
+                {
+                    "filter": {
+                        "pipelineName": "advance_clock",
+                        "tags": [{"key": ".dagster/repository", "value": location.label}],
+                    }
+                },
+            ).data["runsOrError"]["results"]
+            assert [r["runId"] for r in listed] == [run.run_id]
+            assert listed[0]["repositoryOrigin"] == {
+                "repositoryLocationName": "mlops_platform",
+                "repositoryName": "__repository__",
+            }
+
+            launched = execute_dagster_graphql(
+                context,
+                REEXECUTE,
+                {"params": {"parentRunId": run.run_id, "strategy": "ALL_STEPS"}},
+            ).data["launchPipelineReexecution"]
+            assert launched["__typename"] == "LaunchRunSuccess", launched
+            child_id = launched["run"]["runId"]
+            # dagster.yaml limits concurrent runs, so the UI's launch enqueues the run; launch
+            # it as the queue daemon does (the instance's run launcher starts its worker).
+            assert instance.get_run_by_id(child_id).status == dg.DagsterRunStatus.QUEUED
+            instance.launch_run(child_id, context)
+            child = wait_for(
+                lambda: (r := instance.get_run_by_id(child_id)) and r.is_finished and r,
+                180,
+                "the re-executed run to finish",
+            )
+            assert child.status == dg.DagsterRunStatus.SUCCESS
+            assert child.parent_run_id == run.run_id
+            assert {r.run_id for r in instance.get_runs(filters=by_label)} == {
+                run.run_id,
+                child.run_id,
+            }
+            # It ran the job again, in its own worker: the clock moved one more day.
+            assert FLIGHTS.now(source_url).date().isoformat() == "2013-01-03"

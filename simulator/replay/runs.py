@@ -1,0 +1,147 @@
+"""Runs the replay executes in its own process, created as the daemon creates them.
+
+A run the daemon starts (a sensor's, a schedule's, the Launchpad's) is created from the code
+location the workspace loads: it records that location's job origin, and the instance tags it
+`.dagster/repository=<repository>@<location>`. The Dagster UI lists a job's runs by that tag,
+places runs on the Overview timeline by that origin, and re-executes a run through it.
+`execute_in_process` records neither (dagster-io/dagster#17707, #19458), so its runs show under
+Runs only.
+
+Launching each replay run through the instance's run launcher would record them too, but the
+launcher starts a new process per run that imports the platform again (seconds a run, times
+hundreds of replay days; `make bench-runs` measures both). So the replay does here what the
+daemon and the run worker do between them, in one process:
+
+1. the origin is that of the workspace's code location (`workspace.yaml`, read by Dagster's
+   own loader; nothing is started), the one `make dev` serves;
+2. the run is created on the instance from the job definition with that origin, the job's
+   Python origin, snapshots and execution plan (`create_run_for_job`, as `execute_in_process`
+   does, plus the origin);
+3. it is executed with `execute_run`, the function a run worker calls, on the job's own
+   in-process executor mode (run config `execution: config: in_process`, shown on the run, and
+   kept by a re-execution).
+
+Dagster has no public API for steps 1-3 (the ones above are internal; this module is the only
+place that imports them, and tests/test_replay_runs.py fails if one changes).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from mlops_platform.settings import PROJECT_ROOT
+
+#: The local workspace `make dev` loads, and the module its code location serves.
+WORKSPACE = PROJECT_ROOT / "workspace.yaml"
+MODULE = "simulator.definitions"
+
+#: Dagster's default executor (no executor set on the definitions: the local profile) runs each
+#: step in its own process unless the run config asks for `in_process`.
+DEFAULT_EXECUTOR = "multi_or_in_process_executor"
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
+@dataclass(frozen=True)
+class CodeLocation:
+    """Where runs say they come from: a workspace's code location serving `module`."""
+
+    origin: object  # dagster's CodeLocationOrigin (its own type is internal)
+    module: str
+    attribute: str
+    working_directory: str | None
+    repository: str = "__repository__"  # Dagster's name for a `Definitions` object's repository
+
+    @property
+    def name(self) -> str:
+        return self.origin.location_name
+
+    @property
+    def label(self) -> str:
+        """The `.dagster/repository` tag value the UI filters a job's runs by."""
+        return f"{self.repository}@{self.name}"
+
+    def job_origin(self, job_name: str):
+        from dagster._core.remote_origin import RemoteRepositoryOrigin
+
+        return RemoteRepositoryOrigin(self.origin, self.repository).get_job_origin(job_name)
+
+    def python_origin(self, job_name: str):
+        from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+        repository = ReconstructableRepository.for_module(
+            self.module, self.attribute, self.working_directory
+        )
+        return repository.get_reconstructable_job(job_name).get_python_origin()
+
+
+@functools.cache
+def workspace_location(workspace: Path = WORKSPACE, module: str = MODULE) -> CodeLocation:
+    """The code location of `workspace` that serves `module`, as `dagster dev -w` sees it."""
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    found = []
+    for origin in location_origins_from_yaml_paths([str(workspace)]):
+        target = getattr(origin, "loadable_target_origin", None)
+        if target is not None and target.module_name == module:
+            found.append(
+                CodeLocation(origin, module, target.attribute or "defs", target.working_directory)
+            )
+    if len(found) != 1:
+        raise RuntimeError(
+            f"{workspace} must load module {module!r} in exactly one code location "
+            f"(found {len(found)})"
+        )
+    return found[0]
+
+
+def run_config_for(job: dg.JobDefinition, run_config: Mapping | None) -> dict:
+    """`run_config` with the in-process executor mode when the job's executor offers it."""
+    config = dict(run_config or {})
+    if job.executor_def.name == DEFAULT_EXECUTOR and "execution" not in config:
+        config.update(IN_PROCESS)
+    return config
+
+
+def execute_with_origin(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    location: CodeLocation,
+    *,
+    partition_key: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_config: Mapping | None = None,
+):
+    """Create a run of `job` from `location` on `instance` (as the daemon would) and execute it
+    here; returns the run's `JobExecutionResult`. A failed step fails the run, it does not
+    raise."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run
+    from dagster._core.execution.execute_in_process import merge_run_tags
+
+    config = run_config_for(job, run_config)
+    if partition_key and job.partitioned_config:  # a partitioned job's own config, then ours
+        config = {
+            **job.partitioned_config.get_run_config_for_partition_key(partition_key),
+            **config,
+        }
+    run_tags = merge_run_tags(
+        job_def=job,
+        partition_key=partition_key,  # validated: a key outside the partitions raises
+        tags=tags,
+        asset_selection=None,
+        instance=instance,
+        run_config=config,
+    )
+    run = instance.create_run_for_job(
+        job_def=job,
+        run_config=config,
+        tags=run_tags,
+        remote_job_origin=location.job_origin(job.name),
+        job_code_origin=location.python_origin(job.name),
+    )
+    return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
