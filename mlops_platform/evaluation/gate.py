@@ -127,11 +127,15 @@ def _serving_call(model, frame: pd.DataFrame, spec: ModelSpec):
 
 
 def _median_ms(call, repeats: int) -> float:
+    """Median CPU time of `call` on this thread (the scorer runs on the calling thread, threads
+    pinned to one): what a request costs the model, which neighbours on the machine cannot
+    inflate (wall time on a loaded 2-core machine measures the neighbours; serving's wall
+    latency is `make bench-serve`'s)."""
     samples = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = time.thread_time()
         call()
-        samples.append((time.perf_counter() - started) * 1000)
+        samples.append((time.thread_time() - started) * 1000)
     return statistics.median(samples)
 
 
