@@ -149,7 +149,15 @@ def audit_landed(
     order = [contract.version] if contract.version else []
     newest = landed.sort_values([*order, LOAD_ID]).drop_duplicates(contract.key, keep="last")
     newest = newest[~newest[ROW_ID].isin([r for r in reasons if "unique" in reasons[r][0]])]
-    candidates = newest.drop(columns=[c for c in AUDIT_COLUMNS if c in newest])
+    # Rows already in raw at the same version (re-read at the cursor: a day's re-read holds
+    # more of them than new rows) passed this contract when they were published: not judged
+    # again, they stay unchanged.
+    unchanged: set = set()
+    if contract.version and not raw_versions.empty:
+        same = _against_stored(newest, raw_versions, contract)
+        unchanged = set(same.loc[same["mine"] == same["stored"], ROW_ID]) - set(reasons)
+    judged = newest[~newest[ROW_ID].isin(unchanged)]
+    candidates = judged.drop(columns=[c for c in AUDIT_COLUMNS if c in judged])
     profile = _profile_after(warehouse, contract, candidates, raw_versions)
     report = validate_contract(
         contract, candidates.reset_index(drop=True), profile, references, now=now
@@ -180,10 +188,7 @@ def audit_landed(
     bad = landed[landed[ROW_ID].isin(reasons)].copy()
     bad[REASON_COLUMN] = ["; ".join(dict.fromkeys(reasons[i])) for i in bad[ROW_ID]]
     good = newest[~newest[ROW_ID].isin(reasons)]
-    unchanged = set(landed[ROW_ID]) - set(good[ROW_ID]) - set(reasons)
-    if contract.version and not raw_versions.empty:
-        same = _against_stored(good, raw_versions, contract)
-        unchanged |= set(same.loc[same["mine"] == same["stored"], ROW_ID])
+    unchanged |= set(landed[ROW_ID]) - set(good[ROW_ID]) - set(reasons)
     publish_ids = [i for i in good[ROW_ID] if i not in unchanged]
 
     future = {i for i, r in reasons.items() if any(x.startswith(FUTURE_RULE) for x in r)}

@@ -12,6 +12,7 @@ in the same instant must not be missed); the publish recognises them as unchange
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from mlops_platform.domains import Domain
@@ -43,80 +44,167 @@ def sql_source(
     """A declared SQL source's tables as one dlt source, each table's rows with its cursor
     column >= its cursor (minus the table's declared lookback).
 
-    The connectorx backend reads query results straight into Arrow (about twice the speed of
-    the pyarrow backend here: `make bench-ingest`). SQLite does not enforce column types, so a
-    SQLite source is read row by row through a type guard instead: a cell that is not a number
-    in a numeric column is nulled and named in `_type_errors`, so its row (not the source) is
-    quarantined. Required columns absent at the source are named in `_source_missing`.
+    Every table is read straight into Arrow by connectorx (no Python object per row or cell;
+    dlt then writes the batches to Parquet as they are). SQLite does not enforce column types:
+    when a cell does not have its column's type, connectorx refuses the read, and that table is
+    read again through a type guard in SQL (`_read_guarded`): the cell is nulled and named in
+    `_type_errors`, so its row (not the source) is quarantined. Required columns absent at the
+    source are named in `_source_missing`.
 
     Tables are reflected when extraction starts, so a column added at the source is picked up
-    on the next run. `credentials` is a SQLAlchemy URL or Engine.
+    on the next run. `credentials` is a SQLAlchemy URL or Engine. `backend` forces one of
+    dlt's own backends (the SQLite type guard then applies to every read).
     """
-    from dlt.sources.sql_database import sql_database
-
     tables = domain.tables_of(source_name)
     url = str(getattr(credentials, "url", credentials))
     dynamic = url.startswith("sqlite")
     reads = {t: (domain.tables[t].cursor, domain.tables[t].lookback) for t in tables}
-    source = sql_database.with_args(name=source_name)(
+    cursors, required = cursors or {}, required or {}
+    loader = None
+    if dynamic and not backend:
+        loader = _sqlite_arrow_loader(cursors, required, reads)
+    source = _sql_database_named(source_name)(
         credentials,
         table_names=list(tables),
-        backend=backend or ("sqlalchemy" if dynamic else "connectorx"),
+        backend=backend or ("pyarrow" if dynamic else "connectorx"),
         chunk_size=chunk_size,
         reflection_level="full",
         defer_table_reflect=True,
         type_adapter_callback=_warehouse_types,
         table_adapter_callback=_permissive_landing,
-        query_adapter_callback=_query_adapter(cursors or {}, required or {}, dynamic, reads),
+        query_adapter_callback=_query_adapter(cursors, required, dynamic, reads),
+        table_loader_class=loader,
     )
     for table in tables:
         source.resources[table].apply_hints(write_disposition="append")
     return source
 
 
+@functools.cache
+def _sql_database_named(name: str) -> Any:
+    """`sql_database` renamed, made once per name: `with_args` rebuilds the factory's config
+    spec from its signature (~1 s of CPU at every run: the day's increment profile)."""
+    from dlt.sources.sql_database import sql_database
+
+    return sql_database.with_args(name=name)
+
+
 def _query_adapter(
     cursors: dict[str, Any],
     required: dict[str, list[str]],
-    dynamic: bool,
+    guard: bool,
     reads: dict[str, tuple[str, dt.timedelta]],
 ):
     def adapt(query: Any, table: Any) -> Any:
-        import sqlalchemy as sa
-
-        columns = []
-        errors = []
-        for column in table.columns:
-            if column.name in AUDIT_COLUMNS:
-                continue  # not at the source: computed below
-            if dynamic and isinstance(column.type, sa.Integer | sa.Float | sa.Numeric):
-                ok = sa.func.typeof(column).in_(["integer", "real", "null"])
-                columns.append(sa.case((ok, column)).label(column.name))
-                errors.append(
-                    sa.case((~ok, sa.literal(f"{column.name}=") + sa.func.quote(column) + "; "))
-                )
-            else:
-                columns.append(column)
-        missing = [c for c in required.get(table.name, []) if c not in table.c]
-        none = sa.cast(sa.null(), sa.Text)
-        if missing:
-            columns.append(sa.literal(",".join(missing)).label(MISSING_COLUMNS))
-        else:
-            columns.append(none.label(MISSING_COLUMNS))
-        if errors:
-            joined = sa.func.coalesce(errors[0], "")
-            for error in errors[1:]:
-                joined = joined + sa.func.coalesce(error, "")
-            columns.append(sa.func.nullif(joined, "").label(TYPE_ERRORS))
-        else:
-            columns.append(none.label(TYPE_ERRORS))
-        adapted = sa.select(*columns).select_from(table)
-        cursor_column, lookback = reads[table.name]
-        if cursors.get(table.name) is not None and cursor_column in table.c:
-            since = cursors[table.name] - lookback
-            adapted = adapted.where(table.c[cursor_column] >= since)
-        return adapted
+        return _landing_query(table, cursors, required, guard, reads)
 
     return adapt
+
+
+def _landing_query(
+    table: Any,
+    cursors: dict[str, Any],
+    required: dict[str, list[str]],
+    guard: bool,
+    reads: dict[str, tuple[str, dt.timedelta]],
+    audit_columns: bool = True,
+) -> Any:
+    """SELECT the table's rows since its cursor. `guard`: numeric cells of another type are
+    nulled and named in `_type_errors` (SQLite). Without `audit_columns` the audit columns are
+    left out when they would be NULL on every row (connectorx cannot type an all-NULL column
+    on SQLite; the loader adds them in Arrow)."""
+    import sqlalchemy as sa
+
+    columns = []
+    errors = []
+    for column in table.columns:
+        if column.name in AUDIT_COLUMNS:
+            continue  # not at the source: computed below
+        if guard and isinstance(column.type, sa.Integer | sa.Float | sa.Numeric):
+            ok = sa.func.typeof(column).in_(["integer", "real", "null"])
+            columns.append(sa.case((ok, column)).label(column.name))
+            errors.append(
+                sa.case((~ok, sa.literal(f"{column.name}=") + sa.func.quote(column) + "; "))
+            )
+        else:
+            columns.append(column)
+    missing = [c for c in required.get(table.name, []) if c not in table.c]
+    none = sa.cast(sa.null(), sa.Text)
+    if missing:
+        columns.append(sa.literal(",".join(missing)).label(MISSING_COLUMNS))
+    elif audit_columns:
+        columns.append(none.label(MISSING_COLUMNS))
+    if errors:
+        joined = sa.func.coalesce(errors[0], "")
+        for error in errors[1:]:
+            joined = joined + sa.func.coalesce(error, "")
+        columns.append(sa.func.nullif(joined, "").label(TYPE_ERRORS))
+    elif audit_columns:
+        columns.append(none.label(TYPE_ERRORS))
+    adapted = sa.select(*columns).select_from(table)
+    cursor_column, lookback = reads[table.name]
+    if cursors.get(table.name) is not None and cursor_column in table.c:
+        since = cursors[table.name] - lookback
+        adapted = adapted.where(table.c[cursor_column] >= since)
+    return adapted
+
+
+def _sqlite_arrow_loader(
+    cursors: dict[str, Any],
+    required: dict[str, list[str]],
+    reads: dict[str, tuple[str, dt.timedelta]],
+) -> type:
+    """dlt table loader for SQLite: connectorx into Arrow, the type-guarded read if it refuses."""
+    from dlt.common import logger
+    from dlt.sources.sql_database.helpers import TableLoader
+
+    class SqliteArrowLoader(TableLoader):
+        def load_rows(self, backend_kwargs: dict | None = None) -> Any:
+            import connectorx as cx
+
+            plain = _landing_query(self.table, cursors, required, False, reads, False)
+            try:
+                database = self.engine.url.database
+                if not database or database == ":memory:":
+                    raise ValueError("connectorx reads SQLite files only")
+                found = cx.read_sql(
+                    "sqlite://" + _url_path(database),
+                    self.compile_query(plain),
+                    return_type="arrow",
+                )
+            except Exception as exc:  # a cell of another type (or a type connectorx lacks)
+                logger.info(f"table {self.table.name}: reading through the type guard ({exc})")
+                yield from super().load_rows(backend_kwargs)  # the guarded query, via Arrow
+                return
+            found = _as_landed(found)
+            for start in range(0, found.num_rows, self.chunk_size):
+                yield found.slice(start, self.chunk_size)
+
+    return SqliteArrowLoader
+
+
+def _url_path(database: str) -> str:
+    import os
+    import urllib.parse
+
+    return urllib.parse.quote(os.path.abspath(database))
+
+
+def _as_landed(table: Any) -> Any:
+    """An Arrow table read by connectorx as the guarded read would give it: timestamps in UTC
+    (SQLite stores them naive, in UTC) and both audit columns present."""
+    import pyarrow as pa
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.tz is None:
+            utc = table.column(index).cast(pa.timestamp(field.type.unit, tz="UTC"))
+            table = table.set_column(index, pa.field(field.name, utc.type), utc)
+    for name in AUDIT_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(
+                pa.field(name, pa.string()), pa.nulls(table.num_rows, pa.string())
+            )
+    return table
 
 
 def rest_source(
