@@ -43,7 +43,7 @@ def prepare(workdir: Path):
     jan_feb = features[features["event_date"] < "2013-03-01"]
     version = train_and_register(
         spec, jan_feb, registry, warehouse, Hyperparameters().as_dict(), "bench"
-    )["version"]
+    ).version
     if not run_gate(spec, jan_feb, registry).passed:
         raise SystemExit("the Jan-Feb champion failed its gate; nothing to monitor")
     promote(registry, warehouse, spec.name, version, reason="bench", actor="bench", run_id="b")

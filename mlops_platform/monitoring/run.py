@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from mlops_platform.domains import domain_for
-from mlops_platform.model.columns import EVENT_DATE, LABEL, MODEL_VERSION, SCORE
+from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL, MODEL_VERSION, SCORE
 from mlops_platform.model.metrics import compute_metrics
 from mlops_platform.model.split import labelled
 from mlops_platform.monitoring.drift import DriftResult, compute_drift
@@ -26,6 +26,7 @@ from mlops_platform.registry.mlflow_ui import log_live_performance
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import WarehouseStore as Warehouse
+from mlops_platform.warehouse.base import quote
 
 __all__ = ["drift_reference", "recent_scored", "recent_served", "run_drift", "run_performance"]
 
@@ -33,13 +34,18 @@ __all__ = ["drift_reference", "recent_scored", "recent_served", "run_drift", "ru
 def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.DataFrame:
     """Batch-scored rows of the window ending on `day`, with their features and labels."""
     start = day - dt.timedelta(days=spec.drift.window_days - 1)
-    window = f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{day}'"
     if not warehouse.table_exists("scores", spec.name):
         raise RuntimeError(f"scores.{spec.name} does not exist: score some days first")
-    scores = warehouse.read_table("scores", spec.name, where=window)
-    features = warehouse.read_table("features", spec.name, where=window)
-    key = list(domain_for(spec).entity_key)
-    joined = scores[[*key, SCORE, MODEL_VERSION]].merge(features, on=key, how="inner")
+    window = f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{day}'"
+    key = ", ".join(quote(c) for c in domain_for(spec).entity_key)
+    # One join in the warehouse (USING: the key once, then the scores', then the features'
+    # columns), instead of reading both windows whole and merging them in pandas; in the
+    # feature table's order, so the bootstrap of the performance check stays reproducible.
+    joined = warehouse.query(
+        f"SELECT * FROM (SELECT {key}, {SCORE}, {MODEL_VERSION} FROM scores.{quote(spec.name)} "
+        f"WHERE {window}) s JOIN (SELECT * FROM features.{quote(spec.name)} WHERE {window}) f "
+        f"USING ({key}) ORDER BY {EVENT_AT}, {key}"
+    )
     if joined.empty:
         raise RuntimeError(f"no scored rows between {start} and {day}")
     return joined
