@@ -77,6 +77,28 @@ def test_each_kind_of_bad_row_is_found_with_its_reason():
     assert len(reasons) == 6
 
 
+def test_the_whole_table_unique_key_rule_can_fail():
+    """The profile the table rules judge is the table after the publish: a fresh row replaces its
+    key's stored row, but a key already stored twice (a corrupted raw table) stays twice and
+    fails the unique-key rule, which is therefore a check that can fail."""
+    from mlops_platform.contracts.audit import after_publish
+
+    key = CONTRACTS["flights"].key
+    stored = flights_frame({}, {}, {"flight": 2, "dep_delay": 9.0})[[*key, "updated_at"]]
+    fresh = flights_frame({"updated_at": pd.Timestamp("2013-01-02 20:00")})[[*key, "updated_at"]]
+    profile = after_publish(stored, fresh, list(key))
+    assert len(profile) == 3  # flight 1 replaced by the fresh row; flight 2 still twice
+    assert (profile.loc[profile["flight"] == 1, "updated_at"] == fresh["updated_at"][0]).all()
+    batch = flights_frame({})
+    report = validate_contract(CONTRACTS["flights"], batch, profile, {"carrier": ["UA"]}, None)
+    failed = {(o.scope, o.expectation) for o in report.failures}
+    assert ("table", "expect_compound_columns_to_be_unique") in failed, failed
+    # Without the stored duplicate, the same publish passes.
+    clean = after_publish(stored.drop_duplicates(list(key)), fresh, list(key))
+    report = validate_contract(CONTRACTS["flights"], batch, clean, {"carrier": ["UA"]}, None)
+    assert report.success, report.failures
+
+
 def test_missing_column_and_stale_table_fail_the_table_rules():
     batch = flights_frame({}).drop(columns=["dest"])
     report = validate(batch, now=dt.datetime(2013, 2, 1))

@@ -227,11 +227,20 @@ def _profile_after(warehouse, contract, candidates, raw_versions) -> pd.DataFram
             f"SELECT {', '.join(quote(c) for c in selected)} FROM raw.{quote(contract.table)}"
         )
     fresh = candidates[[c for c in columns if c in candidates]]
-    parts = [f for f in (stored, fresh) if len(f)]
-    merged = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts or [stored])[0]
-    merged = merged.drop_duplicates(contract.key, keep="last") if len(merged) else merged
+    merged = after_publish(stored, fresh, list(contract.key))
     extra = [c for c in [*present, *candidates.columns] if c not in merged]
     return merged.reindex(columns=[*merged.columns, *dict.fromkeys(extra)])
+
+
+def after_publish(stored: pd.DataFrame, fresh: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """The table as a publish leaves it: each fresh row replaces the stored rows of its key (the
+    publish deletes by key, then inserts). Stored rows are not deduplicated among themselves, so
+    a table that already holds a key twice still fails the whole-table unique-key rule."""
+    if len(stored) and len(fresh):
+        replaced = pd.MultiIndex.from_frame(stored[key]).isin(pd.MultiIndex.from_frame(fresh[key]))
+        stored = stored[~replaced]
+    parts = [f for f in (stored, fresh) if len(f)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts or [stored])[0]
 
 
 def find_deleted(
