@@ -75,6 +75,10 @@ class CompiledForest:
         table[:, :256] = in_left | (~is_known & cat_missing_left)
         table[:, _MISSING] = cat_missing_left[:, 0]
         self.table = table.ravel()
+        # Compile the kernel (or load it from numba's cache) now, while the model loads: a
+        # service answers ready only once its champion is loaded, and the first request would
+        # otherwise wait seconds for the compiler.
+        self.raw(np.full((1, estimator._bin_mapper.n_bins_non_missing_.shape[0]), np.nan))
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         """Sum of the trees' leaf values plus the baseline (the model's raw prediction)."""
