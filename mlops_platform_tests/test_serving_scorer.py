@@ -49,3 +49,18 @@ def test_bad_columns_are_named():
     columns["distance"] = ["far"]
     with pytest.raises(InputError, match="column 'distance' must be numeric, got 'far'"):
         normalize(columns, 1, SPEC)
+
+
+@pytest.mark.parametrize("rows", [1, 40])
+def test_categories_pass_as_sent_unless_not_unicode(rows):
+    """Text columns of a large request are checked in one pass; the answer is the same as the
+    value-by-value check (lone surrogates refused, naming the row; numbers become text)."""
+    columns = {c: [1.0] * rows for c in SPEC.features.numeric} | {
+        c: ["UA", None] * (rows // 2) or ["UA"] for c in SPEC.features.categorical
+    }
+    assert normalize(columns, rows, SPEC)["carrier"] == columns["carrier"]
+    columns["carrier"] = [*columns["carrier"][:-1], 7]
+    assert normalize(columns, rows, SPEC)["carrier"][-1] == "7"
+    columns["carrier"][-1] = "\ud800"
+    with pytest.raises(InputError, match=rf"column 'carrier' row {rows - 1}: not valid Unicode"):
+        normalize(columns, rows, SPEC)
