@@ -301,7 +301,7 @@ def backfill_seconds(stack, days: list[str], workers: int) -> float:
     cpu_before = cpu_by_process(stack)
     load_before = os.getloadavg()[0]
     started = time.time()
-    backfill_id = stack.backfill(["scores", SPEC], days)
+    backfill_id = stack.backfill([SPEC, "scores"], days)
     while True:
         runs = stack.backfill_runs(backfill_id)
         backfill = stack.instance.get_backfill(backfill_id)

@@ -35,6 +35,7 @@ sources:
     default_file: pumps.sqlite
 feature_inputs: [pump_days]
 leakage_columns: [failed]
+owners: [team:reliability-ml]
 default_specs: [pump_failure]
 tables:
   pump_days:
@@ -180,7 +181,7 @@ def test_a_new_domain_runs_from_its_folder_to_a_served_champion(pumps, data_dir)
             == dg.DagsterEventType.ASSET_CHECK_EVALUATION
             for e in [e.event_log_entry.dagster_event]
         }
-    gate = checks["models/pump_failure"]
+    gate = checks["pump_failure/model"]
     assert gate.passed, gate.metadata
 
     stores = plain_stores("local")

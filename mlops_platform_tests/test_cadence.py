@@ -207,9 +207,9 @@ def test_two_domains_in_one_location_each_with_its_own_partitions(tmp_path, monk
         "rain": dg.MonthlyPartitionsDefinition,
     }
     for name, kind in expected.items():
-        for key in ("scores", "drift_report", "model_performance", "deploy_guard"):
-            partitions = graph.get(dg.AssetKey([key, name])).partitions_def
-            assert isinstance(partitions, kind), (key, name)
+        for stage in ("scores", "drift", "performance", "deploy_guard"):
+            partitions = graph.get(dg.AssetKey([name, stage])).partitions_def
+            assert isinstance(partitions, kind), (name, stage)
         for job in (f"daily_{name}", f"score_{name}", f"monitor_{name}"):
             assert isinstance(defs.resolve_job_def(job).partitions_def, kind), job
         assert defs.resolve_sensor_def(f"daily_cycle_{name}")
@@ -377,12 +377,12 @@ def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir):
 
     months = {f"1962-{m:02d}-01" for m in range(1, 8)}
     # Dagster records the one materialization for each partition of the range.
-    scores = _materialized(backfill, "scores/rain")
+    scores = _materialized(backfill, "rain/scores")
     assert set(scores) == months
     scored = scores["1962-07-01"]
     assert (scored["rows"], scored["days"]) == (212, 212)  # Jan-Jul 1962, one row a day
     assert (scored["first_day"], scored["last_day"]) == ("1962-01-01", "1962-07-31")
-    drift = _materialized(backfill, "drift_report/rain")
+    drift = _materialized(backfill, "rain/drift")
     assert set(drift) == months
     july = drift["1962-07-01"]
     assert july["monitored_day"] == "1962-07-31" and july["partitions"] == 7
@@ -390,18 +390,18 @@ def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir):
     assert july["window_full"] is True and july["window_days_scored"] == 200
 
     # One month, one run: 31 rows scored at once, monitored once at August 31.
-    assert _materialized(month, "scores/rain")["1962-08-01"]["rows"] == 31
-    august = _materialized(month, "drift_report/rain")["1962-08-01"]
+    assert _materialized(month, "rain/scores")["1962-08-01"]["rows"] == 31
+    august = _materialized(month, "rain/drift")["1962-08-01"]
     assert august["monitored_day"] == "1962-08-31" and "partitions" not in august
     assert august["window_full"] is True and august["status"] == "ok"
-    performance = _materialized(month, "model_performance/rain")["1962-08-01"]
+    performance = _materialized(month, "rain/performance")["1962-08-01"]
     assert performance["monitored_day"] == "1962-08-31"
     assert performance["labelled_rows"] == 200 and performance["status"] == "ok"
-    guard = _materialized(month, "deploy_guard/rain")["1962-08-01"]
+    guard = _materialized(month, "rain/deploy_guard")["1962-08-01"]
     assert guard["monitored_day"] == "1962-08-31"
 
     # Re-scoring the month replaces its rows: still one row per day.
-    again = _materialized(rescored, "scores/rain")["1962-08-01"]
+    again = _materialized(rescored, "rain/scores")["1962-08-01"]
     assert (again["rows"], again["replaced_rows"]) == (31, 31)
     per_day = warehouse.query(
         "SELECT CAST(event_date AS DATE) AS d, count(*) AS n FROM scores.rain GROUP BY 1"

@@ -21,13 +21,13 @@ EXPECTED_ASSETS = {
     "raw/weather",
     "source/flight_ops",
     "source/weather_feed",
-    "features/flight_delay",
-    "models/flight_delay",
-    "registry/flight_delay",
-    "scores/flight_delay",
-    "drift_report/flight_delay",
-    "model_performance/flight_delay",
-    "deploy_guard/flight_delay",
+    "flight_delay/features",
+    "flight_delay/model",
+    "flight_delay/registry",
+    "flight_delay/scores",
+    "flight_delay/drift",
+    "flight_delay/performance",
+    "flight_delay/deploy_guard",
 }
 
 
@@ -36,15 +36,24 @@ def test_definitions_snapshot():
 
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
+    for key in graph.get_all_asset_keys():
+        # Every asset: its domain's group, owners and tag, and what it is built with (kinds).
+        node = graph.get(key)
+        assert node.group_name == "flights", key
+        assert node.owners == ["team:flight-delay-ml"], key
+        assert node.tags["domain"] == "flights", key
+        assert node.kinds, key
+        if key.path[0] == "flight_delay":  # a stage: its key's last part, also a tag
+            assert node.tags["stage"] == key.path[-1] and node.tags["spec"] == "flight_delay"
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     raw_tables = ("airlines", "airports", "flights", "planes", "weather")
     warnings = {
-        ("drift_report/flight_delay", "drift_share"),
-        ("model_performance/flight_delay", "live_performance"),
+        ("flight_delay/drift", "drift_share"),
+        ("flight_delay/performance", "live_performance"),
     }
     assert checks == {
         *((f"raw/{t}", "contract") for t in raw_tables),
-        ("models/flight_delay", "evaluation_gate"),
+        ("flight_delay/model", "evaluation_gate"),
         *warnings,
     }
     for key in graph.asset_check_keys:
@@ -70,11 +79,11 @@ def test_definitions_snapshot():
     assert {k.to_user_string() for k in daily.asset_layer.executable_asset_keys} == {
         *(f"landing/{t}" for t in raw_tables),
         *(f"raw/{t}" for t in raw_tables),
-        "features/flight_delay",
-        "scores/flight_delay",
-        "drift_report/flight_delay",
-        "model_performance/flight_delay",
-        "deploy_guard/flight_delay",
+        "flight_delay/features",
+        "flight_delay/scores",
+        "flight_delay/drift",
+        "flight_delay/performance",
+        "flight_delay/deploy_guard",
     }
     assert daily.partitions_def is not None
 

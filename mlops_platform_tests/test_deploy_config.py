@@ -136,8 +136,8 @@ def test_production_executor_routes_training_to_the_cpu_queue(monkeypatch):
         if isinstance(assets, dg.AssetsDefinition)
         for key in assets.keys
     }
-    assert tags["models/flight_delay"].get(QUEUE_TAG) == CPU_QUEUE
-    assert QUEUE_TAG not in tags["features/flight_delay"]  # default queue: warehouse
+    assert tags["flight_delay/model"].get(QUEUE_TAG) == CPU_QUEUE
+    assert QUEUE_TAG not in tags["flight_delay/features"]  # default queue: warehouse
 
 
 def test_nginx_template_renders_every_placeholder_and_refuses_missing_ones():

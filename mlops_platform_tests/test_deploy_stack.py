@@ -64,10 +64,10 @@ def test_training_through_celery_survives_an_mlflow_restart(stack: Stack):
     assert stack.wait_run(first) == "SUCCESS", stack.failures(first)
     _assert_from_code_location(stack, first)
     # The fit ran on the CPU queue's worker, the warehouse steps on the warehouse workers.
-    assert {w for _, w in stack.celery_workers(first, f"models__{SPEC}")} == {
+    assert {w for _, w in stack.celery_workers(first, f"{SPEC}__model")} == {
         f"cpu_1@{os.uname().nodename}"
     }
-    assert {w.split("@")[0] for _, w in stack.celery_workers(first, f"features__{SPEC}")} <= {
+    assert {w.split("@")[0] for _, w in stack.celery_workers(first, f"{SPEC}__features")} <= {
         "warehouse_1",
         "warehouse_2",
     }
@@ -79,7 +79,7 @@ def test_training_through_celery_survives_an_mlflow_restart(stack: Stack):
     second = stack.launch(f"train_{SPEC}")
     wait_for(
         lambda: any(
-            e.dagster_event.step_key == f"models__{SPEC}"
+            e.dagster_event.step_key == f"{SPEC}__model"
             for e in stack.events(second, "STEP_START")
         ),
         300,
@@ -218,7 +218,7 @@ def test_daily_cycle_survives_a_daemon_restart_without_duplicates(stack: Stack):
     runs = stack.instance.get_runs(filters=dg.RunsFilter(tags=cycle))
     keys = [r.tags["dagster/run_key"] for r in runs]
     assert len(keys) == len(set(keys)) == 1, keys  # resumed, and did not ask twice
-    assert {w.split("@")[0] for _, w in stack.celery_workers(run.run_id, f"scores__{SPEC}")}
+    assert {w.split("@")[0] for _, w in stack.celery_workers(run.run_id, f"{SPEC}__scores")}
     stack.set_sensor(f"daily_cycle_{SPEC}", running=False)
 
 
@@ -248,7 +248,7 @@ def test_backfill_runs_on_two_workers_and_survives_a_worker_kill(stack: Stack):
     # Kill warehouse_1 (its whole process group, as a crash would) right after it starts a
     # step that warehouse_1 has not finished, once it has finished one (so both workers have
     # work to show); the step must be handed to warehouse_2 within the same run.
-    step = f"scores__{SPEC}"
+    step = f"{SPEC}__scores"
     victim = None
     while victim is None:
         started = stack.step_starts_on(step, "warehouse_1@")
@@ -293,5 +293,5 @@ def test_backfill_runs_on_two_workers_and_survives_a_worker_kill(stack: Stack):
         if a[2] != b[2] and a[0] < b[1] and b[0] < a[1]
     ]
     assert overlapping, spans
-    scored = stack.instance.get_materialized_partitions(dg.AssetKey(["scores", SPEC]))
+    scored = stack.instance.get_materialized_partitions(dg.AssetKey([SPEC, "scores"]))
     assert set(BACKFILL_DAYS) <= set(scored)

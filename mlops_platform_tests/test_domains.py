@@ -60,6 +60,8 @@ def _write_flights(tmp_path, change) -> object:
     ("change", "message"),
     [
         (lambda raw: raw.update(owner="me"), r"owner\s+Extra inputs are not permitted"),
+        (lambda raw: raw.update(owners=["flights team"]), r"owners.0\s+String should match"),
+        (lambda raw: raw.update(owners=[]), r"owners\s+List should have at least 1 item"),
         (
             lambda raw: raw["tables"]["planes"]["contract"]["ranges"].update(wingspan=[0, 90]),
             r"tables.planes.contract.ranges: \['wingspan'\] are not classified columns",
@@ -277,6 +279,6 @@ def test_two_domains_share_one_code_location(meters, monkeypatch):
         keys = defs.resolve_job_def(job).asset_layer.selected_asset_keys
         return {key.to_user_string() for key in keys}
 
-    assert {"landing/readings", "raw/readings", "scores/high_usage"} <= selected("daily_high_usage")
+    assert {"landing/readings", "raw/readings", "high_usage/scores"} <= selected("daily_high_usage")
     assert not {"landing/flights", "raw/weather"} & selected("daily_high_usage")
     assert "raw/readings" not in selected("daily_flight_delay")

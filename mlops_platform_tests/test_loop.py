@@ -89,7 +89,7 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
     # Drift is judged only on full 7-day windows: the first six days say so and raise
     # nothing; the first full window (Feb 10-16) holds the storm and its features drift.
     records = instance.fetch_materializations(
-        dg.AssetKey(["drift_report", SPEC.name]), limit=100
+        dg.AssetKey([SPEC.name, "drift"]), limit=100
     ).records
     by_day = {
         r.event_log_entry.asset_materialization.partition: {
@@ -118,7 +118,7 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
     reports = [p.name for p in (data_dir / "reports" / SPEC.name).glob("drift-*.html")]
     assert reports and all(r.startswith("drift-2013-02-16-v") for r in reports), reports
     check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(dg.AssetKey(["drift_report", SPEC.name]), "drift_share")]
+        [dg.AssetCheckKey(dg.AssetKey([SPEC.name, "drift"]), "drift_share")]
     )
     evaluation = next(iter(check.values())).event.dagster_event.event_specific_data
     assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN

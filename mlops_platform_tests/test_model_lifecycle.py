@@ -53,9 +53,9 @@ def run_train(
     defs = dg.Definitions.merge(spec_definitions([spec]), dg.Definitions(resources=env))
     ops = {}
     if training:
-        ops["models__" + spec.name] = {"config": training}
+        ops[spec.name + "__model"] = {"config": training}
     if promotion:
-        ops["registry__" + spec.name] = {"config": promotion}
+        ops[spec.name + "__registry"] = {"config": promotion}
     return defs.resolve_job_def(f"train_{spec.name}").execute_in_process(
         run_config={**QUIET, "ops": ops},
         raise_on_error=False,
@@ -144,9 +144,9 @@ def test_rejected_challenger_is_an_outcome_not_a_failure(env):
         assert "floor:roc_auc" in failed and "vs_champion" in failed
         # Promotion is skipped: the champion asset does not materialize, it records why.
         assert not [
-            e for e in bad.get_asset_materialization_events() if e.asset_key.path[0] == "registry"
+            e for e in bad.get_asset_materialization_events() if e.asset_key.path[-1] == "registry"
         ]
-        (seen,) = observations(instance, bad.run_id, ["registry", SPEC.name])
+        (seen,) = observations(instance, bad.run_id, [SPEC.name, "registry"])
         assert seen["rejected_version"] == "2" and seen["champion_version"] == "1"
         assert "floor:roc_auc" in seen["failed_checks"]
         # No failure event: the run-failure sensor (incidents) has nothing to react to.
@@ -398,17 +398,17 @@ def test_monitoring_assets_report_drift_and_late_label_performance(env):
         )
         assert result.success
         events = {
-            e.asset_key.path[0]: e.materialization.metadata
+            e.asset_key.path[-1]: e.materialization.metadata
             for e in result.get_asset_materialization_events()
         }
-    report = events["drift_report"]
+    report = events["drift"]
     assert 0 <= report["drift_share"].value <= 1 and report["current_rows"].value > 5000
     assert Path(report["report"].value).stat().st_size > 100_000  # Evidently's HTML
     assert "psi_temp" in report
     registry = env["mlflow_registry"].registry()
     run = registry.client.get_run(report["mlflow_run_id"].value)
     assert "drift_share" in run.data.metrics
-    quality = events["model_performance"]
+    quality = events["performance"]
     assert quality["labelled_rows"].value > 4000 and 0.5 < quality["roc_auc"].value < 1
     assert quality["performance_drop"].value == pytest.approx(
         quality["baseline"].value - quality["roc_auc"].value

@@ -11,7 +11,7 @@ from mlops_platform.specs import load_spec
 
 SPEC = load_spec("flight_delay")
 SENSOR = build_retrain_sensor(SPEC)
-DRIFT = dg.AssetKey(["drift_report", SPEC.name])
+DRIFT = dg.AssetKey([SPEC.name, "drift"])
 
 
 def report(instance, day: str, share: float, prediction: float = 0.01) -> None:

@@ -192,7 +192,7 @@ def test_incremental_build_equals_a_full_rebuild(resources, source_url):
             instance=instance,
             run_config={
                 **QUIET,
-                "ops": {f"features__{SPEC.name}": {"config": {"full_refresh": full_refresh}}},
+                "ops": {f"{SPEC.name}__features": {"config": {"full_refresh": full_refresh}}},
             },
         )
         return result.get_asset_materialization_events()[0].materialization.metadata

@@ -8,6 +8,7 @@ and the failing ones quarantined either way, in one transaction).
 
 import dagster as dg
 
+from mlops_platform.asset_keys import RAW_LAYER, domain_attributes
 from mlops_platform.clock import Clock
 from mlops_platform.contracts.classification import classified_columns
 from mlops_platform.contracts.rules import TableContract, contracts_of
@@ -43,9 +44,8 @@ def build_published_table(domain: Domain, contract: TableContract) -> dg.AssetsD
         key=key,
         deps=[dg.AssetKey([LANDING_DATASET, contract.table])]
         + [dg.AssetKey(["raw", t]) for t in references],
-        group_name="ingestion",
+        **domain_attributes(domain, RAW_LAYER),
         pool=WAREHOUSE_POOL,
-        tags={"layer": "raw", "domain": domain.name},
         kinds={"python"},
         description=domain.tables[contract.table].description
         + " Published: only rows that passed the contract.",

@@ -149,7 +149,9 @@ def publish(
             tx.execute(
                 f"DELETE FROM {target} r WHERE EXISTS (SELECT 1 FROM _deleted_keys d WHERE {match})"
             )
-        tx.insert_frame(q.QUARANTINE_SCHEMA, table, pd.concat([new_entries, gone]))
+        entries = [frame for frame in (new_entries, gone) if not frame.empty]
+        if entries:  # (pandas no longer wants empty frames in a concat)
+            tx.insert_frame(q.QUARANTINE_SCHEMA, table, pd.concat(entries))
         q.resolve(tx, table, superseded, "superseded", "a newer version was published")
         if audit.load_ids:
             tx.put_frame("_audited_loads", pd.DataFrame({LOAD_ID: audit.load_ids}))

@@ -27,6 +27,8 @@ from pydantic import (
 from mlops_platform.domains.periods import Cadence
 
 NAME = r"^[a-z][a-z0-9_]*$"
+#: a Dagster asset owner: `team:<name>` or an email address
+OWNER = r"^(team:[A-Za-z0-9_-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -259,6 +261,10 @@ class Domain(_Strict):
     feature_inputs: list[str]
     leakage_columns: list[str] = Field(
         default_factory=list, description="known only after the prediction point"
+    )
+    #: who answers for the domain's assets (Dagster owners: an email or `team:<name>`)
+    owners: list[Annotated[str, Field(pattern=OWNER)]] = Field(
+        default_factory=lambda: ["team:ml-platform"], min_length=1
     )
     #: the specs enabled when MLOPS_MODEL_SPECS is not set
     default_specs: list[str] = Field(default_factory=list)

@@ -8,6 +8,7 @@ then, the check being blocking, the promotion is skipped and the run fails.
 
 import dagster as dg
 
+from mlops_platform.asset_keys import MODEL, stage_key
 from mlops_platform.markdown import markdown_table
 from mlops_platform.registry.assets import trained_version
 from mlops_platform.registry.resources import MLflowResource
@@ -18,7 +19,7 @@ from mlops_platform.warehouse.resources import Warehouse
 
 def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=dg.AssetKey(["models", spec.name]),
+        asset=stage_key(spec, MODEL),
         name="evaluation_gate",
         blocking=True,
         pool=WAREHOUSE_POOL,

@@ -1,4 +1,4 @@
-"""The evaluation package's definitions: the blocking gate check on each `models/<spec>`."""
+"""The evaluation package's definitions: the blocking gate check on each `<spec>/model`."""
 
 from collections.abc import Sequence
 

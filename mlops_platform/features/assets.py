@@ -7,6 +7,7 @@ Launchpad rebuilds everything.
 
 import dagster as dg
 
+from mlops_platform.asset_keys import FEATURES, stage_attributes
 from mlops_platform.domains import domain_for
 from mlops_platform.model.columns import EVENT_DATE, LABEL
 from mlops_platform.specs import ModelSpec
@@ -22,9 +23,8 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     domain = domain_for(spec)
 
     @dg.asset(
-        key=["features", spec.name],
+        **stage_attributes(spec, FEATURES),
         deps=[dg.AssetKey(["raw", table]) for table in domain.feature_inputs],
-        group_name=spec.name,
         kinds={"pandas"},
         description=f"Point-in-time features and late-arriving labels for {spec.name}: one row "
         f"per {domain.entity.singular}, built incrementally from the raw loads since the "

@@ -1,4 +1,4 @@
-"""The features package's definitions: `features/<spec>` and its `features_<spec>` job."""
+"""The features package's definitions: `<spec>/features` and its `features_<spec>` job."""
 
 from collections.abc import Sequence
 

@@ -9,23 +9,21 @@ from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.asset_decorator import build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from mlops_platform.asset_keys import DOMAIN_TAG, LAYER_TAG, RAW_LAYER, domain_attributes
 from mlops_platform.domains import Domain
 from mlops_platform.domains.schema import RestSource, SqlSource
 from mlops_platform.ingestion.cursors import read_cursors
 from mlops_platform.ingestion.sources import LANDING_DATASET, rest_source, source_shape, sql_source
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
-SOURCE_GROUP = "sources"
-INGESTION_GROUP = "ingestion"
-#: Tag naming the domain of every landed and published table (one group holds every domain's).
-DOMAIN_TAG = "domain"
 
-
-def ingestion_selection(domain: Domain) -> dg.AssetSelection:
-    """The domain's landed and published tables (what its daily cycle ingests)."""
-    return dg.AssetSelection.groups(INGESTION_GROUP) & dg.AssetSelection.tag(
-        DOMAIN_TAG, domain.name
+def ingestion_selection(domain: Domain | None = None) -> dg.AssetSelection:
+    """The landed and published tables of `domain` (what its daily cycle ingests), or of every
+    domain."""
+    tables = dg.AssetSelection.tag(LAYER_TAG, LANDING_DATASET) | dg.AssetSelection.tag(
+        LAYER_TAG, RAW_LAYER
     )
+    return tables if domain is None else tables & dg.AssetSelection.tag(DOMAIN_TAG, domain.name)
 
 
 def source_key(name: str) -> dg.AssetKey:
@@ -38,8 +36,8 @@ def source_specs(domain: Domain) -> list[dg.AssetSpec]:
         dg.AssetSpec(
             source_key(name),
             description=source.description,
-            group_name=SOURCE_GROUP,
             kinds=set(source.kinds),
+            **domain_attributes(domain, "source"),
         )
         for name, source in domain.sources.items()
     ]
@@ -52,7 +50,8 @@ def required_columns(domain: Domain) -> dict[str, list[str]]:
 
 
 class LandingTableTranslator(DagsterDltTranslator):
-    """Asset keys `["landing", <table>]`, one group, upstream of them the system they come from."""
+    """Asset keys `["landing", <table>]` in the domain's group, upstream of them the system they
+    come from."""
 
     def __init__(self, domain: Domain, upstream: dg.AssetKey) -> None:
         self.domain = domain
@@ -62,13 +61,15 @@ class LandingTableTranslator(DagsterDltTranslator):
         spec = super().get_asset_spec(data)
         table = str(data.resource.table_name)
         declared = self.domain.tables.get(table)
+        attributes = domain_attributes(self.domain, LANDING_DATASET)
         return spec.replace_attributes(
             key=dg.AssetKey([LANDING_DATASET, table]),
             deps=[self.upstream],
-            group_name=INGESTION_GROUP,
+            group_name=attributes["group_name"],
+            owners=attributes["owners"],
             description="Landed, not yet audited: "
             + (declared.description if declared else spec.description),
-        ).merge_attributes(tags={"layer": LANDING_DATASET, DOMAIN_TAG: self.domain.name})
+        ).merge_attributes(tags=attributes["tags"])
 
 
 def _spec_pipeline(name: str):

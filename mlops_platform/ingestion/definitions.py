@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from mlops_platform.domains import Domain, domain_for, enabled_domains
-from mlops_platform.ingestion.assets import INGESTION_GROUP, landing_assets, source_specs
+from mlops_platform.ingestion.assets import ingestion_selection, landing_assets, source_specs
 
 if TYPE_CHECKING:
     from mlops_platform.specs import ModelSpec  # typing only: specs import contracts
 
 ingest_job = dg.define_asset_job(
     "ingest",
-    selection=dg.AssetSelection.groups(INGESTION_GROUP),
+    selection=ingestion_selection(),
     description="Load every raw table with dlt and run its data contract (blocking checks).",
 )
 

@@ -1,5 +1,5 @@
-"""Monitoring assets per spec: `drift_report/<spec>`, `model_performance/<spec>` and
-`deploy_guard/<spec>`, partitioned like its scores (a day or a month): each partition is
+"""Monitoring assets per spec: `<spec>/drift`, `<spec>/performance` and
+`<spec>/deploy_guard`, partitioned like its scores (a day or a month): each partition is
 evaluated once, at its last day (a backfill's range: once per partition, in order), with the
 spec's windows in days ending there.
 
@@ -14,6 +14,7 @@ import datetime as dt
 import dagster as dg
 
 from mlops_platform.alerting.resources import AlertingResource
+from mlops_platform.asset_keys import DRIFT, GUARD, PERFORMANCE, SCORES, stage_attributes, stage_key
 from mlops_platform.domains import domain_for
 from mlops_platform.domains.partitions import PartitionsDefinition
 from mlops_platform.domains.periods import period_from_key
@@ -94,14 +95,13 @@ def build_monitoring_assets(
     """Drift, performance and deploy guard of `spec` on `partitions` (default: its domain's,
     up to Dagster's clock)."""
     partitions = partitions or spec_partitions(spec)
-    drift_key = dg.AssetKey(["drift_report", spec.name])
-    performance_key = dg.AssetKey(["model_performance", spec.name])
+    drift_key = stage_key(spec, DRIFT)
+    performance_key = stage_key(spec, PERFORMANCE)
 
     @dg.asset(
-        key=drift_key,
-        deps=[dg.AssetKey(["scores", spec.name])],
+        **stage_attributes(spec, DRIFT),
+        deps=[stage_key(spec, SCORES)],
         partitions_def=partitions,
-        group_name="monitoring",
         kinds={"evidently"},
         pool=WAREHOUSE_POOL,
         check_specs=[
@@ -160,10 +160,10 @@ def build_monitoring_assets(
         )
 
     @dg.asset(
-        key=performance_key,
-        deps=[dg.AssetKey(["scores", spec.name])],
+        **stage_attributes(spec, PERFORMANCE),
+        deps=[stage_key(spec, SCORES)],
         partitions_def=partitions,
-        group_name="monitoring",
+        kinds={"sklearn", "mlflow"},
         pool=WAREHOUSE_POOL,
         check_specs=[
             dg.AssetCheckSpec(
@@ -213,10 +213,10 @@ def build_monitoring_assets(
         )
 
     @dg.asset(
-        key=["deploy_guard", spec.name],
-        deps=[dg.AssetKey(["scores", spec.name])],
+        **stage_attributes(spec, GUARD),
+        deps=[stage_key(spec, SCORES)],
         partitions_def=partitions,
-        group_name="monitoring",
+        kinds={"mlflow"},
         pool=WAREHOUSE_POOL,
         description=f"For {spec.drift.guard_days} days after a promotion: the new {spec.name} "
         "champion against the previous one on the same late-labelled rows (both batch-scored); "

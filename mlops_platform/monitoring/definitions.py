@@ -11,6 +11,7 @@ from typing import Literal
 
 import dagster as dg
 
+from mlops_platform.asset_keys import FEATURES, SCORES, stage_key
 from mlops_platform.domains import domain_for
 from mlops_platform.domains.partitions import PartitionsDefinition
 from mlops_platform.ingestion.assets import ingestion_selection
@@ -32,9 +33,7 @@ def daily_job(
     return dg.define_asset_job(
         f"daily_{spec.name}",
         selection=ingestion_selection(domain_for(spec))
-        | dg.AssetSelection.assets(
-            dg.AssetKey(["features", spec.name]), dg.AssetKey(["scores", spec.name])
-        )
+        | dg.AssetSelection.assets(stage_key(spec, FEATURES), stage_key(spec, SCORES))
         | dg.AssetSelection.assets(*monitoring),
         description=f"One {each} for {spec.name}, in asset-graph order: ingest (with the "
         f"blocking contracts), features, then score and monitor the partition's {each}. The "

@@ -141,7 +141,7 @@ def _roll_back(
         warehouse,
         webhook_url,
         kind="guarded_rollback",
-        job=f"deploy_guard/{spec.name}",
+        job=f"{spec.name}/deploy_guard",
         run_id=run_id,
         message=reason,
         runbook=RUNBOOK,

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from mlops_platform.asset_keys import DRIFT, PERFORMANCE, stage_key
 from mlops_platform.model.tags import RUN_MONITORED_DAY
 from mlops_platform.specs import ModelSpec
 
@@ -30,8 +31,8 @@ def _last_trigger(context: dg.SensorEvaluationContext, job_name: str) -> str | N
 
 
 def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
-    drift_key = dg.AssetKey(["drift_report", spec.name])
-    performance_key = dg.AssetKey(["model_performance", spec.name])
+    drift_key = stage_key(spec, DRIFT)
+    performance_key = stage_key(spec, PERFORMANCE)
 
     job_name = f"train_{spec.name}"
 

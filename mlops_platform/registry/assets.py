@@ -1,7 +1,7 @@
 """The champion of each spec: the alias `champion`, moved only to a version that passed its gate.
 
 A version the gate rejected is an outcome, not a failure: the promotion step records it (an
-observation on `registry/<spec>` naming the failed checks), moves nothing and does not
+observation on `<spec>/registry` naming the failed checks), moves nothing and does not
 materialize, so the run succeeds, the champion stays, and nothing downstream runs.
 """
 
@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
+from mlops_platform.asset_keys import MODEL, REGISTRY, stage_attributes, stage_key
 from mlops_platform.model import tags as t
+from mlops_platform.registry.mlflow_ui import mlflow_version_url
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
@@ -35,7 +37,7 @@ class PromotionConfig(dg.Config):
 def trained_version(instance: dg.DagsterInstance, model: str) -> str:
     """The version the pipeline's training step registered last (Dagster's own record, not a
     registry alias anyone could point elsewhere)."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(["models", model]))
+    event = instance.get_latest_materialization_event(stage_key(model, MODEL))
     if event is None or event.asset_materialization is None:
         raise RuntimeError(f"no trained {model} version to evaluate")
     return str(event.asset_materialization.metadata["version"].value)
@@ -68,9 +70,8 @@ def rejection(
 
 def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["registry", spec.name],
-        deps=[dg.AssetKey(["models", spec.name])],
-        group_name=spec.name,
+        **stage_attributes(spec, REGISTRY),
+        deps=[stage_key(spec, MODEL)],
         kinds={"mlflow"},
         pool=WAREHOUSE_POOL,
         description=f"The {spec.name} champion: promotion of a challenger that passed its gate.",
@@ -126,6 +127,7 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 "champion_version": version,
+                "champion": dg.MetadataValue.url(mlflow_version_url(spec.name, version)),
                 "previous_champion": changes[0].to_version if len(changes) == 2 else "none",
                 "alias_changes": len(changes),
             }

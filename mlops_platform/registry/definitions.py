@@ -1,4 +1,4 @@
-"""The registry package's definitions: `registry/<spec>` (promotion to champion) and the
+"""The registry package's definitions: `<spec>/registry` (promotion to champion) and the
 governance jobs (approve a held promotion, roll back)."""
 
 from collections.abc import Sequence

@@ -23,6 +23,7 @@ from mlops_platform.model import tags as t
 
 #: The Dagster webserver as people reach it (`MLOPS_DAGSTER_UI_URL`), for links back to runs.
 DEFAULT_DAGSTER_UI_URL = "http://127.0.0.1:3000"
+DEFAULT_MLFLOW_UI_URL = "http://127.0.0.1:5000"
 #: MLflow keeps a version description in a VARCHAR(5000) (PostgreSQL enforces it).
 MAX_VERSION_DESCRIPTION = 5000
 AUDIT_ARTIFACT = "audit/alias_changes.csv"
@@ -48,6 +49,19 @@ def dagster_ui_url() -> str:
 
 def dagster_run_url(run_id: str) -> str:
     return f"{dagster_ui_url()}/runs/{run_id}"
+
+
+def mlflow_ui_url() -> str:
+    """Where people open the MLflow UI (`make mlflow`; MLOPS_MLFLOW_UI_URL elsewhere)."""
+    return (os.environ.get("MLOPS_MLFLOW_UI_URL") or DEFAULT_MLFLOW_UI_URL).rstrip("/")
+
+
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    return f"{mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_version_url(model: str, version: str) -> str:
+    return f"{mlflow_ui_url()}/#/models/{model}/versions/{version}"
 
 
 def dagster_run_link(run_id: str) -> str:

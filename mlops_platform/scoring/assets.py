@@ -1,10 +1,11 @@
-"""`scores/<spec>`: batch scores partitioned by the spec's domain (a day or a month), replaced
+"""`<spec>/scores`: batch scores partitioned by the spec's domain (a day or a month), replaced
 (never appended) on re-runs."""
 
 import datetime as dt
 
 import dagster as dg
 
+from mlops_platform.asset_keys import FEATURES, SCORES, stage_attributes, stage_key
 from mlops_platform.domains import domain_for
 from mlops_platform.domains.partitions import PartitionsDefinition, partitions_def
 from mlops_platform.model.columns import EVENT_DATE
@@ -35,14 +36,13 @@ def spec_partitions(
 def build_scores_asset(
     spec: ModelSpec, partitions: PartitionsDefinition | None = None
 ) -> dg.AssetsDefinition:
-    """`scores/<spec>` on `partitions` (default: its domain's, up to Dagster's clock)."""
+    """`<spec>/scores` on `partitions` (default: its domain's, up to Dagster's clock)."""
     partitions = partitions or spec_partitions(spec)
 
     @dg.asset(
-        key=["scores", spec.name],
-        deps=[dg.AssetKey(["features", spec.name])],
+        **stage_attributes(spec, SCORES),
+        deps=[stage_key(spec, FEATURES)],
         partitions_def=partitions,
-        group_name="scoring",
         kinds={"duckdb"},
         pool=WAREHOUSE_POOL,  # DuckDB has one writer: partitions run one at a time
         description=f"Each partition's rows of features.{spec.name} scored by its champion.",

@@ -1,4 +1,4 @@
-"""The scoring package's definitions: `scores/<spec>` (the domain's partitions) and
+"""The scoring package's definitions: `<spec>/scores` (the domain's partitions) and
 `score_<spec>`."""
 
 import datetime as dt

@@ -3,7 +3,9 @@
 import dagster as dg
 from pydantic import Field
 
+from mlops_platform.asset_keys import FEATURES, MODEL, stage_attributes, stage_key
 from mlops_platform.deploy.queues import CPU_STEP
+from mlops_platform.registry.mlflow_ui import mlflow_run_url, mlflow_version_url
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
 from mlops_platform.training.params import Hyperparameters
@@ -40,9 +42,8 @@ class TrainingConfig(dg.Config):
 
 def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["models", spec.name],
-        deps=[dg.AssetKey(["features", spec.name])],
-        group_name=spec.name,
+        **stage_attributes(spec, MODEL),
+        deps=[stage_key(spec, FEATURES)],
         kinds={"sklearn", "mlflow"},
         pool=WAREHOUSE_POOL,
         op_tags=CPU_STEP,  # the fit goes to the CPU workers' queue in production
@@ -57,10 +58,11 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         from mlops_platform.training.tracking import train_and_register
 
         params = config.model_dump(exclude={"shuffle_labels"})
+        registry = mlflow_registry.registry()
         result = train_and_register(
             spec,
             warehouse.read_table("features", spec.name),
-            mlflow_registry.registry(),
+            registry,
             warehouse,
             params=params,
             shuffle_labels=config.shuffle_labels,
@@ -68,10 +70,15 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         )
         record, split = result.record, result.split
         context.log.info(f"registered {spec.name} v{result.version}; the gate decides next")
+        experiment = registry.client.get_run(result.run_id).info.experiment_id
         return dg.MaterializeResult(
             metadata={
                 "version": result.version,
                 "mlflow_run_id": result.run_id,
+                "mlflow_run": dg.MetadataValue.url(mlflow_run_url(experiment, result.run_id)),
+                "mlflow_version": dg.MetadataValue.url(
+                    mlflow_version_url(spec.name, result.version)
+                ),
                 "train_rows": record.train_rows,
                 "holdout_rows": record.holdout_rows,
                 "train_window": f"{split.train_start} .. {split.train_end}",
@@ -79,7 +86,7 @@ def build_model_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "data_digest": record.data_digest,
                 "artifact_sha256": result.artifact_sha256,
                 "fit_seconds": round(result.fit_seconds, 2),
-                **{f"train_{k}": v for k, v in result.train_metrics.items()},
+                **{f"train_{k}": round(v, 4) for k, v in result.train_metrics.items()},
             }
         )
 

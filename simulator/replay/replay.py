@@ -129,7 +129,7 @@ def bootstrap(driver: Driver, spec) -> bool:
     from mlops_platform.domains import domain_for
 
     run = driver.execute(f"train_{spec.name}", tags={"mlops/replay": "bootstrap"})
-    gate = run.checks.get(f"models/{spec.name}")
+    gate = run.checks.get(f"{spec.name}/model")
     if gate is None:
         print(f"  {spec.name}: bootstrap training failed before the gate (run {run.run_id[:8]})")
         return False
@@ -162,7 +162,7 @@ def describe_day(day: Day, specs, seconds: float, cadence: str = "daily") -> str
                 parts.append(f"ingest {int(loaded):,} {event_table} rows")
             for line in _contract_lines(run):
                 parts.append(line.strip())
-            scores = meta.get(f"scores/{name}")
+            scores = meta.get(f"{name}/scores")
             if scores:
                 # a day's partition without its year (02-10), a month's without its day
                 period = run.partition[5:] if cadence == "daily" else run.partition[:7]
@@ -170,10 +170,10 @@ def describe_day(day: Day, specs, seconds: float, cadence: str = "daily") -> str
                     f"scored {period}: {int(scores['rows']):,} {entities} by "
                     f"v{scores['model_version']}"
                 )
-            drift = meta.get(f"drift_report/{name}")
+            drift = meta.get(f"{name}/drift")
             if drift and drift.get("drift_share") is not None:
                 parts.append(f"drift {drift['drift_share']:.2f} ({drift.get('seconds', 0):.1f} s)")
-            performance = meta.get(f"model_performance/{name}", {})
+            performance = meta.get(f"{name}/performance", {})
             metric = spec.gate.primary_metric
             if performance.get("status") == "ok":
                 window = spec.drift.window_days
@@ -182,8 +182,8 @@ def describe_day(day: Day, specs, seconds: float, cadence: str = "daily") -> str
                 parts.append(f"daily run {run.run_id[:8]} FAILED ({run.error[:160] or '?'})")
         retrain = day.run_of(f"train_{name}")
         if retrain:
-            gate = retrain.checks.get(f"models/{name}")
-            promoted = retrain.materializations.get(f"registry/{name}", {})
+            gate = retrain.checks.get(f"{name}/model")
+            promoted = retrain.materializations.get(f"{name}/registry", {})
             if gate is None:
                 outcome = "failed before the gate"
             elif gate.passed and promoted.get("alias_changes"):

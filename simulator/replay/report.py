@@ -1,7 +1,7 @@
 """What a replay did, month by month or year by year, read back from where the platform keeps it.
 
 Scores come from `scores.<spec>` (each row carries the version that was live when it was
-scored), labels from `features.<spec>`, drift from the `drift_report/<spec>` materializations
+scored), labels from `features.<spec>`, drift from the `<spec>/drift` materializations
 (`instance.fetch_materializations`), retrains from the `train_<spec>` run records and their
 tags, each one's gate verdict from its version's tags in MLflow, and its promotion from the
 audit log. The static
@@ -83,7 +83,7 @@ def scored_rows(
 
 def drift_by_day(instance: dg.DagsterInstance, spec: ModelSpec) -> pd.DataFrame:
     records = instance.fetch_materializations(
-        dg.AssetKey(["drift_report", spec.name]), limit=10_000
+        dg.AssetKey([spec.name, "drift"]), limit=10_000
     ).records
     rows = {}
     for record in records:  # newest first: keep the latest per partition
