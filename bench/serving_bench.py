@@ -69,7 +69,7 @@ def prepare(workdir: Path) -> dict:
     registry = MLflowResource().registry()  # MLOPS_DATA_DIR points into workdir
     version = train_and_register(
         spec, features, registry, warehouse, Hyperparameters().as_dict(), "bench"
-    )["version"]
+    ).version
     if not run_gate(spec, features, registry).passed:
         sys.exit("the benchmark's champion did not pass its gate")
     promote(registry, warehouse, spec.name, version, reason="bench", actor="bench", run_id="bench")
@@ -112,18 +112,31 @@ def batch_script(workdir: Path) -> Path:
     return script
 
 
+#: CPUs of the servers and of wrk (`--no-pin`: none): on a 2-core machine one each, so the
+#: load generator never takes the server's core and every server gets the same one
+SERVER_CPUS: str | None = None
+WRK_CPUS: str | None = None
+
+
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus, *command] if cpus else command
+
+
 def run_wrk(url: str, seconds: int, script: Path | None = None, connections: int = 8) -> dict:
     done = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(script or HERE / "invocation.lua"),
-            f"{url}/invocations",
-        ],
+        pinned(
+            [
+                "wrk",
+                "-t2",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                str(script or HERE / "invocation.lua"),
+                f"{url}/invocations",
+            ],
+            WRK_CPUS,
+        ),
         capture_output=True,
         text=True,
         check=True,
@@ -264,7 +277,11 @@ def measure(
     """wrk figures (`seconds` > 0; the `batch` script for half as long) and, on the platform,
     `hostile_rounds` hostile rounds."""
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        pinned(command, SERVER_CPUS),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -311,7 +328,19 @@ def main() -> None:
     parser.add_argument(
         "--workdir", help="keep the prepared champion here and reuse it on the next run"
     )
+    parser.add_argument(
+        "--port", type=int, default=8701, help="platform's port; mlflow +1, the floor +2"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs"
+    )
     args = parser.parse_args()
+    global SERVER_CPUS, WRK_CPUS
+    cpus = sorted(os.sched_getaffinity(0))
+    if not args.no_pin and len(cpus) >= 2 and shutil.which("taskset"):
+        half = len(cpus) // 2
+        SERVER_CPUS = ",".join(map(str, cpus[:half]))
+        WRK_CPUS = ",".join(map(str, cpus[half:]))
     if not args.hostile_only and not shutil.which("wrk"):
         sys.exit("wrk is not installed: apt-get install -y wrk (make bench-serve does this)")
     keep = args.workdir is not None
@@ -330,7 +359,7 @@ def main() -> None:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     runs = {
-        "platform": ([str(BIN / "mlops"), "serve", "--port", "8701"], 8701),
+        "platform": ([str(BIN / "mlops"), "serve", "--port", str(args.port)], args.port),
         "mlflow": (
             [
                 str(BIN / "mlflow"),
@@ -341,9 +370,9 @@ def main() -> None:
                 "--env-manager",
                 "local",
                 "-p",
-                "8702",
+                str(args.port + 1),
             ],
-            8702,
+            args.port + 1,
         ),
         "floor": (
             [
@@ -352,7 +381,7 @@ def main() -> None:
                 "--app-dir",
                 str(HERE),
                 "--port",
-                "8703",
+                str(args.port + 2),
                 "--loop",
                 "uvloop",
                 "--http",
@@ -361,7 +390,7 @@ def main() -> None:
                 "warning",
                 "--no-access-log",
             ],
-            8703,
+            args.port + 2,
         ),
     }
     if args.hostile_only:
@@ -379,6 +408,11 @@ def main() -> None:
     load_after = uptime()
 
     print(f"\nload before: {load_before}\nload after:  {load_after}")
+    print(
+        f"servers pinned to CPU {SERVER_CPUS}, wrk to CPU {WRK_CPUS}"
+        if SERVER_CPUS
+        else "not pinned to CPUs"
+    )
     print(
         f"\nchampion flight_delay v{champion['version']}; wrk -t2 -c8 -d{args.seconds}s, "
         f"single-row POST /invocations; then wrk -t2 -c4 -d{max(1, args.seconds // 2)}s, "

@@ -90,7 +90,14 @@ class Normalizer:
         return out
 
 
+_TEXT = frozenset({str, type(None)})
+
+
 def _categories(name: str, values: Sequence) -> list:
+    if len(values) >= VECTOR_ROWS and set(map(type, values)) <= _TEXT:
+        # strings and nulls only, all ASCII (checked in C on the joined text): nothing to coerce
+        if "".join(filter(None, values)).isascii():
+            return list(values)
     out = []
     for i, v in enumerate(values):
         kind = type(v)

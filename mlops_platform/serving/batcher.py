@@ -4,16 +4,16 @@ A model call costs much the same for 1 row as for 16 (the cost is per call), so 
 queued and one consumer scores everything waiting as a single matrix. Under load batches grow
 on their own; idle, a request is scored alone at once (no artificial wait). A batch of fewer
 than `INLINE_ROWS` rows (compiled trees, a fraction of a millisecond) is scored on the event
-loop itself: handing it to a thread and back cost more than scoring it (py-spy), and
-the compiled trees' small numpy calls hold the GIL anyway. Larger batches go to a model thread
-(scikit-learn releases the GIL), so the event loop keeps accepting requests.
+loop itself: handing it to a thread and back cost more than scoring it (py-spy). Larger
+batches go to a model thread (the compiled trees' kernel releases the GIL), so the event loop
+keeps accepting requests.
 
 A request of more than `max_rows` rows is split into chunks of `chunk_rows` scored one after
 the other on a second model thread: small requests never queue behind a large one (no
-head-of-line blocking), and the chunks let large requests share that thread (scikit-learn's
-trees release the GIL, so both threads run at once on two cores). Shadow scoring by the
-challenger happens afterwards on its own thread and queue: a response never waits for it, and
-a full shadow queue drops shadow work, never requests.
+head-of-line blocking), and the chunks let large requests share that thread (the kernel
+releases the GIL, so both threads run at once on two cores). Shadow scoring by the challenger
+happens afterwards on its own thread and queue: a response never waits for it, and a full
+shadow queue drops shadow work, never requests.
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlops_platform.model.scorer import COMPILED_MAX_ROWS
 from mlops_platform.serving.manager import ModelHandle, ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
 from mlops_platform.serving.predictionlog import PartitionedLog
 
-#: batches smaller than this are scored on the event loop (compiled trees: ~0.5 ms at most)
+#: batches smaller than this are scored on the event loop (compiled trees: ~0.2 ms at most)
 INLINE_ROWS = 24
 
 log = logging.getLogger("mlops.serving")
@@ -115,12 +114,13 @@ class MicroBatcher:
             pool.shutdown(wait=True)
 
     async def warm_up(self) -> None:
-        """Score a few all-missing rows down both paths (compiled trees, scikit-learn) on both
-        model threads, so the first large request does not pay for lazy imports and set-up."""
+        """Score a few all-missing rows (one row, and several: the matrix's two paths) on both
+        model threads, so the first request does not pay for the kernel's compilation (or its
+        load from numba's cache) and other set-up."""
         scorer = self.manager.champion.scorer
         loop = asyncio.get_running_loop()
         for pool in (self._model_thread, self._chunk_thread):
-            for rows in (1, INLINE_ROWS, COMPILED_MAX_ROWS):
+            for rows in (1, INLINE_ROWS):
                 matrix = np.full((rows, len(scorer.order)), np.nan)
                 await loop.run_in_executor(pool, scorer.score, matrix)
 

@@ -1,7 +1,9 @@
 """Append-only prediction and feedback logs as date-partitioned Parquet files.
 
 Record batches (columns) are queued by the request path and written by one background thread
-(every `flush_seconds` or `max_rows`), so the request never waits for disk. `close()` drains
+(every `flush_seconds`, at most `max_rows` a file), so the request never waits for disk. A file
+costs much the same for 100 rows as for 1,000 (py-spy: Parquet writes every 0.25 s were a
+fifth of a single-row server's CPU), hence a flush a second. `close()` drains
 the queue: on a clean shutdown (SIGTERM included) nothing accepted is lost.
 
 The writer never stops: a batch that cannot be converted to the log's schema (a poison record)
@@ -60,7 +62,7 @@ class PartitionedLog:
         self,
         directory: str | Path,
         schema,
-        flush_seconds: float = 0.25,
+        flush_seconds: float = 1.0,
         max_rows: int = 5_000,
         compact_seconds: float = 60.0,
         hash_columns: frozenset[str] = frozenset(),
