@@ -9,9 +9,9 @@ is what each resampling scheme says it is.
 
     uv run python bench/performance_trigger_days.py
 
-Measured here (2026-11-26, load ~15 on 2 cores): 43 weeks; week-to-week sd 0.031; row
-bootstrap SE 0.008 (four times too narrow: a week that is merely hard looks significant);
-day-block SE 0.032.
+Measured here (2026-11-26, load 22-30 on 2 cores): 44 weeks; week-to-week sd 0.0306; row
+bootstrap SE 0.0083 (3.7 times too narrow: a week that is merely hard looks significant);
+day-block SE 0.0320.
 """
 
 from __future__ import annotations
