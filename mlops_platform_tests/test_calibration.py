@@ -298,10 +298,12 @@ def test_day_blocks_keep_whole_days():
 def test_day_block_bootstrap_does_not_fire_on_ordinary_weeks():
     """Weeks of the same model in the same world, whose days differ in difficulty: resampling
     rows (as if 2,100 rows were independent) calls many ordinary weeks a significant drop;
-    resampling whole days does not, and still sees a model that lost its skill."""
-    reference = week(7, 300, seed=0)
+    resampling whole days does not, and still sees a model that lost its skill. Each trial
+    has its own reference week (the rate per comparison; against one shared reference the
+    trials would not be independent: a lucky reference week makes many fire together)."""
     by_rows = by_days = 0
     for seed in range(1, 21):  # 20 live weeks
+        reference = week(7, 300, seed=1000 + seed)
         y, p, day = week(7, 300, seed)
         common = dict(min_rows=200, min_drop=0.03, samples=100, seed=seed)
         by_rows += performance_verdict("roc_auc", y, p, *reference[:2], **common).significant
@@ -317,7 +319,7 @@ def test_day_block_bootstrap_does_not_fire_on_ordinary_weeks():
         assert verdict.status == "ok"
         by_days += verdict.significant
     assert by_rows >= 4  # the row bootstrap is over-confident on such weeks
-    assert by_days <= 1  # a 95% interval: about 1 in 40 by chance
+    assert by_days <= 2  # a 95% interval: about 1 in 40 by chance
     y, p, day = week(7, 300, seed=99, quality=0.0)
     lost = performance_verdict(
         "roc_auc",
