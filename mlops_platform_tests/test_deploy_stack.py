@@ -79,8 +79,7 @@ def test_training_through_celery_survives_an_mlflow_restart(stack: Stack):
     second = stack.launch(f"train_{SPEC}")
     wait_for(
         lambda: any(
-            e.dagster_event.step_key == f"{SPEC}__model"
-            for e in stack.events(second, "STEP_START")
+            e.dagster_event.step_key == f"{SPEC}__model" for e in stack.events(second, "STEP_START")
         ),
         300,
         "the training step",

@@ -88,9 +88,7 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
 
     # Drift is judged only on full 7-day windows: the first six days say so and raise
     # nothing; the first full window (Feb 10-16) holds the storm and its features drift.
-    records = instance.fetch_materializations(
-        dg.AssetKey([SPEC.name, "drift"]), limit=100
-    ).records
+    records = instance.fetch_materializations(dg.AssetKey([SPEC.name, "drift"]), limit=100).records
     by_day = {
         r.event_log_entry.asset_materialization.partition: {
             k: v.value for k, v in r.event_log_entry.asset_materialization.metadata.items()
