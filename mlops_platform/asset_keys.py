@@ -1,6 +1,6 @@
 """Asset keys, groups, owners and tags of the platform's assets, built in one place.
 
-A model spec's stages are the assets `<spec>/<stage>` (`flight_delay/features`, `.../model`,
+A model spec's stages are the assets `<spec>/<stage>` (`<spec>/features`, `.../model`,
 `.../registry`, `.../scores`, `.../drift`, `.../performance`, `.../deploy_guard`): the asset
 graph shows a key's last part, so each node names its stage. Every asset of a domain (its
 sources, landed and published tables, and its specs' stages) sits in the domain's group, is owned
