@@ -10,10 +10,10 @@ least `min_drop`) and measured on at least `min_rows` labelled rows.
 - `paired_verdict`: two models on the same rows (the deploy guard: new champion against the
   previous one), rows resampled together so their shared difficulty cancels out.
 
-What is resampled is the unit that is independent. Rows of one day are not: events of one day
-share its conditions (load, outside events, knock-on effects), so a day's metric moves as a whole (in
-`bench/performance_trigger_days.py` a week's metric moves from week to week by several times
-what a row bootstrap of it allows). Resampling rows treats 6,000 rows of one week as
+What is resampled is the unit that is independent. Rows of one day are not: events of one
+day share its conditions (load, outside events, knock-on effects), so a day's metric moves as a
+whole (in `bench/performance_trigger_days.py` a week's metric moves from week to week by
+several times what a row bootstrap of it allows). Resampling rows treats 6,000 rows of one week as
 6,000 independent draws, its interval is far too narrow, and the trigger fires on an ordinary
 hard week. Given `groups` (the row's day), both functions run a cluster bootstrap: they draw
 whole days with replacement, so the interval carries the day-to-day variability the metric
