@@ -99,13 +99,10 @@ def drift_calibration(
 def performance_reference(
     spec: ModelSpec, version: str, warehouse: WarehouseStore, registry: ModelRegistry
 ) -> pd.DataFrame:
-    """`label`, `score` and day of the champion on its own held-out rows (what its gate
-    measured)."""
+    """`label` and `score` of the champion on its own held-out rows (what its gate measured)."""
     cache = _cache(spec, "holdout", version, registry.run_id_of(spec.name, version), ".parquet")
     if cache.exists():
-        cached = pd.read_parquet(cache)
-        if DAY in cached.columns:  # one stored before the day was kept is built again
-            return cached
+        return pd.read_parquet(cache)
     split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
     features = warehouse.read_table(
         "features", spec.name, where=days_between(split.holdout_start, split.holdout_end)
@@ -119,11 +116,10 @@ def performance_reference(
 def performance_reference_rows(
     spec: ModelSpec, features: pd.DataFrame, split: TimeSplit, model
 ) -> pd.DataFrame:
-    """`label`, `score` and day of a model trained on `split` on its held-out rows, from a feature
+    """`label` and `score` of a model trained on `split` on its held-out rows, from a feature
     table holding at least that window (pure: what `performance_reference` stores)."""
     holdout = rows_between(
         features[features[LABEL].notna()], split.holdout_start, split.holdout_end
     )
     holdout = holdout.assign(**{SCORE: predict(model, holdout, spec)})
-    # The day: the significance rule resamples whole days (rows of a day are not independent).
-    return holdout[[LABEL, SCORE, DAY]].reset_index(drop=True)
+    return holdout[[LABEL, SCORE]].reset_index(drop=True)
