@@ -108,14 +108,15 @@ def serve(stack, **overrides):
     return BackgroundServer(create_app(settings, registry, warehouse))
 
 
-def wait_until(condition, what: str, timeout: float = 30) -> None:
-    """Poll `condition()` until it is true; fail naming `what` after `timeout` seconds (a bound
-    for a hung service, not a speed budget)."""
+def wait_until(condition, what: str, timeout: float = 30, poll: float = 0.05):
+    """Poll `condition()` until it is truthy and return its value; fail naming `what` after
+    `timeout` seconds (a bound for a hang, not a speed budget)."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (found := condition()):
         if time.monotonic() > deadline:
             raise AssertionError(f"never happened within {timeout:.0f} s: {what}")
-        time.sleep(0.05)
+        time.sleep(poll)
+    return found
 
 
 def wait_ready(url: str, timeout: float = 60) -> None:

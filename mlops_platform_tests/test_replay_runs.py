@@ -9,7 +9,6 @@ re-executed run's worker), and the queries are the UI's own GraphQL.
 from __future__ import annotations
 
 import shutil
-import time
 
 import dagster as dg
 from dagster._core.workspace.context import WorkspaceProcessContext
@@ -18,6 +17,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 
 from mlops_platform.settings import PROJECT_ROOT
 from mlops_platform.specs import load_spec
+from mlops_platform_tests.serving_support import wait_until
 from simulator.domains import FLIGHTS
 from simulator.replay.driver import Driver
 from simulator.replay.runs import WORKSPACE, workspace_location
@@ -44,15 +44,6 @@ mutation Reexecute($params: ReexecutionParams!) {
   }
 }
 """
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_a_replay_run_is_listed_on_its_job_page_and_re_executes(source_url, data_dir, monkeypatch):
@@ -119,10 +110,11 @@ def test_a_replay_run_is_listed_on_its_job_page_and_re_executes(source_url, data
             # it as the queue daemon does (the instance's run launcher starts its worker).
             assert instance.get_run_by_id(child_id).status == dg.DagsterRunStatus.QUEUED
             instance.launch_run(child_id, context)
-            child = wait_for(
+            child = wait_until(
                 lambda: (r := instance.get_run_by_id(child_id)) and r.is_finished and r,
-                180,
                 "the re-executed run to finish",
+                timeout=180,
+                poll=0.3,
             )
             assert child.status == dg.DagsterRunStatus.SUCCESS
             assert child.parent_run_id == run.run_id
