@@ -329,47 +329,81 @@ def trend(spec: ModelSpec, rows: pd.DataFrame, by: str) -> pd.DataFrame:
     return pd.DataFrame(points, columns=columns)
 
 
+#: Retrain markers: promoted (True) or champion kept (False).
+RETRAIN_COLOURS = {True: "tab:green", False: "tab:red"}
+
 #: (trend column, score column) of the live champion and the static model.
 SCORED = (("live", SCORE), ("static", "static_score"))
 
 
 def plot(report: Report, path: Path) -> None:
+    """Two panels sharing a date axis: the live champion against the static model (retrains
+    marked where they were triggered: green promoted, red kept the champion, both in the
+    legend with their counts), and the daily drift share against its threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     metric = report.spec.gate.primary_metric
     daily = report.daily.assign(day=pd.to_datetime(report.daily["day"]))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]}
+    )
     line = report.trend if report.trend is not None else pd.DataFrame(columns=["when"])
-    top.plot(line["when"], line["live"], label="live champion (retrained by the loop)")
-    top.plot(line["when"], line["static"], label=f"static model v{report.static_version}")
+    top.plot(line["when"], line["live"], color="tab:blue", linewidth=2, label="live champion")
+    top.plot(
+        line["when"],
+        line["static"],
+        color="tab:orange",
+        linewidth=2,
+        label=f"static model (v{report.static_version}, never replaced)",
+    )
+    marked = {True: 0, False: 0}
     for r in report.retrains:
         if not r.monitored_day:
             continue
         when = pd.Timestamp(r.monitored_day)
-        colour = "tab:green" if r.promoted else "tab:red"
-        top.axvline(when, color=colour, alpha=0.35, linewidth=1)
+        colour = RETRAIN_COLOURS[r.promoted]
+        marked[r.promoted] += 1
+        for ax in (top, bottom):
+            ax.axvline(when, color=colour, alpha=0.7, linewidth=1.5, linestyle=":")
+        top.plot(
+            [when], [1.0], marker="v", markersize=9, color=colour,
+            transform=top.get_xaxis_transform(), clip_on=False,
+        )  # fmt: skip
+    handles, _ = top.get_legend_handles_labels()
+    for promoted, label in ((True, "retrain, promoted"), (False, "retrain, champion kept")):
+        if marked[promoted]:
+            handles.append(
+                Line2D(
+                    [], [], color=RETRAIN_COLOURS[promoted], marker="v", linestyle=":",
+                    label=f"{label} ({marked[promoted]})",
+                )
+            )  # fmt: skip
     top.set_ylabel(
         f"daily {metric}, 7-day mean" if report.by == "month" else f"{metric}, trailing 91 days"
     )
     top.set_title(
-        f"{report.spec.name}: live champion vs static model "
-        "(green: retrain promoted, red: retrain kept the champion)"
+        f"{report.spec.name}: the live champion, retrained by the loop, vs a static one", pad=12
     )
-    top.legend(loc="lower left")
+    top.legend(handles=handles, loc="best", fontsize=9, framealpha=0.9)
     top.grid(alpha=0.3)
     drift = daily.dropna(subset=["drift_share"])  # one point a cycle (a day or a month)
     bottom.plot(
         drift["day"], drift["drift_share"], color="tab:purple", marker=".", label="drift share"
     )
     bottom.axhline(
-        report.spec.drift.share_threshold, color="grey", linestyle="--", label="threshold"
+        report.spec.drift.share_threshold, color="grey", linestyle="--", label="alarm threshold"
     )
     bottom.set_ylabel("share of features drifted")
-    bottom.legend(loc="upper left")
+    bottom.legend(loc="upper left", fontsize=9, framealpha=0.9)
     bottom.grid(alpha=0.3)
+    locator = mdates.AutoDateLocator(minticks=6, maxticks=14)
+    bottom.xaxis.set_major_locator(locator)
+    bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
