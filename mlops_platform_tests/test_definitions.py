@@ -272,3 +272,18 @@ def test_serving_never_imports_dagster():
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_metadata_numbers_are_rounded_for_reading():
+    import numpy as np
+
+    from mlops_platform.metadata import rounded
+
+    md = dg.MetadataValue.json({"x": 0.123456})
+    out = rounded(
+        {"auc": 0.6402955320703536, "np": np.float64(1.23456789), "nan": float("nan"),
+         "inf": float("inf"), "rows": 5105, "ok": True, "name": "v1", "json": md}
+    )  # fmt: skip
+    assert out["auc"] == 0.6403 and out["np"] == 1.2346 and type(out["np"]) is float
+    assert out["nan"] != out["nan"] and out["inf"] == float("inf")
+    assert out["rows"] == 5105 and out["ok"] is True and out["name"] == "v1" and out["json"] is md

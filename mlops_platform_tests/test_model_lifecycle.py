@@ -410,8 +410,14 @@ def test_monitoring_assets_report_drift_and_late_label_performance(env):
     assert "drift_share" in run.data.metrics
     quality = events["performance"]
     assert quality["labelled_rows"].value > 4000 and 0.5 < quality["roc_auc"].value < 1
+    # Metadata reads as a person compares it: four decimals (each value rounded on its own).
     assert quality["performance_drop"].value == pytest.approx(
-        quality["baseline"].value - quality["roc_auc"].value
+        quality["baseline"].value - quality["roc_auc"].value, abs=1.5e-4
+    )
+    assert all(
+        m.value == round(m.value, 4)
+        for m in (*quality.values(), *report.values())
+        if isinstance(m.value, float) and m.value == m.value
     )
     # The drop comes with its bootstrap interval; the checks keep each day's verdict (WARN).
     assert quality["drop_ci_low"].value < quality["performance_drop"].value

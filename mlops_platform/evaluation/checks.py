@@ -10,6 +10,7 @@ import dagster as dg
 
 from mlops_platform.asset_keys import MODEL, stage_key
 from mlops_platform.markdown import markdown_table
+from mlops_platform.metadata import rounded
 from mlops_platform.registry.assets import trained_version
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.specs import ModelSpec
@@ -69,7 +70,7 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=result.passed,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"outcome": result.summary().status, **metadata},
+            metadata=rounded({"outcome": result.summary().status, **metadata}),
             description=(
                 f"v{challenger.version} accepted"
                 if result.passed

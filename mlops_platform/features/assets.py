@@ -70,7 +70,7 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "build": plan.reason,
                 "first_event_date": str(summary["first"].date()),
                 "last_event_date": str(summary["last"].date()),
-                "label_rate": float(summary["label_rate"] or 0.0),
+                "label_rate": round(float(summary["label_rate"] or 0.0), 4),
                 "table": f"features.{spec.name}",
                 "definition": definition_digest(spec),
                 **{f"{t}_load_id": v for t, v in plan.watermarks.items()},

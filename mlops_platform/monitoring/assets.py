@@ -18,6 +18,7 @@ from mlops_platform.asset_keys import DRIFT, GUARD, PERFORMANCE, SCORES, stage_a
 from mlops_platform.domains import domain_for
 from mlops_platform.domains.partitions import PartitionsDefinition
 from mlops_platform.domains.periods import period_from_key
+from mlops_platform.metadata import rounded
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.scoring.assets import spec_partitions, with_backfill_policy
 from mlops_platform.specs import ModelSpec
@@ -126,7 +127,7 @@ def build_monitoring_assets(
         days = monitored_days(context, spec)
         for day in days:  # a backfill's run covers several partitions: one report each
             drift = run_drift(spec, day, warehouse, registry)
-        metadata = {**range_metadata(days), **drift_metadata(drift, spec)}
+        metadata = rounded({**range_metadata(days), **drift_metadata(drift, spec)})
         check = {
             k: metadata[k]
             for k in (
@@ -187,7 +188,7 @@ def build_monitoring_assets(
         days = monitored_days(context, spec)
         for day in days:
             performance = run_performance(spec, day, warehouse, registry)
-        metadata = {**range_metadata(days), **performance.metadata()}
+        metadata = rounded({**range_metadata(days), **performance.metadata()})
         metric = spec.gate.primary_metric
         return dg.MaterializeResult(
             metadata=metadata,
@@ -246,6 +247,8 @@ def build_monitoring_assets(
                     f"{day}: {spec.name} v{outcome.champion} rolled back to v{outcome.previous}: "
                     f"{outcome.verdict.describe()}"
                 )
-        return dg.MaterializeResult(metadata={**range_metadata(days), **outcome.metadata()})
+        return dg.MaterializeResult(
+            metadata=rounded({**range_metadata(days), **outcome.metadata()})
+        )
 
     return [with_backfill_policy(a) for a in (drift_report, model_performance, deploy_guard)]
