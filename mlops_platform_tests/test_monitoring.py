@@ -117,9 +117,12 @@ def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):
     import uuid
 
     from mlops_platform.clock import TableClock
-    from mlops_platform.definitions import defs
+    from mlops_platform.definitions import build_definitions
     from simulator.flights import replay
 
+    # Built here, unbounded by a clock: the module-level `defs` reads whatever clock exists
+    # when it is first imported (another test's, or this one's before it is set).
+    defs = build_definitions(partitions_until=None)
     cycle = defs.resolve_sensor_def("daily_cycle_flight_delay")
     replay.set_clock(source_url, dt.datetime(2013, 3, 5))
     resources = {"clock": TableClock(url=source_url)}
