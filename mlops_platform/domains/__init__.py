@@ -129,7 +129,7 @@ def read_declaration(path: Path) -> Domain:
     except ValidationError as exc:
         raise ValueError(f"invalid domain declaration {path}:{readable(exc, [Domain])}") from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"invalid domain declaration {path}: {exc}") from exc
+        raise ValueError(f"invalid domain declaration {path}: {exc}") from None
     if domain.name != path.parent.name:
         raise ValueError(
             f"invalid domain declaration {path}: name {domain.name!r} differs from its folder "

@@ -303,7 +303,7 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
     except ValidationError as exc:
         raise ValueError(f"invalid model spec {path}:{readable(exc, [ModelSpec])}") from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"invalid model spec {path}: {exc}") from exc
+        raise ValueError(f"invalid model spec {path}: {exc}") from None
 
 
 @cache
