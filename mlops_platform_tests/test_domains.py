@@ -336,14 +336,20 @@ def test_a_spec_is_checked_against_its_feature_functions(meters, edit, message):
 
 def test_editing_features_py_rebuilds_the_feature_table(meters):
     """The feature table's definition covers the domain's feature code: after an edit of
-    features.py the next build is a full rebuild, not "no new raw data"."""
+    features.py the next build (a new run, a new process) is a full rebuild, not "no new raw
+    data"; a process that imported the old code keeps the old digest with it."""
+    import sys
+
+    from mlops_platform.domains import features_module
     from mlops_platform.features.incremental import definition_digest
 
     spec = load_spec("high_usage")
     before = definition_digest(spec)
-    assert definition_digest(spec) == before
     path = meters / "features.py"
     path.write_text(path.read_text().replace("dayofweek", "dayofyear"))
+    assert definition_digest(spec) == before  # this process still runs the old code
+    sys.modules.pop(features_module(domain_for(spec)).__name__)  # as a new run's process
+    assert "dayofyear" in features_module(domain_for(spec)).climate.__code__.co_names
     assert definition_digest(spec) != before
 
 

@@ -27,13 +27,23 @@ LOAD_ID = "_dlt_load_id"
 def definition_digest(spec: ModelSpec) -> str:
     """Changes when the spec's features or label change, or the domain's feature code (its
     `features.py`, edited while a team iterates on a feature): the table must then be rebuilt."""
-    module = features_module(domain_for(spec))
     shape = {
         "features": spec.features.model_dump(),
         "target": spec.target.model_dump(),
-        "code": hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest(),
+        "code": code_digest(features_module(domain_for(spec))),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def code_digest(module) -> str:  # noqa: ANN001 - a module
+    """The digest of a features module's file, read once per loaded module: a process keeps
+    the code it imported, so an edit made after the import is seen only by a new process
+    (each Dagster run's steps), which then also sees the new digest."""
+    digest = getattr(module, "__mlops_code_digest__", None)
+    if digest is None:
+        digest = hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+        module.__mlops_code_digest__ = digest
+    return digest
 
 
 @dataclass
