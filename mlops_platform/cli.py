@@ -81,6 +81,7 @@ def cmd_check(args: argparse.Namespace) -> None:
                     f"${source.url_env}, else {default_source_url(source.default_file)}"
                     if isinstance(source, SqlSource)
                     else f"${source.url_env}"
+                    + (", else a local stand-in on loopback" if source.local_server else "")
                 )
                 print(f"  source    {source_name} ({source.kind}: {tables}) at {where}")
             print(
