@@ -1,4 +1,5 @@
-"""`mlops`: the command line (ingestion cursors, quarantine, models, serving).
+"""`mlops`: the command line (checking domains and specs, ingestion cursors, quarantine,
+models, serving).
 
 The replay source system and the year replay have their own command, `simulator`."""
 
@@ -49,6 +50,49 @@ def cmd_serve(args: argparse.Namespace) -> None:
         http="httptools",
         timeout_graceful_shutdown=30,
     )
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    """Load the named (default: enabled) specs, their domain declarations and feature functions,
+    and say what the platform will build, or what is wrong: the file and the field, no trace."""
+    from mlops_platform.domains import domain_for, enabled_spec_names, features_module
+    from mlops_platform.domains.schema import SqlSource
+    from mlops_platform.settings import default_source_url
+    from mlops_platform.specs import load_spec
+
+    try:
+        names = args.specs or enabled_spec_names()
+        if not names:
+            raise ValueError("no spec enabled: set MLOPS_MODEL_SPECS (or MLOPS_DOMAINS)")
+        for name in names:
+            spec = load_spec(name)
+            domain = domain_for(spec)
+            features_module(domain)
+            print(f"{spec.name}: {spec.task} of {domain.name} ({domain.folder})")
+            print(
+                f"  target    {spec.target.column}"
+                + (f" > {spec.target.threshold}" if spec.target.threshold is not None else "")
+            )
+            print(f"  features  {', '.join(spec.features.columns)}")
+            print(f"  functions {', '.join(spec.features.functions)}")
+            for source_name, source in domain.sources.items():
+                tables = ", ".join(domain.tables_of(source_name))
+                where = (
+                    f"${source.url_env}, else {default_source_url(source.default_file)}"
+                    if isinstance(source, SqlSource)
+                    else f"${source.url_env}"
+                    + (", else a local stand-in on loopback" if source.local_server else "")
+                )
+                print(f"  source    {source_name} ({source.kind}: {tables}) at {where}")
+            print(
+                f"  jobs      ingest, train_{spec.name}, daily_{spec.name}, "
+                f"score_{spec.name}, monitor_{spec.name}"
+            )
+    except SyntaxError as exc:
+        raise SystemExit(f"mlops check: {exc.filename}, line {exc.lineno}: {exc.msg}") from None
+    except (ValueError, FileNotFoundError, KeyError, ImportError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise SystemExit(f"mlops check: {message}") from None
 
 
 def cmd_quarantine(args: argparse.Namespace) -> None:
@@ -129,6 +173,7 @@ def cmd_model(args: argparse.Namespace) -> None:
     from mlops_platform.registry.store import CHALLENGER, CHAMPION, PREVIOUS
     from mlops_platform.stores import plain_stores
 
+    args.model = args.model or _default_model()
     stores = plain_stores()
     registry, warehouse = stores.mlflow.registry(), stores.warehouse
     if args.action == "rollback":
@@ -206,6 +251,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
+    check = commands.add_parser(
+        "check", help="validate domain declarations, specs and feature functions"
+    )
+    check.add_argument(
+        "specs", nargs="*", help="spec names (default: MLOPS_MODEL_SPECS or the domains' defaults)"
+    )
+    check.set_defaults(handler=cmd_check)
+
     source = commands.add_parser("source", help="the ingestion cursors of the source tables")
     source_commands = source.add_subparsers(dest="action", required=True)
     cursor = source_commands.add_parser(
@@ -235,9 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     model = commands.add_parser("model", help="registry: status, audit log, rollback, sign")
     model.add_argument("action", choices=["status", "audit", "rollback", "sign"])
     model.add_argument("--version", type=_version, default=None, help="sign: the version to sign")
-    model.add_argument(
-        "--model", default=_default_model(), help="registered model (default: first enabled spec)"
-    )
+    model.add_argument("--model", default="", help="registered model (default: first enabled spec)")
     model.add_argument("--reason", default="")
     model.add_argument("--actor", default=os.environ.get("USER", "cli"))
     model.add_argument(

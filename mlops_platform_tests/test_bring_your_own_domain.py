@@ -1,149 +1,80 @@
 """A domain the platform has never seen, onboarded as `docs/bring-your-own-model.md` says: a
-folder with a declaration, a spec and feature functions (made here, in a temporary directory),
-named in `MLOPS_DOMAIN_PATH` and `MLOPS_MODEL_SPECS`, and a source database with one table.
+folder with a declaration, a spec and feature functions (the guide's own code blocks, written
+here to a temporary directory), named in `MLOPS_DOMAIN_PATH` and `MLOPS_MODEL_SPECS`, and a
+source database with one table made by the guide's script.
 No platform code changes: ingest (dlt + contract) -> features -> train -> gate -> promote run as
 the platform's own Dagster jobs, and the champion answers a real HTTP request."""
 
 from __future__ import annotations
 
-import datetime as dt
-import textwrap
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
-import sqlalchemy as sa
+import yaml
 
 from mlops_platform_tests.serving_support import wait_ready
 
-DOMAIN = """
-name: pumps
-description: Daily condition readings of water pumps; a failure is logged the next day.
-entity: {singular: pump day, plural: pump days}
-entity_key: [pump_id, day]
-event: {table: pump_days, date: {column: day}, at: {column: read_at}}
-partitions: {start: 2022-01-01, timezone: UTC}
-label: {table: pump_days, column: failed, arrives: with the maintenance log the next morning}
-sources:
-  pump_db:
-    kind: sql
-    description: The maintenance database.
-    resource: pump_db
-    url_env: PUMPS_DB_URL
-    default_file: pumps.sqlite
-feature_inputs: [pump_days]
-leakage_columns: [failed]
-owners: [team:reliability-ml]
-default_specs: [pump_failure]
-tables:
-  pump_days:
-    source: pump_db
-    description: One row per pump and day; `failed` once the maintenance log is in.
-    primary_key: [pump_id, day]
-    cursor: updated_at
-    feature_date: {column: day}
-    contract:
-      required_columns: [pump_id, day, read_at, vibration, temperature, updated_at]
-      not_null: [pump_id, day, read_at, updated_at]
-      ranges: {vibration: [0, 100], temperature: [-40, 150], failed: [0, 1]}
-      version: updated_at
-      not_after_clock: [updated_at]
-    classification:
-      - class: none
-        reason: a machine's sensor readings, about no person
-        columns: [pump_id, day, read_at, vibration, temperature, failed, updated_at]
-"""
-
-FEATURES = """
-import pandas as pd
-
-FEATURE_INPUTS = {"sensors": {"pump_days": ("vibration", "temperature")}}
-
-
-def base_frame(tables):
-    return tables["pump_days"].reset_index(drop=True)
-
-
-def sensors(days, **_):
-    return days[["vibration", "temperature"]].astype(float)
-
-
-FEATURE_FUNCTIONS = {"sensors": sensors}
-"""
-
-SPEC = """
-name: pump_failure
-domain: pumps
-description: Probability that a pump fails on a day, from the day's sensor readings.
-task: classification
-target: {column: failed, threshold: 0.5}
-prediction_point: when the day's readings are in
-features: {functions: [sensors], numeric: [vibration, temperature]}
-training_window_days: 400
-holdout_days: 60
-gate:
-  primary_metric: roc_auc
-  floors: {roc_auc: {min: 0.7}}
-  champion_tolerance: 0.01
-  # Generous: this test checks onboarding, not speed, on a machine that may be busy.
-  latency_single_row_ms: 2000
-  latency_1000_rows_ms: 20000
-"""
-
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "bring-your-own-model.md"
 PUMPS, DAYS = 4, 500
-START = dt.date(2022, 1, 1)
 
 
-def make_source(path) -> None:
-    """The team's own database: one table of readings, and the clock table the local profile
-    reads time from (in production the wall clock)."""
-    rng = np.random.default_rng(7)
-    days = pd.date_range(START, periods=DAYS, freq="D")
-    frame = pd.DataFrame(
-        {
-            "pump_id": np.repeat(np.arange(1, PUMPS + 1), DAYS),
-            "day": np.tile(days.date, PUMPS),
-            "read_at": np.tile(days + pd.Timedelta(hours=20), PUMPS),
-            "vibration": rng.gamma(2.0, 5.0, PUMPS * DAYS),
-            "temperature": rng.normal(60, 10, PUMPS * DAYS),
-        }
-    )
-    risk = 0.15 * (frame["vibration"] - 10) + 0.05 * (frame["temperature"] - 60)
-    frame["failed"] = (risk + rng.normal(0, 1, len(frame)) > 1.0).astype(int)
-    frame["updated_at"] = pd.to_datetime(frame["day"]) + pd.Timedelta(days=1, hours=8)
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "CREATE TABLE pump_days (pump_id INTEGER NOT NULL, day DATE NOT NULL, "
-                "read_at DATETIME NOT NULL, vibration FLOAT, temperature FLOAT, failed INTEGER, "
-                "updated_at DATETIME NOT NULL, PRIMARY KEY (pump_id, day))"
-            )
-        )
-        frame.to_sql("pump_days", conn, if_exists="append", index=False)
-        conn.execute(sa.text("CREATE TABLE replay_clock (now DATETIME NOT NULL)"))
-        conn.execute(
-            sa.text("INSERT INTO replay_clock VALUES (:now)"),
-            {"now": dt.datetime.combine(START + dt.timedelta(days=DAYS + 1), dt.time(9))},
-        )
-    engine.dispose()
+def guide_blocks(language: str) -> list[str]:
+    """The guide's code blocks in `language`, in order: what a reader copies."""
+    return re.findall(rf"```{language}\n(.*?)```", GUIDE.read_text(), re.S)
+
+
+def guide_files() -> dict[str, str]:
+    """The domain folder and the source script exactly as the guide prints them."""
+    declaration, spec = guide_blocks("yaml")[:2]
+    features, make_pumps = guide_blocks("python")[:2]
+    raw = yaml.safe_load(spec)
+    # Generous: this test checks onboarding, not speed, on a machine that may be busy.
+    raw["gate"].update(latency_single_row_ms=2000, latency_1000_rows_ms=20000)
+    return {
+        "domain.yaml": declaration,
+        "features.py": features,
+        "pump_failure.yaml": yaml.safe_dump(raw),
+        "make_pumps.py": make_pumps,
+    }
+
+
+def test_the_guide_prints_the_files_this_test_onboards():
+    files = guide_files()
+    assert yaml.safe_load(files["domain.yaml"])["name"] == "pumps"
+    assert "FEATURE_FUNCTIONS" in files["features.py"]
+    assert yaml.safe_load(files["pump_failure.yaml"])["domain"] == "pumps"
+    assert "replay_clock" in files["make_pumps.py"]
 
 
 @pytest.fixture()
 def pumps(tmp_path, monkeypatch, data_dir):
     folder = tmp_path / "my_domains" / "pumps"
     folder.mkdir(parents=True)
-    (folder / "domain.yaml").write_text(textwrap.dedent(DOMAIN))
-    (folder / "features.py").write_text(textwrap.dedent(FEATURES))
-    (folder / "pump_failure.yaml").write_text(textwrap.dedent(SPEC))
+    files = guide_files()
+    for name in ("domain.yaml", "features.py", "pump_failure.yaml"):
+        (folder / name).write_text(files[name])
+    script = folder.parent / "make_pumps.py"
+    script.write_text(files["make_pumps.py"])
     monkeypatch.setenv("MLOPS_DOMAIN_PATH", str(folder.parent))
     monkeypatch.setenv("MLOPS_MODEL_SPECS", "pump_failure")
     monkeypatch.delenv("MLOPS_CLOCK_URL", raising=False)
     monkeypatch.delenv("MLOPS_SIGNING_KEY", raising=False)
     monkeypatch.setenv("DLT_DATA_DIR", str(data_dir / "dlt_global"))
-    make_source(data_dir / "pumps.sqlite")
+    # The team's own database (one table of readings) and the clock table the local profile
+    # reads time from, made by the guide's script as a reader runs it.
+    made = subprocess.run(
+        [sys.executable, str(script), str(data_dir / "pumps.sqlite")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "2000 rows of pump_days; clock 2023-05-16 09:00"
     return folder
 
 

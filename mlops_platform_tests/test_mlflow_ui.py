@@ -167,6 +167,39 @@ def test_live_performance_is_one_point_per_day_on_the_champions_run(version_run)
     assert old[0].timestamp > 0
 
 
+def test_a_day_monitored_again_logs_its_new_values_as_the_latest(version_run):
+    """A retried monitoring run, or one after a scores backfill, logs the same day again with
+    other values: MLflow refuses a second point of a logged model at the same timestamp and
+    step, so the newer point comes a millisecond later, and an unchanged value adds none."""
+    registry, *_ = version_run
+    client = registry.client
+    day = dt.date(2013, 3, 9)
+    first = {"labelled_rows": 10, "scored_rows": 20}
+    again = {"labelled_rows": 10, "scored_rows": 140, "roc_auc": 0.7}
+    run_id = log_live_performance(registry, MODEL, day, "1", first)
+    assert log_live_performance(registry, MODEL, day, "1", again) == run_id
+    assert log_live_performance(registry, MODEL, day, "1", again) == run_id
+    step = (day - EPOCH).days
+
+    def points(key):
+        return [m for m in client.get_metric_history(run_id, key) if m.step == step]
+
+    assert [m.value for m in points("labelled_rows")] == [10]
+    scored = sorted(points("scored_rows"), key=lambda m: m.timestamp)
+    assert [m.value for m in scored] == [20, 140]
+    assert [dt.datetime.fromtimestamp(m.timestamp / 1000, dt.UTC).date() for m in scored] == [
+        day,
+        day,
+    ]
+    model_id = logged_model_id(client, MODEL, "1")
+    on_model = [
+        m.value
+        for m in client.get_logged_model(model_id).metrics
+        if m.key == "scored_rows" and m.step == step
+    ]
+    assert sorted(on_model) == [20, 140]
+
+
 @pytest.mark.parametrize(
     ("run_id", "link"),
     [

@@ -126,6 +126,9 @@ def test_a_spec_that_drops_the_plane_function_needs_no_allowance(tmp_path):
 def test_a_classified_column_produced_as_a_feature_is_refused(tmp_path, monkeypatch):
     # A function that would return the tail number as a feature column.
     monkeypatch.setitem(FEATURE_INPUTS, "registration", {"flights": ("carrier",)})
+    monkeypatch.setitem(
+        FEATURE_FUNCTIONS, "registration", lambda flights, **_: flights[["tailnum"]]
+    )
     raw = yaml.safe_load(spec_path("flight_delay").read_text())
     raw["features"]["functions"].append("registration")
     raw["features"]["categorical"].append("tailnum")
@@ -204,5 +207,5 @@ def test_expectation_observations_are_masked_for_classified_columns(
 def test_a_feature_function_that_declares_nothing_is_refused(tmp_path):
     raw = yaml.safe_load(spec_path("flight_delay").read_text())
     raw["features"]["functions"].append("undeclared")
-    with pytest.raises(ValueError, match=r"\['undeclared'\] are unknown or do not declare"):
+    with pytest.raises(ValueError, match=r"\['undeclared'\] are not in FEATURE_FUNCTIONS"):
         load_spec(_write(tmp_path, raw))

@@ -25,8 +25,10 @@ from pathlib import Path
 from types import ModuleType
 
 import yaml
+from pydantic import ValidationError
 
 from mlops_platform.domains.schema import Domain, Partitions
+from mlops_platform.domains.validation import load_yaml, readable
 
 __all__ = [
     "DECLARATION",
@@ -120,10 +122,14 @@ def read_declaration(path: Path) -> Domain:
     if not path.exists():
         raise FileNotFoundError(f"no domain declaration {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path)
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a mapping of fields, got {type(raw).__name__}")
         domain = Domain.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"invalid domain declaration {path}:{readable(exc, [Domain])}") from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"invalid domain declaration {path}: {exc}") from exc
+        raise ValueError(f"invalid domain declaration {path}: {exc}") from None
     if domain.name != path.parent.name:
         raise ValueError(
             f"invalid domain declaration {path}: name {domain.name!r} differs from its folder "

@@ -4,7 +4,8 @@ An entity's features depend on its own row and on rows of the other raw inputs n
 date (how near is declared per table: `feature_date` and `feature_days_before`). So when the
 latest build saw raw data up to some dlt load ids, only the entities on or after the earliest
 date touched by a newer load need rebuilding. An input with no `feature_date` (reference data),
-a change of the feature definition, or a missing table mean a full rebuild.
+a change of the feature definition (the spec's features and label, or the domain's
+features.py), or a missing table mean a full rebuild.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from mlops_platform.domains import domain_for
+from mlops_platform.domains import domain_for, features_module
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import WarehouseStore
 
@@ -23,9 +25,25 @@ LOAD_ID = "_dlt_load_id"
 
 
 def definition_digest(spec: ModelSpec) -> str:
-    """Changes when the spec's features or label change: the table must then be rebuilt."""
-    shape = {"features": spec.features.model_dump(), "target": spec.target.model_dump()}
+    """Changes when the spec's features or label change, or the domain's feature code (its
+    `features.py`, edited while a team iterates on a feature): the table must then be rebuilt."""
+    shape = {
+        "features": spec.features.model_dump(),
+        "target": spec.target.model_dump(),
+        "code": code_digest(features_module(domain_for(spec))),
+    }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def code_digest(module) -> str:  # noqa: ANN001 - a module
+    """The digest of a features module's file, read once per loaded module: a process keeps
+    the code it imported, so an edit made after the import is seen only by a new process
+    (each Dagster run's steps), which then also sees the new digest."""
+    digest = getattr(module, "__mlops_code_digest__", None)
+    if digest is None:
+        digest = hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+        module.__mlops_code_digest__ = digest
+    return digest
 
 
 @dataclass
@@ -57,7 +75,7 @@ def plan_build(
     if not warehouse.table_exists("features", spec.name) or not previous:
         return Plan(True, None, "no earlier build", now)
     if previous.get("definition") != definition_digest(spec):
-        return Plan(True, None, "the spec's features changed", now)
+        return Plan(True, None, "the spec's features or the domain's features.py changed", now)
     earliest = []
     for table in domain.feature_inputs:
         declared = domain.tables[table]

@@ -250,9 +250,27 @@ def log_live_performance(
         for k, v in values.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and v == v
     }
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, v, stamp, step, model_id=model_id) for k, v in numbers.items()],
-        synchronous=True,
-    )
+    # A day monitored again (a retried run, a run after a scores backfill) adds a point at the
+    # same step one millisecond after that day's last, so the newest value is the latest, and an
+    # unchanged value adds nothing: MLflow refuses two points of a logged model with the same
+    # name, timestamp and step even when their values differ.
+    last = _last_points(client, run_id, step, numbers) if found and numbers else {}
+    metrics = [
+        Metric(k, v, max(stamp, last[k][0] + 1) if k in last else stamp, step, model_id=model_id)
+        for k, v in numbers.items()
+        if k not in last or last[k][1] != v
+    ]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics, synchronous=True)
     return run_id
+
+
+def _last_points(client, run_id: str, step: int, keys) -> dict[str, tuple[int, float]]:
+    """{metric: (timestamp, value)} of the latest point at `step` on the run, for `keys`."""
+    last: dict[str, tuple[int, float]] = {}
+    for key in keys:
+        at_step = [m for m in client.get_metric_history(run_id, key) if m.step == step]
+        if at_step:
+            newest = max(at_step, key=lambda m: m.timestamp)
+            last[key] = (newest.timestamp, newest.value)
+    return last

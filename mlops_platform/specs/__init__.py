@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlops_platform.contracts.classification import classification_of, classified_columns
 from mlops_platform.domains import (
@@ -26,6 +26,7 @@ from mlops_platform.domains import (
     load_domain,
     spec_files,
 )
+from mlops_platform.domains.validation import load_yaml, readable
 from mlops_platform.privacy import classified_uses
 
 
@@ -166,12 +167,26 @@ def privacy_problems(features: Features, privacy: Privacy, domain: Domain) -> li
     allow, and allowances that allow nothing (stale ones hide future changes)."""
     allowed = {a.column for a in privacy.allow}
     module = features_module(domain)
-    inputs = module.FEATURE_INPUTS
-    unknown = [f for f in features.functions if f not in inputs]
+    where = f"domain {domain.name}'s {Path(module.__file__).name} ({module.__file__})"
+    absent = [
+        name
+        for name in ("FEATURE_FUNCTIONS", "FEATURE_INPUTS", "base_frame")
+        if not hasattr(module, name)
+    ]
+    if absent:
+        return [f"features.functions: {where} does not define {', '.join(absent)}"]
+    inputs, functions = module.FEATURE_INPUTS, module.FEATURE_FUNCTIONS
+    unknown = [f for f in features.functions if f not in functions]
     if unknown:
         return [
-            f"feature functions {unknown} are unknown or do not declare their raw inputs "
-            f"(FEATURE_INPUTS of domain {domain.name}'s features.py); declared: {sorted(inputs)}"
+            f"features.functions: {unknown} are not in FEATURE_FUNCTIONS of {where} "
+            f"(it has {sorted(functions)})"
+        ]
+    undeclared = [f for f in features.functions if f not in inputs]
+    if undeclared:
+        return [
+            f"features.functions: {undeclared} do not declare the raw columns they read "
+            f"(FEATURE_INPUTS of {where}, which declares {sorted(inputs)})"
         ]
     problems, used = [], set()
     for use in classified_uses(inputs, features.functions, classification_of(domain)):
@@ -230,7 +245,7 @@ class ModelSpec(_Strict):
         leaked = set(self.features.columns) & set(domain.leakage_columns)
         if leaked:
             raise ValueError(
-                f"features {sorted(leaked)} are only known after the prediction point "
+                f"features: {sorted(leaked)} are only known after the prediction point "
                 f"({self.prediction_point}) (leakage)"
             )
         label_table = domain.tables[domain.label.table]
@@ -243,11 +258,11 @@ class ModelSpec(_Strict):
         if problems:
             raise ValueError("; ".join(problems))
         if self.task == "classification" and self.target.threshold is None:
-            raise ValueError("a classification spec needs target.threshold")
+            raise ValueError("target.threshold: a classification spec needs one")
         known = {"roc_auc", "brier", "log_loss", "mae", "rmse", "r2"}
         for metric in [self.gate.primary_metric, *self.gate.floors]:
             if metric not in known:
-                raise ValueError(f"unknown metric {metric!r}; one of {sorted(known)}")
+                raise ValueError(f"gate: unknown metric {metric!r}; one of {sorted(known)}")
         return self
 
     @property
@@ -273,7 +288,9 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
         available = sorted(spec_files())
         raise FileNotFoundError(f"no model spec {path}; available: {', '.join(available)}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path)
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a mapping of fields, got {type(raw).__name__}")
         declaration = path.parent / DECLARATION
         if declaration.exists():
             domain = load_domain(declaration)
@@ -283,8 +300,10 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
                     f"{domain.name!r}'s folder"
                 )
         return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"invalid model spec {path}:{readable(exc, [ModelSpec])}") from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"invalid model spec {path}: {exc}") from exc
+        raise ValueError(f"invalid model spec {path}: {exc}") from None
 
 
 @cache
