@@ -60,6 +60,23 @@ def test_bad_reasons_are_refused(reason, message):
         validate_reason(reason)
 
 
+def test_an_automatic_promotion_reason_always_fits_the_audit_log():
+    """A retrain's trigger reason lists every drifted column: on rainfall 1982-83 it made the
+    promotion reason 539 characters long, and every gate-passed challenger's promotion was
+    refused for 18 months. The generated reason is cut to fit and points to the whole one."""
+    from mlops_platform.model import tags as t
+    from mlops_platform.registry.assets import promotion_reason
+
+    assert promotion_reason({}, "run-1") == "passed evaluation gate"
+    short = promotion_reason({t.RUN_REASON: "drift share 0.38 > 0.3 (dew_point)"}, "run-1")
+    assert short == "passed evaluation gate; retrained because drift share 0.38 > 0.3 (dew_point)"
+    columns = ", ".join(f"column_{i}_change" for i in range(40))
+    long = promotion_reason({t.RUN_REASON: f"drift share 0.5 > 0.3 ({columns})\x1b[0m"}, "r-9")
+    assert validate_reason(long) == long and len(long) == 500
+    assert long.startswith("passed evaluation gate; retrained because drift share 0.5 > 0.3")
+    assert long.endswith(f"… (whole reason: tag {t.RUN_REASON} of Dagster run r-9)")
+
+
 def test_bad_reason_or_failed_alias_move_changes_nothing(signed_registry):
     from mlflow.exceptions import MlflowException
 

@@ -112,9 +112,7 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 }
             )
             return
-        reason = "passed evaluation gate"
-        if t.RUN_REASON in context.run.tags:  # started by the retraining sensor
-            reason += f"; retrained because {context.run.tags[t.RUN_REASON]}"
+        reason = promotion_reason(context.run.tags, context.run.run_id)
         changes = promote(
             registry,
             warehouse,
@@ -134,3 +132,23 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         )
 
     return champion
+
+
+def promotion_reason(run_tags: dict[str, str], run_id: str) -> str:
+    """The audit reason of an automatic promotion: the gate, and the retrain's trigger reason
+    when the retraining sensor started the run, cut to fit the audit log's bound (a drift
+    reason lists every drifted column and can exceed it; the whole reason stays on the run's
+    `mlops/reason` tag, which the cut reason points to). A promotion must never fail on its
+    own generated text."""
+    from mlops_platform.registry.audit import REASON_MAX_CHARS
+
+    reason = "passed evaluation gate"
+    trigger_reason = run_tags.get(t.RUN_REASON)
+    if not trigger_reason:
+        return reason
+    printable = "".join(c if c.isprintable() else " " for c in trigger_reason)
+    reason += f"; retrained because {' '.join(printable.split())}"
+    if len(reason) <= REASON_MAX_CHARS:
+        return reason
+    pointer = f"… (whole reason: tag {t.RUN_REASON} of Dagster run {run_id})"
+    return reason[: REASON_MAX_CHARS - len(pointer)].rstrip() + pointer
