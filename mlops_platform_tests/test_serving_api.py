@@ -223,8 +223,9 @@ def test_shadow_and_prediction_log_and_feedback(stack):
             "the challenger loaded (in /metrics)",
         )
         ids = [httpx.post(f"{server.url}/predict", json=ROW).json()["request_id"] for _ in range(5)]
-        # large requests are logged as arrays and repeated values: every row, in order
-        for rows in (40, 1000):
+        # large requests are logged as arrays and repeated values (1,030 rows: a last chunk of
+        # 6), every row, in order
+        for rows in (40, 1000, 1030):
             data = [[*ROW.values()] for _ in range(rows)]
             for i, row in enumerate(data):
                 row[list(ROW).index("distance")] = 100 + i
@@ -255,7 +256,7 @@ def test_shadow_and_prediction_log_and_feedback(stack):
     assert set(mine["shadow_version"]) == {"2"} and mine["shadow_score"].notna().all()
     assert (mine["score"] != mine["shadow_score"]).all()
     assert (mine["carrier"] == "UA").all() and (mine["distance"] == 1400).all()
-    for rows in (40, 1000):
+    for rows in (40, 1000, 1030):
         large = logged[logged["request_id"] == f"large-{rows}"]
         assert list(large["row"]) == list(range(rows))
         assert list(large["distance"]) == [100.0 + i for i in range(rows)]

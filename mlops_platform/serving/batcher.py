@@ -294,7 +294,11 @@ class MicroBatcher:
 
 
 def _as_list(values) -> list:
-    return values if type(values) is list else list(values)
+    """A column as a list of Python values (the last chunk of a large request can be small:
+    its numbers arrive as an array)."""
+    if type(values) is list:
+        return values
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
 def _one_openmp_thread() -> None:
