@@ -120,6 +120,8 @@ def main() -> None:
             f"1,000 rows: {ms:.2f} ms server CPU per request "
             f"({1000 / ms * BATCH_ROWS:,.0f} rows per CPU second; wall {rows_s:,.0f} rows/s)"
         )
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        print(f"peak RSS {int(status.split('VmHWM:')[1].split()[0]) / 1024:.0f} MB")
         if spy is not None:
             spy.send_signal(2)
             spy.wait(timeout=60)
