@@ -17,16 +17,16 @@ NaN/negative/above 255). Equality with `predict_proba`/`predict` is tested on re
 data.
 
 When every tree has at most 64 leaves and the tables fit in `MAX_MASK_BYTES`, rows are scored
-without walking (`_masks`, after QuickScorer, Lucchese et al., SIGIR 2015): each tree's leaves
-are numbered left to right and a row keeps, per tree, a bit mask of the leaves it can still
-reach. Every split sending a value right rules out the leaves of its left subtree, and the
-reverse; what one feature value rules out in every tree is precomputed (per feature: one row
-of masks per interval between its thresholds, one for NaN; per categorical code), so a row is
-one table look-up and one AND over the trees per feature, then the lowest remaining bit of
-each tree is its leaf. Same leaves, same sum in the same order: the same numbers as the walk
-(tested), with no data-dependent branches: 1,000 held-out rows in ~0.5 ms against ~5.4 ms
-walking (branch mispredictions), and a 1,000-row request of one repeated row in ~0.25 ms
-against ~2.3 ms.
+without walking (`_score_by_masks`, after QuickScorer, Lucchese et al., SIGIR 2015): each
+tree's leaves are numbered left to right and a row keeps, per tree, a bit mask of the leaves
+it can still reach. Every split sending a value right rules out the leaves of its left
+subtree, and the reverse; what one feature value rules out in every tree is precomputed (per
+feature: one row of masks per interval between its thresholds, one for NaN; per categorical
+code), so a row is one table look-up and one AND over the trees per feature, then the lowest
+remaining bit of each tree is its leaf. Same leaves, same sum in the same order: the same
+numbers as the walk (tested), with no data-dependent branches: 1,000 held-out rows in ~0.5 ms
+against ~5.4 ms walking (branch mispredictions), and a 1,000-row request of one repeated row
+in ~0.25 ms against ~2.3 ms.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class CompiledForest:
         table[:, :256] = in_left | (~is_known & cat_missing_left)
         table[:, _MISSING] = cat_missing_left[:, 0]
         self.table = table.ravel()
-        self.masks = _LeafMasks.build(self, nodes, offsets, sizes) if leaf_masks else None
+        self.masks = _LeafMasks.build(self, offsets, sizes) if leaf_masks else None
         # Compile the kernel (or load it from numba's cache) now, while the model loads: a
         # service answers ready only once its champion is loaded, and the first request would
         # otherwise wait seconds for the compiler.
@@ -151,7 +151,7 @@ class _LeafMasks:
     """The tables of the leaf-mask kernel (see the module's docstring)."""
 
     @classmethod
-    def build(cls, forest: CompiledForest, nodes, offsets, sizes) -> _LeafMasks | None:
+    def build(cls, forest: CompiledForest, offsets, sizes) -> _LeafMasks | None:
         child, n_trees = forest.child, len(offsets)
         # leaves of each tree numbered left to right; per split, the leaf bits of each side
         leaf_values = []
