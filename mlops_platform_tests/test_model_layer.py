@@ -182,3 +182,39 @@ def test_data_digest_is_sensitive_to_rows_and_columns():
     assert data_digest(frame) == data_digest(frame.copy())
     assert data_digest(frame) != data_digest(frame.iloc[::-1])
     assert data_digest(frame) != data_digest(frame.rename(columns={"b": "c"}))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1400, 1400.0),
+        (12.5, 12.5),
+        (None, math.nan),
+        (math.nan, math.nan),
+        ("12.5", 12.5),
+        ("", math.nan),
+        (True, "must be numeric, got True"),
+        ([1], r"must be numeric, got \[1\]"),
+        (math.inf, "row {row}: inf is not a finite number"),
+        (6000, r"row {row}: 6000 is outside the declared range \[0, 5000\]"),
+        (10**400, "row {row}: beyond the float range"),
+    ],
+)
+@pytest.mark.parametrize("rows", [1, 5, 40])
+def test_numbers_are_checked_alike_however_many_rows(value, expected, rows):
+    """Large requests check every numeric column at once; a value anywhere gets the answer
+    (or the error, naming column and row) it gets alone."""
+    ranges = {"distance": (0.0, 5000.0)}
+    columns = {c: [1.0] * rows for c in SPEC.features.numeric} | {
+        c: ["UA"] * rows for c in SPEC.features.categorical
+    }
+    columns["distance"] = [*columns["distance"][:-1], value]
+    if isinstance(expected, str):
+        with pytest.raises(InputError, match=f"column 'distance' {expected.format(row=rows - 1)}"):
+            normalize(columns, rows, SPEC, ranges)
+        return
+    out = normalize(columns, rows, SPEC, ranges)
+    got = out["distance"][-1]
+    assert got == expected or (math.isnan(got) and math.isnan(expected))
+    assert all(len(out[c]) == rows for c in SPEC.features.columns)
+    assert list(out["temp"]) == [1.0] * rows and list(out["carrier"]) == ["UA"] * rows

@@ -223,6 +223,18 @@ def test_shadow_and_prediction_log_and_feedback(stack):
             "the challenger loaded (in /metrics)",
         )
         ids = [httpx.post(f"{server.url}/predict", json=ROW).json()["request_id"] for _ in range(5)]
+        # large requests are logged as arrays and repeated values (1,030 rows: a last chunk of
+        # 6), every row, in order
+        for rows in (40, 1000, 1030):
+            data = [[*ROW.values()] for _ in range(rows)]
+            for i, row in enumerate(data):
+                row[list(ROW).index("distance")] = 100 + i
+            reply = httpx.post(
+                f"{server.url}/invocations",
+                json={"dataframe_split": {"columns": list(ROW), "data": data}},
+                headers={"x-request-id": f"large-{rows}"},
+            )
+            assert reply.status_code == 200 and len(reply.json()["predictions"]) == rows
         feedback = httpx.post(
             f"{server.url}/feedback",
             json={
@@ -244,6 +256,14 @@ def test_shadow_and_prediction_log_and_feedback(stack):
     assert set(mine["shadow_version"]) == {"2"} and mine["shadow_score"].notna().all()
     assert (mine["score"] != mine["shadow_score"]).all()
     assert (mine["carrier"] == "UA").all() and (mine["distance"] == 1400).all()
+    for rows in (40, 1000, 1030):
+        large = logged[logged["request_id"] == f"large-{rows}"]
+        assert list(large["row"]) == list(range(rows))
+        assert list(large["distance"]) == [100.0 + i for i in range(rows)]
+        assert set(large["route"]) == {"invocations"} and set(large["alias"]) == {"champion"}
+        assert set(large["shadow_version"]) == {"2"} and large["shadow_score"].notna().all()
+        assert (large["carrier"] == "UA").all() and large["wind_gust"].isna().all()
+        assert large["ts"].notna().all() and large["score"].between(0, 1).all()
     truth = read_log(tmp / "serving" / "feedback")
     assert list(truth["request_id"]) == [ids[0]] and truth["arr_delay"].iloc[0] == 22.0
 

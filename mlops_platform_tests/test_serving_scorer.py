@@ -40,6 +40,32 @@ def test_fast_scorer_equals_the_pipeline(fitted, rows):
     np.testing.assert_allclose(ours, model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("max_leaf_nodes", [15, 80])
+def test_leaf_masks_and_the_walk_give_the_pipelines_numbers(golden_features, max_leaf_nodes):
+    """Trees of up to 64 leaves are scored by leaf masks, larger ones by walking: both give
+    exactly `predict_proba` on held-out rows with missing and unknown values."""
+    from mlops_platform.model.forest import CompiledForest
+
+    train, holdout, _ = split_by_time(golden_features, SPEC)
+    params = Hyperparameters(max_iter=30, max_leaf_nodes=max_leaf_nodes, min_samples_leaf=20)
+    model = fit(SPEC, train, params)
+    frame = holdout.head(500).copy()
+    frame.iloc[0, frame.columns.get_loc("carrier")] = "ZZ"
+    frame.iloc[1:40, frame.columns.get_loc("dest")] = None
+    frame.iloc[2:60, frame.columns.get_loc("temp")] = np.nan
+    columns, x = columns_of(frame)
+    scorer = FastScorer(model, SPEC)
+    matrix = scorer.matrix(normalize(columns, len(frame), SPEC), len(frame))
+    expected = model.predict_proba(x)[:, 1]
+    walk = CompiledForest(scorer.estimator, leaf_masks=False)
+    assert walk.masks is None
+    assert (scorer.forest.masks is None) == (max_leaf_nodes > 64)
+    for forest in (scorer.forest, walk):
+        raw = forest.raw(matrix)
+        np.testing.assert_allclose(1 / (1 + np.exp(-raw)), expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(scorer.forest.raw(matrix), walk.raw(matrix))
+
+
 def test_bad_columns_are_named():
     with pytest.raises(InputError, match="missing column 'distance'"):
         normalize({}, 1, SPEC)

@@ -8,11 +8,13 @@ import json
 import time
 import tracemalloc
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from mlops_platform.serving.breaker import CircuitBreaker, CircuitOpen
 from mlops_platform.serving.logfiles import read_log
-from mlops_platform.serving.predictionlog import PartitionedLog, keyed_hash
+from mlops_platform.serving.predictionlog import PartitionedLog, Repeat, keyed_hash
 from mlops_platform.serving.protocols import loads, parse_mlflow_json
 from mlops_platform.serving.rules import feature_ranges, feedback_problems, feedback_rules
 from mlops_platform.specs import load_spec
@@ -106,6 +108,41 @@ def test_poison_batches_are_dropped_counted_and_never_block_the_log(tmp_path):
     assert log.dropped == 3 and len(drops) == 3
     stored = read_log(tmp_path)
     assert sorted(stored["request_id"]) == sorted(good + more)
+
+
+def test_columnar_batches_land_like_lists_and_poison_ones_are_dropped(tmp_path):
+    """Large batches come as numpy arrays and `Repeat`s (one value for every row): stored
+    row for row like list batches, hashed alike, and dropped alone if they do not convert."""
+    drops = []
+    log = PartitionedLog(
+        tmp_path,
+        schema(),
+        flush_seconds=0.05,
+        hash_columns=frozenset({"request_id"}),
+        hash_key=b"k",
+        on_drop=lambda n, r: drops.append(n),
+    )
+    now = dt.datetime(2026, 1, 2, 3, 4)
+    log.append(batch(["a", "b"]))
+    log.append({"ts": Repeat(now, 3), "request_id": Repeat("big", 3), "x": np.arange(3.0)})
+    log.append({"ts": Repeat(now, 2), "request_id": Repeat("bad", 2), "x": Repeat("no", 2)})
+    log.append(batch(["c"], x=7.0))
+    log.close()
+    stored = read_log(tmp_path)
+    assert list(stored["request_id"]) == [keyed_hash(b"k", v) for v in "ab"] + [
+        keyed_hash(b"k", "big")
+    ] * 3 + [keyed_hash(b"k", "c")]
+    assert list(stored["x"]) == [1.0, 1.0, 0.0, 1.0, 2.0, 7.0]
+    assert set(stored["ts"]) == {pd.Timestamp(now)}
+    assert drops == [2]
+
+
+def test_repeat_is_a_sequence_of_one_value():
+    column = Repeat("v", 5)
+    assert len(column) == 5 and list(column) == ["v"] * 5 and column[-1] == "v"
+    assert column[1:4] == Repeat("v", 3) and column[4:9] == Repeat("v", 1)
+    with pytest.raises(IndexError):
+        column[5]
 
 
 def test_replicas_write_unique_files_compacted_and_read_once(tmp_path):

@@ -30,10 +30,12 @@ import numpy as np
 
 from mlops_platform.serving.manager import ModelHandle, ModelManager
 from mlops_platform.serving.metrics import ServingMetrics
-from mlops_platform.serving.predictionlog import PartitionedLog
+from mlops_platform.serving.predictionlog import PartitionedLog, Repeat
 
 #: batches smaller than this are scored on the event loop (compiled trees: ~0.2 ms at most)
 INLINE_ROWS = 24
+#: batches from this size on are logged as arrays and repeated values, not lists
+COLUMNAR_LOG_ROWS = 16
 
 log = logging.getLogger("mlops.serving")
 
@@ -147,7 +149,10 @@ class MicroBatcher:
         pieces = []
         for start in range(0, rows, self.chunk_rows):
             end = min(rows, start + self.chunk_rows)
-            part = {name: values[start:end] for name, values in columns.items()}
+            if end - start == rows:
+                part = columns  # one chunk: the columns as they are, not copied
+            else:
+                part = {name: values[start:end] for name, values in columns.items()}
             pieces.append(
                 Pending(part, end - start, request_id, route, canary, loop.create_future(), start)
             )
@@ -238,25 +243,62 @@ class MicroBatcher:
     def _log(self, columns, scores, items, handle, other, shadow) -> None:
         n = len(scores)
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        request_ids, routes, row_index = [], [], []
-        for item in items:
-            request_ids += [item.request_id] * item.rows
-            routes += [item.route] * item.rows
-            row_index += range(item.first_row, item.first_row + item.rows)
-        record = {
-            "ts": [now] * n,
-            "request_id": request_ids,
-            "row": row_index,
-            "route": routes,
-            "model": [handle.name] * n,
-            "model_version": [handle.version] * n,
-            "alias": [handle.alias] * n,
-            "score": scores.tolist(),
-            "shadow_version": [other.version if other and shadow is not None else None] * n,
-            "shadow_score": shadow.tolist() if shadow is not None else [None] * n,
-            **columns,
-        }
+        shadow_version = other.version if other and shadow is not None else None
+        if n < COLUMNAR_LOG_ROWS:
+            # small batches as lists: the log merges them into one conversion per flush
+            request_ids, routes, row_index = [], [], []
+            for item in items:
+                request_ids += [item.request_id] * item.rows
+                routes += [item.route] * item.rows
+                row_index += range(item.first_row, item.first_row + item.rows)
+            record = {
+                "ts": [now] * n,
+                "request_id": request_ids,
+                "row": row_index,
+                "route": routes,
+                "model": [handle.name] * n,
+                "model_version": [handle.version] * n,
+                "alias": [handle.alias] * n,
+                "score": scores.tolist(),
+                "shadow_version": [shadow_version] * n,
+                "shadow_score": shadow.tolist() if shadow is not None else [None] * n,
+                **{name: _as_list(values) for name, values in columns.items()},
+            }
+        else:
+            # large batches as arrays and repeated values: converted without a Python loop
+            if len(items) == 1:
+                item = items[0]
+                request_ids = Repeat(item.request_id, n)
+                routes = Repeat(item.route, n)
+                row_index = np.arange(item.first_row, item.first_row + n)
+            else:
+                request_ids = [i.request_id for i in items for _ in range(i.rows)]
+                routes = [i.route for i in items for _ in range(i.rows)]
+                row_index = np.concatenate(
+                    [np.arange(i.first_row, i.first_row + i.rows) for i in items]
+                )
+            record = {
+                "ts": Repeat(now, n),
+                "request_id": request_ids,
+                "row": row_index,
+                "route": routes,
+                "model": Repeat(handle.name, n),
+                "model_version": Repeat(handle.version, n),
+                "alias": Repeat(handle.alias, n),
+                "score": scores,
+                "shadow_version": Repeat(shadow_version, n),
+                "shadow_score": shadow if shadow is not None else Repeat(None, n),
+                **columns,
+            }
         self.log.append(record)
+
+
+def _as_list(values) -> list:
+    """A column as a list of Python values (the last chunk of a large request can be small:
+    its numbers arrive as an array)."""
+    if type(values) is list:
+        return values
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
 def _one_openmp_thread() -> None:

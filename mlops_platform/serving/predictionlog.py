@@ -3,13 +3,18 @@
 Record batches (columns) are queued by the request path and written by one background thread
 (every `flush_seconds`, at most `max_rows` a file), so the request never waits for disk. A file
 costs much the same for 100 rows as for 1,000 (py-spy: Parquet writes every 0.25 s were a
-fifth of a single-row server's CPU), hence a flush a second. `close()` drains
-the queue: on a clean shutdown (SIGTERM included) nothing accepted is lost.
+fifth of a single-row server's CPU), hence a flush a second. Files of 50,000 rows write 1,000
+rows in 0.35 ms instead of 0.55 ms, but under 1,000-row requests the server's peak RSS was
+689 MB against 655 MB, for a gain lost in the noise of a shared machine: 5,000 it is.
+`close()` drains the queue: on a clean shutdown (SIGTERM included) nothing accepted is lost.
 
 The writer never stops: a batch that cannot be converted to the log's schema (a poison record)
 is dropped, counted (`dropped`, `on_drop`) and logged, never re-queued, so it cannot block the
-batches after it. A failed disk write keeps the converted rows and retries them (bounded by
-`max_pending_rows`). Identifying columns (`hash_columns`) are stored as a keyed hash.
+batches after it. A batch's columns are lists, or, for large batches, numpy arrays and `Repeat`
+(one value for every row: a request's id, the model, the time), converted to Arrow without a
+Python loop (measured: converting lists was 0.67 ms of a 1,000-row request's 6.8 ms CPU, the
+time column alone a fifth of it). A failed disk write keeps the converted rows and retries them
+(bounded by `max_pending_rows`). Identifying columns (`hash_columns`) are stored as a keyed hash.
 Every `compact_seconds` the writer merges its own small files of a day into one (see
 `logfiles`); a day's files from all replicas are merged by the retention job.
 """
@@ -24,6 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +47,51 @@ log = logging.getLogger("mlops.serving")
 CONVERT_ROWS = 1_000
 
 
-def _slices(columns: dict[str, list], size: int):
+@dataclass(frozen=True)
+class Repeat:
+    """One value for each of `rows` rows of a batch, without a list of `rows` copies."""
+
+    value: object
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Repeat(self.value, len(range(*index.indices(self.rows))))
+        if not -self.rows <= index < self.rows:
+            raise IndexError(index)
+        return self.value
+
+    def __iter__(self):
+        return itertools.repeat(self.value, self.rows)
+
+
+def _slices(columns: dict, size: int):
     rows = len(next(iter(columns.values())))
     if rows <= size:
         yield columns
         return
     for start in range(0, rows, size):
         yield {name: values[start : start + size] for name, values in columns.items()}
+
+
+def _arrow(values, type_):
+    """One column as an Arrow array: a Repeat or a numpy array without a Python loop."""
+    import pyarrow as pa
+
+    if isinstance(values, Repeat):
+        return pa.repeat(pa.scalar(values.value, type=type_), values.rows)
+    return pa.array(values, type=type_)
+
+
+def _day(ts) -> str:
+    """The partition of a batch: the date of its first timestamp (datetime or datetime64)."""
+    first = ts[0]
+    if isinstance(first, np.datetime64):
+        return str(first.astype("datetime64[D]"))
+    return first.strftime("%Y-%m-%d")
 
 
 def keyed_hash(key: bytes, value: str | None) -> str | None:
@@ -95,9 +139,10 @@ class PartitionedLog:
         )
         self._thread.start()
 
-    def append(self, columns: dict[str, list]) -> None:
-        """Queue one batch of records given as equal-length columns (one must be `ts`)."""
-        if columns and columns["ts"]:
+    def append(self, columns: dict) -> None:
+        """Queue one batch of records given as equal-length columns (one must be `ts`): lists,
+        or numpy arrays and `Repeat`s."""
+        if columns and len(columns["ts"]):
             self._queue.put(columns)
 
     def _drain(self) -> list[dict[str, list]]:
@@ -130,14 +175,14 @@ class PartitionedLog:
             converted = []
             for batch in group:
                 n = len(batch["ts"])
-                day_name = batch["ts"][0].strftime("%Y-%m-%d")
-                if any(isinstance(v, np.ndarray) for v in batch.values()):
-                    # a large request's numeric columns arrive as arrays: converted as they
+                day_name = _day(batch["ts"])
+                if any(type(v) is not list for v in batch.values()):
+                    # a large batch's columns arrive as arrays and Repeats: converted as they
                     # are, after the batches before it (the log keeps the order of arrival)
                     for pending_day, columns in by_date.items():
                         converted += convert(pending_day, columns)
                     by_date.clear()
-                    columns = {name: batch.get(name, [None] * n) for name in self.schema.names}
+                    columns = {name: batch.get(name, Repeat(None, n)) for name in self.schema.names}
                     converted += convert(day_name, columns)
                     continue
                 day = by_date.setdefault(day_name, {name: [] for name in self.schema.names})
@@ -149,11 +194,17 @@ class PartitionedLog:
 
         def convert(day: str, columns: dict):
             for name in self.hash_columns:
-                columns[name] = [keyed_hash(self.hash_key, v) for v in columns[name]]
+                values = columns[name]
+                columns[name] = (
+                    Repeat(keyed_hash(self.hash_key, values.value), values.rows)
+                    if isinstance(values, Repeat)
+                    else [keyed_hash(self.hash_key, v) for v in values]
+                )
             # In slices: one conversion holds the GIL throughout, and the event loop waits.
             return [
-                (day, pa.RecordBatch.from_pydict(part, schema=self.schema))
+                (day, pa.RecordBatch.from_arrays(arrays, schema=self.schema))
                 for part in _slices(columns, CONVERT_ROWS)
+                for arrays in [[_arrow(part[f.name], f.type) for f in self.schema]]
             ]
 
         # One conversion per day and flush (per-batch conversions cost more GIL time in all);

@@ -1,0 +1,134 @@
+"""Server CPU per request: `mlops serve` on a prepared champion, N requests, CPU read from /proc.
+
+Wall-clock throughput on a shared machine says little; the server process's CPU time (user +
+system, all its threads: event loop, model threads, log writer) per request is what bounds
+throughput on one core. Sends `--requests` single-row and then 1,000-row `dataframe_split`
+requests (the bodies `serving_bench` sends) over `--connections` concurrent keep-alive
+connections and prints the server's CPU milliseconds per request for each, after a warm-up.
+
+    uv run python bench/serving_cpu.py --workdir /tmp/bench   # a champion serving_bench kept
+    uv run python bench/serving_cpu.py --workdir /tmp/bench --py-spy /tmp/batch.svg
+
+`--py-spy FILE` records the server (py-spy, installed separately) during the 1,000-row phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from serving_bench import BATCH_ROWS, BIN, ROW, _champion
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def send(url: str, body: bytes, requests: int, connections: int) -> None:
+    headers = {"content-type": "application/json"}
+    todo = iter(range(requests))
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        for _ in todo:
+            reply = await client.post(f"{url}/invocations", content=body, headers=headers)
+            if reply.status_code != 200:
+                sys.exit(f"answered {reply.status_code}: {reply.text[:300]}")
+
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        await asyncio.gather(*(worker(client) for _ in range(connections)))
+
+
+def measure(
+    url: str, pid: int, body: bytes, requests: int, connections: int
+) -> tuple[float, float]:
+    """(server CPU ms per request, wall seconds)."""
+    asyncio.run(send(url, body, max(10, requests // 10), connections))  # warm-up
+    before, started = cpu_seconds(pid), time.perf_counter()
+    asyncio.run(send(url, body, requests, connections))
+    wall = time.perf_counter() - started
+    return (cpu_seconds(pid) - before) * 1000 / requests, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--port", type=int, default=18200)
+    parser.add_argument("--requests", type=int, default=400, help="1,000-row requests")
+    parser.add_argument("--single", type=int, default=4000, help="single-row requests")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--py-spy", help="record the 1,000-row phase into this file (svg/txt)")
+    parser.add_argument("--cpu", help="pin the server to these CPUs (taskset)")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    os.environ["MLOPS_DATA_DIR"] = str(workdir)
+    champion = _champion(workdir, True)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": champion["tracking_uri"],
+        "MLOPS_SERVING_MAX_BODY_BYTES": "4000000",
+    }
+    command = [str(BIN / "mlops"), "serve", "--port", str(args.port)]
+    if args.cpu:
+        command = ["taskset", "-c", args.cpu, *command]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{args.port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit("the server did not start")
+            time.sleep(0.3)
+        single = json.dumps(
+            {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())]}}
+        )
+        batch = json.dumps(
+            {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())] * BATCH_ROWS}}
+        )
+        if args.single:
+            ms, wall = measure(url, server.pid, single.encode(), args.single, args.connections)
+            print(
+                f"single row: {ms:.3f} ms server CPU per request ({args.single / wall:,.0f} req/s)"
+            )
+        spy = None
+        if args.py_spy:
+            fmt = "raw" if args.py_spy.endswith(".txt") else "flamegraph"
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(server.pid), "--threads",
+                 "--format", fmt, "--output", args.py_spy, "--rate", "500"]
+            )  # fmt: skip
+            time.sleep(1)
+        ms, wall = measure(url, server.pid, batch.encode(), args.requests, args.connections)
+        rows_s = args.requests * BATCH_ROWS / wall
+        print(
+            f"1,000 rows: {ms:.2f} ms server CPU per request "
+            f"({1000 / ms * BATCH_ROWS:,.0f} rows per CPU second; wall {rows_s:,.0f} rows/s)"
+        )
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        print(f"peak RSS {int(status.split('VmHWM:')[1].split()[0]) / 1024:.0f} MB")
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
