@@ -21,7 +21,7 @@ from mlops_platform.monitoring.reference import (
     performance_reference,
 )
 from mlops_platform.monitoring.reports import report_path, report_title, save_report
-from mlops_platform.monitoring.significance import performance_verdict
+from mlops_platform.monitoring.significance import days_of, performance_verdict
 from mlops_platform.registry.mlflow_ui import log_live_performance
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
@@ -241,6 +241,8 @@ def run_performance(
         min_drop=spec.drift.performance_drop,
         confidence=spec.drift.confidence,
         samples=spec.drift.bootstrap_samples,
+        current_groups=days_of(known[EVENT_DATE]),
+        reference_groups=days_of(reference[DAY]),
     )
     metrics = {}
     # Too few outcomes yet (the first days after scoring starts): say so, judge nothing.

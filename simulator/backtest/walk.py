@@ -6,7 +6,8 @@ ending with the step, as the platform's monitoring does: drift of the window's f
 scores and arrived labels against its model's reference with the calibrated thresholds
 (`calibration.statistic` is Evidently's PSI, tested equal; `calibration.alarm` is the drift
 report's rule), and the performance on arrived labels against its model's held-out rows
-(`significance.performance_verdict`). `triggers.decide_retrain` decides, with the cooldown.
+(`significance.performance_verdict`, resampling whole days). `triggers.decide_retrain`
+decides, with the cooldown.
 A retrain trains at that clock and, for a gated policy, replaces the model only if the gate
 passes.
 """
@@ -24,7 +25,8 @@ import pandas as pd
 from mlops_platform.model.columns import LABEL, SCORE
 from mlops_platform.monitoring.calibration import alarm, statistic, window_is_full
 from mlops_platform.monitoring.drift import column_kinds, fixed_thresholds
-from mlops_platform.monitoring.significance import metric_function, performance_verdict
+from mlops_platform.monitoring.reference import DAY
+from mlops_platform.monitoring.significance import days_of, metric_function, performance_verdict
 from mlops_platform.monitoring.triggers import decide_retrain
 from mlops_platform.training.params import Hyperparameters
 from simulator.backtest.models import Lab, Model, prefetch
@@ -110,7 +112,9 @@ def drift_result(lab: Lab, model: Model, rows: np.ndarray, scores: np.ndarray, k
     }
 
 
-def performance_result(lab: Lab, model: Model, y: np.ndarray, p: np.ndarray) -> dict:
+def performance_result(
+    lab: Lab, model: Model, y: np.ndarray, p: np.ndarray, days: np.ndarray
+) -> dict:
     """The performance asset's verdict figures. The bootstrap only runs when the point drop
     could be significant (rows enough, drop >= the material minimum): otherwise the rule's
     answer is already no, and the bootstrap costs a second a call."""
@@ -134,6 +138,8 @@ def performance_result(lab: Lab, model: Model, y: np.ndarray, p: np.ndarray) -> 
         min_drop=drift.performance_drop,
         confidence=drift.confidence,
         samples=drift.bootstrap_samples,
+        current_groups=days,
+        reference_groups=days_of(reference[DAY]),
     )
     return {
         "performance_drop": verdict.drop,
@@ -160,7 +166,11 @@ def _decide(lab: Lab, lane: Lane, step: Step, window: np.ndarray, scored, known)
     if policy.retrain in (PERFORMANCE, DEFAULT):
         labelled = rows[known[rows]]
         performance = performance_result(
-            lab, lane.model, lab.history.table[LABEL].to_numpy()[labelled], lane.scores[labelled]
+            lab,
+            lane.model,
+            lab.history.table[LABEL].to_numpy()[labelled],
+            lane.scores[labelled],
+            lab.history.days[labelled],
         )
     lane.charge("monitor", (lane.model.id, "reference"), lab.monitoring(lane.model).seconds)
     decision = decide_retrain(spec, str(step.end), drift, performance, lane.last_trigger)
