@@ -6,8 +6,9 @@ ending with the step, as the platform's monitoring does: drift of the window's f
 scores and arrived labels against its model's reference with the calibrated thresholds
 (`calibration.statistic` is Evidently's PSI, tested equal; `calibration.alarm` is the drift
 report's rule), and the performance on arrived labels against its model's held-out rows
-(`significance.performance_verdict`, resampling whole days). `triggers.decide_retrain`
-decides, with the cooldown.
+(`significance.performance_verdict`, resampling whole days, on the labels of the last
+`drift.performance_window_days`). `triggers.decide_retrain` decides, with the cooldown (and,
+for the default policy, the spec's maximum model age, as the platform's sensor).
 A retrain trains at that clock and, for a gated policy, replaces the model only if the gate
 passes.
 """
@@ -121,7 +122,7 @@ def performance_result(
     spec, drift = lab.spec, lab.spec.drift
     reference = lab.monitoring(model).performance_reference
     metric = spec.gate.primary_metric
-    if len(y) < drift.min_labelled_rows:
+    if len(y) < drift.performance_min_rows:
         return {"performance_drop": math.nan, "significant_drop": False}
     score = metric_function(metric)
     current, baseline = score(y, p), score(reference[LABEL], reference[SCORE])
@@ -134,7 +135,7 @@ def performance_result(
         p,
         reference[LABEL].to_numpy(),
         reference[SCORE].to_numpy(),
-        min_rows=drift.min_labelled_rows,
+        min_rows=drift.performance_min_rows,
         min_drop=drift.performance_drop,
         confidence=drift.confidence,
         samples=drift.bootstrap_samples,
@@ -165,6 +166,9 @@ def _decide(lab: Lab, lane: Lane, step: Step, window: np.ndarray, scored, known)
             drift = drift_result(lab, lane.model, rows, lane.scores[rows], known)
     if policy.retrain in (PERFORMANCE, DEFAULT):
         labelled = rows[known[rows]]
+        # The labels of the last `drift.performance_window_days`, as `run_performance` judges.
+        first = np.datetime64(step.end - dt.timedelta(days=spec.drift.performance_days - 1))
+        labelled = labelled[lab.history.days[labelled] >= first]
         performance = performance_result(
             lab,
             lane.model,
@@ -173,7 +177,12 @@ def _decide(lab: Lab, lane: Lane, step: Step, window: np.ndarray, scored, known)
             lab.history.days[labelled],
         )
     lane.charge("monitor", (lane.model.id, "reference"), lab.monitoring(lane.model).seconds)
-    decision = decide_retrain(spec, str(step.end), drift, performance, lane.last_trigger)
+    # The default policy is the platform's sensor: its age limit too (the champion's age, as
+    # the performance result names it there); the single-trigger policies have none.
+    trained_to = str(lane.model.split.train_end) if policy.retrain == DEFAULT else None
+    decision = decide_retrain(
+        spec, str(step.end), drift, performance, lane.last_trigger, trained_to
+    )
     lane.seconds["monitor"] += time.process_time() - started
     if not decision.fire:
         return None
