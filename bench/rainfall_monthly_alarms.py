@@ -1,7 +1,7 @@
 """Issue 13's rainfall targets on the domain's real cadence (monthly), with the `rain` spec as
 it is: at each month's last day the window of `drift.window_days` (200) days is judged against
-the champion's drift reference with its calibrated thresholds, and the performance on arrived
-labels against its held-out days — the functions the backtest walks with
+the champion's drift reference with its calibrated thresholds, and the performance on the labels
+arrived of the last `drift.performance_window_days` (30) against its held-out days — the functions the backtest walks with
 (`simulator/backtest/walk.py`: `drift_result`, `performance_result`, which call
 `monitoring/calibration.py` and `monitoring/significance.py`), on the feature table the
 platform builds, the model the training step fits (`simulator/backtest/models.Lab`).
@@ -49,8 +49,9 @@ def judge(lab: Lab, model, end: dt.date, with_performance: bool) -> dict:
     scores = lab.scores(model, int(np.datetime64(end, "D").astype(int)), rows)
     drift = drift_result(lab, model, rows, scores, known)
     out = {"end": end, "alarm": drift["drift_alarms"] != "none", **drift}
-    if with_performance:
-        labelled = known[rows]
+    if with_performance:  # on the labels of the last `drift.performance_window_days`
+        first = np.datetime64(end - dt.timedelta(days=spec.drift.performance_days - 1))
+        labelled = known[rows] & (days[rows] >= first)
         y = lab.history.table[LABEL].to_numpy()[rows][labelled]
         out |= performance_result(lab, model, y, scores[labelled], days[rows][labelled])
     return out
