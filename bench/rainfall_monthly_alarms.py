@@ -1,10 +1,11 @@
 """Issue 13's rainfall targets on the domain's real cadence (monthly), with the `rain` spec as
 it is: at each month's last day the window of `drift.window_days` (200) days is judged against
 the champion's drift reference with its calibrated thresholds, and the performance on the labels
-arrived of the last `drift.performance_window_days` (30) against its held-out days — the functions the backtest walks with
-(`simulator/backtest/walk.py`: `drift_result`, `performance_result`, which call
-`monitoring/calibration.py` and `monitoring/significance.py`), on the feature table the
-platform builds, the model the training step fits (`simulator/backtest/models.Lab`).
+arrived of the last `drift.performance_window_days` (30) against its held-out days — the
+functions the backtest walks with (`simulator/backtest/walk.py`: `drift_result`,
+`performance_result`, which call `monitoring/calibration.py` and `monitoring/significance.py`),
+on the feature table the platform builds, the model the training step fits
+(`simulator/backtest/models.Lab`).
 
 - Stable part (month ends whose window lies wholly before row 12,000, 1981-11-09): drift alarms
   per 90 days (target: at most one), for two champions: one fitted at the start and kept (the
