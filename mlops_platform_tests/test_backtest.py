@@ -18,6 +18,7 @@ from mlops_platform.specs import load_spec
 from mlops_platform.training.params import Hyperparameters
 from simulator.backtest.policies import (
     CADENCE,
+    DEFAULT,
     DRIFT,
     NEVER,
     PERFORMANCE,
@@ -45,12 +46,15 @@ def small_spec():
             "min_labelled_rows": 150,
             "bootstrap_samples": 200,
             "performance_drop": 0.05,
+            # The performance window is the (shrunk) drift window, the minimum rows its own.
+            "performance_window_days": None,
+            "performance_min_labelled_rows": None,
         }
     )
     return spec.model_copy(update={"training_window_days": 20, "holdout_days": 5, "drift": drift})
 
 
-def synthetic(kind: str):
+def synthetic(kind: str, spec=None):
     """Days of STATIONS stations; the label is `temperature > 0` (with noise). From day CHANGE
     on, `concept`: the label follows `dew_point` instead (inputs unchanged); `covariate`:
     every measurement shifts by 3 standard deviations (the rule unchanged)."""
@@ -75,7 +79,8 @@ def synthetic(kind: str):
     frame["rain"] = (signal > 0).astype(int)
     frame["reported_at"] = frame["obs_date"] + pd.Timedelta(hours=23)
     frame[ARRIVES] = frame["obs_date"] + pd.Timedelta(hours=33)  # next morning, 09:00
-    return history_from(small_spec(), {"daily_summary": frame.drop(columns=ARRIVES)}, frame)
+    spec = spec or small_spec()
+    return history_from(spec, {"daily_summary": frame.drop(columns=ARRIVES)}, frame)
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +153,34 @@ def test_cadence_retrains_every_n_steps_and_ungated_always_replaces(cache):
     ]
     assert all(r.replaced and r.gate == "not gated" for r in lane.retrains)
     assert len({r.model for r in lane.retrains}) == 3
+
+
+def test_default_policy_retrains_a_champion_past_its_age_and_static_does_not(cache):
+    """Nothing changes: only the spec's maximum model age makes the default policy retrain,
+    through the same `decide_retrain` as the platform's sensor."""
+    spec = small_spec()
+    spec = spec.model_copy(
+        update={"drift": spec.drift.model_copy(update={"max_model_age_days": 15})}
+    )
+    steps = plan_steps(FIRST + dt.timedelta(days=50), FIRST + dt.timedelta(days=79), "day")
+    result = walk(
+        synthetic("none", spec),
+        steps,
+        [Policy("static", NEVER), Policy("default", DEFAULT)],
+        params=PARAMS,
+        threads=1,
+        cache_dir=cache,
+    )
+    static, default = result.lanes
+    assert static.retrains == []
+    assert default.retrains, "the age limit never fired"
+    assert all("model age" in r.reason for r in default.retrains), default.retrains
+    first = default.retrains[0]
+    assert (first.day - result.bootstrap.split.train_end).days == 15
+    # A retrain makes the champion young again: the next one waits for it to age.
+    pairs = zip(default.retrains, default.retrains[1:], strict=False)
+    gaps = [(after.day - before.train_end).days for before, after in pairs if before.replaced]
+    assert gaps and all(g >= 15 for g in gaps), gaps
 
 
 def test_steps_by_month_and_policies_validated():

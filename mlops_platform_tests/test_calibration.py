@@ -17,7 +17,11 @@ from mlops_platform.monitoring.calibration import (
     window_is_full,
     window_statistics,
 )
-from mlops_platform.monitoring.significance import paired_verdict, performance_verdict
+from mlops_platform.monitoring.significance import (
+    Resampler,
+    paired_verdict,
+    performance_verdict,
+)
 
 WINDOW = 7
 COLUMNS = {"a": False, "b": False, "c": False, "kind": True}
@@ -266,6 +270,87 @@ def test_a_small_drop_is_not_material():
         samples=200,
     )
     assert verdict.low > 0 and not verdict.significant  # real but smaller than min_drop
+
+
+def week(days: int, rows: int, seed: int, quality: float = 1.0, spread: float = 0.6):
+    """`days` days of `rows` rows, each day its own difficulty (how well the score separates
+    the classes that day, as one day's weather makes all its flights hard to call): labels,
+    scores and the day of each row."""
+    rng = np.random.default_rng(seed)
+    day = np.repeat(np.arange(days), rows)
+    separation = np.maximum(rng.normal(quality, spread, days), 0)[day]
+    y = rng.integers(0, 2, days * rows)
+    return y, y * separation + rng.normal(0, 1, days * rows), day
+
+
+def test_day_blocks_keep_whole_days():
+    groups = np.repeat([10, 20, 30, 40], [1, 2, 3, 4])
+    resampler = Resampler(len(groups), groups)
+    drawn = resampler.draw(np.random.default_rng(0))
+    # Every day drawn comes with all its rows, as often as it was drawn.
+    counts = pd.Series(groups[drawn]).value_counts()
+    assert all(n % (g // 10) == 0 for g, n in counts.items())
+    assert resampler.groups == 4
+    with pytest.raises(ValueError, match="3 group labels for 10 rows"):
+        Resampler(10, np.zeros(3))
+
+
+def test_day_block_bootstrap_does_not_fire_on_ordinary_weeks():
+    """Weeks of the same model in the same world, whose days differ in difficulty: resampling
+    rows (as if 2,100 rows were independent) calls many ordinary weeks a significant drop;
+    resampling whole days does not, and still sees a model that lost its skill. Each trial
+    has its own reference week (the rate per comparison; against one shared reference the
+    trials would not be independent: a lucky reference week makes many fire together)."""
+    by_rows = by_days = 0
+    for seed in range(1, 21):  # 20 live weeks
+        reference = week(7, 300, seed=1000 + seed)
+        y, p, day = week(7, 300, seed)
+        common = dict(min_rows=200, min_drop=0.03, samples=100, seed=seed)
+        by_rows += performance_verdict("roc_auc", y, p, *reference[:2], **common).significant
+        verdict = performance_verdict(
+            "roc_auc",
+            y,
+            p,
+            *reference[:2],
+            **common,
+            current_groups=day,
+            reference_groups=reference[2],
+        )
+        assert verdict.status == "ok"
+        by_days += verdict.significant
+    assert by_rows >= 4  # the row bootstrap is over-confident on such weeks
+    assert by_days <= 2  # a 95% interval: about 1 in 40 by chance
+    y, p, day = week(7, 300, seed=99, quality=0.0)
+    lost = performance_verdict(
+        "roc_auc",
+        y,
+        p,
+        *reference[:2],
+        min_rows=200,
+        min_drop=0.03,
+        samples=100,
+        current_groups=day,
+        reference_groups=reference[2],
+    )
+    assert lost.significant and lost.low > 0, lost.describe()
+
+
+def test_day_blocks_need_days_enough():
+    y, p, day = week(3, 300, seed=1)
+    verdict = performance_verdict(
+        "roc_auc",
+        y,
+        p,
+        *week(7, 300, seed=0)[:2],
+        min_rows=200,
+        min_drop=0.03,
+        current_groups=day,
+    )
+    assert not verdict.significant and "too few days in the live window" in verdict.status
+    assert (
+        "too few days"
+        in paired_verdict("roc_auc", y, p, p, min_rows=200, min_drop=0.01, groups=day).status
+    )
 
 
 def test_paired_rule_on_the_same_rows():

@@ -7,6 +7,7 @@ import pytest
 
 from mlops_platform.monitoring.drift import compute_drift
 from mlops_platform.monitoring.sensors import build_retrain_sensor
+from mlops_platform.monitoring.triggers import decide_retrain
 from mlops_platform.specs import load_spec
 
 SPEC = load_spec("flight_delay")
@@ -72,6 +73,73 @@ def test_prediction_drift_alone_fires():
         request, _ = tick(instance)
         assert isinstance(request, dg.RunRequest)
         assert request.tags["mlops/trigger"] == "prediction_drift"
+
+
+AGED = SPEC.model_copy(update={"drift": SPEC.drift.model_copy(update={"max_model_age_days": 28})})
+
+
+UNLIMITED = SPEC.model_copy(
+    update={"drift": SPEC.drift.model_copy(update={"max_model_age_days": None})}
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "trained_to", "last", "fires"),
+    [
+        (AGED, "2013-04-02", None, True),  # 28 days before 2013-04-30: the limit
+        (AGED, "2013-04-03", None, False),  # 27 days: young enough
+        (AGED, "2013-04-02", "2013-04-25", False),  # old, but a retrain started 5 days ago
+        (AGED, "2013-04-02", "2013-04-10", True),  # that one was 20 days ago (cooldown 14)
+        (AGED, None, None, False),  # age unknown (no performance result yet): no age rule
+        (UNLIMITED, "2012-01-01", None, False),  # no limit in the spec
+    ],
+)
+def test_model_age_rule(spec, trained_to, last, fires):
+    decision = decide_retrain(spec, "2013-04-30", {"drift_share": 0.0}, None, last, trained_to)
+    assert decision.fire is fires, decision.reason
+
+
+def test_an_old_champion_is_retrained_for_its_age_and_a_detector_reason_comes_first():
+    quiet = {"performance_drop": 0.01, "significant_drop": False}
+    old = decide_retrain(AGED, "2013-04-30", {"drift_share": 0.0}, quiet, None, "2013-04-02")
+    assert old.fire and old.tags["mlops/trigger"] == "age"
+    assert "model age 28 days >= 28" in old.reason and "2013-04-02" in old.reason
+    loud = {**quiet, "significant_drop": True, "verdict": "roc_auc dropped, significant"}
+    both = decide_retrain(AGED, "2013-04-30", None, loud, None, "2013-04-02")
+    assert both.tags["mlops/trigger"] == "performance" and "model age 28" in both.reason
+
+
+def test_the_sensor_reads_the_champions_age_from_the_performance_result():
+    sensor = build_retrain_sensor(AGED)
+    with dg.instance_for_test() as instance:
+
+        def performance(day: str, trained_to: str) -> None:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    asset_key=dg.AssetKey([SPEC.name, "performance"]),
+                    partition=day,
+                    metadata={
+                        "performance_drop": 0.0,
+                        "significant_drop": False,
+                        "champion_trained_to": trained_to,
+                    },
+                )
+            )
+
+        performance("2013-04-20", "2013-04-02")  # 18 days old
+        context = dg.build_sensor_context(instance=instance)
+        assert isinstance(sensor(context), dg.SkipReason)
+        performance("2013-05-01", "2013-04-02")  # 29 days old
+        context = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        request = sensor(context)
+        assert isinstance(request, dg.RunRequest) and request.tags["mlops/trigger"] == "age"
+
+
+def test_performance_window_cannot_exceed_the_monitored_window():
+    with pytest.raises(ValueError, match="performance_window_days"):
+        SPEC.drift.model_validate({**SPEC.drift.model_dump(), "performance_window_days": 8})
+    shorter = SPEC.drift.model_validate({**SPEC.drift.model_dump(), "performance_window_days": 3})
+    assert shorter.performance_days == 3 and SPEC.drift.performance_days == 7
 
 
 @pytest.fixture(scope="module")

@@ -172,11 +172,11 @@ def build_monitoring_assets(
                 asset=performance_key,
                 description=f"WARN when the live {spec.gate.primary_metric} is significantly "
                 f"below the champion's held-out value (bootstrap {spec.drift.confidence:.0%} "
-                f"interval, at least {spec.drift.min_labelled_rows} labelled rows).",
+                f"interval, at least {spec.drift.performance_min_rows} labelled rows).",
             )
         ],
-        description=f"{spec.name} champion quality on the last {spec.drift.window_days} days of "
-        "rows whose label has arrived, against its held-out rows, with a bootstrap confidence "
+        description=f"{spec.name} champion quality on the last {spec.drift.performance_days} days "
+        "of rows whose label has arrived, against its held-out rows, with a bootstrap confidence "
         "interval of the drop.",
     )
     def model_performance(

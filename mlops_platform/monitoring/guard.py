@@ -19,7 +19,7 @@ from mlops_platform.model import tags as t
 from mlops_platform.model.columns import LABEL, MODEL_VERSION
 from mlops_platform.model.predict import predict
 from mlops_platform.monitoring.reference import DAY, days_between
-from mlops_platform.monitoring.significance import Verdict, paired_verdict
+from mlops_platform.monitoring.significance import Verdict, days_of, paired_verdict
 from mlops_platform.registry.store import CHAMPION, PREVIOUS, ModelRegistry
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import WarehouseStore
@@ -106,6 +106,7 @@ def guard_deploy(
             min_drop=spec.gate.champion_tolerance,
             confidence=spec.drift.confidence,
             samples=spec.drift.bootstrap_samples,
+            groups=days_of(rows[DAY]),
         )
         if verdict.significant:
             return _roll_back(

@@ -99,10 +99,13 @@ def drift_calibration(
 def performance_reference(
     spec: ModelSpec, version: str, warehouse: WarehouseStore, registry: ModelRegistry
 ) -> pd.DataFrame:
-    """`label` and `score` of the champion on its own held-out rows (what its gate measured)."""
+    """`label`, `score` and day of the champion on its own held-out rows (what its gate
+    measured)."""
     cache = _cache(spec, "holdout", version, registry.run_id_of(spec.name, version), ".parquet")
     if cache.exists():
-        return pd.read_parquet(cache)
+        cached = pd.read_parquet(cache)
+        if DAY in cached.columns:  # one stored before the day was kept is built again
+            return cached
     split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
     features = warehouse.read_table(
         "features", spec.name, where=days_between(split.holdout_start, split.holdout_end)
@@ -116,10 +119,11 @@ def performance_reference(
 def performance_reference_rows(
     spec: ModelSpec, features: pd.DataFrame, split: TimeSplit, model
 ) -> pd.DataFrame:
-    """`label` and `score` of a model trained on `split` on its held-out rows, from a feature
+    """`label`, `score` and day of a model trained on `split` on its held-out rows, from a feature
     table holding at least that window (pure: what `performance_reference` stores)."""
     holdout = rows_between(
         features[features[LABEL].notna()], split.holdout_start, split.holdout_end
     )
     holdout = holdout.assign(**{SCORE: predict(model, holdout, spec)})
-    return holdout[[LABEL, SCORE]].reset_index(drop=True)
+    # The day: the significance rule resamples whole days (rows of a day are not independent).
+    return holdout[[LABEL, SCORE, DAY]].reset_index(drop=True)

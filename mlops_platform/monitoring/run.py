@@ -12,7 +12,7 @@ import pandas as pd
 from mlops_platform.domains import domain_for
 from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL, MODEL_VERSION, SCORE
 from mlops_platform.model.metrics import compute_metrics
-from mlops_platform.model.split import labelled
+from mlops_platform.model.split import TimeSplit, labelled
 from mlops_platform.monitoring.drift import DriftResult, compute_drift
 from mlops_platform.monitoring.reference import (
     DAY,
@@ -21,7 +21,7 @@ from mlops_platform.monitoring.reference import (
     performance_reference,
 )
 from mlops_platform.monitoring.reports import report_path, report_title, save_report
-from mlops_platform.monitoring.significance import performance_verdict
+from mlops_platform.monitoring.significance import days_of, performance_verdict
 from mlops_platform.registry.mlflow_ui import log_live_performance
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
@@ -204,6 +204,9 @@ class Performance:
     min_labelled_rows: int = 0
     significant_drop: bool = False
     verdict: str = ""
+    #: The last day the champion learnt from (its age, for `drift.max_model_age_days`).
+    champion_trained_to: str = ""
+    window_days: int = 0  # days of labels judged (`drift.performance_window_days`)
 
     @property
     def primary(self) -> float:
@@ -227,8 +230,11 @@ def run_performance(
     """Quality of the scores already served, on rows whose label has arrived, against the
     champion's held-out rows: the drop with its bootstrap confidence interval."""
     recent = recent_scored(spec, day, warehouse)
+    window = spec.drift.performance_days
     known = labelled(recent)
+    known = known[known[EVENT_DATE].dt.date > day - dt.timedelta(days=window)]
     version = registry.alias_version(spec.name, CHAMPION)
+    trained_to = TimeSplit.from_tags(registry.version_tags(spec.name, version)).train_end
     reference = performance_reference(spec, version, warehouse, registry)
     metric = spec.gate.primary_metric
     verdict = performance_verdict(
@@ -237,10 +243,12 @@ def run_performance(
         known[SCORE].to_numpy(),
         reference[LABEL].to_numpy(),
         reference[SCORE].to_numpy(),
-        min_rows=spec.drift.min_labelled_rows,
+        min_rows=spec.drift.performance_min_rows,
         min_drop=spec.drift.performance_drop,
         confidence=spec.drift.confidence,
         samples=spec.drift.bootstrap_samples,
+        current_groups=days_of(known[EVENT_DATE]),
+        reference_groups=days_of(reference[DAY]),
     )
     metrics = {}
     # Too few outcomes yet (the first days after scoring starts): say so, judge nothing.
@@ -258,9 +266,11 @@ def run_performance(
         drop_ci_low=float(verdict.low),
         drop_ci_high=float(verdict.high),
         confidence=float(verdict.confidence),
-        min_labelled_rows=spec.drift.min_labelled_rows,
+        min_labelled_rows=spec.drift.performance_min_rows,
         significant_drop=bool(verdict.significant),
         verdict=verdict.describe(),
+        champion_trained_to=str(trained_to),
+        window_days=window,
     )
     log_live_performance(registry, spec.name, day, version, performance.metadata())  # MLflow
     return performance

@@ -42,7 +42,8 @@ def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Starts train_{spec.name} when drift or the performance drop crosses the "
-        f"spec's thresholds; one run per episode ({spec.drift.cooldown_days}-day cooldown).",
+        f"spec's thresholds, or the champion reaches the spec's maximum age; one run per "
+        f"episode ({spec.drift.cooldown_days}-day cooldown).",
     )
     def retrain(context: dg.SensorEvaluationContext):
         from mlops_platform.monitoring.triggers import decide_retrain
@@ -58,7 +59,9 @@ def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
             (d for d in (cursor.get("last_trigger"), _last_trigger(context, job_name)) if d),
             default=None,
         )
-        decision = decide_retrain(spec, day, drift, performance, last)
+        # The champion's age: the performance result names the last day it learnt from.
+        trained_to = (performance or {}).get("champion_trained_to") or None
+        decision = decide_retrain(spec, day, drift, performance, last, trained_to)
         cursor["seen"] = seen
         if decision.fire:
             cursor["last_trigger"] = day

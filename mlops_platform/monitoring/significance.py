@@ -9,6 +9,16 @@ least `min_drop`) and measured on at least `min_rows` labelled rows.
   two independent samples resampled separately.
 - `paired_verdict`: two models on the same rows (the deploy guard: new champion against the
   previous one), rows resampled together so their shared difficulty cancels out.
+
+What is resampled is the unit that is independent. Rows of one day are not: events of one
+day share its conditions (load, outside events, knock-on effects), so a day's metric moves as a
+whole (in `bench/performance_trigger_days.py` a week's metric moves from week to week by
+several times what a row bootstrap of it allows). Resampling rows treats 6,000 rows of one week as
+6,000 independent draws, its interval is far too narrow, and the trigger fires on an ordinary
+hard week. Given `groups` (the row's day), both functions run a cluster bootstrap: they draw
+whole days with replacement, so the interval carries the day-to-day variability the metric
+really has; a side with fewer than `MIN_GROUPS` days gets no verdict. Without groups each row
+is its own group (the row bootstrap, right when rows are independent, as one row a day).
 """
 
 from __future__ import annotations
@@ -20,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 HIGHER_IS_BETTER = {"roc_auc", "r2"}
+#: A cluster bootstrap of fewer days than this has no spread worth a verdict.
+MIN_GROUPS = 5
 
 
 def metric_function(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -100,6 +112,49 @@ def _interval(drops: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def days_of(values) -> np.ndarray:
+    """The calendar day of each timestamp (the resampling unit of rows dated by day)."""
+    import pandas as pd
+
+    return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[D]")
+
+
+class Resampler:
+    """Draws bootstrap samples of row indices: whole groups with replacement (a cluster
+    bootstrap), or rows when there are no groups."""
+
+    def __init__(self, rows: int, groups: np.ndarray | None = None):
+        self.rows = rows
+        if groups is None:
+            self.members = None
+            self.groups = rows
+            return
+        groups = np.asarray(groups)
+        if len(groups) != rows:
+            raise ValueError(f"{len(groups)} group labels for {rows} rows")
+        _, inverse = np.unique(groups, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.cumsum(np.bincount(inverse))[:-1]
+        self.members = np.split(order, bounds)
+        self.groups = len(self.members)
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        if self.members is None:
+            return rng.integers(0, self.rows, self.rows)
+        picked = rng.integers(0, self.groups, self.groups)
+        return np.concatenate([self.members[g] for g in picked])
+
+
+def _too_few_groups(*resamplers: Resampler) -> str | None:
+    for side, resampler in zip(("live window", "reference"), resamplers, strict=False):
+        if resampler.members is not None and resampler.groups < MIN_GROUPS:
+            return (
+                f"too few days in the {side} for a day-block bootstrap "
+                f"({resampler.groups} < {MIN_GROUPS})"
+            )
+    return None
+
+
 def performance_verdict(
     metric: str,
     current_y: np.ndarray,
@@ -112,8 +167,11 @@ def performance_verdict(
     confidence: float = 0.95,
     samples: int = 500,
     seed: int = 0,
+    current_groups: np.ndarray | None = None,
+    reference_groups: np.ndarray | None = None,
 ) -> Verdict:
-    """The live window's metric against the reference's, each resampled with replacement."""
+    """The live window's metric against the reference's, each resampled with replacement:
+    by whole groups (days) where groups are given, else by rows."""
     current_y, current_p = np.asarray(current_y), np.asarray(current_p)
     reference_y, reference_p = np.asarray(reference_y), np.asarray(reference_p)
     rows = len(current_y)
@@ -139,11 +197,14 @@ def performance_verdict(
             min_drop,
             confidence,
         )
+    live, held = Resampler(rows, current_groups), Resampler(len(reference_y), reference_groups)
+    few = _too_few_groups(live, held)
+    if few:
+        return _no_verdict(few, metric, rows, min_rows, min_drop, confidence)
     rng = np.random.default_rng(seed)
     drops = np.empty(samples)
     for i in range(samples):
-        c = rng.integers(0, rows, rows)
-        r = rng.integers(0, len(reference_y), len(reference_y))
+        c, r = live.draw(rng), held.draw(rng)
         drops[i] = _worse(
             metric, score(current_y[c], current_p[c]), score(reference_y[r], reference_p[r])
         )
@@ -174,8 +235,10 @@ def paired_verdict(
     confidence: float = 0.95,
     samples: int = 500,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> Verdict:
-    """How much worse `new_p` is than `old_p` on the same labelled rows (paired bootstrap)."""
+    """How much worse `new_p` is than `old_p` on the same labelled rows (paired bootstrap, by
+    whole groups (days) where groups are given)."""
     y, new_p, old_p = np.asarray(y), np.asarray(new_p), np.asarray(old_p)
     rows = len(y)
     if rows < min_rows:
@@ -198,10 +261,14 @@ def paired_verdict(
             min_drop,
             confidence,
         )
+    same = Resampler(rows, groups)
+    few = _too_few_groups(same)
+    if few:
+        return _no_verdict(few, metric, rows, min_rows, min_drop, confidence)
     rng = np.random.default_rng(seed)
     drops = np.empty(samples)
     for i in range(samples):
-        s = rng.integers(0, rows, rows)
+        s = same.draw(rng)
         drops[i] = _worse(metric, score(y[s], new_p[s]), score(y[s], old_p[s]))
     low, high = _interval(drops, confidence)
     return Verdict(

@@ -48,16 +48,29 @@ def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]
     return reasons, trigger
 
 
+def model_age_days(day: str, trained_to: str | None) -> int | None:
+    """Days from the last day the model learnt from to the monitored `day` (None: unknown)."""
+    if not trained_to:
+        return None
+    return (dt.date.fromisoformat(day) - dt.date.fromisoformat(str(trained_to)[:10])).days
+
+
 def decide_retrain(
     spec: ModelSpec,
     day: str,
     drift: dict | None,
     performance: dict | None,
     last_trigger_day: str | None,
+    trained_to: str | None = None,
 ) -> Decision:
     """Fire when the drift report raised an alarm (a full window beyond its calibrated
-    thresholds) or the performance drop is significant, unless a retrain was triggered less
-    than `cooldown_days` before `day` (the same episode)."""
+    thresholds), the performance drop is significant, or the champion is older than
+    `drift.max_model_age_days` (its training data ended `trained_to`), unless a retrain was
+    triggered less than `cooldown_days` before `day` (the same episode).
+
+    The age limit is a staleness bound, not a detector: calibrated drift and a significant
+    drop are built to stay quiet on ordinary weeks, so a slow change that neither can prove
+    would otherwise keep a champion forever."""
     reasons, trigger = [], None
     if drift is not None and drift.get("window_full", True) is not False:
         reasons, trigger = _drift_reasons(spec, drift)
@@ -72,6 +85,13 @@ def decide_retrain(
                 or f"{spec.gate.primary_metric} dropped {drop:.3f} > {spec.drift.performance_drop}"
             )
             trigger = trigger or "performance"
+    age, limit = model_age_days(day, trained_to), spec.drift.max_model_age_days
+    if limit is not None and age is not None and age >= limit:
+        reasons.append(
+            f"model age {age} days >= {limit} (max_model_age_days; trained on data to "
+            f"{str(trained_to)[:10]})"
+        )
+        trigger = trigger or "age"
     if not reasons:
         return Decision(False, f"{day}: within thresholds")
     if last_trigger_day is not None:

@@ -104,6 +104,12 @@ class Drift(_Strict):
     performance_drop: float = Field(default=0.03, description="retrain on this metric loss")
     window_days: int = Field(default=7, ge=1, description="recent days compared")
     cooldown_days: int = Field(default=14, ge=0, description="no second retrain within")
+    max_model_age_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="retrain once the champion's training data ends this many days before "
+        "the monitored day, whatever drift and performance say (None: no age limit)",
+    )
     exclude: list[str] = Field(
         default_factory=list, description="features not monitored (e.g. day of year)"
     )
@@ -132,6 +138,18 @@ class Drift(_Strict):
     min_labelled_rows: int = Field(
         default=200, ge=10, description="no performance verdict on fewer labelled rows"
     )
+    performance_window_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="the performance trigger judges the labels of the last N days (None: "
+        "window_days, the drift window)",
+    )
+    performance_min_labelled_rows: int | None = Field(
+        default=None,
+        ge=10,
+        description="no performance verdict on fewer labelled rows of that window (None: "
+        "min_labelled_rows, which the deploy guard keeps)",
+    )
     confidence: float = Field(
         default=0.95, gt=0.5, lt=1, description="bootstrap confidence of a significant drop"
     )
@@ -142,6 +160,27 @@ class Drift(_Strict):
         description="after a promotion, compare the new champion with the previous one on "
         "late labels for this many days (0: no deploy guard)",
     )
+
+    @model_validator(mode="after")
+    def _performance_window_within_the_window(self) -> Drift:
+        # Monitoring reads the scored rows of the last `window_days`; a longer performance
+        # window would silently judge fewer days than it says.
+        if (self.performance_window_days or 0) > self.window_days:
+            raise ValueError(
+                f"performance_window_days ({self.performance_window_days}) is longer than "
+                f"window_days ({self.window_days})"
+            )
+        return self
+
+    @property
+    def performance_days(self) -> int:
+        """Days of labels the performance trigger judges."""
+        return self.performance_window_days or self.window_days
+
+    @property
+    def performance_min_rows(self) -> int:
+        """Labelled rows the performance trigger needs for a verdict."""
+        return self.performance_min_labelled_rows or self.min_labelled_rows
 
 
 class Approval(_Strict):

@@ -6,7 +6,9 @@ ending with the step, as the platform's monitoring does: drift of the window's f
 scores and arrived labels against its model's reference with the calibrated thresholds
 (`calibration.statistic` is Evidently's PSI, tested equal; `calibration.alarm` is the drift
 report's rule), and the performance on arrived labels against its model's held-out rows
-(`significance.performance_verdict`). `triggers.decide_retrain` decides, with the cooldown.
+(`significance.performance_verdict`, resampling whole days, on the labels of the last
+`drift.performance_window_days`). `triggers.decide_retrain` decides, with the cooldown (and,
+for the default policy, the spec's maximum model age, as the platform's sensor).
 A retrain trains at that clock and, for a gated policy, replaces the model only if the gate
 passes.
 """
@@ -24,7 +26,8 @@ import pandas as pd
 from mlops_platform.model.columns import LABEL, SCORE
 from mlops_platform.monitoring.calibration import alarm, statistic, window_is_full
 from mlops_platform.monitoring.drift import column_kinds, fixed_thresholds
-from mlops_platform.monitoring.significance import metric_function, performance_verdict
+from mlops_platform.monitoring.reference import DAY
+from mlops_platform.monitoring.significance import days_of, metric_function, performance_verdict
 from mlops_platform.monitoring.triggers import decide_retrain
 from mlops_platform.training.params import Hyperparameters
 from simulator.backtest.models import Lab, Model, prefetch
@@ -110,14 +113,16 @@ def drift_result(lab: Lab, model: Model, rows: np.ndarray, scores: np.ndarray, k
     }
 
 
-def performance_result(lab: Lab, model: Model, y: np.ndarray, p: np.ndarray) -> dict:
+def performance_result(
+    lab: Lab, model: Model, y: np.ndarray, p: np.ndarray, days: np.ndarray
+) -> dict:
     """The performance asset's verdict figures. The bootstrap only runs when the point drop
     could be significant (rows enough, drop >= the material minimum): otherwise the rule's
     answer is already no, and the bootstrap costs a second a call."""
     spec, drift = lab.spec, lab.spec.drift
     reference = lab.monitoring(model).performance_reference
     metric = spec.gate.primary_metric
-    if len(y) < drift.min_labelled_rows:
+    if len(y) < drift.performance_min_rows:
         return {"performance_drop": math.nan, "significant_drop": False}
     score = metric_function(metric)
     current, baseline = score(y, p), score(reference[LABEL], reference[SCORE])
@@ -130,10 +135,12 @@ def performance_result(lab: Lab, model: Model, y: np.ndarray, p: np.ndarray) -> 
         p,
         reference[LABEL].to_numpy(),
         reference[SCORE].to_numpy(),
-        min_rows=drift.min_labelled_rows,
+        min_rows=drift.performance_min_rows,
         min_drop=drift.performance_drop,
         confidence=drift.confidence,
         samples=drift.bootstrap_samples,
+        current_groups=days,
+        reference_groups=days_of(reference[DAY]),
     )
     return {
         "performance_drop": verdict.drop,
@@ -159,11 +166,23 @@ def _decide(lab: Lab, lane: Lane, step: Step, window: np.ndarray, scored, known)
             drift = drift_result(lab, lane.model, rows, lane.scores[rows], known)
     if policy.retrain in (PERFORMANCE, DEFAULT):
         labelled = rows[known[rows]]
+        # The labels of the last `drift.performance_window_days`, as `run_performance` judges.
+        first = np.datetime64(step.end - dt.timedelta(days=spec.drift.performance_days - 1))
+        labelled = labelled[lab.history.days[labelled] >= first]
         performance = performance_result(
-            lab, lane.model, lab.history.table[LABEL].to_numpy()[labelled], lane.scores[labelled]
+            lab,
+            lane.model,
+            lab.history.table[LABEL].to_numpy()[labelled],
+            lane.scores[labelled],
+            lab.history.days[labelled],
         )
     lane.charge("monitor", (lane.model.id, "reference"), lab.monitoring(lane.model).seconds)
-    decision = decide_retrain(spec, str(step.end), drift, performance, lane.last_trigger)
+    # The default policy is the platform's sensor: its age limit too (the champion's age, as
+    # the performance result names it there); the single-trigger policies have none.
+    trained_to = str(lane.model.split.train_end) if policy.retrain == DEFAULT else None
+    decision = decide_retrain(
+        spec, str(step.end), drift, performance, lane.last_trigger, trained_to
+    )
     lane.seconds["monitor"] += time.process_time() - started
     if not decision.fire:
         return None
