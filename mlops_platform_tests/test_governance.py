@@ -63,7 +63,7 @@ def test_bad_reasons_are_refused(reason, message):
 def test_an_automatic_promotion_reason_always_fits_the_audit_log():
     """A retrain's trigger reason lists every drifted column: on rainfall 1982-83 it made the
     promotion reason 539 characters long, and every gate-passed challenger's promotion was
-    refused for 18 months. The generated reason is cut to fit and points to the whole one."""
+    refused for 18 months. The generated reason is cut to fit and points to the run's tag."""
     from mlops_platform.model import tags as t
     from mlops_platform.registry.assets import promotion_reason
 
@@ -74,7 +74,7 @@ def test_an_automatic_promotion_reason_always_fits_the_audit_log():
     long = promotion_reason({t.RUN_REASON: f"drift share 0.5 > 0.3 ({columns})\x1b[0m"}, "r-9")
     assert validate_reason(long) == long and len(long) == 500
     assert long.startswith("passed evaluation gate; retrained because drift share 0.5 > 0.3")
-    assert long.endswith(f"… (whole reason: tag {t.RUN_REASON} of Dagster run r-9)")
+    assert long.endswith(f"… (the trigger's reason: tag {t.RUN_REASON} of Dagster run r-9)")
 
 
 def test_bad_reason_or_failed_alias_move_changes_nothing(signed_registry):

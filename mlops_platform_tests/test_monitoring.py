@@ -90,6 +90,9 @@ UNLIMITED = SPEC.model_copy(
         (AGED, "2013-04-03", None, False),  # 27 days: young enough
         (AGED, "2013-04-02", "2013-04-25", False),  # old, but a retrain started 5 days ago
         (AGED, "2013-04-02", "2013-04-10", True),  # that one was 20 days ago (cooldown 14)
+        # A day monitored again after a later trigger (a retried run, a scores backfill) is
+        # part of the episode that trigger answered: no second retrain.
+        (AGED, "2013-04-02", "2013-05-02", False),
         (AGED, None, None, False),  # age unknown (no performance result yet): no age rule
         (UNLIMITED, "2012-01-01", None, False),  # no limit in the spec
     ],

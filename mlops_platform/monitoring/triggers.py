@@ -96,11 +96,14 @@ def decide_retrain(
         return Decision(False, f"{day}: within thresholds")
     if last_trigger_day is not None:
         since = (dt.date.fromisoformat(day) - dt.date.fromisoformat(last_trigger_day)).days
-        if 0 <= since < spec.drift.cooldown_days:
+        # A day before the last trigger (monitored again: a retried run, a scores backfill) is
+        # part of the episode that trigger answered: it never starts another retrain.
+        if since < spec.drift.cooldown_days:
+            why = f"{since} < {spec.drift.cooldown_days} days" if since >= 0 else "after this day"
             return Decision(
                 False,
                 f"{day}: {'; '.join(reasons)} — but a retrain was triggered "
-                f"on {last_trigger_day} ({since} < {spec.drift.cooldown_days} days)",
+                f"on {last_trigger_day} ({why})",
             )
     reason = "; ".join(reasons)
     return Decision(

@@ -137,8 +137,8 @@ def build_champion_asset(spec: ModelSpec) -> dg.AssetsDefinition:
 def promotion_reason(run_tags: dict[str, str], run_id: str) -> str:
     """The audit reason of an automatic promotion: the gate, and the retrain's trigger reason
     when the retraining sensor started the run, cut to fit the audit log's bound (a drift
-    reason lists every drifted column and can exceed it; the whole reason stays on the run's
-    `mlops/reason` tag, which the cut reason points to). A promotion must never fail on its
+    reason lists every drifted column and can exceed it; the run's `mlops/reason` tag, which the
+    cut reason points to, keeps up to 1,000 characters of it). A promotion must never fail on its
     own generated text."""
     from mlops_platform.registry.audit import REASON_MAX_CHARS
 
@@ -150,5 +150,5 @@ def promotion_reason(run_tags: dict[str, str], run_id: str) -> str:
     reason += f"; retrained because {' '.join(printable.split())}"
     if len(reason) <= REASON_MAX_CHARS:
         return reason
-    pointer = f"… (whole reason: tag {t.RUN_REASON} of Dagster run {run_id})"
+    pointer = f"… (the trigger's reason: tag {t.RUN_REASON} of Dagster run {run_id})"
     return reason[: REASON_MAX_CHARS - len(pointer)].rstrip() + pointer

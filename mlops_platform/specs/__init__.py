@@ -301,7 +301,7 @@ class ModelSpec(_Strict):
         known = {"roc_auc", "brier", "log_loss", "mae", "rmse", "r2"}
         for metric in [self.gate.primary_metric, *self.gate.floors]:
             if metric not in known:
-                raise ValueError(f"gate: unknown metric {metric!r}; one of {sorted(known)}")
+                raise ValueError(f"gate: unknown metric {metric!r} (one of {sorted(known)})")
         return self
 
     @property
