@@ -424,7 +424,9 @@ def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir):
     assert august["window_full"] is True and august["status"] == "ok"
     performance = _materialized(month, "rain/performance")["1962-08-01"]
     assert performance["monitored_day"] == "1962-08-31"
-    assert performance["labelled_rows"] == 200 and performance["status"] == "ok"
+    # The performance trigger judges its own window (rain: the last 30 days, one row a day).
+    assert spec.drift.performance_window_days == 30
+    assert performance["labelled_rows"] == 30 and performance["status"] == "ok"
     guard = _materialized(month, "rain/deploy_guard")["1962-08-01"]
     assert guard["monitored_day"] == "1962-08-31"
 
