@@ -265,6 +265,20 @@ def print_hostile(h: dict) -> None:
     )
 
 
+def wait_for_ping(url: str, process: subprocess.Popen, seconds: float) -> bool:
+    """True once `url`/ping answers 200; False if `process` exits or `seconds` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def measure(
     name: str,
     command: list[str],
@@ -287,17 +301,9 @@ def measure(
     try:
         # generous: on a shared 2-core machine loading the model and its verification can
         # take minutes
-        deadline = time.monotonic() + 900
-        while True:
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()  # stderr is read to its end: the process must be gone
-                sys.exit(f"{name} did not start:\n{process.communicate()[1][-3000:]}")
-            time.sleep(0.5)
+        if not wait_for_ping(url, process, seconds=900):
+            process.kill()  # stderr is read to its end: the process must be gone
+            sys.exit(f"{name} did not start:\n{process.communicate()[1][-3000:]}")
         result = {}
         if seconds:
             run_wrk(url, 3)  # warm-up

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
-from serving_bench import BATCH_ROWS, BIN, ROW, _champion
+from serving_bench import BATCH_ROWS, BIN, ROW, _champion, wait_for_ping
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -85,16 +85,8 @@ def main() -> None:
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{args.port}"
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            try:
-                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                sys.exit("the server did not start")
-            time.sleep(0.3)
+        if not wait_for_ping(url, server, seconds=600):
+            sys.exit("the server did not start")
         single = json.dumps(
             {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())]}}
         )

@@ -137,14 +137,20 @@ def _walk(X, roots, child, feature, threshold, missing_left, category_row, table
 
 
 @functools.cache
-def _kernel():
-    """`_walk` compiled (numba imported here: it costs ~0.3 s), cached on disk when possible."""
+def _compiled(function):
+    """`function` compiled by numba (imported here: it costs ~0.3 s), cached on disk when
+    possible, once per process."""
     import numba
 
     try:
-        return numba.njit(cache=True, nogil=True)(_walk)
+        return numba.njit(cache=True, nogil=True)(function)
     except RuntimeError:  # no writable cache location: compile in memory at each start
-        return numba.njit(nogil=True)(_walk)
+        return numba.njit(nogil=True)(function)
+
+
+def _kernel():
+    """The tree walk, compiled."""
+    return _compiled(_walk)
 
 
 class _LeafMasks:
@@ -290,14 +296,9 @@ def _score_by_masks(
         out[i] = total
 
 
-@functools.cache
 def _mask_kernel():
-    import numba
-
-    try:
-        return numba.njit(cache=True, nogil=True)(_score_by_masks)
-    except RuntimeError:  # no writable cache location: compile in memory at each start
-        return numba.njit(nogil=True)(_score_by_masks)
+    """The leaf-mask scorer, compiled."""
+    return _compiled(_score_by_masks)
 
 
 def _breadth_first(nodes: np.ndarray) -> np.ndarray:
