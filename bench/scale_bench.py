@@ -7,7 +7,9 @@
    Prints rows/s, peak MB, and the growth exponent b of time ~ rows^b between scales.
    Targets: b <= 1.1 for ingest, features and scoring; scoring's peak memory flat in rows.
 2. A backfill of 28 daily scoring partitions on the production stack (Procfile processes,
-   dagster-celery over RabbitMQ) with one warehouse worker, then two. Target: >= 1.6x.
+   dagster-celery over RabbitMQ) with one warehouse worker, then two, on the year at 16x
+   (`--backfill-scale`; at 1x a day is ~900 flights and the run starts dominate). The backfill
+   policy splits the 28 days into runs of 7 (scoring/assets.py). Target: >= 1.6x.
 
 Databases `<prefix>_<k>x` and `<prefix>_stack_*` on MLOPS_BENCH_POSTGRES's server (default
 postgresql://postgres@127.0.0.1:5432/mlops_bench) are created and dropped.
@@ -77,17 +79,26 @@ def prepare_source(scale: int) -> int:
     engine = sa.create_engine(database_url(scale))
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA flight_ops"))
+    engine.dispose()
     replay.create_source(source_url(scale))
     replay.set_clock(source_url(scale), YEAR_END)
+    return replicate_flights(database_url(scale), "flight_ops", scale)
+
+
+def replicate_flights(url: str, schema: str, scale: int) -> int:
+    """Copies 2..`scale` of the source's original flights and planes, with distinct keys
+    (flight number + 10000*i, tail number suffixed `-r<i>`); returns the flights now there."""
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("SET search_path TO flight_ops"))
+        conn.execute(sa.text(f"SET search_path TO {schema}"))
         plane_columns = [
             c
             for c in conn.execute(
                 sa.text(
                     "SELECT column_name FROM information_schema.columns WHERE table_schema = "
-                    "'flight_ops' AND table_name = 'planes' ORDER BY ordinal_position"
-                )
+                    ":schema AND table_name = 'planes' ORDER BY ordinal_position"
+                ),
+                {"schema": schema},
             ).scalars()
             if c != "tailnum"
         ]
@@ -149,10 +160,12 @@ def run_phase(phase: str, scale: int, workdir: Path) -> int:
                 loader_file_format=fmt,
             )
         return int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0])
-    if phase == "features":  # a full rebuild, as the asset does it: span by span
-        from mlops_platform.features.streaming import write_features
+    if phase == "features":  # a full rebuild, as the asset does it (features/assets.py)
+        from mlops_platform.features.build import features_from_warehouse
 
-        return write_features(warehouse, spec)
+        table = features_from_warehouse(warehouse, spec)
+        warehouse.replace_table("features", spec.name, table)
+        return len(table)
     if phase == "training":
         from mlops_platform.training.params import Hyperparameters
         from mlops_platform.training.tracking import train_and_register
@@ -293,9 +306,10 @@ def run_profile(stack, run_id: str) -> dict[str, float]:
     }
 
 
-def backfill_seconds(stack, days: list[str], workers: int) -> float:
+def backfill_seconds(stack, days: list[str], workers: int) -> tuple[float, float]:
     """An asset backfill of the scores over `days` (as the UI launches one), until its last
-    run ends; prints where the time went and the CPU each process used."""
+    run ends: seconds from the request, and from the first run's creation; prints where the
+    time went and the CPU each process used."""
     import dagster as dg
 
     cpu_before = cpu_by_process(stack)
@@ -330,17 +344,20 @@ def backfill_seconds(stack, days: list[str], workers: int) -> float:
         "  CPU s by process: " + ", ".join(f"{n} {v:.0f}" for n, v in used.items() if v >= 1),
         flush=True,
     )
-    return seconds
+    return seconds, max(r.end_time for r in records) - first_created
 
 
-def backfill_comparison(days_count: int = 28) -> None:
+def backfill_comparison(days_count: int = 28, scale: int = 16) -> None:
     os.environ["MLOPS_TEST_POSTGRES"] = SERVER
     sys.path.insert(0, str(ROOT))  # the stack helper the tests use
     from mlops_platform_tests.deploy_stack import start_stack, stop_stack
     from simulator.flights import replay
+    from simulator.stack import SOURCE_SCHEMA
 
     stack = start_stack(Path(tempfile.mkdtemp(prefix="scale_stack_")))
     try:
+        flights = replicate_flights(stack.config.mlops_warehouse_url, SOURCE_SCHEMA, scale)
+        print(f"the stack's source: the year at {scale}x, {flights:,} flights", flush=True)
         # January: the weather contract rightly quarantines EWR's 1,048 mph wind of Feb 12
         # (and, blocking, stops the run), so the backfill stays before it.
         replay.set_clock(stack.config.mlops_source_url, dt.datetime(2013, 2, 1))
@@ -350,7 +367,7 @@ def backfill_comparison(days_count: int = 28) -> None:
                 sys.exit(f"{job} failed: {stack.failures(run_id)}")
         days = [str(dt.date(2013, 1, 2) + dt.timedelta(days=i)) for i in range(days_count)]
         stack.supervisor.stop("worker_warehouse_2")
-        print(f"backfill of {days_count} partitions, 1 warehouse worker:", flush=True)
+        print(f"backfill of {days_count} partitions at {scale}x, 1 warehouse worker:", flush=True)
         one = backfill_seconds(stack, days, workers=1)
         ready = stack.supervisor.log("worker_warehouse_2").count(" ready.")
         stack.supervisor.start("worker_warehouse_2")
@@ -358,15 +375,20 @@ def backfill_comparison(days_count: int = 28) -> None:
         # broker: its first step then costs what warehouse_1's do.
         while stack.supervisor.log("worker_warehouse_2").count(" ready.") <= ready:
             time.sleep(1)
-        print(f"backfill of {days_count} partitions, 2 warehouse workers:", flush=True)
+        print(f"backfill of {days_count} partitions at {scale}x, 2 warehouse workers:", flush=True)
         two = backfill_seconds(stack, days, workers=2)
     finally:
         stop_stack(stack, stack.database_names)
     print(
-        f"\nbackfill of {days_count} scoring partitions: 1 worker {one:.0f} s, "
-        f"2 workers {two:.0f} s"
+        f"\nbackfill of {days_count} scoring partitions at {scale}x "
+        f"(from the request; from the daemon's first run):\n"
+        f"  1 worker {one[0]:.0f} s; {one[1]:.0f} s\n  2 workers {two[0]:.0f} s; {two[1]:.0f} s"
     )
-    print(f"speed-up: {one / two:.2f}x (target >= 1.6x)")
+    print(
+        f"speed-up: {one[0] / two[0]:.2f}x from the request, {one[1] / two[1]:.2f}x from the "
+        "first run (target >= 1.6x; the daemon's backfill loop wakes every 30 s, so the wait "
+        "before the first run is 0-30 s whatever the workers)"
+    )
 
 
 def main() -> None:
@@ -378,6 +400,7 @@ def main() -> None:
     parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--only-backfill", action="store_true")
     parser.add_argument("--backfill-days", type=int, default=28)
+    parser.add_argument("--backfill-scale", type=int, default=16)
     args = parser.parse_args()
     if args.phase:  # a child process: one phase, its measurement as the last line
         started = time.perf_counter()
@@ -388,7 +411,7 @@ def main() -> None:
     if not args.only_backfill:
         scale_table([int(s) for s in args.scales.split(",")])
     if not args.skip_backfill:
-        backfill_comparison(args.backfill_days)
+        backfill_comparison(args.backfill_days, args.backfill_scale)
 
 
 if __name__ == "__main__":

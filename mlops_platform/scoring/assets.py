@@ -14,9 +14,16 @@ from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 from mlops_platform.warehouse.resources import Warehouse
 
+#: Partitions per run of a backfill: a range of partitions is split into runs of at most this
+#: many (a week of days, seven months of a monthly domain). Several runs are what lets a backfill
+#: spread over the Celery workers: a run's step for a range is one task, so a range in one run
+#: keeps one worker busy whatever the number of workers. Fewer, larger runs pay fewer run starts
+#: (a run process imports the code location, ~4 s of CPU); see docs/capacity.md.
+BACKFILL_PARTITIONS_PER_RUN = 7
+
 #: The one backfill policy of every partitioned asset (scores, drift, performance, guard): a
-#: job takes one policy for all its assets. A range of partitions is one run.
-BACKFILL = dg.BackfillPolicy.single_run()
+#: job takes one policy for all its assets.
+BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_PARTITIONS_PER_RUN)
 
 
 def with_backfill_policy(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
@@ -47,8 +54,8 @@ def build_scores_asset(
         pool=WAREHOUSE_POOL,  # DuckDB has one writer: partitions run one at a time
         description=f"Each partition's rows of features.{spec.name} scored by its champion.",
         metadata={"partition_expr": EVENT_DATE},
-        # A range of partitions (a backfill, or `dagster asset materialize --partition-range`)
-        # runs as one run that scores the whole range at once.
+        # A run for a range of partitions (a backfill's run, or `dagster asset materialize
+        # --partition-range`) scores the whole range with one read and one replace.
     )
     def batch_scores(
         context: dg.AssetExecutionContext,
