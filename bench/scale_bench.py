@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -356,11 +357,12 @@ def backfill_comparison(days_count: int = 28, scale: int = 16) -> None:
 
     stack = start_stack(Path(tempfile.mkdtemp(prefix="scale_stack_")))
     try:
-        flights = replicate_flights(stack.config.mlops_warehouse_url, SOURCE_SCHEMA, scale)
-        print(f"the stack's source: the year at {scale}x, {flights:,} flights", flush=True)
         # January: the weather contract rightly quarantines EWR's 1,048 mph wind of Feb 12
         # (and, blocking, stops the run), so the backfill stays before it.
         replay.set_clock(stack.config.mlops_source_url, dt.datetime(2013, 2, 1))
+        # The source holds the flights released up to its clock: January, then `scale` times.
+        flights = replicate_flights(stack.config.mlops_warehouse_url, SOURCE_SCHEMA, scale)
+        print(f"the stack's source: January 2013 at {scale}x, {flights:,} flights", flush=True)
         for job in ("ingest", f"train_{SPEC}"):
             run_id = stack.launch(job)
             if stack.wait_run(run_id, timeout=900) != "SUCCESS":
@@ -391,6 +393,12 @@ def backfill_comparison(days_count: int = 28, scale: int = 16) -> None:
     )
 
 
+def _stop(*_) -> None:
+    """Unwind once (a second SIGTERM, e.g. from `uv run` passing its own on, is ignored)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scales", default="1,4,16")
@@ -402,6 +410,8 @@ def main() -> None:
     parser.add_argument("--backfill-days", type=int, default=28)
     parser.add_argument("--backfill-scale", type=int, default=16)
     args = parser.parse_args()
+    # A stop (SIGTERM) unwinds like Ctrl-C, so the stack's processes and databases are removed.
+    signal.signal(signal.SIGTERM, _stop)
     if args.phase:  # a child process: one phase, its measurement as the last line
         started = time.perf_counter()
         rows = run_phase(args.phase, args.scale, Path(args.workdir))

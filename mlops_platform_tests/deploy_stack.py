@@ -182,12 +182,15 @@ class Stack:
         return [e for e in entries if kind is None or e.dagster_event.event_type_value == kind]
 
     def celery_workers(self, run_id: str, step_key: str) -> list[tuple[float, str]]:
-        """(time, worker) of every Celery execution of the step, in order."""
+        """(time, worker) of every Celery execution of the step (or of every step whose key
+        starts with `step_key` when it ends with `[`: a dynamic step's copies), in order."""
         found = []
         for entry in self.events(run_id, "ENGINE_EVENT"):
             event = entry.dagster_event
             metadata = event.engine_event_data.metadata if event.engine_event_data else {}
-            if event.step_key == step_key and "Celery worker" in metadata:
+            key = event.step_key or ""
+            matches = key.startswith(step_key) if step_key.endswith("[") else key == step_key
+            if matches and "Celery worker" in metadata:
                 found.append((entry.timestamp, metadata["Celery worker"].value))
         return found
 

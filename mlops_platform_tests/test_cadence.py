@@ -466,3 +466,25 @@ def test_before_the_first_month_the_sensor_says_so(tmp_path, monkeypatch):
         skipped.skip_message
     )
     assert "has not passed the first period" in skipped.skip_message
+
+
+@pytest.mark.parametrize(
+    ("count", "sizes"),
+    [
+        (1, [1]),  # a daily run: one chunk
+        (2, [1, 1]),
+        (7, [2, 2, 2, 1]),  # a week: four steps, so four workers can share it
+        (28, [7, 7, 7, 7]),
+        (30, [6, 6, 6, 6, 6]),
+        (365, [7] * 47 + [6] * 6),  # never more than a week in one step
+    ],
+)
+def test_a_range_is_cut_into_consecutive_chunks_of_at_most_a_week(count, sizes):
+    from mlops_platform.scoring.assets import chunk_label, chunk_range, chunks
+
+    keys = [str(dt.date(2013, 1, 1) + dt.timedelta(days=i)) for i in range(count)]
+    cut = chunks(keys)
+    assert [len(c) for c in cut] == sizes
+    assert [k for c in cut for k in c] == keys  # in order, each key once
+    assert all(chunk_range(chunk_label(c)) == (c[0], c[-1]) for c in cut)
+    assert chunks([]) == []

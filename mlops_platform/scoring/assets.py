@@ -2,6 +2,7 @@
 (never appended) on re-runs."""
 
 import datetime as dt
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -14,16 +15,19 @@ from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 from mlops_platform.warehouse.resources import Warehouse
 
-#: Partitions per run of a backfill: a range of partitions is split into runs of at most this
-#: many (a week of days, seven months of a monthly domain). Several runs are what lets a backfill
-#: spread over the Celery workers: a run's step for a range is one task, so a range in one run
-#: keeps one worker busy whatever the number of workers. Fewer, larger runs pay fewer run starts
-#: (a run process imports the code location, ~4 s of CPU); see docs/capacity.md.
-BACKFILL_PARTITIONS_PER_RUN = 7
-
 #: The one backfill policy of every partitioned asset (scores, drift, performance, guard): a
-#: job takes one policy for all its assets.
-BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_PARTITIONS_PER_RUN)
+#: job takes one policy for all its assets. A range of partitions is one run (one run process:
+#: it imports the code location, several seconds of CPU); `<spec>/scores` fans the range out
+#: into steps inside that run (see `chunks`), which is what spreads a backfill over the workers.
+BACKFILL = dg.BackfillPolicy.single_run()
+
+#: A scoring step scores at most this many partitions (one read, one prediction, one replace):
+#: its memory is bounded by a week of a day-partitioned domain whatever the range.
+MAX_CHUNK_PARTITIONS = 7
+#: A range of several partitions is split into at least this many steps (when it has as many
+#: partitions), so up to this many Celery workers share it: the production `warehouse` pool's
+#: limit (deploy/dagster.yaml).
+MIN_CHUNKS = 4
 
 
 def with_backfill_policy(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
@@ -40,58 +44,176 @@ def spec_partitions(
     return partitions_def(domain_for(spec), until)
 
 
+def chunks(keys: Sequence[str]) -> list[list[str]]:
+    """A run's partition keys, in order, cut into consecutive chunks of near-equal size: at most
+    `MAX_CHUNK_PARTITIONS` each, and `MIN_CHUNKS` of them when there are enough keys."""
+    if not keys:
+        return []
+    size = min(MAX_CHUNK_PARTITIONS, -(-len(keys) // MIN_CHUNKS))
+    count = -(-len(keys) // size)
+    base, extra = divmod(len(keys), count)
+    out, at = [], 0
+    for i in range(count):
+        step = base + (1 if i < extra else 0)
+        out.append(list(keys[at : at + step]))
+        at += step
+    return out
+
+
+def chunk_label(keys: Sequence[str]) -> str:
+    """A chunk's mapping key, its first and last partition (`2013_01_02__2013_01_08`): the step
+    key names its days in the UI, and the step reads its range back from it."""
+    return f"{keys[0]}__{keys[-1]}".replace("-", "_")
+
+
+def chunk_range(label: str) -> tuple[str, str]:
+    first, last = label.split("__")
+    return first.replace("_", "-"), last.replace("_", "-")
+
+
+def _verified_model(registry, spec: ModelSpec, version: str):
+    """The version's model, verified (signature and digest) on first use in this process and
+    kept for the next steps a worker runs: an artifact is immutable once registered."""
+    key = (registry.tracking_uri, spec.name, version)
+    if key not in _MODELS:
+        _MODELS.clear()  # one version at a time: a promotion does not pile models up
+        _MODELS[key] = registry.load_verified(spec.name, version)
+    return _MODELS[key]
+
+
+_MODELS: dict[tuple, object] = {}
+
+
 def build_scores_asset(
     spec: ModelSpec, partitions: PartitionsDefinition | None = None
 ) -> dg.AssetsDefinition:
-    """`<spec>/scores` on `partitions` (default: its domain's, up to Dagster's clock)."""
+    """`<spec>/scores` on `partitions` (default: its domain's, up to Dagster's clock): a graph of
+    three steps, `plan` (the run's partitions, cut into `chunks`), one `score` step per chunk
+    (dynamic: a backfill's chunks run at once on as many workers as there are), and `summary`
+    (the asset's materialization, with what the chunks reported)."""
     partitions = partitions or spec_partitions(spec)
+    attributes = stage_attributes(spec, SCORES)
+    prefix = spec.name
 
-    @dg.asset(
-        **stage_attributes(spec, SCORES),
-        deps=[stage_key(spec, FEATURES)],
-        partitions_def=partitions,
-        kinds={"duckdb"},
-        pool=WAREHOUSE_POOL,  # DuckDB has one writer: partitions run one at a time
-        description=f"Each partition's rows of features.{spec.name} scored by its champion.",
-        metadata={"partition_expr": EVENT_DATE},
-        # A run for a range of partitions (a backfill's run, or `dagster asset materialize
-        # --partition-range`) scores the whole range with one read and one replace.
+    @dg.op(
+        name=f"{prefix}_plan",
+        ins={"features": dg.In(dg.Nothing)},
+        out=dg.DynamicOut(dg.Nothing),
+        description="The run's partitions, cut into chunks of at most "
+        f"{MAX_CHUNK_PARTITIONS} (one step each).",
     )
-    def batch_scores(
-        context: dg.AssetExecutionContext,
-        warehouse: Warehouse,
-        mlflow_registry: MLflowResource,
-    ) -> dg.MaterializeResult:
+    def plan(context: dg.OpExecutionContext, warehouse: Warehouse, mlflow_registry: MLflowResource):
+        from mlops_platform.registry.store import CHAMPION
+
+        # Refuse before fanning out: every chunk would fail the same way.
+        if mlflow_registry.registry().alias_version(spec.name, CHAMPION) is None:
+            raise RuntimeError(f"{spec.name} has no champion to score with")
+        if not warehouse.table_exists("features", spec.name):
+            raise RuntimeError(f"features.{spec.name} does not exist: run train_{spec.name}")
+        keys = _run_partition_keys(context, partitions)
+        for chunk in chunks(keys):
+            yield dg.DynamicOutput(None, mapping_key=chunk_label(chunk))
+
+    @dg.op(
+        name=f"{prefix}_score",
+        ins={"planned": dg.In(dg.Nothing)},
+        out=dg.Out(dg.Nothing),
+        pool=WAREHOUSE_POOL,  # DuckDB has one writer: chunks run one at a time locally
+        description="One chunk of partitions scored by the champion: one read, one replace.",
+    )
+    def score(
+        context: dg.OpExecutionContext, warehouse: Warehouse, mlflow_registry: MLflowResource
+    ):
         from mlops_platform.registry.store import CHAMPION
         from mlops_platform.scoring.score import score_rows
 
-        window = context.partition_time_window
-        first, end = window.start.date(), window.end.date()
+        first_key, last_key = chunk_range(context.get_mapping_key())
+        first = partitions.time_window_for_partition_key(first_key).start.date()
+        end = partitions.time_window_for_partition_key(last_key).end.date()
         registry = mlflow_registry.registry()
         version = registry.alias_version(spec.name, CHAMPION)
         if version is None:
             raise RuntimeError(f"{spec.name} has no champion to score with")
-        if not warehouse.table_exists("features", spec.name):
-            raise RuntimeError(f"features.{spec.name} does not exist: run train_{spec.name}")
-        model = registry.load_verified(spec.name, version)
-        # The whole window in one read and one replace, whatever the cadence or range.
+        model = _verified_model(registry, spec, version)
         day = f"CAST({EVENT_DATE} AS DATE)"
         where = f"{day} >= DATE '{first}' AND {day} < DATE '{end}'"
         features = warehouse.read_table("features", spec.name, where=where)
         scored = score_rows(model, version, features, spec)
         replaced = warehouse.replace_rows("scores", spec.name, scored, where=where)
-        days = (end - first).days
-        context.log.info(f"{first}..{end}: {len(scored)} rows of {days} days scored by v{version}")
-        return dg.MaterializeResult(
-            metadata={
-                "rows": len(scored),
-                "replaced_rows": replaced,
-                "days": days,
+        context.log.info(f"{first}..{end}: {len(scored)} rows scored by v{version}")
+        context.add_output_metadata(
+            {"rows": len(scored), "replaced_rows": replaced, "model_version": version}
+        )
+
+    @dg.op(
+        name=f"{prefix}_summary",
+        ins={"scored": dg.In(dg.Nothing)},
+        out=dg.Out(dg.Nothing),
+        description="The materialization: rows, replaced rows and model versions the chunks "
+        "reported (their step outputs in the event log).",
+    )
+    def summary(context: dg.OpExecutionContext):
+        keys = _run_partition_keys(context, partitions)
+        first = partitions.time_window_for_partition_key(keys[0]).start.date()
+        end = partitions.time_window_for_partition_key(keys[-1]).end.date()
+        reports = _chunk_reports(context, f"{prefix}_score")
+        versions = sorted({str(r["model_version"]) for r in reports}, key=_version_order)
+        rows = sum(int(r["rows"]) for r in reports)
+        context.log.info(
+            f"{first}..{end}: {rows} rows in {len(reports)} chunk(s) scored by "
+            + ", ".join(f"v{v}" for v in versions)
+        )
+        context.add_output_metadata(
+            {
+                "rows": rows,
+                "replaced_rows": sum(int(r["replaced_rows"]) for r in reports),
+                "days": (end - first).days,
                 "first_day": str(first),
                 "last_day": str(end - dt.timedelta(days=1)),
-                "model_version": version,
+                "model_version": ", ".join(versions),
+                "chunks": len(reports),
                 "table": f"scores.{spec.name}",
             }
         )
 
+    @dg.graph_asset(
+        **attributes,
+        ins={"features": dg.AssetIn(key=stage_key(spec, FEATURES), dagster_type=dg.Nothing)},
+        partitions_def=partitions,
+        kinds={"duckdb"},
+        description=f"Each partition's rows of features.{spec.name} scored by its champion: a "
+        f"range (a backfill) is scored in chunks of at most {MAX_CHUNK_PARTITIONS} partitions, "
+        "one step each, that the workers share.",
+        metadata={"partition_expr": EVENT_DATE},
+    )
+    def batch_scores(features):
+        return summary(plan(features=features).map(lambda p: score(planned=p)).collect())
+
     return with_backfill_policy(batch_scores)
+
+
+def _run_partition_keys(context: dg.OpExecutionContext, partitions) -> list[str]:
+    """The run's partitions, in order (one for a daily run, the range for a backfill)."""
+    window = context.partition_time_window
+    return list(partitions.get_partition_keys_in_time_window(window))
+
+
+def _chunk_reports(context: dg.OpExecutionContext, op_name: str) -> list[dict]:
+    """What each `score` step of this run reported (its output's metadata), latest attempt per
+    step: a chunk retried on another worker counts once."""
+    reports: dict[str, dict] = {}
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        step = event.step_key or ""
+        if f".{op_name}[" not in step:
+            continue
+        metadata = event.step_output_data.metadata
+        reports[step] = {k: v.value for k, v in metadata.items()}
+    return list(reports.values())
+
+
+def _version_order(version: str) -> tuple:
+    return (0, int(version)) if version.isdigit() else (1, version)
