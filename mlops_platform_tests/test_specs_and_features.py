@@ -217,3 +217,44 @@ def test_incremental_build_equals_a_full_rebuild(resources, source_url):
         incremental.reset_index(drop=True), full.reset_index(drop=True), check_like=True
     )
     assert incremental["label"].notna().sum() > 5000
+
+
+def test_a_build_in_spans_equals_one_built_in_one_piece(resources, source_url, monkeypatch):
+    """A build goes span by span (memory follows a span): with spans of ~1,500 flights the
+    whole table, and a rebuild from a day on, equal the table built in one piece; the side
+    table of a full build is gone once it is swapped in."""
+    from mlops_platform.features import build
+    from mlops_platform_tests.helpers import ingest
+    from simulator.flights import replay
+
+    warehouse = resources["warehouse"]
+    replay.set_clock(source_url, dt.datetime(2013, 1, 12))
+    assert ingest(resources).success
+    key = ["year", "month", "day", "carrier", "flight", "origin"]
+    whole = build.features_from_warehouse(warehouse, SPEC).sort_values(key).reset_index(drop=True)
+
+    monkeypatch.setattr(build, "SPAN_ROWS", 1_500)
+    days = warehouse.query(
+        "SELECT make_date(year, month, day) AS d, count(*) AS n FROM raw.flights GROUP BY 1 "
+        "ORDER BY 1"
+    )
+    cuts = build.spans(
+        [(d.date(), int(n)) for d, n in zip(days["d"], days["n"], strict=True)], None
+    )
+    assert len(cuts) >= 8 and cuts[-1][1] is None  # about a day each, the last open-ended
+
+    def stored():
+        table = warehouse.read_table("features", SPEC.name)
+        return table.sort_values(key).reset_index(drop=True)
+
+    warehouse.replace_table("features", SPEC.name, whole)  # in one piece, as it reads back
+    whole = stored()
+    assert build.write_features(warehouse, SPEC) == len(whole)
+    pd.testing.assert_frame_equal(stored(), whole, check_like=True)
+    assert not warehouse.table_exists("features", f"{SPEC.name}__rebuild")
+
+    # From Jan 6 on: the rows before stay, the rows from it are rebuilt span by span.
+    warehouse.execute("DELETE FROM features.flight_delay WHERE event_date >= DATE '2013-01-06'")
+    rebuilt = build.write_features(warehouse, SPEC, since=dt.date(2013, 1, 6))
+    assert rebuilt == int((whole["event_date"] >= pd.Timestamp("2013-01-06")).sum()) > 0
+    pd.testing.assert_frame_equal(stored(), whole, check_like=True)

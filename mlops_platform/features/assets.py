@@ -34,7 +34,7 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     def feature_table(
         context: dg.AssetExecutionContext, config: FeatureConfig, warehouse: Warehouse
     ):
-        from mlops_platform.features.build import features_from_warehouse
+        from mlops_platform.features.build import write_features
         from mlops_platform.features.incremental import definition_digest, plan_build
 
         event = context.instance.get_latest_materialization_event(context.asset_key)
@@ -45,17 +45,8 @@ def build_feature_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         context.log.info(f"features.{spec.name}: {plan.reason}")
         rebuilt = 0
         if plan.full or plan.since is not None:
-            table = features_from_warehouse(warehouse, spec, plan.since)
-            if plan.full:
-                warehouse.replace_table("features", spec.name, table)
-            else:
-                warehouse.replace_rows(
-                    "features",
-                    spec.name,
-                    table,
-                    where=f"CAST({EVENT_DATE} AS DATE) >= DATE '{plan.since}'",
-                )
-            rebuilt = len(table)
+            # Span by span (features/build.py: write_features): memory follows a span.
+            rebuilt = write_features(warehouse, spec, None if plan.full else plan.since)
         summary = warehouse.query(
             f"SELECT count(*) AS n, count({LABEL}) AS labelled, avg({LABEL}) AS label_rate, "
             f"min({EVENT_DATE}) AS first, max({EVENT_DATE}) AS last "

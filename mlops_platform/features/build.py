@@ -21,7 +21,13 @@ from mlops_platform.specs import ModelSpec
 if TYPE_CHECKING:
     from mlops_platform.warehouse import WarehouseStore
 
-__all__ = ["LABEL", "build_feature_table", "feature_table_columns", "features_from_warehouse"]
+__all__ = [
+    "LABEL",
+    "build_feature_table",
+    "feature_table_columns",
+    "features_from_warehouse",
+    "write_features",
+]
 
 
 def _utc_naive(series: pd.Series) -> pd.Series:
@@ -114,33 +120,114 @@ def build_feature_table(tables: dict[str, pd.DataFrame], spec: ModelSpec) -> pd.
     return table.sort_values([EVENT_AT, *key]).reset_index(drop=True)
 
 
-def input_where(domain: Domain, table: str, since: dt.date | None) -> str:
-    """SQL selecting the rows of a raw input that the feature rows on or after `since` read
-    (empty: every row)."""
+def input_where(
+    domain: Domain, table: str, since: dt.date | None, until: dt.date | None = None
+) -> str:
+    """SQL selecting the rows of a raw input that the feature rows of event days in
+    [`since`, `until`) read (either bound may be open; both open: every row). A row reaches
+    `feature_days_before` days each way (a look-back, and a UTC hour that is the next local
+    day), plus a day of margin past `until`."""
     declared = domain.tables[table]
-    if since is None or declared.feature_date is None:
+    if declared.feature_date is None or (since is None and until is None):
         return ""
-    start = since - dt.timedelta(days=declared.feature_days_before)
-    return f"{declared.feature_date.sql()} >= DATE '{start}'"
+    day, reach = declared.feature_date.sql(), declared.feature_days_before
+    bounds = []
+    if since is not None:
+        bounds.append(f"{day} >= DATE '{since - dt.timedelta(days=reach)}'")
+    if until is not None:
+        bounds.append(f"{day} < DATE '{until + dt.timedelta(days=reach + 1)}'")
+    return " AND ".join(bounds)
 
 
 def features_from_warehouse(
-    warehouse: WarehouseStore, spec: ModelSpec, since: dt.date | None = None
+    warehouse: WarehouseStore,
+    spec: ModelSpec,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
 ) -> pd.DataFrame:
     """The feature table built from the warehouse's raw tables: every entity, or only those
-    whose event date is on or after `since` (each input read as far back as its declaration
-    says a change reaches)."""
+    whose event date is in [`since`, `until`) (each input read as far each way as its
+    declaration says a row reaches)."""
     domain = domain_for(spec)
     tables = {
-        table: warehouse.read_table("raw", table, where=input_where(domain, table, since))
+        table: warehouse.read_table("raw", table, where=input_where(domain, table, since, until))
         for table in domain.feature_inputs
     }
     table = build_feature_table(tables, spec)
+    # Inputs are read past the bounds (look-back, margin), but only rows inside them are
+    # built here: an earlier row built here would lack its own look-back.
+    keep = pd.Series(True, index=table.index)
     if since is not None:
-        # Inputs are read from before `since` (a look-back), but only rows from `since` on are
-        # rebuilt: an earlier row built here would lack its own look-back.
-        table = table[table[EVENT_DATE] >= pd.Timestamp(since)].reset_index(drop=True)
-    return table
+        keep &= table[EVENT_DATE] >= pd.Timestamp(since)
+    if until is not None:
+        keep &= table[EVENT_DATE] < pd.Timestamp(until)
+    return table if keep.all() else table[keep].reset_index(drop=True)
+
+
+#: Rows of the event table one span of a build reads at most (plus its inputs' reach): a
+#: build's memory follows a span, not the table (~2.6 kB a flight while it is built).
+SPAN_ROWS = 250_000
+
+
+def spans(
+    days: list[tuple[dt.date, int]], since: dt.date | None, limit: int | None = None
+) -> list[tuple[dt.date, dt.date | None]]:
+    """Consecutive [start, end) ranges of event days, each holding at most `limit` rows (a
+    single bigger day is a span of its own), from `since` (or the first day) on; the last one
+    is open-ended (None), so together they cover every day from the start on."""
+    limit = SPAN_ROWS if limit is None else limit
+    out: list[tuple[dt.date, dt.date | None]] = []
+    start, rows = (since or (days[0][0] if days else None)), 0
+    if start is None:
+        return out
+    for day, count in days:
+        if rows and rows + count > limit:
+            out.append((start, day))
+            start, rows = day, 0
+        rows += count
+    out.append((start, None))
+    return out
+
+
+def write_features(warehouse: WarehouseStore, spec: ModelSpec, since: dt.date | None = None) -> int:
+    """Build `features.<spec>` span by span (see `spans`): everything (`since` None: into a
+    side table swapped in with one transaction, so readers never see half a table), or the
+    rows from `since` on (each span replaced in its own transaction). Returns the rows built."""
+    from mlops_platform.warehouse.base import quote
+
+    domain = domain_for(spec)
+    day = domain.event.date.sql()
+    start = f" WHERE {day} >= DATE '{since}'" if since else ""
+    counts = warehouse.query(
+        f"SELECT {day} AS day, count(*) AS n FROM raw.{quote(domain.event.table)}{start} "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    pairs = zip(counts["day"], counts["n"], strict=True)
+    days = [(pd.Timestamp(d).date(), int(n)) for d, n in pairs]
+    cuts = spans(days, since)
+    event_day = f"CAST({EVENT_DATE} AS DATE)"
+    if since is not None and not cuts:
+        cuts = [(since, None)]
+    if since is None and not cuts:  # no rows at all: an empty table with every column
+        empty = features_from_warehouse(warehouse, spec)
+        return warehouse.replace_table("features", spec.name, empty)
+    side, built = f"{spec.name}__rebuild", 0
+    for i, (first, end) in enumerate(cuts):
+        table = features_from_warehouse(warehouse, spec, first, end)
+        built += len(table)
+        if since is not None:
+            bound = f" AND {event_day} < DATE '{end}'" if end else ""
+            where = f"{event_day} >= DATE '{first}'{bound}"
+            warehouse.replace_rows("features", spec.name, table, where=where)
+        elif i == 0:
+            warehouse.replace_table("features", side, table)
+        else:
+            warehouse.append("features", side, table)
+    if since is None:
+        with warehouse.transaction() as tx:
+            tx.execute(f"DROP TABLE IF EXISTS features.{quote(spec.name)}")
+            tx.execute(f"ALTER TABLE features.{quote(side)} RENAME TO {quote(spec.name)}")
+    return built
 
 
 def label_of(base: pd.DataFrame, spec: ModelSpec) -> pd.Series:
