@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import math
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -175,20 +176,23 @@ def run_phase(phase: str, scale: int, workdir: Path) -> int:
             spec, features, registry, warehouse, Hyperparameters().as_dict(), "scale-bench"
         )
         return len(features)
-    if phase == "scoring":  # as the scores asset does: one day at a time
-        from mlops_platform.scoring.score import score_day
+    if phase == "scoring":  # as the scores asset's steps do: chunks of at most 7 days
+        from mlops_platform.scoring.assets import chunks
+        from mlops_platform.scoring.score import score_rows
 
         registry = _registry(workdir)
         version = registry.latest_version(spec.name)  # the one the training phase registered
         model = registry.load_verified(spec.name, version, signed=False)  # not gated here
-        rows, day = 0, dt.date(2013, 1, 1)
-        while day < YEAR_END.date():
-            where = f"CAST(event_date AS DATE) = DATE '{day}'"
+        days = [dt.date(2013, 1, 1) + dt.timedelta(days=i) for i in range(365)]
+        rows = 0
+        for chunk in chunks(days):
+            end = chunk[-1] + dt.timedelta(days=1)
+            where = f"CAST(event_date AS DATE) >= DATE '{chunk[0]}' AND "
+            where += f"CAST(event_date AS DATE) < DATE '{end}'"
             features = warehouse.read_table("features", spec.name, where=where)
-            scored = score_day(model, version, features, day, spec)
+            scored = score_rows(model, version, features, spec)
             warehouse.replace_rows("scores", spec.name, scored, where=where)
             rows += len(scored)
-            day += dt.timedelta(days=1)
         return rows
     raise ValueError(phase)
 
@@ -210,8 +214,8 @@ def measure(phase: str, scale: int, workdir: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def exponent(small: dict, large: dict) -> float:
-    return math.log(large["seconds"] / small["seconds"]) / math.log(large["rows"] / small["rows"])
+def exponent(small: dict, large: dict, measure: str = "seconds") -> float:
+    return math.log(large[measure] / small[measure]) / math.log(large["rows"] / small["rows"])
 
 
 def scale_table(scales: list[int]) -> dict:
@@ -229,21 +233,32 @@ def scale_table(scales: list[int]) -> dict:
             r = results[scale][phase]
             print(
                 f"  {phase:9} {r['rows']:>10,} rows {r['seconds']:8.1f} s "
-                f"{r['rows'] / r['seconds']:>10,.0f} rows/s  peak {r['peak_mb']:7.0f} MB",
+                f"({r['cpu_seconds']:7.1f} s CPU) {r['rows'] / r['seconds']:>10,.0f} rows/s  "
+                f"peak {r['peak_mb']:7.0f} MB  load {r['load']:.1f}",
                 flush=True,
             )
         drop_database(sa.engine.make_url(database_url(scale)).database)
-    print("\n| phase | " + " | ".join(f"{s}x rows/s | {s}x peak MB" for s in scales) + " | b |")
-    print("| --- |" + " --- | --- |" * len(scales) + " --- |")
+    header = " | ".join(f"{s}x rows/s | {s}x peak MB" for s in scales)
+    print(f"\n| phase | {header} | b (wall) | b (CPU) |")
+    print("| --- |" + " --- | --- |" * len(scales) + " --- | --- |")
     for phase in PHASES:
         cells = [
             f"{results[s][phase]['rows'] / results[s][phase]['seconds']:,.0f} | "
             f"{results[s][phase]['peak_mb']:,.0f}"
             for s in scales
         ]
-        b = exponent(results[scales[0]][phase], results[scales[-1]][phase])
+        small, large = results[scales[0]][phase], results[scales[-1]][phase]
         target = " (target <= 1.1)" if phase != "training" else ""
-        print(f"| {phase} | " + " | ".join(cells) + f" | {b:.2f}{target} |")
+        print(
+            f"| {phase} | " + " | ".join(cells) + f" | {exponent(small, large):.2f}{target} | "
+            f"{exponent(small, large, 'cpu_seconds'):.2f} |"
+        )
+    loads = [results[s][p]["load"] for s in scales for p in PHASES]
+    print(
+        f"b: time ~ rows^b between {scales[0]}x and {scales[-1]}x; wall and the phase process's "
+        f"own CPU (not PostgreSQL's); load average at the phases' ends {min(loads):.1f}-"
+        f"{max(loads):.1f} on {os.cpu_count()} CPUs"
+    )
     return results
 
 
@@ -414,7 +429,11 @@ def main() -> None:
         started = time.perf_counter()
         rows = run_phase(args.phase, args.scale, Path(args.workdir))
         seconds = time.perf_counter() - started
-        print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb()}))
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime
+        load = os.getloadavg()[0]
+        measured = {"rows": rows, "seconds": seconds, "cpu_seconds": cpu, "peak_mb": peak_mb()}
+        print(json.dumps(measured | {"load": load}))
         return
     if not args.only_backfill:
         scale_table([int(s) for s in args.scales.split(",")])
