@@ -361,6 +361,25 @@ def backfill_seconds(stack, days: list[str], workers: int) -> tuple[float, float
     return seconds, max(r.end_time for r in records) - first_created
 
 
+def _warehouse_consumer(stack, prefix: str):
+    """A function that stops (`cancel_consumer`) or resumes (`add_consumer`) the `warehouse`
+    queue on the Celery worker whose name starts with `prefix`, once it has answered."""
+    from celery import Celery
+
+    from mlops_platform.deploy.queues import WAREHOUSE_QUEUE
+
+    app = Celery(broker=stack.config.mlops_celery_broker)
+    nodes = [name for reply in app.control.ping(timeout=5) or [] for name in reply]
+    node = next(n for n in nodes if n.startswith(prefix))
+
+    def control(action: str) -> None:
+        replies = getattr(app.control, action)(WAREHOUSE_QUEUE, destination=[node], reply=True)
+        if not replies:
+            sys.exit(f"{node} did not answer {action}")
+
+    return control
+
+
 def backfill_comparison(days_count: int = 28, scale: int = 16) -> None:
     os.environ["MLOPS_TEST_POSTGRES"] = SERVER
     sys.path.insert(0, str(ROOT))  # the stack helper the tests use
@@ -381,15 +400,17 @@ def backfill_comparison(days_count: int = 28, scale: int = 16) -> None:
             if stack.wait_run(run_id, timeout=900) != "SUCCESS":
                 sys.exit(f"{job} failed: {stack.failures(run_id)}")
         days = [str(dt.date(2013, 1, 2) + dt.timedelta(days=i)) for i in range(days_count)]
-        stack.supervisor.stop("worker_warehouse_2")
+        # A first backfill over the same days with both workers: every worker has imported
+        # the code location and loaded the model, PostgreSQL's cache holds the features, and
+        # each measured backfill replaces the same rows. Then warehouse_2 stops taking tasks
+        # (Celery's cancel_consumer: alive and warm) for the one-worker run, and resumes.
+        print(f"warm-up backfill of {days_count} partitions at {scale}x, 2 workers:", flush=True)
+        backfill_seconds(stack, days, workers=2)
+        second = _warehouse_consumer(stack, "warehouse_2@")
+        second("cancel_consumer")
         print(f"backfill of {days_count} partitions at {scale}x, 1 warehouse worker:", flush=True)
         one = backfill_seconds(stack, days, workers=1)
-        ready = stack.supervisor.log("worker_warehouse_2").count(" ready.")
-        stack.supervisor.start("worker_warehouse_2")
-        # Ready once it has imported the code location (`-i` in the Procfile) and joined the
-        # broker: its first step then costs what warehouse_1's do.
-        while stack.supervisor.log("worker_warehouse_2").count(" ready.") <= ready:
-            time.sleep(1)
+        second("add_consumer")
         print(f"backfill of {days_count} partitions at {scale}x, 2 warehouse workers:", flush=True)
         two = backfill_seconds(stack, days, workers=2)
     finally:
