@@ -20,6 +20,7 @@ from mlops_platform.contracts.validate import (
     REASON_COLUMN,
     ContractReport,
     ExpectationOutcome,
+    utc_times,
     validate_contract,
 )
 from mlops_platform.ingestion import cursors
@@ -86,7 +87,7 @@ def _reasons(
     limit = _limit(now, contract)
     for column in contract.not_after_clock:
         if column in frame:
-            times = pd.to_datetime(frame[column], utc=True).dt.tz_localize(None)
+            times = utc_times(frame[column]).dt.tz_localize(None)
             add(times > limit, lambda i, c=column, t=times: f"{FUTURE_RULE}({c}): {t[i]}")
     key = contract.key
     duplicate = frame.duplicated([*key, LOAD_ID], keep=False)
@@ -116,8 +117,8 @@ def _against_stored(
     return pd.DataFrame(
         {
             ROW_ID: joined[ROW_ID],
-            "mine": pd.to_datetime(joined[version], utc=True),
-            "stored": pd.to_datetime(joined["_stored"], utc=True),
+            "mine": utc_times(joined[version]),
+            "stored": utc_times(joined["_stored"]),
         }
     )
 
@@ -196,7 +197,7 @@ def audit_landed(
     cursor = None
     if cursor_column in landed and len(landed):
         moving = landed.loc[~landed[ROW_ID].isin(future), cursor_column]
-        cursor = cursors.naive(pd.to_datetime(moving, utc=True).max()) if len(moving) else None
+        cursor = cursors.naive(utc_times(moving).max()) if len(moving) else None
     rule_counts: dict[str, int] = {}
     for row_reasons in reasons.values():
         for rule in {r.split("(")[0].split(":")[0] for r in row_reasons}:
@@ -249,20 +250,7 @@ def find_deleted(
     """Rows of `raw.<table>` whose key the source no longer holds, with the reason."""
     if not warehouse.table_exists("raw", contract.table):
         return pd.DataFrame()
-    key = contract.key
-    stored = warehouse.query(
-        f"SELECT {', '.join(quote(c) for c in key)} FROM raw.{quote(contract.table)}"
-    )
-    source_keys = source_keys[key].astype(stored.dtypes.to_dict(), errors="ignore")
-    merged = stored.merge(source_keys.drop_duplicates(), on=key, how="left", indicator=True)
-    gone = merged.loc[merged["_merge"] == "left_only", key]
-    if gone.empty:
+    rows = warehouse.rows_without_key("raw", contract.table, source_keys, contract.key)
+    if rows.empty:
         return pd.DataFrame()
-    match = " AND ".join(f"r.{quote(c)} IS NOT DISTINCT FROM g.{quote(c)}" for c in key)
-    with warehouse.transaction() as tx:
-        tx.put_frame("_gone_keys", gone)
-        rows = tx.query(
-            f"SELECT r.* FROM raw.{quote(contract.table)} r "
-            f"WHERE EXISTS (SELECT 1 FROM _gone_keys g WHERE {match})"
-        )
     return rows.assign(**{REASON_COLUMN: f"{DELETED_RULE}: deleted at the source"})

@@ -99,6 +99,26 @@ class WarehouseStore(BaseModel):
         """Delete the rows whose key columns match a row of `keys` (NULLs match NULLs)."""
         raise NotImplementedError
 
+    def rows_without_key(
+        self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
+    ) -> pd.DataFrame:
+        """Rows of the table whose key matches no row of `keys` (NULLs match NULLs); `keys`
+        takes the stored columns' types where it can."""
+        target = f"{quote(schema)}.{quote(table)}"
+        stored = self.query(f"SELECT {', '.join(quote(c) for c in key_columns)} FROM {target}")
+        keys = keys[key_columns].astype(stored.dtypes.to_dict(), errors="ignore")
+        merged = stored.merge(keys.drop_duplicates(), on=key_columns, how="left", indicator=True)
+        gone = merged.loc[merged["_merge"] == "left_only", key_columns]
+        if gone.empty:
+            return gone
+        match = " AND ".join(f"r.{quote(c)} IS NOT DISTINCT FROM g.{quote(c)}" for c in key_columns)
+        with self.transaction() as tx:
+            tx.put_frame("_gone_keys", gone)
+            return tx.query(
+                f"SELECT r.* FROM {target} r "
+                f"WHERE EXISTS (SELECT 1 FROM _gone_keys g WHERE {match})"
+            )
+
     def transaction(self) -> contextlib.AbstractContextManager[Transaction]:
         """One connection in one transaction: everything done through it commits together or
         not at all (a crash or kill before the end leaves the warehouse as it was)."""
