@@ -117,7 +117,7 @@ def _context():
     from great_expectations.execution_engine import pandas_execution_engine
 
     # GE fingerprints every pandas batch below its size threshold (an md5 over a hash of every
-    # cell: a third of the suites' time on the year's flights, `make bench-ingest` profile) and
+    # cell: a third of the suites' time on the benchmark's year, `make bench-ingest` profile) and
     # only files it in the result's batch markers, which nothing here reads; above the
     # threshold GE itself skips it. A threshold of 0 skips it always.
     pandas_execution_engine.HASH_THRESHOLD = 0
