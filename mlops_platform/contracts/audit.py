@@ -164,7 +164,7 @@ def audit_landed(
         unchanged = set(same.loc[same["mine"] == same["stored"], ROW_ID]) - set(reasons)
     judged = newest.index[~newest[ROW_ID].isin(unchanged)]
     candidates = landed.loc[judged, [c for c in landed.columns if c not in AUDIT_COLUMNS]]
-    candidates = candidates.reset_index(drop=True)
+    candidates.index = pd.RangeIndex(len(candidates))  # a new frame: renumbered, not copied
     profile = _profile_after(warehouse, contract, candidates, raw_versions)
     report = validate_contract(contract, candidates, profile, references, now=now)
     if len(report.bad_rows):

@@ -105,7 +105,8 @@ def publish(
     new_entries = q.without_repeats(new_entries, pending)
     # Each landed row's fate, matched once (lists of a year's row ids are slow to match).
     is_published = audit.landed[ROW_ID].isin(set(audit.publish_ids))
-    published_rows = audit.landed[is_published]
+    # (the published rows themselves only matter to pending entries: rarely any)
+    published_rows = audit.landed[is_published] if len(pending) else audit.landed.iloc[:0]
     superseded = q.superseded_by(contract, pending, published_rows)
     deleted = deleted if deleted is not None and len(deleted) else pd.DataFrame()
     reflect = contract.on_source_delete == "reflect" and len(deleted) > 0
