@@ -93,13 +93,13 @@ def _reasons(
     duplicate = frame.duplicated([*key, LOAD_ID], keep=False)
     add(duplicate, f"{DUPLICATE_RULE}({','.join(key)})")
     if contract.version and not raw_versions.empty:
-        for row_id, mine, stored in _against_stored(frame, raw_versions, contract).itertuples(
-            index=False
-        ):
-            if mine < stored:
-                found.setdefault(row_id, []).append(
-                    f"{STALE_RULE}({contract.version}): stored {stored}"
-                )
+        # Compared as columns, and only the stale rows visited: iterating every landed row's
+        # times boxed each one (most of a day's audit in the increment profile).
+        against = _against_stored(frame, raw_versions, contract)
+        stale = against[against["mine"] < against["stored"]]
+        for row_id, stored in zip(stale[ROW_ID], stale["stored"], strict=True):
+            reason = f"{STALE_RULE}({contract.version}): stored {stored}"
+            found.setdefault(row_id, []).append(reason)
     return found
 
 
