@@ -77,6 +77,37 @@ def test_each_kind_of_bad_row_is_found_with_its_reason():
     assert len(reasons) == 6
 
 
+def test_a_large_batch_split_by_column_finds_the_same_rows(monkeypatch):
+    """From `SPLIT_ROWS` rows the pass/fail pass runs each column's rules on that column alone;
+    the outcomes and the bad rows with their reasons are those of the single suite."""
+    from mlops_platform.contracts import validate as validation
+
+    batch = flights_frame(
+        {},
+        {"carrier": None},
+        {"arr_delay": 5000.0},
+        {"carrier": "ZZ"},
+        {"origin": "BOS"},
+        {"flight": 77},
+        {"flight": 77},
+        {"time_hour": pd.Timestamp("2013-01-05")},  # not fresh: a table rule
+    )
+
+    def judged(report):
+        outcomes = sorted(
+            (o.scope, o.expectation, o.column, o.success, o.unexpected_count)
+            for o in report.outcomes
+        )
+        reasons = dict(zip(report.bad_rows.index, report.bad_rows[REASON_COLUMN], strict=True))
+        return outcomes, {i: sorted(r.split("; ")) for i, r in reasons.items()}
+
+    whole = judged(validate(batch))
+    monkeypatch.setattr(validation, "SPLIT_ROWS", 0)
+    split = judged(validate(batch))
+    assert split == whole
+    assert len(whole[1]) == 6 and any(not o[3] for o in whole[0])
+
+
 def test_the_whole_table_unique_key_rule_can_fail():
     """The profile the table rules judge is the table after the publish: a fresh row replaces its
     key's stored row, but a key already stored twice (a corrupted raw table) stays twice and

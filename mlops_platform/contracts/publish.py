@@ -103,7 +103,10 @@ def publish(
     new_entries = q.latest_landing_only(new_entries)
     pending = q.pending_entries(warehouse, table)
     new_entries = q.without_repeats(new_entries, pending)
-    published_rows = audit.landed[audit.landed[ROW_ID].isin(audit.publish_ids)]
+    # Each landed row's fate, matched once (lists of a year's row ids are slow to match).
+    is_published = audit.landed[ROW_ID].isin(set(audit.publish_ids))
+    # (the published rows themselves only matter to pending entries: rarely any)
+    published_rows = audit.landed[is_published] if len(pending) else audit.landed.iloc[:0]
     superseded = q.superseded_by(contract, pending, published_rows)
     deleted = deleted if deleted is not None and len(deleted) else pd.DataFrame()
     reflect = contract.on_source_delete == "reflect" and len(deleted) > 0
@@ -161,18 +164,21 @@ def publish(
         previous = cursors.read_cursor_in(tx, table)
         if audit.cursor is not None and (previous is None or audit.cursor > previous):
             cursors.store_cursor(tx, table, contract.cursor or "", audit.cursor, "published")
+        load_of = audit.landed[LOAD_ID].astype(str)
+        is_unchanged = audit.landed[ROW_ID].isin(set(audit.unchanged_ids))
+        is_bad = audit.landed[ROW_ID].isin(set(audit.bad[ROW_ID]))
         for load_id in audit.load_ids:
-            rows = audit.landed[audit.landed[LOAD_ID].astype(str) == load_id]
+            in_load = load_of == load_id
             tx.execute(
                 f"INSERT INTO {cursors.STATE_SCHEMA}.{cursors.BATCHES} VALUES "
                 "(:t, :l, :n, :p, :u, :q, :r, :at)",
                 {
                     "t": table,
                     "l": load_id,
-                    "n": len(rows),
-                    "p": int(rows[ROW_ID].isin(audit.publish_ids).sum()),
-                    "u": int(rows[ROW_ID].isin(audit.unchanged_ids).sum()),
-                    "q": int(rows[ROW_ID].isin(audit.bad[ROW_ID]).sum()),
+                    "n": int(in_load.sum()),
+                    "p": int((in_load & is_published).sum()),
+                    "u": int((in_load & is_unchanged).sum()),
+                    "q": int((in_load & is_bad).sum()),
                     "r": run_id,
                     "at": cursors.utcnow(),
                 },
