@@ -149,19 +149,29 @@ def build_scores_asset(
         name=f"{prefix}_summary",
         ins={"scored": dg.In(dg.Nothing)},
         out=dg.Out(dg.Nothing),
-        description="The materialization: rows, replaced rows and model versions the chunks "
-        "reported (their step outputs in the event log).",
+        description="The materialization: the range's rows and model versions as stored, and "
+        "what this run's chunks replaced.",
     )
-    def summary(context: dg.OpExecutionContext):
+    def summary(context: dg.OpExecutionContext, warehouse: Warehouse):
+        from mlops_platform.model.columns import MODEL_VERSION
+
         keys = _run_partition_keys(context, partitions)
         first = partitions.time_window_for_partition_key(keys[0]).start.date()
         end = partitions.time_window_for_partition_key(keys[-1]).end.date()
+        day = f"CAST({EVENT_DATE} AS DATE)"
+        # From the table, not from the chunks' reports: a run re-executed from a failure
+        # runs only the failed chunks, and the range's rows are all of them.
+        stored = warehouse.query(
+            f"SELECT {MODEL_VERSION} AS version, count(*) AS n FROM scores.{spec.name} "
+            f"WHERE {day} >= DATE '{first}' AND {day} < DATE '{end}' GROUP BY 1"
+        )
+        versions = sorted((str(v) for v in stored["version"]), key=_version_order)
+        rows = int(stored["n"].sum())
         reports = _chunk_reports(context, f"{prefix}_score")
-        versions = sorted({str(r["model_version"]) for r in reports}, key=_version_order)
-        rows = sum(int(r["rows"]) for r in reports)
         context.log.info(
-            f"{first}..{end}: {rows} rows in {len(reports)} chunk(s) scored by "
-            + ", ".join(f"v{v}" for v in versions)
+            f"{first}..{end}: {rows} rows scored by "
+            + (", ".join(f"v{v}" for v in versions) or "no model")
+            + f"; {len(reports)} chunk(s) in this run"
         )
         context.add_output_metadata(
             {
