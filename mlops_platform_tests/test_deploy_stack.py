@@ -169,6 +169,11 @@ def test_rolling_promotion_under_load_has_no_errors(stack: Stack):
         stop.set()
         for thread in threads:
             thread.join(30)
+    non_2xx = [code for code in replies if not 200 <= code < 300]
+    print(
+        f"rolling promotion: {len(replies)} requests, {len(non_2xx)} non-2xx, "
+        f"{len(failures)} failed"
+    )
     assert not failures, failures[:3]
     assert len(replies) > 50
     assert {code for code in replies if not 200 <= code < 300} == set()
