@@ -178,7 +178,7 @@ def run_phase(phase: str, scale: int, workdir: Path) -> int:
         return len(features)
     if phase == "scoring":  # as the scores asset's steps do: chunks of at most 7 days
         from mlops_platform.scoring.assets import chunks
-        from mlops_platform.scoring.score import score_rows
+        from mlops_platform.scoring.score import score_range
 
         registry = _registry(workdir)
         version = registry.latest_version(spec.name)  # the one the training phase registered
@@ -187,12 +187,7 @@ def run_phase(phase: str, scale: int, workdir: Path) -> int:
         rows = 0
         for chunk in chunks(days):
             end = chunk[-1] + dt.timedelta(days=1)
-            where = f"CAST(event_date AS DATE) >= DATE '{chunk[0]}' AND "
-            where += f"CAST(event_date AS DATE) < DATE '{end}'"
-            features = warehouse.read_table("features", spec.name, where=where)
-            scored = score_rows(model, version, features, spec)
-            warehouse.replace_rows("scores", spec.name, scored, where=where)
-            rows += len(scored)
+            rows += score_range(warehouse, model, version, spec, chunk[0], end)[0]
         return rows
     raise ValueError(phase)
 

@@ -375,11 +375,15 @@ def _materialized(result, key: str) -> dict[str, dict]:
     }
 
 
-def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir):
+def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir, monkeypatch):
     from mlops_platform.definitions import build_definitions
+    from mlops_platform.scoring import score
     from mlops_platform.stores import plain_stores
     from mlops_platform_tests.test_model_lifecycle import relaxed
 
+    # Reads of at most 40 rows: a chunk step of two months is scored in several reads, and
+    # still gives one row per day.
+    monkeypatch.setattr(score, "SCORE_ROWS", 40)
     spec = relaxed(load_spec("rain"))
     defs = build_definitions([spec], profile="local")
     stores = plain_stores("local")
@@ -397,8 +401,8 @@ def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir):
         assert not first.success
         _run(defs, "ingest", instance)
         _run(defs, "train_rain", instance)
-        # A backfill's range, January to July, as one run: scored in one read and replace,
-        # monitored once per month at its last day.
+        # A backfill's range, January to July, as one run: scored in chunk steps, monitored
+        # once per month at its last day.
         backfill = _run(defs, "daily_rain", instance, tags=range_tags)
         month = _run(defs, "daily_rain", instance, partition_key="1962-08-01")
         rescored = _run(defs, "score_rain", instance, partition_key="1962-08-01")

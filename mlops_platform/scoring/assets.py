@@ -21,8 +21,8 @@ from mlops_platform.warehouse.resources import Warehouse
 #: into steps inside that run (see `chunks`), which is what spreads a backfill over the workers.
 BACKFILL = dg.BackfillPolicy.single_run()
 
-#: A scoring step scores at most this many partitions (one read, one prediction, one replace):
-#: its memory is bounded by a week of a day-partitioned domain whatever the range.
+#: A scoring step scores at most this many partitions (a week of a day-partitioned domain),
+#: reading at most `score.SCORE_ROWS` rows at a time.
 MAX_CHUNK_PARTITIONS = 7
 #: A range of several partitions is split into at least this many steps (when it has as many
 #: partitions), so up to this many Celery workers share it: the production `warehouse` pool's
@@ -46,7 +46,8 @@ def spec_partitions(
 
 def chunks(keys: Sequence[str]) -> list[list[str]]:
     """A run's partition keys, in order, cut into consecutive chunks of near-equal size: at most
-    `MAX_CHUNK_PARTITIONS` each, and `MIN_CHUNKS` of them when there are enough keys."""
+    `MAX_CHUNK_PARTITIONS` each, and `MIN_CHUNKS` of them when there are enough keys. (A chunk
+    is one step; inside it rows are read a few days at a time, `score.SCORE_ROWS`.)"""
     if not keys:
         return []
     size = min(MAX_CHUNK_PARTITIONS, -(-len(keys) // MIN_CHUNKS))
@@ -119,13 +120,13 @@ def build_scores_asset(
         ins={"planned": dg.In(dg.Nothing)},
         out=dg.Out(dg.Nothing),
         pool=WAREHOUSE_POOL,  # DuckDB has one writer: chunks run one at a time locally
-        description="One chunk of partitions scored by the champion: one read, one replace.",
+        description="One chunk of partitions scored by the champion, a few days a read.",
     )
     def score(
         context: dg.OpExecutionContext, warehouse: Warehouse, mlflow_registry: MLflowResource
     ):
         from mlops_platform.registry.store import CHAMPION
-        from mlops_platform.scoring.score import score_rows
+        from mlops_platform.scoring.score import score_range
 
         first_key, last_key = chunk_range(context.get_mapping_key())
         first = partitions.time_window_for_partition_key(first_key).start.date()
@@ -135,14 +136,11 @@ def build_scores_asset(
         if version is None:
             raise RuntimeError(f"{spec.name} has no champion to score with")
         model = _verified_model(registry, spec, version)
-        day = f"CAST({EVENT_DATE} AS DATE)"
-        where = f"{day} >= DATE '{first}' AND {day} < DATE '{end}'"
-        features = warehouse.read_table("features", spec.name, where=where)
-        scored = score_rows(model, version, features, spec)
-        replaced = warehouse.replace_rows("scores", spec.name, scored, where=where)
-        context.log.info(f"{first}..{end}: {len(scored)} rows scored by v{version}")
+        # A few days at a time (at most SCORE_ROWS rows a read): memory is flat in the rows.
+        rows, replaced = score_range(warehouse, model, version, spec, first, end)
+        context.log.info(f"{first}..{end}: {rows} rows scored by v{version}")
         context.add_output_metadata(
-            {"rows": len(scored), "replaced_rows": replaced, "model_version": version}
+            {"rows": rows, "replaced_rows": replaced, "model_version": version}
         )
 
     @dg.op(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -10,6 +11,9 @@ from mlops_platform.domains import domain_for
 from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, MODEL_VERSION, SCORE
 from mlops_platform.model.predict import predict
 from mlops_platform.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from mlops_platform.warehouse import WarehouseStore
 
 
 def score_rows(model, version: str, rows: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
@@ -30,3 +34,42 @@ def score_day(
     return score_rows(
         model, version, features[pd.to_datetime(features[EVENT_DATE]).dt.date == day], spec
     )
+
+
+#: Feature rows one read of `score_range` holds at most (a single bigger day is one read):
+#: scoring's memory follows this, not the range or the table.
+SCORE_ROWS = 50_000
+
+
+def score_range(
+    warehouse: WarehouseStore,
+    model,
+    version: str,
+    spec: ModelSpec,
+    first: dt.date,
+    end: dt.date,
+    limit: int | None = None,
+) -> tuple[int, int]:
+    """Score the feature rows of days [`first`, `end`) into `scores.<spec>`, replacing what
+    was there, a few days at a time (at most `limit` rows a read, whole days); returns the rows
+    scored and the rows replaced."""
+    from mlops_platform.features.build import spans
+    from mlops_platform.warehouse.base import quote
+
+    day = f"CAST({EVENT_DATE} AS DATE)"
+    bounds = f"{day} >= DATE '{first}' AND {day} < DATE '{end}'"
+    table = f"features.{quote(spec.name)}"
+    counts = warehouse.query(
+        f"SELECT {day} AS d, count(*) AS n FROM {table} WHERE {bounds} GROUP BY 1 ORDER BY 1"
+    )
+    pairs = zip(counts["d"], counts["n"], strict=True)
+    days = [(pd.Timestamp(d).date(), int(n)) for d, n in pairs]
+    rows = replaced = 0
+    for start, stop in spans(days, first, SCORE_ROWS if limit is None else limit):
+        stop = min(stop or end, end)
+        where = f"{day} >= DATE '{start}' AND {day} < DATE '{stop}'"
+        features = warehouse.read_table("features", spec.name, where=where)
+        scored = score_rows(model, version, features, spec)
+        replaced += warehouse.replace_rows("scores", spec.name, scored, where=where)
+        rows += len(scored)
+    return rows, replaced
