@@ -8,7 +8,7 @@ import pytest
 from mlops_platform.monitoring.drift import compute_drift
 from mlops_platform.monitoring.sensors import build_retrain_sensor
 from mlops_platform.monitoring.triggers import decide_retrain
-from mlops_platform.specs import load_spec
+from mlops_platform.specs import ModelSpec, load_spec
 
 SPEC = load_spec("flight_delay")
 SENSOR = build_retrain_sensor(SPEC)
@@ -138,11 +138,44 @@ def test_the_sensor_reads_the_champions_age_from_the_performance_result():
         assert isinstance(request, dg.RunRequest) and request.tags["mlops/trigger"] == "age"
 
 
+def test_the_age_is_of_the_champion_the_newest_result_monitored():
+    # v1 (data to 04-02) was replaced by v2 (data to 04-26) outside the sensor (a promotion by
+    # hand). The performance result of 05-03 is the last one from v1's days; on 05-04 only the
+    # drift result is in (performance of 05-04 failed, or is not written yet), from v2.
+    sensor = build_retrain_sensor(AGED)
+    with dg.instance_for_test() as instance:
+
+        def result(stage: str, day: str, trained_to: str, **figures) -> None:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    asset_key=dg.AssetKey([SPEC.name, stage]),
+                    partition=day,
+                    metadata={"champion_trained_to": trained_to, **figures},
+                )
+            )
+
+        result("performance", "2013-05-03", "2013-04-02", significant_drop=False)
+        result("drift", "2013-05-04", "2013-04-26", drift_share=0.0, prediction_drift=0.0)
+        context = dg.build_sensor_context(instance=instance)
+        verdict = sensor(context)
+        # v1 would be 32 days old on 05-04 (>= 28); v2 is 8 days old.
+        assert isinstance(verdict, dg.SkipReason), verdict
+        assert "within thresholds" in verdict.skip_message
+
+
 def test_performance_window_cannot_exceed_the_monitored_window():
     with pytest.raises(ValueError, match="performance_window_days"):
         SPEC.drift.model_validate({**SPEC.drift.model_dump(), "performance_window_days": 8})
-    shorter = SPEC.drift.model_validate({**SPEC.drift.model_dump(), "performance_window_days": 3})
-    assert shorter.performance_days == 3 and SPEC.drift.performance_days == 7
+
+    def spec_with(days: int) -> ModelSpec:
+        drift = {**SPEC.drift.model_dump(), "performance_window_days": days}
+        return ModelSpec.model_validate({**SPEC.model_dump(), "drift": drift})
+
+    # Shorter is allowed down to the day-block bootstrap's minimum of 5 labelled days.
+    shorter = spec_with(5)
+    assert shorter.drift.performance_days == 5 and SPEC.drift.performance_days == 7
+    with pytest.raises(ValueError, match="drift.performance_window_days: 4 days"):
+        spec_with(4)
 
 
 @pytest.fixture(scope="module")
