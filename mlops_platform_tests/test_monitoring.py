@@ -102,6 +102,45 @@ def test_model_age_rule(spec, trained_to, last, fires):
     assert decision.fire is fires, decision.reason
 
 
+@pytest.mark.parametrize(
+    ("trained_to", "last", "day", "fires"),
+    [
+        # The 04-10 trigger's challenger was rejected: the champion's data still end 04-02
+        # (a model trained on 04-10 would end 8 days before, 04-02 or later). The next
+        # challenger can be judged on a new held-out week (holdout_days 7), not 14 days later.
+        ("2013-03-20", "2013-04-10", "2013-04-16", False),  # 6 days: the held-out weeks overlap
+        ("2013-03-20", "2013-04-10", "2013-04-17", True),  # 7 days: a fresh held-out week
+        # The challenger replaced the champion (data to 04-02): the full 14-day cooldown holds.
+        ("2013-04-02", "2013-04-10", "2013-04-17", False),
+        ("2013-04-02", "2013-04-10", "2013-04-24", True),
+    ],
+)
+def test_after_a_rejected_challenger_the_next_waits_for_a_fresh_held_out_period(
+    trained_to, last, day, fires
+):
+    # Age 28 is reached by both champions on the days fired here (AGED's limit is 28 days):
+    # for the replaced one only from 04-30, so give it a drift alarm to keep a reason.
+    drift = {"drift_share": 0.5, "prediction_drift": 0.0, "drifted_features": "temp"}
+    decision = decide_retrain(AGED, day, drift, None, last, trained_to)
+    assert decision.fire is fires, decision.reason
+    if not fires and trained_to == "2013-03-20":
+        assert "its challenger was not promoted" in decision.reason
+
+
+def test_alarms_the_spec_does_not_retrain_on_are_not_reasons():
+    drift = {"drift_alarms": "score, label", "prediction_drift": 0.5, "label_shift": 0.4}
+    assert decide_retrain(SPEC, "2013-06-01", drift, None, None).fire
+    features_only = SPEC.model_copy(
+        update={"drift": SPEC.drift.model_copy(update={"retrain_on": ["features"]})}
+    )
+    quiet = decide_retrain(features_only, "2013-06-01", drift, None, None)
+    assert not quiet.fire and "within thresholds" in quiet.reason
+    loud = {**drift, "drift_alarms": "features, score", "drift_share": 0.5}
+    fired = decide_retrain(features_only, "2013-06-01", loud, None, None)
+    assert fired.fire and fired.tags["mlops/trigger"] == "drift"
+    assert "prediction drift" not in fired.reason
+
+
 def test_an_old_champion_is_retrained_for_its_age_and_a_detector_reason_comes_first():
     quiet = {"performance_drop": 0.01, "significant_drop": False}
     old = decide_retrain(AGED, "2013-04-30", {"drift_share": 0.0}, quiet, None, "2013-04-02")

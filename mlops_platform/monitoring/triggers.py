@@ -28,6 +28,7 @@ def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]
             alarms.add("features")
         if prediction is not None and prediction > spec.drift.prediction_threshold:
             alarms.add("score")
+    alarms &= set(spec.drift.retrain_on)  # the others are reported, not reasons to retrain
     reasons, trigger = [], None
     if "features" in alarms:
         reasons.append(
@@ -55,6 +56,25 @@ def model_age_days(day: str, trained_to: str | None) -> int | None:
     return (dt.date.fromisoformat(day) - dt.date.fromisoformat(str(trained_to)[:10])).days
 
 
+def replaced_since(spec: ModelSpec, trigger_day: str, trained_to: str | None) -> bool | None:
+    """Whether the champion (training data to `trained_to`) came from a retrain started on or
+    after `trigger_day`: a model trained then learnt up to `newborn_age_days` before it, so a
+    champion whose data end earlier was there before (the challenger was rejected, or its
+    training failed). None: unknown."""
+    age = model_age_days(trigger_day, trained_to)
+    return None if age is None else age <= spec.newborn_age_days
+
+
+def cooldown_days(spec: ModelSpec, trigger_day: str, trained_to: str | None) -> int:
+    """Days after a trigger before the next: `drift.cooldown_days` gives a new champion time
+    to show itself. When the champion was not replaced there is nothing to wait for but data a
+    new challenger can be judged on: a held-out period that does not overlap the rejected one's
+    (`holdout_days`, if shorter), while the reason (an age, a drift) still holds."""
+    if replaced_since(spec, trigger_day, trained_to) is False:
+        return min(spec.drift.cooldown_days, spec.holdout_days)
+    return spec.drift.cooldown_days
+
+
 def decide_retrain(
     spec: ModelSpec,
     day: str,
@@ -66,7 +86,9 @@ def decide_retrain(
     """Fire when the drift report raised an alarm (a full window beyond its calibrated
     thresholds), the performance drop is significant, or the champion is older than
     `drift.max_model_age_days` (its training data ended `trained_to`), unless a retrain was
-    triggered less than `cooldown_days` before `day` (the same episode).
+    triggered less than `cooldown_days` before `day` (the same episode); after a trigger
+    whose challenger did not replace the champion, the wait is `holdout_days` if shorter (a
+    fresh held-out period for the next challenger).
 
     The age limit is a staleness bound, not a detector: calibrated drift and a significant
     drop are built to stay quiet on ordinary weeks, so a slow change that neither can prove
@@ -96,10 +118,13 @@ def decide_retrain(
         return Decision(False, f"{day}: within thresholds")
     if last_trigger_day is not None:
         since = (dt.date.fromisoformat(day) - dt.date.fromisoformat(last_trigger_day)).days
+        cooldown = cooldown_days(spec, last_trigger_day, trained_to)
         # A day before the last trigger (monitored again: a retried run, a scores backfill) is
         # part of the episode that trigger answered: it never starts another retrain.
-        if since < spec.drift.cooldown_days:
-            why = f"{since} < {spec.drift.cooldown_days} days" if since >= 0 else "after this day"
+        if since < cooldown:
+            why = f"{since} < {cooldown} days" if since >= 0 else "after this day"
+            if cooldown < spec.drift.cooldown_days:
+                why += ", its challenger was not promoted"
             return Decision(
                 False,
                 f"{day}: {'; '.join(reasons)} — but a retrain was triggered "

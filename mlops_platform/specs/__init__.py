@@ -110,6 +110,13 @@ class Drift(_Strict):
         description="retrain once the champion's training data ends this many days before "
         "the monitored day, whatever drift and performance say (None: no age limit)",
     )
+    retrain_on: list[Literal["features", "score", "label"]] = Field(
+        default_factory=lambda: ["features", "score", "label"],
+        description="which of the drift report's alarms start a retrain: feature drift, score "
+        "(prediction) drift, label shift. Every alarm is reported either way; a spec whose labels "
+        "arrive within the performance window may leave score and label to the performance "
+        "trigger, which judges the model's quality itself",
+    )
     exclude: list[str] = Field(
         default_factory=list, description="features not monitored (e.g. day of year)"
     )
