@@ -67,12 +67,23 @@ def test_cooldown_holds_then_releases():
         assert second.run_key == "retrain-flight_delay-2013-05-20"
 
 
-def test_prediction_drift_alone_fires():
+def test_prediction_drift_alone_fires_where_the_spec_retrains_on_it():
+    every_alarm = SPEC.model_copy(
+        update={
+            "drift": SPEC.drift.model_copy(update={"retrain_on": ["features", "score", "label"]})
+        }
+    )
     with dg.instance_for_test() as instance:
         report(instance, "2013-06-01", share=0.0, prediction=0.5)
-        request, _ = tick(instance)
+        context = dg.build_sensor_context(instance=instance)
+        request = build_retrain_sensor(every_alarm)(context)
         assert isinstance(request, dg.RunRequest)
         assert request.tags["mlops/trigger"] == "prediction_drift"
+        # Flights leaves score drift to the performance trigger (its labels arrive the same day).
+        assert SPEC.drift.retrain_on == ["features"]
+        skipped, _ = tick(instance)
+        assert isinstance(skipped, dg.SkipReason)
+        assert "alarms not retrained on: score" in skipped.skip_message
 
 
 AGED = SPEC.model_copy(update={"drift": SPEC.drift.model_copy(update={"max_model_age_days": 28})})

@@ -16,10 +16,11 @@ class Decision:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]:
+def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None, list[str]]:
     """What in a drift result calls for a retrain: the alarms the drift report raised (with
     its calibrated thresholds and false-alarm rate), or, for a result without them, the spec's
-    fixed thresholds."""
+    fixed thresholds; and the alarms raised that the spec does not retrain on
+    (`drift.retrain_on`)."""
     share, prediction = drift.get("drift_share"), drift.get("prediction_drift")
     calibrated = "drift_alarms" in drift
     alarms = set(str(drift.get("drift_alarms", "")).split(", ")) if calibrated else set()
@@ -28,7 +29,8 @@ def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]
             alarms.add("features")
         if prediction is not None and prediction > spec.drift.prediction_threshold:
             alarms.add("score")
-    alarms &= set(spec.drift.retrain_on)  # the others are reported, not reasons to retrain
+    ignored = sorted(alarms - set(spec.drift.retrain_on))
+    alarms -= set(ignored)  # reported on the drift asset, not reasons to retrain
     reasons, trigger = [], None
     if "features" in alarms:
         reasons.append(
@@ -46,7 +48,7 @@ def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]
         trigger = trigger or "label_shift"
     if reasons and calibrated:
         reasons[-1] += f" [{drift.get('calibration', 'calibrated')}]"
-    return reasons, trigger
+    return reasons, trigger, ignored
 
 
 def model_age_days(day: str, trained_to: str | None) -> int | None:
@@ -93,9 +95,9 @@ def decide_retrain(
     The age limit is a staleness bound, not a detector: calibrated drift and a significant
     drop are built to stay quiet on ordinary weeks, so a slow change that neither can prove
     would otherwise keep a champion forever."""
-    reasons, trigger = [], None
+    reasons, trigger, ignored = [], None, []
     if drift is not None and drift.get("window_full", True) is not False:
-        reasons, trigger = _drift_reasons(spec, drift)
+        reasons, trigger, ignored = _drift_reasons(spec, drift)
     if performance is not None:
         drop = performance.get("performance_drop")
         significant = performance.get("significant_drop")
@@ -115,7 +117,8 @@ def decide_retrain(
         )
         trigger = trigger or "age"
     if not reasons:
-        return Decision(False, f"{day}: within thresholds")
+        aside = f" (alarms not retrained on: {', '.join(ignored)})" if ignored else ""
+        return Decision(False, f"{day}: within thresholds{aside}")
     if last_trigger_day is not None:
         since = (dt.date.fromisoformat(day) - dt.date.fromisoformat(last_trigger_day)).days
         cooldown = cooldown_days(spec, last_trigger_day, trained_to)
