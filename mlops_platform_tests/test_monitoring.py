@@ -136,11 +136,22 @@ def test_after_a_rejected_challenger_the_next_waits_for_a_fresh_held_out_period(
     assert decision.fire is fires, decision.reason
     if not fires and trained_to == "2013-03-20":
         assert "its challenger was not promoted" in decision.reason
+    # With approval required the challenger may be waiting for a person: the full cooldown.
+    approved = AGED.model_copy(
+        update={"approval": AGED.approval.model_copy(update={"required": True})}
+    )
+    waiting = decide_retrain(approved, day, drift, None, last, trained_to)
+    assert waiting.fire is (fires and day == "2013-04-24"), waiting.reason
 
 
 def test_alarms_the_spec_does_not_retrain_on_are_not_reasons():
     drift = {"drift_alarms": "score, label", "prediction_drift": 0.5, "label_shift": 0.4}
-    assert decide_retrain(SPEC, "2013-06-01", drift, None, None).fire
+    every_alarm = SPEC.model_copy(
+        update={
+            "drift": SPEC.drift.model_copy(update={"retrain_on": ["features", "score", "label"]})
+        }
+    )
+    assert decide_retrain(every_alarm, "2013-06-01", drift, None, None).fire
     features_only = SPEC.model_copy(
         update={"drift": SPEC.drift.model_copy(update={"retrain_on": ["features"]})}
     )

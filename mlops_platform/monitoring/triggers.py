@@ -71,8 +71,10 @@ def cooldown_days(spec: ModelSpec, trigger_day: str, trained_to: str | None) -> 
     """Days after a trigger before the next: `drift.cooldown_days` gives a new champion time
     to show itself. When the champion was not replaced there is nothing to wait for but data a
     new challenger can be judged on: a held-out period that does not overlap the rejected one's
-    (`holdout_days`, if shorter), while the reason (an age, a drift) still holds."""
-    if replaced_since(spec, trigger_day, trained_to) is False:
+    (`holdout_days`, if shorter), while the reason (an age, a drift) still holds. A spec whose
+    promotions wait for a person's approval keeps the cooldown: its challenger may be waiting,
+    not rejected."""
+    if not spec.approval.required and replaced_since(spec, trigger_day, trained_to) is False:
         return min(spec.drift.cooldown_days, spec.holdout_days)
     return spec.drift.cooldown_days
 
