@@ -19,6 +19,8 @@ from mlops_platform.monitoring.calibration import (
 )
 from mlops_platform.monitoring.significance import (
     Resampler,
+    _SampledAuc,
+    metric_function,
     paired_verdict,
     performance_verdict,
 )
@@ -367,3 +369,17 @@ def test_paired_rule_on_the_same_rows():
     assert not paired_verdict(
         "brier", y, p, np.full(len(y), 0.5), min_rows=200, min_drop=0.0
     ).significant
+
+
+@pytest.mark.parametrize("decimals", [2, 4, None])  # many ties, some, none
+def test_the_bootstraps_auc_is_exactly_the_metrics(decimals):
+    # The bootstrap counts each sample's AUC from the scores ranked once; it must be the very
+    # number `metric_function("roc_auc")` gives (the verdicts stay reproducible).
+    rng = np.random.default_rng(decimals or 0)
+    y = rng.random(3000) < 0.2
+    p = rng.random(3000) if decimals is None else np.round(rng.random(3000), decimals)
+    auc, sampled = metric_function("roc_auc"), _SampledAuc(y, p)
+    for _ in range(50):
+        rows = rng.integers(0, 3000, 3000)
+        assert sampled(rows) == auc(y[rows], p[rows])
+    assert np.isnan(sampled(np.flatnonzero(~y)))  # one class only

@@ -221,7 +221,7 @@ SPEC = {
     "prediction_point": "the morning of the day",
     "features": {"functions": ["climate"], "numeric": ["temperature", "weekday"]},
     "training_window_days": 30,
-    "holdout_days": 3,
+    "holdout_days": 5,
     "gate": {
         "primary_metric": "roc_auc",
         "floors": {"roc_auc": {"min": 0.5}},

@@ -8,7 +8,7 @@ import pytest
 from mlops_platform.monitoring.drift import compute_drift
 from mlops_platform.monitoring.sensors import build_retrain_sensor
 from mlops_platform.monitoring.triggers import decide_retrain
-from mlops_platform.specs import load_spec
+from mlops_platform.specs import ModelSpec, load_spec
 
 SPEC = load_spec("flight_delay")
 SENSOR = build_retrain_sensor(SPEC)
@@ -67,12 +67,23 @@ def test_cooldown_holds_then_releases():
         assert second.run_key == "retrain-flight_delay-2013-05-20"
 
 
-def test_prediction_drift_alone_fires():
+def test_prediction_drift_alone_fires_where_the_spec_retrains_on_it():
+    every_alarm = SPEC.model_copy(
+        update={
+            "drift": SPEC.drift.model_copy(update={"retrain_on": ["features", "score", "label"]})
+        }
+    )
     with dg.instance_for_test() as instance:
         report(instance, "2013-06-01", share=0.0, prediction=0.5)
-        request, _ = tick(instance)
+        context = dg.build_sensor_context(instance=instance)
+        request = build_retrain_sensor(every_alarm)(context)
         assert isinstance(request, dg.RunRequest)
         assert request.tags["mlops/trigger"] == "prediction_drift"
+        # Flights leaves score drift to the performance trigger (its labels arrive the same day).
+        assert SPEC.drift.retrain_on == ["features"]
+        skipped, _ = tick(instance)
+        assert isinstance(skipped, dg.SkipReason)
+        assert "alarms not retrained on: score" in skipped.skip_message
 
 
 AGED = SPEC.model_copy(update={"drift": SPEC.drift.model_copy(update={"max_model_age_days": 28})})
@@ -100,6 +111,56 @@ UNLIMITED = SPEC.model_copy(
 def test_model_age_rule(spec, trained_to, last, fires):
     decision = decide_retrain(spec, "2013-04-30", {"drift_share": 0.0}, None, last, trained_to)
     assert decision.fire is fires, decision.reason
+
+
+@pytest.mark.parametrize(
+    ("trained_to", "last", "day", "fires"),
+    [
+        # The 04-10 trigger's challenger was rejected: the champion's data still end 04-02
+        # (a model trained on 04-10 would end 8 days before, 04-02 or later). The next
+        # challenger can be judged on a new held-out week (holdout_days 7), not 14 days later.
+        ("2013-03-20", "2013-04-10", "2013-04-16", False),  # 6 days: the held-out weeks overlap
+        ("2013-03-20", "2013-04-10", "2013-04-17", True),  # 7 days: a fresh held-out week
+        # The challenger replaced the champion (data to 04-02): the full 14-day cooldown holds.
+        ("2013-04-02", "2013-04-10", "2013-04-17", False),
+        ("2013-04-02", "2013-04-10", "2013-04-24", True),
+    ],
+)
+def test_after_a_rejected_challenger_the_next_waits_for_a_fresh_held_out_period(
+    trained_to, last, day, fires
+):
+    # Age 28 is reached by both champions on the days fired here (AGED's limit is 28 days):
+    # for the replaced one only from 04-30, so give it a drift alarm to keep a reason.
+    drift = {"drift_share": 0.5, "prediction_drift": 0.0, "drifted_features": "temp"}
+    decision = decide_retrain(AGED, day, drift, None, last, trained_to)
+    assert decision.fire is fires, decision.reason
+    if not fires and trained_to == "2013-03-20":
+        assert "its challenger was not promoted" in decision.reason
+    # With approval required the challenger may be waiting for a person: the full cooldown.
+    approved = AGED.model_copy(
+        update={"approval": AGED.approval.model_copy(update={"required": True})}
+    )
+    waiting = decide_retrain(approved, day, drift, None, last, trained_to)
+    assert waiting.fire is (fires and day == "2013-04-24"), waiting.reason
+
+
+def test_alarms_the_spec_does_not_retrain_on_are_not_reasons():
+    drift = {"drift_alarms": "score, label", "prediction_drift": 0.5, "label_shift": 0.4}
+    every_alarm = SPEC.model_copy(
+        update={
+            "drift": SPEC.drift.model_copy(update={"retrain_on": ["features", "score", "label"]})
+        }
+    )
+    assert decide_retrain(every_alarm, "2013-06-01", drift, None, None).fire
+    features_only = SPEC.model_copy(
+        update={"drift": SPEC.drift.model_copy(update={"retrain_on": ["features"]})}
+    )
+    quiet = decide_retrain(features_only, "2013-06-01", drift, None, None)
+    assert not quiet.fire and "within thresholds" in quiet.reason
+    loud = {**drift, "drift_alarms": "features, score", "drift_share": 0.5}
+    fired = decide_retrain(features_only, "2013-06-01", loud, None, None)
+    assert fired.fire and fired.tags["mlops/trigger"] == "drift"
+    assert "prediction drift" not in fired.reason
 
 
 def test_an_old_champion_is_retrained_for_its_age_and_a_detector_reason_comes_first():
@@ -138,11 +199,44 @@ def test_the_sensor_reads_the_champions_age_from_the_performance_result():
         assert isinstance(request, dg.RunRequest) and request.tags["mlops/trigger"] == "age"
 
 
+def test_the_age_is_of_the_champion_the_newest_result_monitored():
+    # v1 (data to 04-02) was replaced by v2 (data to 04-26) outside the sensor (a promotion by
+    # hand). The performance result of 05-03 is the last one from v1's days; on 05-04 only the
+    # drift result is in (performance of 05-04 failed, or is not written yet), from v2.
+    sensor = build_retrain_sensor(AGED)
+    with dg.instance_for_test() as instance:
+
+        def result(stage: str, day: str, trained_to: str, **figures) -> None:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    asset_key=dg.AssetKey([SPEC.name, stage]),
+                    partition=day,
+                    metadata={"champion_trained_to": trained_to, **figures},
+                )
+            )
+
+        result("performance", "2013-05-03", "2013-04-02", significant_drop=False)
+        result("drift", "2013-05-04", "2013-04-26", drift_share=0.0, prediction_drift=0.0)
+        context = dg.build_sensor_context(instance=instance)
+        verdict = sensor(context)
+        # v1 would be 32 days old on 05-04 (>= 28); v2 is 8 days old.
+        assert isinstance(verdict, dg.SkipReason), verdict
+        assert "within thresholds" in verdict.skip_message
+
+
 def test_performance_window_cannot_exceed_the_monitored_window():
     with pytest.raises(ValueError, match="performance_window_days"):
         SPEC.drift.model_validate({**SPEC.drift.model_dump(), "performance_window_days": 8})
-    shorter = SPEC.drift.model_validate({**SPEC.drift.model_dump(), "performance_window_days": 3})
-    assert shorter.performance_days == 3 and SPEC.drift.performance_days == 7
+
+    def spec_with(days: int) -> ModelSpec:
+        drift = {**SPEC.drift.model_dump(), "performance_window_days": days}
+        return ModelSpec.model_validate({**SPEC.model_dump(), "drift": drift})
+
+    # Shorter is allowed down to the day-block bootstrap's minimum of 5 labelled days.
+    shorter = spec_with(5)
+    assert shorter.drift.performance_days == 5 and SPEC.drift.performance_days == 7
+    with pytest.raises(ValueError, match="drift.performance_window_days: 4 days"):
+        spec_with(4)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import yaml
 from mlops_platform.domains.flights.features import WEATHER_COLUMNS as WEATHER_MEASURES
 from mlops_platform.features.build import build_feature_table, features_from_warehouse
 from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
-from mlops_platform.model.split import split_by_time
+from mlops_platform.model.split import plan_split, split_by_time
 from mlops_platform.specs import load_spec, spec_path
 
 SPEC = load_spec("flight_delay")
@@ -39,6 +39,71 @@ def test_invalid_spec_names_the_file_and_the_field(tmp_path):
         load_spec(bad)
     with pytest.raises(FileNotFoundError, match="available: flight_delay"):
         load_spec("no_such_model")
+
+
+def _with(name: str, path: str, value) -> dict:
+    raw = yaml.safe_load(spec_path(name).read_text())
+    *parents, last = path.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "value", "error"),
+    [
+        # The day-block bootstrap needs 5 days a side (significance.MIN_GROUPS).
+        ("flight_delay", "drift.performance_window_days", 4, "drift.performance_window_days: 4"),
+        ("flight_delay", "drift.window_days", 4, "drift.window_days: 4 days"),
+        ("flight_delay", "holdout_days", 4, "holdout_days: 4 days"),
+        # Rain's labels come the next morning (label.lag_days 1): 5 days hold 4 labelled ones.
+        ("rain", "drift.performance_window_days", 5, "leave 4 labelled days"),
+        # A new flights model is 7 + 1 + 0 = 8 days old when trained.
+        ("flight_delay", "drift.max_model_age_days", 8, "drift.max_model_age_days: 8 days"),
+        ("flight_delay", "drift.max_model_age_days", 3, "already 8 days old"),
+    ],
+)
+def test_windows_too_short_for_their_rules_are_refused_on_one_line(
+    tmp_path, name, path, value, error
+):
+    bad = tmp_path / f"{name}.yaml"
+    bad.write_text(yaml.safe_dump(_with(name, path, value)))
+    with pytest.raises(ValueError) as refused:
+        load_spec(bad)
+    message = str(refused.value)
+    assert "\n" not in message and error in message, message
+    assert message.startswith(f"invalid model spec {bad}: {path}: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "value"),
+    [
+        ("flight_delay", "drift.performance_window_days", 5),  # labelled the same day: 5 days
+        ("rain", "drift.performance_window_days", 6),  # 5 labelled days
+        ("flight_delay", "holdout_days", 5),
+        ("flight_delay", "drift.max_model_age_days", 9),  # one day older than born
+    ],
+)
+def test_the_shortest_windows_their_rules_can_judge_are_accepted(tmp_path, name, path, value):
+    good = tmp_path / f"{name}.yaml"
+    good.write_text(yaml.safe_dump(_with(name, path, value)))
+    loaded = load_spec(good).model_dump()
+    for part in path.split("."):
+        loaded = loaded[part]
+    assert loaded == value
+
+
+def test_a_new_model_is_as_old_as_the_split_makes_it():
+    # The split at the clock after day D (labels of D known for flights): the model's data end
+    # `newborn_age_days` before D.
+    day = dt.date(2013, 5, 1)
+    split = plan_split(day, SPEC)
+    assert (day - split.train_end).days == SPEC.newborn_age_days == 8
+    rain = load_spec("rain")
+    split = plan_split(day - dt.timedelta(days=1), rain)  # day D's rain comes the next morning
+    assert (day - split.train_end).days == rain.newborn_age_days == 202
 
 
 def _flights(rows):

@@ -130,6 +130,15 @@ class Label(_Strict):
     table: str = Field(description="the raw table the outcome is written to")
     column: str = Field(description="the outcome column (a spec's target reads it)")
     arrives: str = Field(min_length=10, description="when the outcome is known, in words")
+    lag_days: int = Field(
+        default=0,
+        ge=0,
+        description="days from an event's day until its label is known when that day is "
+        "monitored (the next morning): 0 when it arrives the same day (a flight's landing), 1 "
+        "when it arrives the next day (a next-morning report). Monitoring of day D judges "
+        "labels up to D - lag_days; a model trained then learnt up to D - lag_days - "
+        "holdout_days - 1",
+    )
 
 
 class Feedback(_Strict):

@@ -33,6 +33,7 @@ def drift_metadata(drift, spec: ModelSpec) -> dict:
     """The drift asset's metadata (and its check's), from a `run.DriftRun`."""
     common = {
         "champion_version": drift.champion_version,
+        "champion_trained_to": drift.champion_trained_to,
         "window_days_scored": drift.window_days_present,
         "window_full": drift.result is not None,
         "batch_scored_rows": drift.batch_rows,

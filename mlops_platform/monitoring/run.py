@@ -97,6 +97,8 @@ class DriftRun:
     window_days_present: int = 0
     title: str = ""
     status: str = "ok"
+    #: The last day the champion learnt from (its age, for `drift.max_model_age_days`).
+    champion_trained_to: str = ""
 
 
 def run_drift(
@@ -113,6 +115,7 @@ def run_drift(
     version = registry.alias_version(spec.name, CHAMPION)
     if version is None:
         raise RuntimeError(f"{spec.name} has no champion: nothing to monitor")
+    trained_to = str(TimeSplit.from_tags(registry.version_tags(spec.name, version)).train_end)
     batch = recent_scored(spec, day, warehouse)
     served = recent_served(spec, day, log_dir)
     present = batch[DAY].dt.date.nunique()
@@ -128,6 +131,7 @@ def run_drift(
             time.perf_counter() - started,
             present,
             status=f"window not full: {present} of {spec.drift.window_days} days scored",
+            champion_trained_to=trained_to,
         )
     reference = drift_reference(spec, version, warehouse, registry)
     calibration = drift_calibration(spec, version, reference, registry)
@@ -182,6 +186,7 @@ def run_drift(
         time.perf_counter() - started,
         present,
         title,
+        champion_trained_to=trained_to,
     )
 
 

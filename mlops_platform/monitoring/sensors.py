@@ -22,6 +22,17 @@ def _latest(context: dg.SensorEvaluationContext, key: dg.AssetKey):
     return metadata, day, records[0].storage_id
 
 
+def champion_trained_to(results: list[tuple[dict | None, str | None, int]]) -> str | None:
+    """The champion's last training day as named by the newest of `results` (metadata,
+    monitored day, storage id) that names one: the latest day, then the latest stored."""
+    named = [
+        (day or "", storage_id, metadata["champion_trained_to"])
+        for metadata, day, storage_id in results
+        if metadata and metadata.get("champion_trained_to")
+    ]
+    return max(named)[2] if named else None
+
+
 def _last_trigger(context: dg.SensorEvaluationContext, job_name: str) -> str | None:
     """The monitored day of the latest retrain this sensor started, from the runs themselves,
     so the cooldown survives a reset cursor (a restarted or re-deployed daemon)."""
@@ -59,8 +70,12 @@ def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
             (d for d in (cursor.get("last_trigger"), _last_trigger(context, job_name)) if d),
             default=None,
         )
-        # The champion's age: the performance result names the last day it learnt from.
-        trained_to = (performance or {}).get("champion_trained_to") or None
+        # The champion's age: each result names the last day its champion learnt from. The
+        # newest result's, so the age is that of the champion monitored on `day`, not of one
+        # replaced since (a performance result that lags the drift one, say).
+        trained_to = champion_trained_to(
+            [(drift, drift_day, drift_id), (performance, performance_day, performance_id)]
+        )
         decision = decide_retrain(spec, day, drift, performance, last, trained_to)
         cursor["seen"] = seen
         if decision.fire:

@@ -16,10 +16,11 @@ class Decision:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]:
+def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None, list[str]]:
     """What in a drift result calls for a retrain: the alarms the drift report raised (with
     its calibrated thresholds and false-alarm rate), or, for a result without them, the spec's
-    fixed thresholds."""
+    fixed thresholds; and the alarms raised that the spec does not retrain on
+    (`drift.retrain_on`)."""
     share, prediction = drift.get("drift_share"), drift.get("prediction_drift")
     calibrated = "drift_alarms" in drift
     alarms = set(str(drift.get("drift_alarms", "")).split(", ")) if calibrated else set()
@@ -28,6 +29,8 @@ def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]
             alarms.add("features")
         if prediction is not None and prediction > spec.drift.prediction_threshold:
             alarms.add("score")
+    ignored = sorted(alarms - set(spec.drift.retrain_on))
+    alarms -= set(ignored)  # reported on the drift asset, not reasons to retrain
     reasons, trigger = [], None
     if "features" in alarms:
         reasons.append(
@@ -45,7 +48,7 @@ def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None]
         trigger = trigger or "label_shift"
     if reasons and calibrated:
         reasons[-1] += f" [{drift.get('calibration', 'calibrated')}]"
-    return reasons, trigger
+    return reasons, trigger, ignored
 
 
 def model_age_days(day: str, trained_to: str | None) -> int | None:
@@ -53,6 +56,27 @@ def model_age_days(day: str, trained_to: str | None) -> int | None:
     if not trained_to:
         return None
     return (dt.date.fromisoformat(day) - dt.date.fromisoformat(str(trained_to)[:10])).days
+
+
+def replaced_since(spec: ModelSpec, trigger_day: str, trained_to: str | None) -> bool | None:
+    """Whether the champion (training data to `trained_to`) came from a retrain started on or
+    after `trigger_day`: a model trained then learnt up to `newborn_age_days` before it, so a
+    champion whose data end earlier was there before (the challenger was rejected, or its
+    training failed). None: unknown."""
+    age = model_age_days(trigger_day, trained_to)
+    return None if age is None else age <= spec.newborn_age_days
+
+
+def cooldown_days(spec: ModelSpec, trigger_day: str, trained_to: str | None) -> int:
+    """Days after a trigger before the next: `drift.cooldown_days` gives a new champion time
+    to show itself. When the champion was not replaced there is nothing to wait for but data a
+    new challenger can be judged on: a held-out period that does not overlap the rejected one's
+    (`holdout_days`, if shorter), while the reason (an age, a drift) still holds. A spec whose
+    promotions wait for a person's approval keeps the cooldown: its challenger may be waiting,
+    not rejected."""
+    if not spec.approval.required and replaced_since(spec, trigger_day, trained_to) is False:
+        return min(spec.drift.cooldown_days, spec.holdout_days)
+    return spec.drift.cooldown_days
 
 
 def decide_retrain(
@@ -66,14 +90,16 @@ def decide_retrain(
     """Fire when the drift report raised an alarm (a full window beyond its calibrated
     thresholds), the performance drop is significant, or the champion is older than
     `drift.max_model_age_days` (its training data ended `trained_to`), unless a retrain was
-    triggered less than `cooldown_days` before `day` (the same episode).
+    triggered less than `cooldown_days` before `day` (the same episode); after a trigger
+    whose challenger did not replace the champion, the wait is `holdout_days` if shorter (a
+    fresh held-out period for the next challenger).
 
     The age limit is a staleness bound, not a detector: calibrated drift and a significant
     drop are built to stay quiet on ordinary weeks, so a slow change that neither can prove
     would otherwise keep a champion forever."""
-    reasons, trigger = [], None
+    reasons, trigger, ignored = [], None, []
     if drift is not None and drift.get("window_full", True) is not False:
-        reasons, trigger = _drift_reasons(spec, drift)
+        reasons, trigger, ignored = _drift_reasons(spec, drift)
     if performance is not None:
         drop = performance.get("performance_drop")
         significant = performance.get("significant_drop")
@@ -93,13 +119,17 @@ def decide_retrain(
         )
         trigger = trigger or "age"
     if not reasons:
-        return Decision(False, f"{day}: within thresholds")
+        aside = f" (alarms not retrained on: {', '.join(ignored)})" if ignored else ""
+        return Decision(False, f"{day}: within thresholds{aside}")
     if last_trigger_day is not None:
         since = (dt.date.fromisoformat(day) - dt.date.fromisoformat(last_trigger_day)).days
+        cooldown = cooldown_days(spec, last_trigger_day, trained_to)
         # A day before the last trigger (monitored again: a retried run, a scores backfill) is
         # part of the episode that trigger answered: it never starts another retrain.
-        if since < spec.drift.cooldown_days:
-            why = f"{since} < {spec.drift.cooldown_days} days" if since >= 0 else "after this day"
+        if since < cooldown:
+            why = f"{since} < {cooldown} days" if since >= 0 else "after this day"
+            if cooldown < spec.drift.cooldown_days:
+                why += ", its challenger was not promoted"
             return Decision(
                 False,
                 f"{day}: {'; '.join(reasons)} — but a retrain was triggered "

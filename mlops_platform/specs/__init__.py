@@ -110,6 +110,13 @@ class Drift(_Strict):
         description="retrain once the champion's training data ends this many days before "
         "the monitored day, whatever drift and performance say (None: no age limit)",
     )
+    retrain_on: list[Literal["features", "score", "label"]] = Field(
+        default_factory=lambda: ["features", "score", "label"],
+        description="which of the drift report's alarms start a retrain: feature drift, score "
+        "(prediction) drift, label shift. Every alarm is reported either way; a spec whose labels "
+        "arrive within the performance window may leave score and label to the performance "
+        "trigger, which judges the model's quality itself",
+    )
     exclude: list[str] = Field(
         default_factory=list, description="features not monitored (e.g. day of year)"
     )
@@ -302,11 +309,54 @@ class ModelSpec(_Strict):
         for metric in [self.gate.primary_metric, *self.gate.floors]:
             if metric not in known:
                 raise ValueError(f"gate: unknown metric {metric!r} (one of {sorted(known)})")
+        problems = window_problems(self, domain.label.lag_days)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def newborn_age_days(self) -> int:
+        """The age of a model on the day whose monitoring started its training: its data end
+        before the held-out days, the partly labelled newest day and the label lag
+        (`model.split.plan_split`)."""
+        return self.holdout_days + 1 + load_domain(self.domain).label.lag_days
 
     @property
     def higher_is_better(self) -> bool:
         return self.gate.primary_metric in {"roc_auc", "r2"}
+
+
+def window_problems(spec: ModelSpec, lag_days: int) -> list[str]:
+    """Windows too short for the rules that judge them: the performance trigger and the
+    gate's comparison resample whole days and give no verdict on fewer than `MIN_GROUPS`
+    (`monitoring.significance`); a maximum model age a new model already has when trained
+    would retrain every champion at every cooldown's end."""
+    from mlops_platform.monitoring.significance import MIN_GROUPS
+
+    problems = []
+    drift = spec.drift
+    field = "performance_window_days" if drift.performance_window_days else "window_days"
+    labelled = drift.performance_days - lag_days
+    if labelled < MIN_GROUPS:
+        problems.append(
+            f"drift.{field}: {drift.performance_days} days with labels {lag_days} day(s) late "
+            f"(the domain's label.lag_days) leave {labelled} labelled days, and the "
+            f"performance trigger resamples whole days: it needs at least {MIN_GROUPS}"
+        )
+    if spec.holdout_days < MIN_GROUPS:
+        problems.append(
+            f"holdout_days: {spec.holdout_days} days, but the performance trigger resamples the "
+            f"held-out days as whole days: it needs at least {MIN_GROUPS}"
+        )
+    born = spec.holdout_days + 1 + lag_days
+    if drift.max_model_age_days is not None and drift.max_model_age_days <= born:
+        problems.append(
+            f"drift.max_model_age_days: {drift.max_model_age_days} days, but a new model is "
+            f"already {born} days old when it is trained (holdout_days {spec.holdout_days} + the "
+            f"partly labelled newest day + label.lag_days {lag_days}): every champion would be "
+            "born too old (make it larger than that)"
+        )
+    return problems
 
 
 def spec_path(name: str) -> Path:
