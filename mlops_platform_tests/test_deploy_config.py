@@ -130,14 +130,22 @@ def test_production_executor_routes_training_to_the_cpu_queue(monkeypatch):
     assert executor_for("local") is None
     assert executor_for("production").name == "celery_production"
     defs = spec_definitions([load_spec("flight_delay")])
-    tags = {
-        key.to_user_string(): assets.op.tags
+
+    def queues(assets: dg.AssetsDefinition) -> set:
+        """The queue tag of each op the asset runs (a graph asset's ops each have their own)."""
+        node = assets.node_def
+        ops = [node] if isinstance(node, dg.OpDefinition) else list(node.iterate_op_defs())
+        return {op.tags.get(QUEUE_TAG) for op in ops}
+
+    found = {
+        key.to_user_string(): queues(assets)
         for assets in defs.assets
         if isinstance(assets, dg.AssetsDefinition)
         for key in assets.keys
     }
-    assert tags["flight_delay/model"].get(QUEUE_TAG) == CPU_QUEUE
-    assert QUEUE_TAG not in tags["flight_delay/features"]  # default queue: warehouse
+    assert found["flight_delay/model"] == {CPU_QUEUE}
+    assert found["flight_delay/features"] == {None}  # default queue: warehouse
+    assert found["flight_delay/scores"] == {None}  # plan, the chunks and the summary
 
 
 def test_nginx_template_renders_every_placeholder_and_refuses_missing_ones():

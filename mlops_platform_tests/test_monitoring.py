@@ -327,3 +327,14 @@ def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):
             record(instance, request, dg.DagsterRunStatus.FAILURE)
             request = tick()
         assert "failed 3 times" in request.skip_message
+
+
+def test_a_quiet_day_names_no_ignored_alarm():
+    """The drift asset writes `drift_alarms: none` on a quiet day: that is no alarm at all, not
+    an alarm named "none" that the spec does not retrain on."""
+    from mlops_platform.monitoring.triggers import _drift_reasons
+
+    quiet = {"drift_alarms": "none", "drift_share": 0.01, "prediction_drift": 0.0}
+    assert _drift_reasons(SPEC, quiet) == ([], None, [])
+    score = _drift_reasons(SPEC, quiet | {"drift_alarms": "score"})
+    assert score[2] == ["score"] and score[0] == []  # flights does not retrain on score drift

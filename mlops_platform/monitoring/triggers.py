@@ -24,6 +24,7 @@ def _drift_reasons(spec: ModelSpec, drift: dict) -> tuple[list[str], str | None,
     share, prediction = drift.get("drift_share"), drift.get("prediction_drift")
     calibrated = "drift_alarms" in drift
     alarms = set(str(drift.get("drift_alarms", "")).split(", ")) if calibrated else set()
+    alarms -= {"none", ""}  # the drift asset writes "none" when nothing alarmed
     if not calibrated:
         if share is not None and share > spec.drift.share_threshold:
             alarms.add("features")

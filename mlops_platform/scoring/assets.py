@@ -46,7 +46,8 @@ def spec_partitions(
 
 def chunks(keys: Sequence[str]) -> list[list[str]]:
     """A run's partition keys, in order, cut into consecutive chunks of near-equal size: at most
-    `MAX_CHUNK_PARTITIONS` each, and `MIN_CHUNKS` of them when there are enough keys. (A chunk
+    `MAX_CHUNK_PARTITIONS` each, and about `MIN_CHUNKS` of them when there are enough keys
+    (5 or 6 keys make 3 chunks of 2; 7 make 4). (A chunk
     is one step; inside it rows are read a few days at a time, `score.SCORE_ROWS`.)"""
     if not keys:
         return []
@@ -74,8 +75,14 @@ def chunk_range(label: str) -> tuple[str, str]:
 
 def _verified_model(registry, spec: ModelSpec, version: str):
     """The version's model, verified (signature and digest) on first use in this process and
-    kept for the next steps a worker runs: an artifact is immutable once registered."""
-    key = (registry.tracking_uri, spec.name, version)
+    kept for the next steps a worker runs. The key holds the version's artifact digest and
+    signature tags as the registry has them now: a version number re-used (a model deleted and
+    registered again, a registry reset) or re-signed is verified and loaded again."""
+    from mlops_platform.model.tags import ARTIFACT_SHA256, SIGNATURE
+
+    tags = registry.version_tags(spec.name, version)
+    identity = (tags.get(ARTIFACT_SHA256), tags.get(SIGNATURE))
+    key = (registry.tracking_uri, spec.name, version, identity)
     if key not in _MODELS:
         _MODELS.clear()  # one version at a time: a promotion does not pile models up
         _MODELS[key] = registry.load_verified(spec.name, version)
@@ -100,6 +107,7 @@ def build_scores_asset(
         name=f"{prefix}_plan",
         ins={"features": dg.In(dg.Nothing)},
         out=dg.DynamicOut(dg.Nothing),
+        pool=WAREHOUSE_POOL,  # it opens the warehouse (DuckDB: one process at a time)
         description="The run's partitions, cut into chunks of at most "
         f"{MAX_CHUNK_PARTITIONS} (one step each).",
     )
@@ -147,6 +155,7 @@ def build_scores_asset(
         name=f"{prefix}_summary",
         ins={"scored": dg.In(dg.Nothing)},
         out=dg.Out(dg.Nothing),
+        pool=WAREHOUSE_POOL,
         description="The materialization: the range's rows and model versions as stored, and "
         "what this run's chunks replaced.",
     )
