@@ -17,6 +17,7 @@ import pandas as pd
 from mlops_platform.domains import Domain, domain_for, features_module
 from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL
 from mlops_platform.specs import ModelSpec
+from mlops_platform.warehouse.spans import day_spans
 
 if TYPE_CHECKING:
     from mlops_platform.warehouse import WarehouseStore
@@ -172,21 +173,8 @@ SPAN_ROWS = 250_000
 def spans(
     days: list[tuple[dt.date, int]], since: dt.date | None, limit: int | None = None
 ) -> list[tuple[dt.date, dt.date | None]]:
-    """Consecutive [start, end) ranges of event days, each holding at most `limit` rows (a
-    single bigger day is a span of its own), from `since` (or the first day) on; the last one
-    is open-ended (None), so together they cover every day from the start on."""
-    limit = SPAN_ROWS if limit is None else limit
-    out: list[tuple[dt.date, dt.date | None]] = []
-    start, rows = (since or (days[0][0] if days else None)), 0
-    if start is None:
-        return out
-    for day, count in days:
-        if rows and rows + count > limit:
-            out.append((start, day))
-            start, rows = day, 0
-        rows += count
-    out.append((start, None))
-    return out
+    """The build's spans: `warehouse.spans.day_spans` with at most `SPAN_ROWS` rows each."""
+    return day_spans(days, since, SPAN_ROWS if limit is None else limit)
 
 
 def write_features(warehouse: WarehouseStore, spec: ModelSpec, since: dt.date | None = None) -> int:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlops_platform.specs import MIN_GROUPS
+
 HIGHER_IS_BETTER = {"roc_auc", "r2"}
-#: A cluster bootstrap of fewer days than this has no spread worth a verdict.
-MIN_GROUPS = 5
 
 
 def metric_function(name: str) -> Callable[[np.ndarray, np.ndarray], float]:

@@ -53,8 +53,8 @@ def score_range(
     """Score the feature rows of days [`first`, `end`) into `scores.<spec>`, replacing what
     was there, a few days at a time (at most `limit` rows a read, whole days); returns the rows
     scored and the rows replaced."""
-    from mlops_platform.features.build import spans
     from mlops_platform.warehouse.base import quote
+    from mlops_platform.warehouse.spans import day_spans
 
     day = f"CAST({EVENT_DATE} AS DATE)"
     bounds = f"{day} >= DATE '{first}' AND {day} < DATE '{end}'"
@@ -65,7 +65,7 @@ def score_range(
     pairs = zip(counts["d"], counts["n"], strict=True)
     days = [(pd.Timestamp(d).date(), int(n)) for d, n in pairs]
     rows = replaced = 0
-    for start, stop in spans(days, first, SCORE_ROWS if limit is None else limit):
+    for start, stop in day_spans(days, first, SCORE_ROWS if limit is None else limit):
         stop = min(stop or end, end)
         where = f"{day} >= DATE '{start}' AND {day} < DATE '{stop}'"
         features = warehouse.read_table("features", spec.name, where=where)

@@ -326,13 +326,16 @@ class ModelSpec(_Strict):
         return self.gate.primary_metric in {"roc_auc", "r2"}
 
 
+#: A cluster bootstrap (the performance trigger, the deploy guard, the gate's comparison) of
+#: fewer days than this has no spread worth a verdict; windows are refused below it.
+MIN_GROUPS = 5
+
+
 def window_problems(spec: ModelSpec, lag_days: int) -> list[str]:
     """Windows too short for the rules that judge them: the performance trigger and the
     gate's comparison resample whole days and give no verdict on fewer than `MIN_GROUPS`
     (`monitoring.significance`); a maximum model age a new model already has when trained
     would retrain every champion at every cooldown's end."""
-    from mlops_platform.monitoring.significance import MIN_GROUPS
-
     problems = []
     drift = spec.drift
     field = "performance_window_days" if drift.performance_window_days else "window_days"
