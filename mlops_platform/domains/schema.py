@@ -134,7 +134,7 @@ class Label(_Strict):
         default=0,
         ge=0,
         description="days from an event's day until its label is known when that day is "
-        "monitored (the next morning): 0 when it arrives the same day (a flight's landing), 1 "
+        "monitored (the next morning): 0 when it arrives the same day (known by nightfall), 1 "
         "when it arrives the next day (a next-morning report). Monitoring of day D judges "
         "labels up to D - lag_days; a model trained then learnt up to D - lag_days - "
         "holdout_days - 1",

@@ -166,7 +166,7 @@ def features_from_warehouse(
 
 
 #: Rows of the event table one span of a build reads at most (plus its inputs' reach): a
-#: build's memory follows a span, not the table (~2.6 kB a flight while it is built).
+#: build's memory follows a span, not the table (~2.6 kB an event row while it is built).
 SPAN_ROWS = 250_000
 
 

@@ -56,12 +56,13 @@ class Day:
 def summarise(result, job: str, seconds: float, partition, tags) -> RunSummary:
     """What a run did, through the documented accessors of its execution result."""
     summary = RunSummary(job, result.run_id, result.success, seconds, partition, dict(tags))
-    nodes = dict.fromkeys(e.node_name for e in result.get_asset_materialization_events())
-    for node in nodes:
-        for materialization in result.asset_materializations_for_node(node):
-            summary.materializations[materialization.asset_key.to_user_string()] = {
-                k: v.value for k, v in materialization.metadata.items()
-            }
+    # From the events themselves: a graph asset's materialization comes from an inner op
+    # (`<spec>/scores` from its summary step), which node look-ups by top-level name miss.
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        summary.materializations[materialization.asset_key.to_user_string()] = {
+            k: v.value for k, v in materialization.metadata.items()
+        }
     for evaluation in result.get_asset_check_evaluations():
         summary.checks[evaluation.asset_key.to_user_string()] = evaluation
     for event in result.get_step_failure_events()[:1]:
