@@ -78,3 +78,27 @@ def test_a_streamed_read_equals_one_read_even_with_null_only_chunks(schema, monk
     streamed = warehouse.read_table(schema, "features").sort_values("day").reset_index(drop=True)
     pd.testing.assert_frame_equal(streamed, whole)
     assert streamed["label"].dtype == float and streamed["at"].dtype.kind == "M"
+
+
+def test_a_date_range_is_read_through_an_index_not_a_scan(schema):
+    """Scoring reads and replaces ranges of `event_date` (compared as stored, not cast): on
+    PostgreSQL the column gets one index, made once, and the range query uses it."""
+    from mlops_platform.warehouse.resources import PostgresWarehouse
+
+    warehouse = PostgresWarehouse(url=SERVER)
+    days = pd.date_range("2013-01-01", periods=400, freq="D").repeat(50)
+    frame = pd.DataFrame({"event_date": days, "score": 0.5})
+    warehouse.replace_rows(schema, "scores", frame, where="1 = 1")
+    for _ in range(2):  # idempotent
+        warehouse.ensure_index(schema, "scores", "event_date")
+    indexes = warehouse.query(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = :s AND tablename = 'scores'",
+        {"s": schema},
+    )
+    assert list(indexes["indexname"]) == ["scores_event_date_idx"]
+    warehouse.execute(f'ANALYZE "{schema}".scores')
+    plan = warehouse.query(
+        f'EXPLAIN SELECT * FROM "{schema}".scores '
+        "WHERE event_date >= DATE '2013-03-01' AND event_date < DATE '2013-03-08'"
+    )
+    assert "scores_event_date_idx" in " ".join(plan.iloc[:, 0]), plan

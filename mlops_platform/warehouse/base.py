@@ -108,6 +108,10 @@ class WarehouseStore(BaseModel):
         Returns how many rows were deleted. Creates the table from `frame` if needed."""
         raise NotImplementedError
 
+    def ensure_index(self, schema: str, table: str, column: str) -> None:
+        """An index on `column` where the warehouse needs one to read a range without scanning
+        the whole table (PostgreSQL); DuckDB prunes by its min/max zone maps and needs none."""
+
     def delete_matching(
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:

@@ -139,6 +139,27 @@ class PostgresStore(WarehouseStore):
             copy_frame(conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame)
         return int(deleted)
 
+    def ensure_index(self, schema: str, table: str, column: str) -> None:
+        import sqlalchemy as sa
+
+        name = f"{table}_{column}_idx"[:63]  # PostgreSQL's identifier limit
+        with self._transaction() as conn:
+            # Looked up first: CREATE INDEX IF NOT EXISTS would still lock out the writers.
+            exists = conn.execute(
+                sa.text(
+                    "SELECT 1 FROM pg_indexes WHERE schemaname = :s AND tablename = :t "
+                    "AND indexname = :i"
+                ),
+                {"s": schema, "t": table, "i": name},
+            ).first()
+            if exists is None:
+                conn.execute(
+                    sa.text(
+                        f"CREATE INDEX IF NOT EXISTS {quote(name)} "
+                        f"ON {quote(schema)}.{quote(table)} ({quote(column)})"
+                    )
+                )
+
     def delete_matching(
         self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
     ) -> int:
