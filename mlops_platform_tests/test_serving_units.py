@@ -110,18 +110,23 @@ def test_poison_batches_are_dropped_counted_and_never_block_the_log(tmp_path):
     assert sorted(stored["request_id"]) == sorted(good + more)
 
 
-def test_columnar_batches_land_like_lists_and_poison_ones_are_dropped(tmp_path):
-    """Large batches come as numpy arrays and `Repeat`s (one value for every row): stored
-    row for row like list batches, hashed alike, and dropped alone if they do not convert."""
-    drops = []
-    log = PartitionedLog(
-        tmp_path,
+def hashed_log(directory, **options) -> PartitionedLog:
+    """A log that stores `request_id` as a keyed hash (key `k`)."""
+    return PartitionedLog(
+        directory,
         schema(),
         flush_seconds=0.05,
         hash_columns=frozenset({"request_id"}),
         hash_key=b"k",
-        on_drop=lambda n, r: drops.append(n),
+        **options,
     )
+
+
+def test_columnar_batches_land_like_lists_and_poison_ones_are_dropped(tmp_path):
+    """Large batches come as numpy arrays and `Repeat`s (one value for every row): stored
+    row for row like list batches, hashed alike, and dropped alone if they do not convert."""
+    drops = []
+    log = hashed_log(tmp_path, on_drop=lambda n, r: drops.append(n))
     now = dt.datetime(2026, 1, 2, 3, 4)
     log.append(batch(["a", "b"]))
     log.append({"ts": Repeat(now, 3), "request_id": Repeat("big", 3), "x": np.arange(3.0)})
@@ -167,13 +172,7 @@ def test_replicas_write_unique_files_compacted_and_read_once(tmp_path):
 
 
 def test_identifying_columns_are_stored_as_keyed_hashes(tmp_path):
-    log = PartitionedLog(
-        tmp_path,
-        schema(),
-        flush_seconds=0.05,
-        hash_columns=frozenset({"request_id"}),
-        hash_key=b"k",
-    )
+    log = hashed_log(tmp_path)
     log.append(batch(["N12345", "N12345", "N999"]))
     log.close()
     stored = list(read_log(tmp_path)["request_id"])
