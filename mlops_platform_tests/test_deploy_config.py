@@ -179,3 +179,31 @@ def test_procfile_parsing(tmp_path, text, error):
             read_procfile(path)
     else:
         assert read_procfile(path) == {"web": "run"}
+
+
+def test_the_production_executor_looks_at_its_steps_every_poll_interval():
+    """The executor shortens dagster-celery's one-second sleep between looks at the steps'
+    results by setting the module constant its loop reads; if dagster-celery renames it or
+    stops sleeping on it, the setting would silently do nothing, so this fails instead."""
+    import inspect
+
+    from dagster._core.execution.retries import RetryMode
+    from dagster_celery import core_execution_loop
+
+    from mlops_platform.deploy.executor import POLL_SECONDS, _prompt_executor_class
+    from mlops_platform.profiles import executor_for
+
+    source = inspect.getsource(core_execution_loop.core_celery_execution_loop)
+    assert "time.sleep(TICK_SECONDS)" in source
+    definition = executor_for("production")
+    assert definition.name == "celery_production"
+    executor = _prompt_executor_class()(
+        retries=RetryMode.ENABLED, broker="pyamqp://guest@127.0.0.1//", backend="rpc://"
+    )
+    before = core_execution_loop.TICK_SECONDS
+    try:
+        loop = executor.execute(plan_context=None, execution_plan=None)  # a generator: not run
+        assert inspect.isgenerator(loop)
+        assert core_execution_loop.TICK_SECONDS == POLL_SECONDS < 1
+    finally:
+        core_execution_loop.TICK_SECONDS = before
