@@ -304,6 +304,14 @@ def run_profile(stack, run_id: str) -> dict[str, float]:
             ends[step] = entry.timestamp
     spans = [ends[k] - starts[k] for k in starts if k in ends]
     nan = float("nan")
+
+    def level(name: str, of: dict[str, float], pick) -> float:
+        found = [t for k, t in of.items() if name in k]
+        return pick(found) if found else nan
+
+    # The waits between the graph's levels (plan -> chunks -> summary -> the run's end): the
+    # run's loop noticing a step's end, and the next step's dispatch and start on a worker.
+    chunk_first, chunk_last = level("_score[", starts, min), level("_score[", ends, max)
     return {  # Dagster still names a run's events PIPELINE_*
         "queued": marks.get("PIPELINE_STARTING", nan) - marks["created"],
         "run process start": marks.get("PIPELINE_START", nan) - marks.get("PIPELINE_STARTING", nan),
@@ -311,6 +319,12 @@ def run_profile(stack, run_id: str) -> dict[str, float]:
         "step median": sorted(spans)[len(spans) // 2] if spans else float("nan"),
         "step sum": sum(spans),
         "first step after": min(starts.values(), default=nan) - marks["created"],
+        "plan": level("_plan", ends, max) - level("_plan", starts, min),
+        "plan->chunks": chunk_first - level("_plan", ends, max),
+        "chunks": chunk_last - chunk_first,
+        "chunks->summary": level("_summary", starts, min) - chunk_last,
+        "summary": level("_summary", ends, max) - level("_summary", starts, min),
+        "summary->end": marks.get("PIPELINE_SUCCESS", nan) - level("_summary", ends, max),
         "run": marks.get("PIPELINE_SUCCESS", nan) - marks.get("PIPELINE_START", nan),
     }
 
