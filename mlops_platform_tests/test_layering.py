@@ -241,3 +241,20 @@ def test_a_serving_process_runs_without_dagster_loaded():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_importing_the_platform_makes_openmp_threads_sleep_when_idle():
+    """Set before scikit-learn loads OpenMP (a fresh interpreter), and a value already set by
+    the user is kept."""
+    import os
+
+    probe = "import os, mlops_platform; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    unset = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    chosen = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+        capture_output=True,
+        text=True,
+    )
+    assert (unset.stdout.strip(), chosen.stdout.strip()) == ("PASSIVE", "ACTIVE"), (unset, chosen)
