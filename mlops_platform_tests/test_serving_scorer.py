@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mlops_platform.model.input import model_input
+from mlops_platform.model.predict import predict
 from mlops_platform.model.scorer import FastScorer, InputError, normalize
 from mlops_platform.model.split import split_by_time
 from mlops_platform.specs import load_spec
@@ -38,6 +39,10 @@ def test_fast_scorer_equals_the_pipeline(fitted, rows):
     scorer = FastScorer(model, SPEC)
     ours = scorer.score(scorer.matrix(normalize(columns, rows, SPEC), rows))
     np.testing.assert_allclose(ours, model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
+    # Batch scoring's path: the warehouse frame as the model layer prepares it.
+    np.testing.assert_allclose(
+        predict(scorer, frame, SPEC), predict(model, frame, SPEC), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("max_leaf_nodes", [15, 80])

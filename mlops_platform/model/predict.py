@@ -14,8 +14,13 @@ if TYPE_CHECKING:
 
 
 def predict(model, frame: pd.DataFrame, spec: ModelSpec) -> np.ndarray:
-    """Probability of the positive class (classification) or the predicted value."""
+    """Probability of the positive class (classification) or the predicted value. `model` is
+    a fitted pipeline, or its `FastScorer` (the same numbers, tested; batch scoring uses it)."""
+    from mlops_platform.model.scorer import FastScorer
+
     x = model_input(frame, spec)
+    if isinstance(model, FastScorer):
+        return model.score(model.frame_matrix(x))
     if spec.task == "classification":
         return model.predict_proba(x)[:, 1]
     return model.predict(x)

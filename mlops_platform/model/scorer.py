@@ -17,6 +17,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from mlops_platform.model.input import InputError, Normalizer, normalize
 
@@ -71,6 +72,19 @@ class FastScorer:
                 out[:, j] = [lookup.get(v, math.nan) if v is not None else math.nan for v in values]
             else:
                 out[:, j] = values
+        return out
+
+    def frame_matrix(self, x: pd.DataFrame) -> np.ndarray:
+        """Float matrix from `model_input`'s frame (batch scoring): numbers as they are, each
+        category looked up as the encoder saw it (its text); unknown or missing -> NaN."""
+        out = np.empty((len(x), len(self.order)), dtype=np.float64)
+        for j, name in enumerate(self.order):
+            column = x[name]
+            if name in self.maps:
+                text = column.where(column.isna(), column.astype(str))
+                out[:, j] = text.map(self.maps[name]).to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                out[:, j] = column.to_numpy(dtype=np.float64, na_value=np.nan)
         return out
 
     def score(self, matrix: np.ndarray) -> np.ndarray:

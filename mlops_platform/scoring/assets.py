@@ -77,7 +77,10 @@ def _verified_model(registry, spec: ModelSpec, version: str):
     """The version's model, verified (signature and digest) on first use in this process and
     kept for the next steps a worker runs. The key holds the version's artifact digest and
     signature tags as the registry has them now: a version number re-used (a model deleted and
-    registered again, a registry reset) or re-signed is verified and loaded again."""
+    registered again, a registry reset) or re-signed is verified and loaded again. Kept as its
+    `FastScorer` (the trees compiled, as serving scores them): the pipeline's numbers at a
+    fraction of its CPU a row, which a backfill's chunks share the machine's cores for."""
+    from mlops_platform.model.scorer import FastScorer
     from mlops_platform.model.tags import ARTIFACT_SHA256, SIGNATURE
 
     tags = registry.version_tags(spec.name, version)
@@ -85,7 +88,7 @@ def _verified_model(registry, spec: ModelSpec, version: str):
     key = (registry.tracking_uri, spec.name, version, identity)
     if key not in _MODELS:
         _MODELS.clear()  # one version at a time: a promotion does not pile models up
-        _MODELS[key] = registry.load_verified(spec.name, version)
+        _MODELS[key] = FastScorer(registry.load_verified(spec.name, version), spec)
     return _MODELS[key]
 
 
