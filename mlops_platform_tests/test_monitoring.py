@@ -46,6 +46,33 @@ def test_drift_fires_one_run_and_the_same_drift_twice_fires_one():
         assert isinstance(again, dg.SkipReason) and "no new" in again.skip_message
 
 
+def test_no_second_retrain_while_one_is_in_flight():
+    """An unfinished training run has not replaced the champion yet; that must not read as a
+    rejection (whose shorter wait would start a second retrain of the same episode)."""
+    from mlops_platform.model.tags import RUN_MONITORED_DAY
+
+    with dg.instance_for_test() as instance:
+        report(instance, "2013-05-01", share=0.5)
+        first, cursor = tick(instance)
+        assert isinstance(first, dg.RunRequest)
+        run = instance.create_run_for_job(
+            dg.GraphDefinition(name="noop").to_job(name=f"train_{SPEC.name}"),
+            tags={RUN_MONITORED_DAY: "2013-05-01"},
+        )
+        instance.handle_run_event(
+            run.run_id,
+            dg.DagsterEvent(dg.DagsterEventType.PIPELINE_START.value, job_name=run.job_name),
+        )
+        report(instance, "2013-05-20", share=0.6)  # past the cooldown, the run still going
+        held, cursor = tick(instance, cursor)
+        assert isinstance(held, dg.SkipReason), held
+        assert run.run_id[:8] in held.skip_message and "started" in held.skip_message
+        instance.report_run_failed(instance.get_run_by_id(run.run_id))
+        after, _ = tick(instance, cursor)  # the same results, judged once it has ended
+        assert isinstance(after, dg.RunRequest)
+        assert after.run_key == "retrain-flight_delay-2013-05-20"
+
+
 def test_below_threshold_fires_nothing():
     with dg.instance_for_test() as instance:
         report(instance, "2013-05-01", share=0.1)

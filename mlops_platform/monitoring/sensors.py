@@ -41,6 +41,25 @@ def _last_trigger(context: dg.SensorEvaluationContext, job_name: str) -> str | N
     return max(days, default=None)
 
 
+#: A training run in one of these has not yet told whether its challenger replaced the champion.
+_UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _retrain_in_flight(context: dg.SensorEvaluationContext, job_name: str) -> dg.DagsterRun | None:
+    """An unfinished run of `job_name`, if any. While one runs, the champion was not replaced
+    yet: read as a rejection, that would start a second retrain of the same episode once the
+    shorter wait after a rejection (the holdout) is over."""
+    runs = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=_UNFINISHED), limit=1
+    )
+    return runs[0] if runs else None
+
+
 def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
     drift_key = stage_key(spec, DRIFT)
     performance_key = stage_key(spec, PERFORMANCE)
@@ -66,6 +85,13 @@ def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
         if seen <= cursor.get("seen", -1):
             return dg.SkipReason("no new monitoring results")
         day = max(d for d in (drift_day, performance_day, "0000-00-00") if d)
+        running = _retrain_in_flight(context, job_name)
+        if running is not None:  # results stay unseen: judged again once it has finished
+            started_for = running.tags.get(RUN_MONITORED_DAY, "?")
+            return dg.SkipReason(
+                f"{day}: {job_name} run {running.run_id[:8]} (for {started_for}) is "
+                f"{running.status.value.lower()}; the next decision waits for its outcome"
+            )
         last = max(
             (d for d in (cursor.get("last_trigger"), _last_trigger(context, job_name)) if d),
             default=None,
