@@ -41,7 +41,9 @@ def _sql_audit(warehouse, contract, references, now):
             found["audit"] = warehouse_audit.audit_in_warehouse(
                 tx, contract, types, raw_types, rules, references, now
             )
-            found["fates"] = tx.query(f"SELECT {ROW_ID}, fate FROM {warehouse_audit.VERDICTS}")
+            found["fates"] = tx.query(
+                f"SELECT {ROW_ID}, {warehouse_audit.FATE} AS fate FROM {warehouse_audit.VERDICTS}"
+            )
             raise _RolledBack
     return found["audit"], found["fates"]
 
@@ -83,34 +85,41 @@ def _landed_with_every_kind_of_bad_row(warehouse, source_url) -> None:
     replay.advance(source_url, 1)
     land(warehouse, source_url)
     landing = f"{LANDING_DATASET}.flights"
-    new = f"day = 2 AND status = 'landed' AND {ROW_ID} NOT IN"
+    key = "year, month, day, carrier, flight, origin"
+    warehouse.execute(
+        f"CREATE TABLE spoiled AS SELECT {ROW_ID}, carrier, stored, row_number() OVER "
+        f"(PARTITION BY carrier, stored ORDER BY {ROW_ID}) AS n FROM (SELECT l.{ROW_ID}, "
+        "l.carrier, r.updated_at IS NOT NULL AS stored FROM "
+        f"{landing} l LEFT JOIN raw.flights r USING ({key}) "
+        "WHERE r.updated_at IS NULL OR r.updated_at = l.updated_at)"
+    )
+
+    def one(carrier: str, stored: bool = False) -> str:
+        """A different landed row for each spoil (of a carrier; new, or in raw as landed)."""
+        return (
+            f"{ROW_ID} = (SELECT {ROW_ID} FROM spoiled WHERE carrier = '{carrier}' AND "
+            f"stored = {stored} AND n = 1)"
+        )
+
     spoil = [
-        # rows re-read from day 1 (already in raw): one stale, the rest unchanged
+        # a row re-read at the cursor (already in raw) whose version went back: stale
         f"UPDATE {landing} SET updated_at = updated_at - INTERVAL 1 HOUR, arr_delay = 77 "
-        f"WHERE {ROW_ID} = (SELECT min(l.{ROW_ID}) FROM {landing} l JOIN raw.flights r "
-        "USING (year, month, day, carrier, flight, origin) WHERE l.updated_at = r.updated_at)",
-        # new rows of day 2, each failing one rule (or two)
-        f"UPDATE {landing} SET distance = 99999 WHERE flight = (SELECT min(flight) FROM "
-        f"{landing} WHERE day = 2)",
-        f"UPDATE {landing} SET origin = 'BOS', status = NULL WHERE {ROW_ID} = "
-        f"(SELECT max({ROW_ID}) FROM {landing} WHERE day = 2)",
-        f"UPDATE {landing} SET carrier = 'ZZ' WHERE {ROW_ID} = (SELECT min({ROW_ID}) FROM "
-        f"{landing} WHERE day = 2 AND carrier = 'AA')",
-        f"UPDATE {landing} SET updated_at = TIMESTAMPTZ '2013-05-01 00:00:00+00' WHERE "
-        f"{ROW_ID} = (SELECT min({ROW_ID}) FROM {landing} WHERE day = 2 AND carrier = 'B6')",
-        f"UPDATE {landing} SET _type_errors = 'dep_time=''x''; ' WHERE {ROW_ID} = "
-        f"(SELECT min({ROW_ID}) FROM {landing} WHERE day = 2 AND carrier = 'DL')",
-        f"UPDATE {landing} SET _source_missing = 'gate' WHERE {ROW_ID} = "
-        f"(SELECT min({ROW_ID}) FROM {landing} WHERE day = 2 AND carrier = 'EV')",
+        f"WHERE {one('UA', stored=True)}",
+        # new rows, each failing one rule (or two)
+        f"UPDATE {landing} SET distance = 99999 WHERE {one('9E')}",
+        f"UPDATE {landing} SET origin = 'BOS', status = NULL WHERE {one('US')}",
+        f"UPDATE {landing} SET carrier = 'ZZ' WHERE {one('AA')}",
+        f"UPDATE {landing} SET updated_at = TIMESTAMPTZ '2013-05-01 00:00:00+00' WHERE {one('B6')}",
+        f"UPDATE {landing} SET _type_errors = 'dep_time=''x''; ' WHERE {one('DL')}",
+        f"UPDATE {landing} SET _source_missing = 'gate' WHERE {one('EV')}",
         f"UPDATE {landing} SET distance = 'NaN'::DOUBLE, arr_delay = 'NaN'::DOUBLE WHERE "
-        f"{ROW_ID} = (SELECT min({ROW_ID}) FROM {landing} WHERE day = 2 AND carrier = 'WN')",
+        f"{one('WN')}",
         # a row landed twice in one batch, and an older version of a key in an earlier batch
         f"INSERT INTO {landing} SELECT * REPLACE ({ROW_ID} || 'x' AS {ROW_ID}) FROM {landing} "
-        f"WHERE {ROW_ID} = (SELECT min({ROW_ID}) FROM {landing} WHERE day = 2 AND carrier = 'UA')",
+        f"WHERE {one('UA')}",
         f"INSERT INTO {landing} SELECT * REPLACE ({ROW_ID} || 'o' AS {ROW_ID}, "
         f"updated_at - INTERVAL 2 HOUR AS updated_at, '0.1' AS _dlt_load_id) FROM {landing} "
-        f"WHERE {ROW_ID} = (SELECT max({ROW_ID}) FROM {landing} WHERE {new} "
-        f"(SELECT {ROW_ID} FROM {landing} WHERE distance > 6000 OR origin = 'BOS'))",
+        f"WHERE {one('MQ')}",
     ]
     for statement in spoil:
         warehouse.execute(statement)

@@ -154,11 +154,10 @@ def publish(
     pending = q.pending_entries(warehouse, table)
     new_entries = q.without_repeats(new_entries, pending)
     verdicts = audit.verdicts
-    if verdicts:  # the fates are in the open transaction's temporary table
-        chosen = (
-            f"SELECT * FROM {landing} l WHERE l.{ROW_ID} IN "
-            f"(SELECT {ROW_ID} FROM {verdicts} WHERE fate = 'publish')"
-        )
+    if verdicts:  # the landed rows and their fates are in the open transaction's temp table
+        from mlops_platform.contracts.warehouse_audit import FATE, PUBLISH
+
+        chosen = f"SELECT * FROM {verdicts} WHERE {FATE} = '{PUBLISH}'"
         published_rows = tx.query(chosen) if len(pending) else pd.DataFrame()
     else:
         chosen = (
@@ -246,11 +245,13 @@ def publish(
 def _batch_counts(tx: Transaction, audit: Audit) -> list[tuple[str, int, int, int, int]]:
     """(load id, landed, published, unchanged, quarantined) for each audited batch."""
     if audit.verdicts:
+        from mlops_platform.contracts.warehouse_audit import BAD, FATE, PUBLISH, UNCHANGED
+
         found = tx.query(
             f"SELECT {LOAD_ID} AS l, count(*) AS n, "
-            "count(*) FILTER (WHERE fate = 'publish') AS p, "
-            "count(*) FILTER (WHERE fate = 'unchanged') AS u, "
-            "count(*) FILTER (WHERE fate = 'bad') AS q "
+            f"count(*) FILTER (WHERE {FATE} = '{PUBLISH}') AS p, "
+            f"count(*) FILTER (WHERE {FATE} = '{UNCHANGED}') AS u, "
+            f"count(*) FILTER (WHERE {FATE} = '{BAD}') AS q "
             f"FROM {audit.verdicts} GROUP BY {LOAD_ID}"
         )
         counts = {str(r.l): (int(r.n), int(r.p), int(r.u), int(r.q)) for r in found.itertuples()}

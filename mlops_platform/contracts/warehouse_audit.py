@@ -45,8 +45,11 @@ from mlops_platform.ingestion import cursors
 from mlops_platform.ingestion.sources import LANDING_DATASET, MISSING_COLUMNS, TYPE_ERRORS
 from mlops_platform.warehouse.base import Transaction, quote
 
-#: The temporary table of verdicts (one row per landed row) the publish reads.
+#: The temporary table of verdicts the publish reads: every landed column, then the audit's
+#: own (named `FLAG...`; a landing whose columns start so is audited by GE alone).
 VERDICTS = "_audit_verdicts"
+FLAG = "_audit_"
+FATE, CANDIDATE, FUTURE, ORDER = f"{FLAG}fate", f"{FLAG}candidate", f"{FLAG}future", f"{FLAG}order"
 #: Candidate rows Great Expectations judges beside every row SQL flagged.
 SAMPLE_ROWS = 5_000
 PUBLISH, UNCHANGED, BAD = "publish", "unchanged", "bad"
@@ -83,10 +86,18 @@ def plan_rules(
     rules = compile_batch_rules(expectations, types, alias="t.")
     if rules is None:
         return None
+    planned = []
     for rule in rules:
-        if PER_KEY in rule.unexpected and rule.column.split(",") != list(contract.key):
-            return None
-    return rules
+        if PER_KEY in rule.unexpected:
+            if rule.column.split(",") != list(contract.key):
+                return None
+            # The candidates are the newest row of each key (NULLs grouping together, as in
+            # pandas), so no two share one: the rule cannot fail on them (GE still checks it).
+            rule = SqlRule(rule.expectation, rule.column, "FALSE")
+        planned.append(rule)
+    if any(c.startswith(FLAG) for c in types):
+        return None
+    return planned
 
 
 def audit_in_warehouse(
@@ -99,9 +110,9 @@ def audit_in_warehouse(
     now: dt.datetime | None,
 ) -> Audit:
     """Judge every landed row of the table in `tx` (see the module docstring); the verdicts
-    stay in the temporary table `VERDICTS` for the publish."""
+    stay in the temporary table `VERDICTS` (each landed row, its flags and its `FATE`) for the
+    publish, which reads the rows to publish from it."""
     table = contract.table
-    landing = f"{LANDING_DATASET}.{quote(table)}"
     raw = f"raw.{quote(table)}" if raw_types is not None else None
     # Times are compared and returned in UTC whatever the server's zone (naive = UTC here).
     tx.execute("SET SESSION TimeZone = 'UTC'")
@@ -109,27 +120,26 @@ def audit_in_warehouse(
     tx.execute(f"DROP TABLE IF EXISTS {VERDICTS}")
     tx.execute(_verdicts_sql(contract, types, raw, rules), _limit_params(contract, types, limit))
 
-    fates = tx.query(
-        f"SELECT fate, count(*) AS n, count(DISTINCT {LOAD_ID}) AS loads FROM {VERDICTS} "
-        "GROUP BY fate"
+    flags = [f"{FLAG}r{i}" for i in range(len(rules))]
+    counted = tx.query(
+        f"SELECT {FATE} AS fate, {LOAD_ID} AS load_id, count(*) AS n, "
+        f"count(*) FILTER (WHERE {CANDIDATE}) AS candidates"
+        + "".join(f", count(*) FILTER (WHERE {f}) AS {f}" for f in flags)
+        + f" FROM {VERDICTS} GROUP BY ALL"
     )
-    counts = {str(f): int(n) for f, n in zip(fates["fate"], fates["n"], strict=True)}
+    counts = {str(f): int(n) for f, n in counted.groupby("fate")["n"].sum().items()}
     counts["landed"] = sum(counts.values())
-    load_ids = sorted(
-        str(v) for v in tx.query(f"SELECT DISTINCT {LOAD_ID} AS l FROM {VERDICTS}")["l"]
-    )
+    candidates = int(counted["candidates"].sum())
+    load_ids = sorted({str(v) for v in counted["load_id"]})
 
-    flags = [f"_r{i}" for i in range(len(rules))]
+    landed = [c for c in types]
     bad = tx.query(
-        f"SELECT t.*, v._candidate, {', '.join(f'v.{f}' for f in flags) or 'NULL AS _none'} "
-        f"FROM {landing} t JOIN {VERDICTS} v USING ({ROW_ID}) WHERE v.fate = '{BAD}' "
-        "ORDER BY t.rowid"
+        f"SELECT {', '.join(quote(c) for c in [*landed, CANDIDATE, *flags])} FROM {VERDICTS} "
+        f"WHERE {FATE} = '{BAD}' ORDER BY {ORDER}"
     )
-    raw_versions = _raw_versions_of(tx, contract, raw, landing)
+    raw_versions = _raw_versions_of(tx, contract, raw)
     reasons = _reasons(bad, contract, raw_versions, now, limit)
-    batch, candidates, by_ge = _confirm_with_ge(
-        tx, contract, rules, bad, flags, references, landing
-    )
+    by_ge = _confirm_with_ge(tx, contract, rules, bad, flags, references, types, candidates)
     # The row rules' reasons are GE's own (it judged every row SQL flagged), as in the pandas
     # path; `_confirm_with_ge` made sure they are the rules SQL found.
     for row_id, reason in by_ge.items():
@@ -140,12 +150,13 @@ def audit_in_warehouse(
             f"raw.{table}: SQL found {len(unexplained)} rows bad that no rule explains "
             f"(e.g. {unexplained[:3]})"
         )
-    table_rules, table_rows = _table_rules(tx, contract, raw, landing, now)
+    batch = _batch_outcomes(rules, flags, counted, by_ge, bad)
+    table_rules, table_rows = _table_rules(tx, contract, raw, now)
     outcomes = _required_columns(contract, types, raw_types) + table_rules + batch
     outcomes += _missing_outcomes(bad)
 
-    by_rules = bad["_candidate"] & bad[flags].any(axis=1) if flags else bad["_candidate"] & False
-    bad = bad.drop(columns=["_candidate", *flags, "_none"], errors="ignore")
+    by_rules = bad[CANDIDATE] & bad[flags].any(axis=1) if flags else bad[CANDIDATE] & False
+    bad = bad.drop(columns=[CANDIDATE, *flags])
     bad[REASON_COLUMN] = ["; ".join(dict.fromkeys(reasons[i])) for i in bad[ROW_ID]]
     report = ContractReport(
         table=table,
@@ -157,8 +168,7 @@ def audit_in_warehouse(
     cursor = None
     if contract.cursor and contract.cursor in types:
         newest = tx.query(
-            f"SELECT max(t.{quote(contract.cursor)}) AS m FROM {landing} t "
-            f"JOIN {VERDICTS} v USING ({ROW_ID}) WHERE NOT v._future"
+            f"SELECT max({quote(contract.cursor)}) AS m FROM {VERDICTS} WHERE NOT {FUTURE}"
         )["m"]
         cursor = cursors.naive(newest.iloc[0]) if len(newest) else None
     rule_counts: dict[str, int] = {}
@@ -200,10 +210,9 @@ def _limit_params(contract: TableContract, types: dict[str, str], limit: dt.date
 def _verdicts_sql(
     contract: TableContract, types: dict[str, str], raw: str | None, rules: list[SqlRule]
 ) -> str:
-    """One statement: each landed row's landing-rule flags, whether it is a candidate (the
-    newest version of its key, not already in raw), its row-rule flags and its fate."""
+    """One statement: each landed row with its landing-rule flags, whether it is a candidate
+    (the newest version of its key, not already in raw), its row-rule flags and its fate."""
     key = list(contract.key)
-    keys = ", ".join(_col(c) for c in key)
     landing = f"{LANDING_DATASET}.{quote(contract.table)}"
     missing_flag = f"{_col(MISSING_COLUMNS)} IS NOT NULL" if MISSING_COLUMNS in types else "FALSE"
     type_flag = f"{_col(TYPE_ERRORS)} IS NOT NULL" if TYPE_ERRORS in types else "FALSE"
@@ -214,62 +223,72 @@ def _verdicts_sql(
     ]
     future_flag = " OR ".join(future) or "FALSE"
     version = contract.version
-    order = f"{_col(version)} DESC NULLS FIRST, " if version else ""
+    order = f"{quote(version)} DESC NULLS FIRST, " if version else ""
     stale = same = "FALSE"
     if raw and version:
         match = _key_match(key, "r.", "t.")
-        stale = f"EXISTS (SELECT 1 FROM {raw} r WHERE {match} AND r.{quote(version)} > t.{quote(version)})"  # noqa: E501
-        same = f"EXISTS (SELECT 1 FROM {raw} r WHERE {match} AND r.{quote(version)} = t.{quote(version)})"  # noqa: E501
-    flags = ", ".join(
-        f"coalesce(_candidate AND ({rule.unexpected}), FALSE) AS _r{i}"
+        v = quote(version)
+        stale = f"EXISTS (SELECT 1 FROM {raw} r WHERE {match} AND r.{v} > t.{v})"
+        same = f"EXISTS (SELECT 1 FROM {raw} r WHERE {match} AND r.{v} = t.{v})"
+    flags = "".join(
+        f", coalesce({CANDIDATE} AND ({rule.unexpected}), FALSE) AS {FLAG}r{i}"
         for i, rule in enumerate(rules)
     )
-    any_rule = " OR ".join(f"_r{i}" for i in range(len(rules))) or "FALSE"
+    any_rule = " OR ".join(f"{FLAG}r{i}" for i in range(len(rules))) or "FALSE"
+    landed = ", ".join(_col(c) for c in types)
+    m, ty, fu, du, st = (f"{FLAG}{n}" for n in ("missing", "types", "future", "dup", "stale"))
+    plain = ", ".join(quote(c) for c in key)
+    grouped = _key_match(key, "t.", "g.")
+    window = f"PARTITION BY {plain} ORDER BY {order}{LOAD_ID} DESC, {ROW_ID} DESC"
+    # Most keys land once: their row is its key's newest and no duplicate. Versions are ranked
+    # (and duplicates within a batch counted) only for keys landed more than once: a window
+    # over every row costs 3x a grouped count (py-spy and DuckDB timings on the year).
+    # The landing order (rowid) is kept so bad rows come back as the pandas path lists them.
     return f"""
     CREATE TEMP TABLE {VERDICTS} AS
-    WITH flagged AS (
+    WITH keyed AS (
+        SELECT {landed}, t.rowid AS {ORDER}, g.{FLAG}n
+        FROM {landing} t JOIN (
+            SELECT {plain}, count(*) AS {FLAG}n FROM {landing} GROUP BY ALL
+        ) g ON {grouped}
+    ), ranked AS (
+        SELECT *, 1 AS {FLAG}rank, FALSE AS {du} FROM keyed WHERE {FLAG}n = 1
+        UNION ALL
+        SELECT *, row_number() OVER ({window}) AS {FLAG}rank,
+            count(*) OVER (PARTITION BY {plain}, {LOAD_ID}) > 1 AS {du}
+        FROM keyed WHERE {FLAG}n > 1
+    ), flagged AS (
         SELECT t.*,
-            {missing_flag} AS _missing, {type_flag} AS _types, {future_flag} AS _future,
-            count(*) OVER (PARTITION BY {keys}, t.{LOAD_ID}) > 1 AS _duplicate,
-            row_number() OVER (
-                PARTITION BY {keys} ORDER BY {order}t.{LOAD_ID} DESC, t.{ROW_ID} DESC
-            ) AS _rank,
-            {stale} AS _stale, {same} AS _same
-        FROM {landing} t
+            {missing_flag} AS {m}, {type_flag} AS {ty}, {future_flag} AS {fu},
+            {stale} AS {st}, {same} AS {FLAG}same
+        FROM ranked t
     ), judged AS (
         SELECT t.*,
-            _missing OR _types OR _future OR _duplicate OR _stale AS _landing_bad,
-            _rank = 1
-              AND NOT (_duplicate AND NOT (_missing OR _types OR _future))
-              AND NOT (_same AND NOT (_missing OR _types OR _future OR _duplicate OR _stale))
-              AS _candidate
+            {m} OR {ty} OR {fu} OR {du} OR {st} AS {FLAG}landing,
+            -- the newest version of its key (unless landed twice in its batch), not in raw
+            {FLAG}rank = 1
+              AND NOT ({du} AND NOT ({m} OR {ty} OR {fu}))
+              AND NOT ({FLAG}same AND NOT ({m} OR {ty} OR {fu} OR {du} OR {st}))
+              AS {CANDIDATE}
         FROM flagged t
-    ), keyed AS (
-        SELECT t.*, sum(CASE WHEN _candidate THEN 1 ELSE 0 END) OVER (PARTITION BY {keys})
-            AS {PER_KEY}
-        FROM judged t
     ), ruled AS (
-        SELECT t.{ROW_ID}, t.{LOAD_ID}, _future, _candidate, _landing_bad
-            {", " + flags if flags else ""}
-        FROM keyed t
+        SELECT t.*{flags} FROM judged t
     )
-    SELECT *, CASE WHEN _landing_bad OR {any_rule} THEN '{BAD}'
-                   WHEN _candidate THEN '{PUBLISH}' ELSE '{UNCHANGED}' END AS fate
+    SELECT *, CASE WHEN {FLAG}landing OR {any_rule} THEN '{BAD}'
+                   WHEN {CANDIDATE} THEN '{PUBLISH}' ELSE '{UNCHANGED}' END AS {FATE}
     FROM ruled
     """
 
 
-def _raw_versions_of(
-    tx: Transaction, contract: TableContract, raw: str | None, landing: str
-) -> pd.DataFrame:
+def _raw_versions_of(tx: Transaction, contract: TableContract, raw: str | None) -> pd.DataFrame:
     """Stored keys and versions of the bad rows' keys (what the stale rule's reason names)."""
     if raw is None or not contract.version:
         return pd.DataFrame(columns=contract.key)
     wanted = ", ".join(f"r.{quote(c)}" for c in dict.fromkeys([*contract.key, contract.version]))
-    match = _key_match(list(contract.key), "r.", "t.")
+    match = _key_match(list(contract.key), "r.", "v.")
     return tx.query(
-        f"SELECT {wanted} FROM {raw} r WHERE EXISTS (SELECT 1 FROM {landing} t "
-        f"JOIN {VERDICTS} v USING ({ROW_ID}) WHERE v.fate = '{BAD}' AND {match})"
+        f"SELECT {wanted} FROM {raw} r WHERE EXISTS (SELECT 1 FROM {VERDICTS} v "
+        f"WHERE v.{FATE} = '{BAD}' AND {match})"
     )
 
 
@@ -280,38 +299,31 @@ def _confirm_with_ge(
     bad: pd.DataFrame,
     flags: list[str],
     references: dict[str, list],
-    landing: str,
-) -> tuple[list[ExpectationOutcome], int, dict[str, str]]:
+    types: dict[str, str],
+    candidates: int,
+) -> dict[str, str]:
     """Great Expectations on every candidate SQL flagged and a sample of the rest (all of them
-    up to `SAMPLE_ROWS`); returns the batch outcomes, with SQL's exact counts, how many
-    candidates there were, and GE's reasons for the rows it found bad."""
-    columns = ", ".join(
-        f"t.{quote(c)}"
-        for c in tx.query(f"SELECT * FROM {landing} LIMIT 0").columns
-        if c not in AUDIT_COLUMNS
-    )
-    any_rule = " OR ".join(f"v.{f}" for f in flags) or "FALSE"
-    counted = tx.query(
-        f"SELECT count(*) AS n, {', '.join(f'count(*) FILTER (WHERE v.{f}) AS {f}' for f in flags) or '0 AS _none'} "  # noqa: E501
-        f"FROM {VERDICTS} v WHERE v._candidate"
-    )
-    candidates = int(counted["n"].iloc[0])
+    up to `SAMPLE_ROWS`); returns GE's reasons for the rows it found bad, which must be the
+    rules SQL found (else `AuditMismatch`)."""
     if not candidates:
-        return [], 0, {}
-    joined = f"FROM {landing} t JOIN {VERDICTS} v USING ({ROW_ID})"
-    flagged = tx.query(f"SELECT {columns} {joined} WHERE v._candidate AND ({any_rule})")
-    others = f"SELECT {columns} {joined} WHERE v._candidate AND NOT ({any_rule})"
+        return {}
+    columns = [c for c in types if c not in AUDIT_COLUMNS]
+    flagged = bad.loc[bad[CANDIDATE] & bad[flags].any(axis=1), columns] if flags else bad.iloc[:0]
+    any_rule = " OR ".join(flags) or "FALSE"
+    others = (
+        f"SELECT {', '.join(quote(c) for c in columns)} FROM {VERDICTS} "
+        f"WHERE {CANDIDATE} AND NOT ({any_rule})"
+    )
     if candidates - len(flagged) > SAMPLE_ROWS:
         others = f"SELECT * FROM ({others}) s USING SAMPLE reservoir({SAMPLE_ROWS} ROWS)"
     sample = tx.query(others)
-    evidence = pd.concat([f for f in (flagged, sample) if len(f)] or [flagged], ignore_index=True)
-    _, ge_outcomes, ge_bad = validate_batch(contract, evidence, references)
+    evidence = pd.concat([f for f in (flagged, sample) if len(f)] or [sample], ignore_index=True)
+    _, _, ge_bad = validate_batch(contract, evidence, references)
     ge_reasons = dict(zip(ge_bad[ROW_ID], ge_bad[REASON_COLUMN], strict=True))
     by_ge = {row_id: set(reason.split("; ")) for row_id, reason in ge_reasons.items()}
-    sql_rows = bad[bad["_candidate"]] if len(bad) else bad
     by_sql: dict = {}
     for flag, rule in zip(flags, rules, strict=True):
-        for row_id in sql_rows.loc[sql_rows[flag], ROW_ID]:
+        for row_id in bad.loc[bad[CANDIDATE] & bad[flag], ROW_ID]:
             by_sql.setdefault(row_id, set()).add(rule.reason)
     differ = {
         i: (by_sql.get(i, set()), by_ge.get(i, set()))
@@ -319,26 +331,34 @@ def _confirm_with_ge(
         if by_sql.get(i, set()) != by_ge.get(i, set())
     }
     if differ:
-        sample_rows = list(differ.items())[:3]
         raise AuditMismatch(
             f"raw.{contract.table}: SQL and Great Expectations judged {len(differ)} of "
-            f"{len(evidence)} rows differently (row: (SQL, GE)): {sample_rows}"
+            f"{len(evidence)} rows differently (row: (SQL, GE)): {list(differ.items())[:3]}"
         )
-    observed = {(o.expectation, o.column): o.observed for o in ge_outcomes}
+    return ge_reasons
+
+
+def _batch_outcomes(
+    rules: list[SqlRule],
+    flags: list[str],
+    counted: pd.DataFrame,
+    by_ge: dict[str, str],
+    bad: pd.DataFrame,
+) -> list[ExpectationOutcome]:
+    """One outcome per row rule, with SQL's exact count of unexpected rows and (as GE's
+    result shows them) the first few offending values."""
+    if not int(counted["candidates"].sum()):
+        return []
     outcomes = []
     for flag, rule in zip(flags, rules, strict=True):
-        count = int(counted[flag].iloc[0])
+        count = int(counted[flag].sum())
+        offending = bad.loc[bad[CANDIDATE] & bad[flag]]
+        column = rule.column if rule.column in offending else None
+        observed = ", ".join(str(v) for v in offending[column].head(5)) if column else ""
         outcomes.append(
-            ExpectationOutcome(
-                "batch",
-                rule.expectation,
-                rule.column,
-                count == 0,
-                count,
-                observed.get((rule.expectation, rule.column), "") if count else "",
-            )
+            ExpectationOutcome("batch", rule.expectation, rule.column, count == 0, count, observed)
         )
-    return outcomes, candidates, ge_reasons
+    return outcomes
 
 
 def _required_columns(
@@ -362,39 +382,42 @@ def _table_rules(
     tx: Transaction,
     contract: TableContract,
     raw: str | None,
-    landing: str,
     now: dt.datetime | None,
 ) -> tuple[list[ExpectationOutcome], int]:
     """Row count, whole-table key uniqueness and freshness of the table as the publish would
     leave it (raw's rows whose key no candidate replaces, and the candidates), as exact SQL
-    aggregates with the outcomes Great Expectations gives (`validate.table_expectations`)."""
+    aggregates with the outcomes Great Expectations gives (`validate.table_expectations`).
+
+    Candidates are one row per key and replace every stored row of their key, so the keys
+    that can repeat are those of the stored rows kept: only they are grouped."""
     key = list(contract.key)
     fresh = contract.freshness[0] if contract.freshness and now is not None else None
     columns = list(dict.fromkeys([*key, *([fresh] if fresh else [])]))
-    names = ", ".join(quote(c) for c in columns)
-    candidates = (
-        f"SELECT {', '.join(f't.{quote(c)}' for c in columns)} FROM {landing} t "
-        f"JOIN {VERDICTS} v USING ({ROW_ID}) WHERE v._candidate"
-    )
-    profile = candidates
+    newest = f"max({quote(fresh)})" if fresh else "max(NULL)"
+    found = tx.query(f"SELECT count(*) AS n, {newest} AS newest FROM {VERDICTS} WHERE {CANDIDATE}")
+    rows, duplicated = int(found["n"].iloc[0]), 0
+    latest = [found["newest"].iloc[0]]
     if raw:
+        all_missing = " AND ".join(f"{quote(c)} IS NULL" for c in key)
         kept = (
-            f"SELECT {', '.join(f'r.{quote(c)}' for c in columns)} FROM {raw} r WHERE NOT EXISTS "
-            f"(SELECT 1 FROM _audit_candidates c WHERE {_key_match(key, 'c.', 'r.')})"
+            f"SELECT {', '.join(f'r.{quote(c)}' for c in columns)} FROM {raw} r WHERE NOT "
+            f"EXISTS (SELECT 1 FROM {VERDICTS} c WHERE c.{CANDIDATE} AND "
+            f"{_key_match(key, 'c.', 'r.')})"
         )
-        profile = f"{kept} UNION ALL SELECT {names} FROM _audit_candidates"
-        tx.execute("DROP TABLE IF EXISTS _audit_candidates")
-        tx.execute(f"CREATE TEMP TABLE _audit_candidates AS {candidates}")
-    all_missing = " AND ".join(f"{quote(c)} IS NULL" for c in key)
-    found = tx.query(
-        f"WITH profile AS ({profile}) SELECT "
-        "(SELECT count(*) FROM profile) AS n, "
-        f"(SELECT coalesce(sum(k), 0) FROM (SELECT count(*) AS k FROM profile "
-        f"WHERE NOT ({all_missing}) GROUP BY {', '.join(quote(c) for c in key)} "
-        "HAVING count(*) > 1) d) AS duplicated"
-        + (f", (SELECT max({quote(fresh)}) FROM profile) AS newest" if fresh else "")
-    )
-    rows, duplicated = int(found["n"].iloc[0]), int(found["duplicated"].iloc[0])
+        repeated = (
+            f"SELECT count(*) AS k FROM kept WHERE NOT ({all_missing}) "
+            f"GROUP BY {', '.join(quote(c) for c in key)} HAVING count(*) > 1"
+        )
+        stored = tx.query(
+            f"WITH kept AS ({kept}) SELECT (SELECT count(*) FROM kept) AS n, "
+            f"(SELECT {newest} FROM kept) AS newest, "
+            f"(SELECT coalesce(sum(k), 0) FROM ({repeated}) d) AS duplicated"
+        )
+        rows += int(stored["n"].iloc[0])
+        duplicated = int(stored["duplicated"].iloc[0])
+        latest.append(stored["newest"].iloc[0])
+    stamps = [v for v in (cursors.naive(v) for v in latest) if v is not None]
+    freshest = max(stamps) if stamps else None
     outcomes = []
     for expectation in table_expectations(contract, now):
         kind = expectation.configuration.type
@@ -411,7 +434,7 @@ def _table_rules(
                 )
             )  # fmt: skip
         elif kind == "expect_column_max_to_be_between":
-            newest = cursors.naive(found["newest"].iloc[0]) if fresh else None
+            newest = freshest if fresh else None
             low = kwargs.get("min_value")
             ok = newest is not None and (low is None or pd.Timestamp(newest) >= pd.Timestamp(low))
             outcomes.append(ExpectationOutcome("table", kind, kwargs["column"], ok, 0, str(newest)))

@@ -54,8 +54,10 @@ class WarehouseStore(BaseModel):
         # Arrow loads (the connectorx backend) stamp `_dlt_load_id` on rows only when asked;
         # incremental feature builds read it to find what changed.
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
-        # Every landed row needs its own id: the audit names the rows it publishes by it.
-        dlt.config["normalize.parquet_normalizer.add_dlt_id"] = True
+        # Every landed row needs its own id (the audit names the rows it publishes by it): the
+        # SQL sources add it to their Arrow batches at extraction (ingestion/sources.py), so
+        # normalize loads their Parquet files as extracted instead of rewriting them.
+        dlt.config["normalize.parquet_normalizer.add_dlt_id"] = False
         pipelines_dir = self.pipelines_dir or str(data_dir() / "dlt")
         key = (type(self).__name__, self.model_dump_json(), pipelines_dir, name, dataset_name)
         known = _PIPELINES.get(key)
