@@ -39,16 +39,20 @@ KILL_AT = """
 import os, signal, sys
 import mlops_platform.contracts.audit as audit
 import mlops_platform.contracts.publish as wap
+import mlops_platform.contracts.warehouse_audit as in_warehouse
 from mlops_platform.warehouse.resources import DuckDBWarehouse
 from mlops_platform_tests.helpers import land, publish_table
 
 point, path, pipelines, url = sys.argv[1:5]
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
+# The audit runs in the warehouse (SQL, then GE on the rows it judged) or in pandas (GE alone).
 if point == "before_audit":
     wap.audit_landed = die
+    in_warehouse.audit_in_warehouse = die
 elif point == "during_audit":
     audit.validate_contract = die
+    in_warehouse.validate_batch = die  # inside the publish transaction, verdicts written
 elif point == "inside_publish":
     wap.cursors.store_cursor = die  # inside the transaction, after raw and quarantine writes
 warehouse = DuckDBWarehouse(path=path, pipelines_dir=pipelines)

@@ -58,10 +58,27 @@ class Audit:
     report: ContractReport
     cursor: dt.datetime | None
     rule_counts: dict[str, int] = field(default_factory=dict)
+    #: Set when the audit ran in the warehouse (contracts/warehouse_audit.py): the temporary
+    #: table of each landed row's fate, in the open transaction the publish must use, and how
+    #: many rows have each fate (`landed` and the id lists are then left empty).
+    verdicts: str | None = None
+    fates: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return self.report.success and self.bad.empty
+
+    @property
+    def landed_rows(self) -> int:
+        return self.fates.get("landed", 0) if self.verdicts else len(self.landed)
+
+    @property
+    def published_rows(self) -> int:
+        return self.fates.get("publish", 0) if self.verdicts else len(self.publish_ids)
+
+    @property
+    def unchanged_rows(self) -> int:
+        return self.fates.get("unchanged", 0) if self.verdicts else len(self.unchanged_ids)
 
 
 def _limit(now: dt.datetime | None, contract: TableContract) -> dt.datetime:
@@ -70,9 +87,14 @@ def _limit(now: dt.datetime | None, contract: TableContract) -> dt.datetime:
 
 
 def _reasons(
-    frame: pd.DataFrame, contract: TableContract, raw_versions: pd.DataFrame, now
+    frame: pd.DataFrame,
+    contract: TableContract,
+    raw_versions: pd.DataFrame,
+    now,
+    limit: dt.datetime | None = None,
 ) -> dict[str, list[str]]:
-    """Landing-only row rules: {row id: [reason, ...]}."""
+    """Landing-only row rules: {row id: [reason, ...]}. `limit`: the latest time allowed (by
+    default the source's clock, or now, plus the contract's tolerance)."""
     found: dict[str, list[str]] = {}
 
     def add(mask: pd.Series, reason) -> None:
@@ -84,7 +106,7 @@ def _reasons(
         add(missing, lambda i: f"{MISSING_RULE}({frame.at[i, MISSING_COLUMNS]}): not at the source")
     if TYPE_ERRORS in frame:
         add(frame[TYPE_ERRORS].notna(), lambda i: f"{TYPE_RULE}: {frame.at[i, TYPE_ERRORS]}")
-    limit = _limit(now, contract)
+    limit = limit or _limit(now, contract)
     for column in contract.not_after_clock:
         if column in frame:
             times = utc_times(frame[column]).dt.tz_localize(None)

@@ -139,7 +139,7 @@ def build_published_table(domain: Domain, contract: TableContract) -> dg.AssetsD
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=summary or None,
                     metadata={
-                        "batch_rows": len(audit.landed),
+                        "batch_rows": audit.landed_rows,
                         "table_rows": report.table_rows,
                         "expectations": len(report.outcomes),
                         "failed_expectations": len(failures),

@@ -11,7 +11,9 @@ run audits them again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
@@ -35,7 +37,9 @@ from mlops_platform.contracts.rules import TableContract
 from mlops_platform.ingestion import cursors
 from mlops_platform.ingestion.sources import LANDING_DATASET
 from mlops_platform.warehouse import WarehouseStore
-from mlops_platform.warehouse.base import quote
+from mlops_platform.warehouse.base import Transaction, quote
+
+logger = logging.getLogger(__name__)
 
 
 def reference_values(warehouse: WarehouseStore, contract: TableContract) -> dict[str, list]:
@@ -61,12 +65,56 @@ def audit_and_publish(
 ) -> tuple[Audit, Published]:
     """Audit a table's landed batches and publish them (what its `raw/<table>` asset does).
 
-    `source_keys`: every key the source holds now, to find rows deleted there (None: skip)."""
-    audit = audit_landed(warehouse, contract, reference_values(warehouse, contract), now)
+    `source_keys`: every key the source holds now, to find rows deleted there (None: skip).
+
+    On a warehouse that can (`WarehouseStore.sql_audit`), the audit runs in the warehouse, in
+    the publish's transaction (contracts/warehouse_audit.py); where SQL and Great Expectations
+    disagree, or the contract has no exact SQL form, the landed rows are audited in pandas by
+    GE alone (`audit_landed`)."""
+    references = reference_values(warehouse, contract)
     deleted = None
     if source_keys is not None and contract.on_source_delete != "ignore":
         deleted = find_deleted(warehouse, contract, source_keys)
+    if warehouse.sql_audit and warehouse.table_exists(LANDING_DATASET, contract.table):
+        from mlops_platform.contracts.warehouse_audit import AuditMismatch
+
+        try:
+            done = _audit_and_publish_in_warehouse(
+                warehouse, contract, references, now, run_id, deleted
+            )
+        except AuditMismatch as exc:  # rolled back: nothing of it was kept
+            logger.warning("%s; auditing with Great Expectations alone", exc)
+        else:
+            if done is not None:
+                return done
+    audit = audit_landed(warehouse, contract, references, now)
     return audit, publish(warehouse, contract, audit, run_id, deleted=deleted)
+
+
+def _audit_and_publish_in_warehouse(
+    warehouse: WarehouseStore,
+    contract: TableContract,
+    references: dict[str, list],
+    now: dt.datetime | None,
+    run_id: str,
+    deleted: pd.DataFrame | None,
+) -> tuple[Audit, Published] | None:
+    """The audit in the warehouse and the publish, in one transaction; None when the contract
+    or the landed columns have no exact SQL form (GE alone audits them)."""
+    from mlops_platform.contracts.warehouse_audit import audit_in_warehouse, plan_rules
+
+    types = warehouse.column_types(LANDING_DATASET, contract.table)
+    raw_types = (
+        warehouse.column_types("raw", contract.table)
+        if warehouse.table_exists("raw", contract.table)
+        else None
+    )
+    rules = plan_rules(contract, types, raw_types, references)
+    if rules is None:
+        return None
+    with warehouse.transaction() as tx:
+        audit = audit_in_warehouse(tx, contract, types, raw_types, rules, references, now)
+        return audit, publish(warehouse, contract, audit, run_id, deleted=deleted, tx=tx)
 
 
 @dataclass(frozen=True)
@@ -89,8 +137,10 @@ def publish(
     run_id: str,
     replayed: dict[str, str] | None = None,
     deleted: pd.DataFrame | None = None,
+    tx: Transaction | None = None,
 ) -> Published:
-    """Publish an audit in one transaction (see the module docstring).
+    """Publish an audit in one transaction (see the module docstring): `tx` when the audit
+    ran in the warehouse (its verdicts are in that transaction), else a new one.
 
     `replayed` maps landed row ids that came from quarantine to their entry ids: those rows
     update their entry instead of adding one."""
@@ -103,10 +153,20 @@ def publish(
     new_entries = q.latest_landing_only(new_entries)
     pending = q.pending_entries(warehouse, table)
     new_entries = q.without_repeats(new_entries, pending)
-    # Each landed row's fate, matched once (lists of a year's row ids are slow to match).
-    is_published = audit.landed[ROW_ID].isin(set(audit.publish_ids))
-    # (the published rows themselves only matter to pending entries: rarely any)
-    published_rows = audit.landed[is_published] if len(pending) else audit.landed.iloc[:0]
+    verdicts = audit.verdicts
+    if verdicts:  # the landed rows and their fates are in the open transaction's temp table
+        from mlops_platform.contracts.warehouse_audit import FATE, PUBLISH
+
+        chosen = f"SELECT * FROM {verdicts} WHERE {FATE} = '{PUBLISH}'"
+        published_rows = tx.query(chosen) if len(pending) else pd.DataFrame()
+    else:
+        chosen = (
+            f"SELECT * FROM {landing} l WHERE l.{ROW_ID} IN (SELECT {ROW_ID} FROM _publish_ids)"
+        )
+        # Each landed row's fate, matched once (lists of a year's row ids are slow to match).
+        is_published = audit.landed[ROW_ID].isin(set(audit.publish_ids))
+        # (the published rows themselves only matter to pending entries: rarely any)
+        published_rows = audit.landed[is_published] if len(pending) else audit.landed.iloc[:0]
     superseded = q.superseded_by(contract, pending, published_rows)
     deleted = deleted if deleted is not None and len(deleted) else pd.DataFrame()
     reflect = contract.on_source_delete == "reflect" and len(deleted) > 0
@@ -116,10 +176,10 @@ def publish(
         gone["_outcome"] = "deleted at the source; removed from raw"
     else:
         gone = q.without_repeats(gone, pending)  # flagged once, kept in raw
-    with warehouse.transaction() as tx:
+    with contextlib.nullcontext(tx) if tx is not None else warehouse.transaction() as tx:
         cursors.ensure_state(tx)
         q.ensure_table(tx, table)
-        if audit.publish_ids:
+        if audit.published_rows:
             types = warehouse.column_types(LANDING_DATASET, table)
             columns = [c for c in types if c not in AUDIT_COLUMNS]
             tx.execute("CREATE SCHEMA IF NOT EXISTS raw")
@@ -137,10 +197,8 @@ def publish(
             for column in columns:
                 if column not in stored:  # a column added at the source
                     tx.execute(f"ALTER TABLE {target} ADD COLUMN {quote(column)} {types[column]}")
-            tx.put_frame("_publish_ids", pd.DataFrame({ROW_ID: audit.publish_ids}))
-            chosen = (
-                f"SELECT * FROM {landing} l WHERE l.{ROW_ID} IN (SELECT {ROW_ID} FROM _publish_ids)"
-            )
+            if not verdicts:
+                tx.put_frame("_publish_ids", pd.DataFrame({ROW_ID: audit.publish_ids}))
             match = " AND ".join(f"r.{quote(c)} IS NOT DISTINCT FROM c.{quote(c)}" for c in key)
             tx.execute(
                 f"DELETE FROM {target} r WHERE EXISTS (SELECT 1 FROM ({chosen}) c WHERE {match})"
@@ -164,33 +222,54 @@ def publish(
         previous = cursors.read_cursor_in(tx, table)
         if audit.cursor is not None and (previous is None or audit.cursor > previous):
             cursors.store_cursor(tx, table, contract.cursor or "", audit.cursor, "published")
-        load_of = audit.landed[LOAD_ID].astype(str)
-        is_unchanged = audit.landed[ROW_ID].isin(set(audit.unchanged_ids))
-        is_bad = audit.landed[ROW_ID].isin(set(audit.bad[ROW_ID]))
-        for load_id in audit.load_ids:
-            in_load = load_of == load_id
+        for load_id, n, p, u, bad in _batch_counts(tx, audit):
             tx.execute(
                 f"INSERT INTO {cursors.STATE_SCHEMA}.{cursors.BATCHES} VALUES "
                 "(:t, :l, :n, :p, :u, :q, :r, :at)",
-                {
-                    "t": table,
-                    "l": load_id,
-                    "n": int(in_load.sum()),
-                    "p": int((in_load & is_published).sum()),
-                    "u": int((in_load & is_unchanged).sum()),
-                    "q": int((in_load & is_bad).sum()),
-                    "r": run_id,
-                    "at": cursors.utcnow(),
-                },
-            )
+                {"t": table, "l": load_id, "n": n, "p": p, "u": u, "q": bad, "r": run_id,
+                 "at": cursors.utcnow()},
+            )  # fmt: skip
     return Published(
         table=table,
         batches=len(audit.load_ids),
-        landed=len(audit.landed),
-        published=len(audit.publish_ids),
-        unchanged=len(audit.unchanged_ids),
+        landed=audit.landed_rows,
+        published=audit.published_rows,
+        unchanged=audit.unchanged_rows,
         quarantined=len(new_entries),
         superseded=len(superseded),
         deleted_at_source=len(gone),
         cursor=audit.cursor,
     )
+
+
+def _batch_counts(tx: Transaction, audit: Audit) -> list[tuple[str, int, int, int, int]]:
+    """(load id, landed, published, unchanged, quarantined) for each audited batch."""
+    if audit.verdicts:
+        from mlops_platform.contracts.warehouse_audit import BAD, FATE, PUBLISH, UNCHANGED
+
+        found = tx.query(
+            f"SELECT {LOAD_ID} AS l, count(*) AS n, "
+            f"count(*) FILTER (WHERE {FATE} = '{PUBLISH}') AS p, "
+            f"count(*) FILTER (WHERE {FATE} = '{UNCHANGED}') AS u, "
+            f"count(*) FILTER (WHERE {FATE} = '{BAD}') AS q "
+            f"FROM {audit.verdicts} GROUP BY {LOAD_ID}"
+        )
+        counts = {str(r.l): (int(r.n), int(r.p), int(r.u), int(r.q)) for r in found.itertuples()}
+        return [(load_id, *counts.get(load_id, (0, 0, 0, 0))) for load_id in audit.load_ids]
+    load_of = audit.landed[LOAD_ID].astype(str)
+    is_published = audit.landed[ROW_ID].isin(set(audit.publish_ids))
+    is_unchanged = audit.landed[ROW_ID].isin(set(audit.unchanged_ids))
+    is_bad = audit.landed[ROW_ID].isin(set(audit.bad[ROW_ID]))
+    found = []
+    for load_id in audit.load_ids:
+        in_load = load_of == load_id
+        found.append(
+            (
+                load_id,
+                int(in_load.sum()),
+                int((in_load & is_published).sum()),
+                int((in_load & is_unchanged).sum()),
+                int((in_load & is_bad).sum()),
+            )
+        )
+    return found

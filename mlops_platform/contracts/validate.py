@@ -275,6 +275,22 @@ def validate_contract(
                 )
             )
 
+    frame, batch_outcomes, bad = validate_batch(contract, batch, references)
+    return ContractReport(
+        table=contract.table,
+        batch_rows=len(frame),
+        table_rows=len(table_profile),
+        outcomes=outcomes + batch_outcomes,
+        bad_rows=bad,
+    )
+
+
+def validate_batch(
+    contract: TableContract, batch: pd.DataFrame, references: dict[str, list] | None = None
+) -> tuple[pd.DataFrame, list[ExpectationOutcome], pd.DataFrame]:
+    """The row rules on a batch: (the batch numbered from 0, one outcome per expectation, the
+    offending rows with their reasons)."""
+    outcomes: list[ExpectationOutcome] = []
     reasons: dict[int, list[str]] = {}
     index = batch.index
     plain = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
@@ -293,10 +309,4 @@ def validate_contract(
 
     bad = frame.loc[sorted(reasons)].copy()
     bad[REASON_COLUMN] = ["; ".join(reasons[i]) for i in sorted(reasons)]
-    return ContractReport(
-        table=contract.table,
-        batch_rows=len(frame),
-        table_rows=len(table_profile),
-        outcomes=outcomes,
-        bad_rows=bad,
-    )
+    return frame, outcomes, bad

@@ -4,6 +4,7 @@ serving API and the CLI use it as is; `warehouse/resources.py` makes Dagster res
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,6 +35,8 @@ class WarehouseStore(BaseModel):
     # -- dlt -------------------------------------------------------------------------------
     #: The file format dlt loads with: the fastest bulk path the destination has.
     loader_file_format: ClassVar[str] = "insert_values"
+    #: Whether a landed batch is audited in the warehouse itself (contracts/warehouse_audit.py).
+    sql_audit: ClassVar[bool] = False
 
     def dlt_destination(self) -> Any:
         raise NotImplementedError
@@ -51,21 +54,31 @@ class WarehouseStore(BaseModel):
         # Arrow loads (the connectorx backend) stamp `_dlt_load_id` on rows only when asked;
         # incremental feature builds read it to find what changed.
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
-        # Every landed row needs its own id: the audit names the rows it publishes by it.
-        dlt.config["normalize.parquet_normalizer.add_dlt_id"] = True
+        # Every landed row needs its own id (the audit names the rows it publishes by it): the
+        # SQL sources add it to their Arrow batches at extraction (ingestion/sources.py), so
+        # normalize loads their Parquet files as extracted instead of rewriting them.
+        dlt.config["normalize.parquet_normalizer.add_dlt_id"] = False
         pipelines_dir = self.pipelines_dir or str(data_dir() / "dlt")
         key = (type(self).__name__, self.model_dump_json(), pipelines_dir, name, dataset_name)
         known = _PIPELINES.get(key)
         if known is not None and Path(known.working_dir).is_dir():
             return known
         Path(pipelines_dir).mkdir(parents=True, exist_ok=True)
-        _PIPELINES[key] = dlt.pipeline(
+        pipeline = dlt.pipeline(
             pipeline_name=name,
-            destination=self.dlt_destination(),
+            destination=_with_cached_capabilities(self.dlt_destination()),
             dataset_name=dataset_name,
             pipelines_dir=pipelines_dir,
         )
-        return _PIPELINES[key]
+        # Nothing of dlt's state is the platform's to restore: each table's cursor is kept in
+        # the warehouse (ingestion/cursors.py), and the destination's columns are read when a
+        # load migrates a table. Restoring is what makes dagster-dlt drop the pipeline's local
+        # state before every run, and dlt then read its state and schemas back from the
+        # destination (a third of the landing step of a day's increment, py-spy); without it
+        # dagster-dlt drops only pending packages, and dlt stores no state in the destination.
+        pipeline.config.restore_from_destination = False
+        _PIPELINES[key] = pipeline
+        return pipeline
 
     # -- SQL -------------------------------------------------------------------------------
     def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
@@ -150,6 +163,30 @@ class WarehouseStore(BaseModel):
             {"schema": schema, "table": table},
         )
         return dict(zip(found["column_name"], found["data_type"], strict=True))
+
+
+def _with_cached_capabilities(destination: Any) -> Any:
+    """`destination` answering its capability checks from a cache.
+
+    dlt asks a destination for its capabilities a dozen times per run (every step, every load
+    storage) and each answer resolves the destination's configuration again from the config
+    providers (a fifth of the landing step of a day's increment, py-spy). The answer depends
+    only on the destination's own settings and the naming convention asked about, both fixed
+    for the pipeline's life; a checked configuration passed in is never cached."""
+    compute = destination.capabilities
+    cache: dict = {}
+
+    def capabilities(config: Any = None, naming: Any = None) -> Any:
+        if config is not None:
+            return compute(config, naming)
+        key = None if naming is None else (type(naming), getattr(naming, "max_length", None))
+        if key not in cache:
+            cache[key] = compute(None, naming)
+        # A copy each time: callers may adjust the context they are given.
+        return copy.copy(cache[key])
+
+    destination.capabilities = capabilities
+    return destination
 
 
 class Transaction:

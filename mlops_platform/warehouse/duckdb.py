@@ -28,6 +28,7 @@ class DuckDBStore(WarehouseStore):
     """Warehouse in a DuckDB file (default `<data dir>/warehouse.duckdb`)."""
 
     loader_file_format: ClassVar[str] = "parquet"
+    sql_audit: ClassVar[bool] = True
 
     path: str = Field(
         default="", description="DuckDB file; empty means <data dir>/warehouse.duckdb"
