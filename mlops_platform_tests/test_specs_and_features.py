@@ -235,6 +235,21 @@ def test_recent_lateness_reads_only_outcomes_known_before_the_local_day_began():
     pd.testing.assert_frame_equal(recent(changed).iloc[5:], recent(flights).iloc[5:])
 
 
+def test_a_build_of_some_days_reads_the_inputs_they_reach():
+    """Flights feed the next 7 days' recent-state features, and a weather hour (UTC) the local
+    day before: a build of Feb 10-11 reads flights from Feb 3 and weather from Feb 9."""
+    from mlops_platform.domains import domain_for
+    from mlops_platform.features.build import input_where
+
+    domain = domain_for(SPEC)
+    since, until = dt.date(2013, 2, 10), dt.date(2013, 2, 12)
+    flights = input_where(domain, "flights", since, until)
+    assert "DATE '2013-02-03'" in flights and "DATE '2013-02-13'" in flights
+    weather = input_where(domain, "weather", since, until)
+    assert "DATE '2013-02-09'" in weather and "DATE '2013-02-14'" in weather
+    assert input_where(domain, "planes", since, until) == ""  # reference data: all of it
+
+
 def test_missing_raw_column_is_a_clear_error():
     flights = _flights([{"time_hour": pd.Timestamp("2013-01-02 14:00")}]).drop(columns="dest")
     with pytest.raises(ValueError, match=r"raw.flights lacks columns \['dest'\]"):

@@ -145,7 +145,7 @@ def recent(flights: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     midnight that starts the next local day; so a flight of day d sees the outcomes of days
     d-7..d-1 that were known at 00:00 of day d, never one of its own day (however early the
     other flight left) nor one that landed after that midnight (it was still in the air).
-    Missing (NaN) where no earlier day is in `flights` (the build reads `feature_days_before`
+    Missing (NaN) where no earlier day is in `flights` (the build reads `feature_days_after`
     days of the event table before the rows it builds, see the domain's declaration)."""
     day = pd.to_datetime(flights[["year", "month", "day"]]).dt.normalize()
     midnight = (
