@@ -49,8 +49,17 @@ FEATURE_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     # Earlier flights' outcomes: read, never returned (only shares over earlier days are).
     "recent": {
-        "flights": ("year", "month", "day", "carrier", "origin", "dest", "arr_delay", "status",
-                    "updated_at"),
+        "flights": (
+            "year",
+            "month",
+            "day",
+            "carrier",
+            "origin",
+            "dest",
+            "arr_delay",
+            "status",
+            "updated_at",
+        ),
     },
 }
 
