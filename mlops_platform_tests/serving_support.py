@@ -46,6 +46,10 @@ ROW = {
     "precip": 0,
     "pressure": 1012.0,
     "visib": 10,
+    "origin_late_1d": 0.18,
+    "origin_late_7d": 0.21,
+    "carrier_late_7d": 0.2,
+    "dest_late_7d": 0.22,
 }
 
 

@@ -121,6 +121,8 @@ def _flights(rows):
         "distance": 719.0,
         "tailnum": "N1",
         "arr_delay": np.nan,
+        "status": "scheduled",
+        "updated_at": pd.Timestamp("2013-01-01 12:00"),
     }
     return pd.DataFrame([{**base, **r} for r in rows])
 
@@ -185,6 +187,67 @@ def test_label_only_when_the_outcome_has_arrived():
     regression = load_spec("flight_delay_minutes")
     values = _build(flights, _weather([]), regression).set_index("flight")
     assert values.loc[1, LABEL] == 30.0
+
+
+def test_recent_lateness_reads_only_outcomes_known_before_the_local_day_began():
+    """A flight of Jan 3 (New York) sees the outcomes of earlier days that had landed by
+    00:00 local on Jan 3 (05:00 UTC): not a flight of its own day, however early it landed,
+    nor one of Jan 2 still in the air at midnight; a share over few flights is shrunk toward
+    the share of all flights of those days."""
+    from mlops_platform.domains.flights.features import PRIOR_FLIGHTS, recent
+
+    def flight(day, number, delay, landed_utc, origin="EWR", status="landed"):
+        return {
+            "day": day,
+            "flight": number,
+            "origin": origin,
+            "arr_delay": delay,
+            "status": status,
+            "updated_at": pd.Timestamp(landed_utc),
+        }
+
+    flights = _flights(
+        [
+            flight(1, 1, 40.0, "2013-01-01 20:00"),  # late, landed on Jan 1: counts
+            flight(2, 2, 0.0, "2013-01-02 15:00"),  # on time, Jan 2: counts
+            flight(2, 3, 60.0, "2013-01-03 06:00"),  # late, landed after Jan 3's midnight
+            flight(2, 4, 90.0, "2013-01-03 03:00", origin="JFK"),  # late, JFK, before it
+            flight(2, 5, np.nan, "2013-01-02 10:00", status="cancelled"),  # no outcome
+            flight(3, 6, 99.0, "2013-01-03 07:00"),  # Jan 3's own: never its features
+            flight(3, 7, np.nan, "2013-01-03 00:00", status="scheduled"),
+        ]
+    )
+    features = recent(flights).set_index(flights["flight"])
+    # Jan 3's flights at EWR: over the 7 days before, EWR had 1 late of 2 known outcomes; all
+    # airports 2 late of 3.
+    overall = 2 / 3
+    expected = (1 + PRIOR_FLIGHTS * overall) / (2 + PRIOR_FLIGHTS)
+    assert features.loc[7, "origin_late_7d"] == pytest.approx(expected)
+    assert features.loc[6, "origin_late_7d"] == features.loc[7, "origin_late_7d"]
+    # The day before only: Jan 2 had EWR 0 late of 1 known, all airports 1 of 2.
+    assert features.loc[7, "origin_late_1d"] == pytest.approx(
+        (0 + PRIOR_FLIGHTS * 0.5) / (1 + PRIOR_FLIGHTS)
+    )
+    # Jan 1 has no earlier day: nothing is known.
+    assert np.isnan(features.loc[1, "origin_late_7d"])
+    # A flight's own outcome never reaches its features: changing it changes nothing of its day.
+    changed = flights.assign(arr_delay=flights["arr_delay"].where(flights["flight"] != 6, -5.0))
+    pd.testing.assert_frame_equal(recent(changed).iloc[5:], recent(flights).iloc[5:])
+
+
+def test_a_build_of_some_days_reads_the_inputs_they_reach():
+    """Flights feed the next 7 days' recent-state features, and a weather hour (UTC) the local
+    day before: a build of Feb 10-11 reads flights from Feb 3 and weather from Feb 9."""
+    from mlops_platform.domains import domain_for
+    from mlops_platform.features.build import input_where
+
+    domain = domain_for(SPEC)
+    since, until = dt.date(2013, 2, 10), dt.date(2013, 2, 12)
+    flights = input_where(domain, "flights", since, until)
+    assert "DATE '2013-02-03'" in flights and "DATE '2013-02-13'" in flights
+    weather = input_where(domain, "weather", since, until)
+    assert "DATE '2013-02-09'" in weather and "DATE '2013-02-14'" in weather
+    assert input_where(domain, "planes", since, until) == ""  # reference data: all of it
 
 
 def test_missing_raw_column_is_a_clear_error():

@@ -242,6 +242,10 @@ class Table(_Strict):
     #: and how many days before it; none: any change rebuilds every feature row
     feature_date: EventDate | None = None
     feature_days_before: int = Field(default=0, ge=0)
+    #: how many days after its own day a row still feeds feature rows (a feature computed over
+    #: earlier days' rows, e.g. a share over the previous week): a build of some days reads
+    #: this table from that many days before them; a change rebuilds from its own day on
+    feature_days_after: int = Field(default=0, ge=0)
 
     @property
     def columns(self) -> list[str]:

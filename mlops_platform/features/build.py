@@ -127,14 +127,16 @@ def input_where(
     """SQL selecting the rows of a raw input that the feature rows of event days in
     [`since`, `until`) read (either bound may be open; both open: every row). A row reaches
     `feature_days_before` days each way (a look-back, and a UTC hour that is the next local
-    day), plus a day of margin past `until`."""
+    day), and `feature_days_after` days later (a feature over earlier days' rows), plus a day
+    of margin past `until`."""
     declared = domain.tables[table]
     if declared.feature_date is None or (since is None and until is None):
         return ""
     day, reach = declared.feature_date.sql(), declared.feature_days_before
     bounds = []
     if since is not None:
-        bounds.append(f"{day} >= DATE '{since - dt.timedelta(days=reach)}'")
+        earliest = since - dt.timedelta(days=reach + declared.feature_days_after)
+        bounds.append(f"{day} >= DATE '{earliest}'")
     if until is not None:
         bounds.append(f"{day} < DATE '{until + dt.timedelta(days=reach + 1)}'")
     return " AND ".join(bounds)

@@ -1,7 +1,8 @@
 """Which part of a feature table a run has to rebuild (no Dagster).
 
 An entity's features depend on its own row and on rows of the other raw inputs near its event
-date (how near is declared per table: `feature_date` and `feature_days_before`). So when the
+date (how near is declared per table: `feature_date`, `feature_days_before` and, for rows that
+feed later days' features, `feature_days_after`, which needs no earlier rebuild). So when the
 latest build saw raw data up to some dlt load ids, only the entities on or after the earliest
 date touched by a newer load need rebuilding. An input with no `feature_date` (reference data),
 a change of the feature definition (the spec's features and label, or the domain's

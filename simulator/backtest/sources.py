@@ -50,6 +50,9 @@ def _flights() -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
 
     schedule = build_schedule(read_table("flights"))
     arrives = schedule["outcome_at"].where(schedule["outcome_status"] == "landed")
+    # The outcome as the source system shows it once known (`status`, `updated_at` the landing
+    # time): the recent-state features read earlier flights' outcomes known by each midnight.
+    schedule = schedule.assign(status=schedule["outcome_status"], updated_at=schedule["outcome_at"])
     tables = {
         "flights": schedule,
         "weather": read_table("weather"),
