@@ -212,11 +212,20 @@ class SqliteAnchors:
 
         run_id = make_new_run_id()
         held = [self._hold(path) for path in self._shared]
-        if self._events is not None:
-            held.append(self._hold(self._events.path_for_shard(run_id), create=True))
+        shard = self._events.path_for_shard(run_id) if self._events is not None else None
+        if shard is not None:
+            held.append(self._hold(shard, create=True))
         try:
             yield run_id
         finally:
+            unused = shard is not None and held[-1] is not None and not self._has_tables(held[-1])
             for conn in held:
                 if conn is not None:
                     conn.close()
+            if unused:  # the run was never created (a refused partition key): no empty shard
+                for suffix in ("", "-wal", "-shm"):
+                    Path(shard + suffix).unlink(missing_ok=True)
+
+    @staticmethod
+    def _has_tables(conn) -> bool:
+        return conn.execute("SELECT count(*) FROM sqlite_master").fetchall()[0][0] > 0
