@@ -124,3 +124,34 @@ def test_a_replay_run_is_listed_on_its_job_page_and_re_executes(source_url, data
             }
             # It ran the job again, in its own worker: the clock moved one more day.
             assert FLIGHTS.now(source_url).date().isoformat() == "2013-01-03"
+
+
+def test_held_sqlite_files_keep_every_event_and_leave_no_shard_for_a_refused_run(tmp_path):
+    from simulator.replay.runs import SqliteAnchors
+
+    @dg.op
+    def one() -> int:
+        return 1
+
+    @dg.job
+    def tiny():
+        one()
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        anchors = SqliteAnchors(instance)
+        shards = tmp_path / "history" / "runs"
+        try:
+            with anchors.run():
+                raise ValueError("the partition key was refused")
+        except ValueError:
+            pass
+        assert not [p for p in shards.glob("*") if p.name != "index.db"]
+
+        for _ in range(2):  # the second run finds runs.db and index.db there, and holds them too
+            with anchors.run() as run_id:
+                result = tiny.execute_in_process(instance=instance, run_id=run_id)
+            assert result.success and result.run_id == run_id
+            stored = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+            assert [e.step_key for e in stored] == ["one"]
+        # Let go after each run: the last close checkpointed the shards (no WAL left behind).
+        assert sorted(p.suffix for p in shards.glob("*")) == [".db", ".db", ".db"]

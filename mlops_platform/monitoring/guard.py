@@ -95,8 +95,8 @@ def guard_deploy(
     verdict = None
     if len(rows) >= spec.drift.min_labelled_rows:
         # Both versions batch-score the same rows (verified loads, as serving does).
-        new = predict(registry.load_verified(spec.name, champion), rows, spec)
-        old = predict(registry.load_verified(spec.name, previous), rows, spec)
+        new = predict(registry.verified_model(spec.name, champion), rows, spec)
+        old = predict(registry.verified_model(spec.name, previous), rows, spec)
         verdict = paired_verdict(
             spec.gate.primary_metric,
             rows[LABEL].to_numpy(),

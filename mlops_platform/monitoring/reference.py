@@ -66,7 +66,7 @@ def drift_reference(
     split = TimeSplit.from_tags(registry.version_tags(spec.name, version))
     start, end = reference_window(spec, split)
     features = warehouse.read_table("features", spec.name, where=days_between(start, end))
-    model = registry.load_verified(spec.name, version)
+    model = registry.verified_model(spec.name, version)
     reference = drift_reference_rows(spec, features, split, model)
     reference.to_parquet(cache)
     return reference
@@ -110,7 +110,7 @@ def performance_reference(
     features = warehouse.read_table(
         "features", spec.name, where=days_between(split.holdout_start, split.holdout_end)
     )
-    model = registry.load_verified(spec.name, version)
+    model = registry.verified_model(spec.name, version)
     holdout = performance_reference_rows(spec, features, split, model)
     holdout.to_parquet(cache)
     return holdout

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlops_platform.model.tags import ARTIFACT_SHA256
+from mlops_platform.model.tags import ARTIFACT_SHA256, SIGNATURE
 from mlops_platform.registry.artifact import (
     REVIEWED_TRUSTED_TYPES,
     UnsafeArtifactError,
@@ -28,6 +28,10 @@ from mlops_platform.registry.artifact import (
 from mlops_platform.registry.sbom import SBOM_ARTIFACT, SBOM_TAG, environment_sbom
 
 __all__ = ["REVIEWED_TRUSTED_TYPES", "UnsafeArtifactError", "UntrustedTypesError"]
+
+#: Verified models kept in this process (`ModelRegistry.verified_model`), oldest use first.
+_VERIFIED: dict[tuple, Any] = {}
+VERIFIED_MODELS = 3
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 MLFLOW_QUIET = {
@@ -258,3 +262,22 @@ class ModelRegistry:
         signed; serving and promotion always require the signature."""
         with self.verified_download(model_name, version, signed=signed) as (local, _):
             return load_skops_model(local)
+
+    def verified_model(self, model_name: str, version: str) -> Any:
+        """`load_verified`, once per process for a version: kept while the registry still
+        records the same artifact digest and signature for it (a version number re-used after a
+        registry reset, or re-signed, is verified and loaded again). The daily steps (scoring,
+        the deploy guard's two versions, the monitoring references) run in one process in the
+        replay and on a long-lived Celery worker; each verified and deserialised the same
+        versions every day. At most `VERIFIED_MODELS` versions are kept (champion, previous,
+        challenger), the least recently used dropped first."""
+        tags = self.version_tags(model_name, version)
+        identity = (tags.get(ARTIFACT_SHA256), tags.get(SIGNATURE))
+        key = (self.tracking_uri, model_name, version, identity)
+        model = _VERIFIED.pop(key, None)
+        if model is None:
+            model = self.load_verified(model_name, version)
+        _VERIFIED[key] = model  # (re)inserted last: the most recently used
+        while len(_VERIFIED) > VERIFIED_MODELS:
+            del _VERIFIED[next(iter(_VERIFIED))]
+        return model

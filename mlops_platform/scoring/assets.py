@@ -88,7 +88,9 @@ def _verified_model(registry, spec: ModelSpec, version: str):
     key = (registry.tracking_uri, spec.name, version, identity)
     if key not in _MODELS:
         _MODELS.clear()  # one version at a time: a promotion does not pile models up
-        _MODELS[key] = FastScorer(registry.load_verified(spec.name, version), spec)
+        # The verified pipeline itself is shared with the other steps of this process (the
+        # deploy guard, the monitoring references: `ModelRegistry.verified_model`).
+        _MODELS[key] = FastScorer(registry.verified_model(spec.name, version), spec)
     return _MODELS[key]
 
 

@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from simulator.domains import SimulatedDomain
-from simulator.replay.runs import CodeLocation, execute_with_origin, workspace_location
+from simulator.replay.runs import (
+    CodeLocation,
+    SqliteAnchors,
+    execute_with_origin,
+    workspace_location,
+)
 
 #: Console logs of the runs silenced: the driver prints a summary; the full event log of
 #: every run is in the Dagster UI.
@@ -96,6 +101,8 @@ class Driver:
         self.sim = sim
         self.cursors: dict[str, str | None] = {}
         self.resources = dict(defs.resources or {})
+        #: The local instance's SQLite files held open while runs write them (runs.py).
+        self.anchors = SqliteAnchors(instance)
 
     # -- the replay clock ----------------------------------------------------------------------
     def now(self) -> dt.datetime:
@@ -112,14 +119,16 @@ class Driver:
         self, job: str, partition: str | None = None, tags: dict[str, str] | None = None
     ) -> RunSummary:
         started = time.perf_counter()
-        result = execute_with_origin(
-            self.defs.resolve_job_def(job),
-            self.instance,
-            self.location,
-            partition_key=partition,
-            tags=tags or {},
-            run_config=QUIET,
-        )
+        with self.anchors.run() as run_id:
+            result = execute_with_origin(
+                self.defs.resolve_job_def(job),
+                self.instance,
+                self.location,
+                partition_key=partition,
+                tags=tags or {},
+                run_config=QUIET,
+                run_id=run_id,
+            )
         return summarise(result, job, time.perf_counter() - started, partition, tags or {})
 
     def _already_ran(self, run_key: str | None) -> bool:

@@ -27,8 +27,9 @@ place that imports them, and tests/test_replay_runs.py fails if one changes).
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,10 +116,11 @@ def execute_with_origin(
     partition_key: str | None = None,
     tags: Mapping[str, str] | None = None,
     run_config: Mapping | None = None,
+    run_id: str | None = None,
 ):
     """Create a run of `job` from `location` on `instance` (as the daemon would) and execute it
     here; returns the run's `JobExecutionResult`. A failed step fails the run, it does not
-    raise."""
+    raise. `run_id`: the new run's id (default: a fresh one)."""
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.execution.api import execute_run
     from dagster._core.execution.execute_in_process import merge_run_tags
@@ -139,9 +141,91 @@ def execute_with_origin(
     )
     run = instance.create_run_for_job(
         job_def=job,
+        run_id=run_id,
         run_config=config,
         tags=run_tags,
         remote_job_origin=location.job_origin(job.name),
         job_code_origin=location.python_origin(job.name),
     )
     return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
+
+
+class SqliteAnchors:
+    """One idle connection held open on each SQLite file of a local instance while the replay
+    writes to it: the run index (`runs.db`), the event index (`index.db`), and the shard of the
+    run being executed.
+
+    Dagster's SQLite storages open and close a connection for every event they store (about
+    150 a daily run). The files are in WAL mode, and closing the last connection to a WAL
+    database checkpoints it and deletes the WAL: two more fsyncs per event, a third of each
+    write's cost, plus the connection's setup (`make bench-runs`-style microbench: 21.7 ms vs
+    7.2 ms an event at load 10). With one more connection open, a close is never the last:
+    commits stay as durable as before (fsynced), and SQLite checkpoints every 1,000 pages
+    instead. Nothing is read through these connections; an instance on another storage
+    (PostgreSQL) has no files and nothing is held."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+            INDEX_SHARD_NAME,
+            SqliteEventLogStorage,
+        )
+        from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
+
+        self._events = instance.event_log_storage
+        if not isinstance(self._events, SqliteEventLogStorage):
+            self._events = None
+        self._shared: list[str] = []
+        if self._events is not None:
+            self._shared.append(self._events.path_for_shard(INDEX_SHARD_NAME))
+        runs = instance.run_storage
+        if isinstance(runs, SqliteRunStorage):
+            from urllib.parse import urlparse
+
+            self._shared.append(urlparse(runs._conn_string).path)  # noqa: SLF001
+
+    @staticmethod
+    def _hold(path: str, create: bool = False):
+        """An idle connection to the WAL database at `path`, or None (no such file, or not in
+        WAL mode)."""
+        import sqlite3
+
+        if not (create or Path(path).is_file()):
+            return None
+        conn = sqlite3.connect(path)
+        # Only a database in WAL mode (Dagster's own setting) is held; the read makes the
+        # connection a WAL reader, which is what keeps the others' closes from checkpointing.
+        # (fetchall: each statement runs to its end, so no read transaction stays open that
+        # would hold checkpoints back.)
+        mode = conn.execute("PRAGMA journal_mode=WAL" if create else "PRAGMA journal_mode")
+        if mode.fetchall()[0][0].lower() != "wal":
+            conn.close()
+            return None
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        return conn
+
+    @contextlib.contextmanager
+    def run(self) -> Iterator[str]:
+        """A new run's id; the instance's files and that run's shard (created in WAL mode,
+        empty: Dagster creates its tables on first use) are held while the block creates and
+        executes the run, and let go after it (the last close checkpoints each file)."""
+        from dagster._core.utils import make_new_run_id
+
+        run_id = make_new_run_id()
+        held = [self._hold(path) for path in self._shared]
+        shard = self._events.path_for_shard(run_id) if self._events is not None else None
+        if shard is not None:
+            held.append(self._hold(shard, create=True))
+        try:
+            yield run_id
+        finally:
+            unused = shard is not None and held[-1] is not None and not self._has_tables(held[-1])
+            for conn in held:
+                if conn is not None:
+                    conn.close()
+            if unused:  # the run was never created (a refused partition key): no empty shard
+                for suffix in ("", "-wal", "-shm"):
+                    Path(shard + suffix).unlink(missing_ok=True)
+
+    @staticmethod
+    def _has_tables(conn) -> bool:
+        return conn.execute("SELECT count(*) FROM sqlite_master").fetchall()[0][0] > 0
