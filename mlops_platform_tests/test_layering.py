@@ -243,18 +243,24 @@ def test_a_serving_process_runs_without_dagster_loaded():
     assert done.stdout.strip() == "[]", done.stdout
 
 
-def test_importing_the_platform_makes_openmp_threads_sleep_when_idle():
-    """Set before scikit-learn loads OpenMP (a fresh interpreter), and a value already set by
-    the user is kept."""
+def test_importing_the_platform_shortens_openmp_spinning():
+    """Set before scikit-learn loads OpenMP (a fresh interpreter); an operator's own
+    GOMP_SPINCOUNT or OMP_WAIT_POLICY is kept and then nothing is added."""
     import os
 
-    probe = "import os, mlops_platform; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    unset = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
-    chosen = subprocess.run(
-        [sys.executable, "-c", probe],
-        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-        capture_output=True,
-        text=True,
+    probe = (
+        "import os, mlops_platform; "
+        "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
     )
-    assert (unset.stdout.strip(), chosen.stdout.strip()) == ("PASSIVE", "ACTIVE"), (unset, chosen)
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+
+    def seen(**extra) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env={**env, **extra}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert seen() == "1000 None"
+    assert seen(GOMP_SPINCOUNT="50") == "50 None"
+    assert seen(OMP_WAIT_POLICY="ACTIVE") == "None ACTIVE"
