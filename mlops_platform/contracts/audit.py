@@ -224,10 +224,6 @@ def audit_landed(
     if cursor_column in landed and len(landed):
         moving = landed.loc[~landed[ROW_ID].isin(future), cursor_column]
         cursor = cursors.naive(utc_times(moving).max()) if len(moving) else None
-    rule_counts: dict[str, int] = {}
-    for row_reasons in reasons.values():
-        for rule in {r.split("(")[0].split(":")[0] for r in row_reasons}:
-            rule_counts[rule] = rule_counts.get(rule, 0) + 1
     return Audit(
         table=table,
         load_ids=sorted(landed[LOAD_ID].astype(str).unique()),
@@ -237,7 +233,7 @@ def audit_landed(
         bad=bad,
         report=report,
         cursor=cursor,
-        rule_counts=rule_counts,
+        rule_counts=count_rules(reasons),
     )
 
 
@@ -280,3 +276,12 @@ def find_deleted(
     if rows.empty:
         return pd.DataFrame()
     return rows.assign(**{REASON_COLUMN: f"{DELETED_RULE}: deleted at the source"})
+
+
+def count_rules(reasons: dict) -> dict[str, int]:
+    """How many rows each rule refused (a row counts once per rule, whatever its columns)."""
+    counts: dict[str, int] = {}
+    for row_reasons in reasons.values():
+        for rule in {r.split("(")[0].split(":")[0] for r in row_reasons}:
+            counts[rule] = counts.get(rule, 0) + 1
+    return counts

@@ -30,6 +30,7 @@ from mlops_platform.contracts.audit import (
     Audit,
     _limit,
     _reasons,
+    count_rules,
 )
 from mlops_platform.contracts.rules import TableContract
 from mlops_platform.contracts.sql_rules import PER_KEY, SqlRule, compile_batch_rules, value_kind
@@ -171,10 +172,6 @@ def audit_in_warehouse(
             f"SELECT max({quote(contract.cursor)}) AS m FROM {VERDICTS} WHERE NOT {FUTURE}"
         )["m"]
         cursor = cursors.naive(newest.iloc[0]) if len(newest) else None
-    rule_counts: dict[str, int] = {}
-    for row_reasons in reasons.values():
-        for rule in {r.split("(")[0].split(":")[0] for r in row_reasons}:
-            rule_counts[rule] = rule_counts.get(rule, 0) + 1
     return Audit(
         table=table,
         load_ids=load_ids,
@@ -184,7 +181,7 @@ def audit_in_warehouse(
         bad=bad,
         report=report,
         cursor=cursor,
-        rule_counts=rule_counts,
+        rule_counts=count_rules(reasons),
         verdicts=VERDICTS,
         fates=counts,
     )
