@@ -109,6 +109,10 @@ def _write_flights(tmp_path, change) -> object:
             "tables.weather.contract.on_source_delete: only a sql source can list its keys",
         ),
         (lambda raw: raw.update(name="planes"), "name 'planes' differs from its folder"),
+        (
+            lambda raw: raw["tables"]["flights"].update(feature_days_after=10**12),
+            "tables.flights.feature_days_after: Input should be less than or equal to 3660",
+        ),
     ],
 )
 def test_an_invalid_declaration_names_the_file_and_the_field(tmp_path, change, message):

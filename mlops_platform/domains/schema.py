@@ -29,6 +29,9 @@ from mlops_platform.domains.periods import Cadence
 NAME = r"^[a-z][a-z0-9_]*$"
 #: a Dagster asset owner: `team:<name>` or an email address
 OWNER = r"^(team:[A-Za-z0-9_-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$"
+#: the most days a table's rows may reach across in the feature table, each way (ten years):
+#: a build's date arithmetic stays within the calendar, and a typo fails at load
+MAX_REACH_DAYS = 3660
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -241,11 +244,11 @@ class Table(_Strict):
     #: how far back a change to this table reaches in the feature table: the SQL day of a row
     #: and how many days before it; none: any change rebuilds every feature row
     feature_date: EventDate | None = None
-    feature_days_before: int = Field(default=0, ge=0)
+    feature_days_before: int = Field(default=0, ge=0, le=MAX_REACH_DAYS)
     #: how many days after its own day a row still feeds feature rows (a feature computed over
     #: earlier days' rows, e.g. a share over the previous week): a build of some days reads
     #: this table from that many days before them; a change rebuilds from its own day on
-    feature_days_after: int = Field(default=0, ge=0)
+    feature_days_after: int = Field(default=0, ge=0, le=MAX_REACH_DAYS)
 
     @property
     def columns(self) -> list[str]:
