@@ -307,30 +307,6 @@ def _mark_missing(required: list[str]):
     return mark
 
 
-def source_shape(domain: Domain, name: str) -> Any:
-    """A dlt source with the same name, tables and keys as a real one, and no data.
-
-    `@dlt_assets` needs a source when the code location loads, only to name the assets; this
-    one avoids importing `sql_database`/`rest_api` (and reflecting anything) at load time.
-    Runs always build the real source.
-    """
-    import dlt
-
-    @dlt.source(name=name)
-    def shape():
-        return [
-            dlt.resource(
-                [],
-                name=table,
-                primary_key=domain.tables[table].primary_key,
-                write_disposition="append",
-            )
-            for table in domain.tables_of(name)
-        ]
-
-    return shape()
-
-
 def _permissive_landing(table: Any) -> Any:
     """Every column nullable and no primary key: landing takes what the source sends and the
     contract judges it (a key or a required column renamed at the source must reach the audit
