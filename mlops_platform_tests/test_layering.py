@@ -5,6 +5,7 @@ import downward only. Imports under `if TYPE_CHECKING:` never run and are left o
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from functools import cache
@@ -260,11 +261,43 @@ def test_loading_the_code_location_leaves_dlt_to_the_runs_that_load():
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-2000:]
 
 
+def test_importing_the_platform_batches_a_ranged_steps_materializations(tmp_path):
+    """`DAGSTER_EVENT_BATCH_SIZE` defaults to 1000 (an operator's own value is kept), and a
+    ranged run under it still records every partition it materialized (a real instance)."""
+    probe = (
+        "import os, mlops_platform\n"
+        "import dagster as dg\n"
+        "days = dg.DailyPartitionsDefinition(start_date='2013-01-01', end_date='2013-02-01')\n"
+        "@dg.asset(partitions_def=days, backfill_policy=dg.BackfillPolicy.single_run())\n"
+        "def ranged() -> None: pass\n"
+        "job = dg.Definitions(assets=[ranged]).get_implicit_global_asset_job_def()\n"
+        "with dg.DagsterInstance.ephemeral() as instance:\n"
+        "    result = job.execute_in_process(instance=instance, tags={\n"
+        "        'dagster/asset_partition_range_start': '2013-01-02',\n"
+        "        'dagster/asset_partition_range_end': '2013-01-29'})\n"
+        "    done = instance.get_materialized_partitions(dg.AssetKey('ranged'))\n"
+        "print(os.environ['DAGSTER_EVENT_BATCH_SIZE'], result.success, len(done))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_EVENT_BATCH_SIZE"}
+
+    def seen(**extra) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    assert seen() == "1000 True 28"
+    assert seen(DAGSTER_EVENT_BATCH_SIZE="0") == "0 True 28"
+
+
 def test_importing_the_platform_shortens_openmp_spinning():
     """Set before scikit-learn loads OpenMP (a fresh interpreter); an operator's own
     GOMP_SPINCOUNT or OMP_WAIT_POLICY is kept and then nothing is added."""
-    import os
-
     probe = (
         "import os, mlops_platform; "
         "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
