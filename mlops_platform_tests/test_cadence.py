@@ -492,3 +492,22 @@ def test_a_range_is_cut_into_consecutive_chunks_of_at_most_a_week(count, sizes):
     assert [k for c in cut for k in c] == keys  # in order, each key once
     assert all(chunk_range(chunk_label(c)) == (c[0], c[-1]) for c in cut)
     assert chunks([]) == []
+
+
+def test_the_summary_counts_from_its_chunks_only_when_they_cover_the_range():
+    """Every chunk of the range reported: rows by version from the reports (a chunk with no
+    rows adds no version). A chunk missing (a re-execution ran only the failed ones): None,
+    and the summary counts the table instead."""
+    from mlops_platform.scoring.assets import _stored_by_chunks, chunk_label, chunks
+
+    keys = [str(dt.date(2013, 1, 2) + dt.timedelta(days=i)) for i in range(28)]
+    labels = [chunk_label(c) for c in chunks(keys)]
+    reports = {
+        labels[0]: {"rows": 700, "model_version": "3"},
+        labels[1]: {"rows": 650, "model_version": "3"},
+        labels[2]: {"rows": 0, "model_version": "2"},
+        labels[3]: {"rows": 640, "model_version": "4"},  # promoted while the run ran
+    }
+    assert _stored_by_chunks(reports, keys) == {"3": 1350, "4": 640}
+    assert _stored_by_chunks({k: reports[k] for k in labels[1:]}, keys) is None
+    assert _stored_by_chunks(reports, keys[:21]) is None  # not this run's chunks

@@ -161,8 +161,9 @@ def build_scores_asset(
         ins={"scored": dg.In(dg.Nothing)},
         out=dg.Out(dg.Nothing),
         pool=WAREHOUSE_POOL,
-        description="The materialization: the range's rows and model versions as stored, and "
-        "what this run's chunks replaced.",
+        description="The materialization: the range's rows and model versions as its chunks "
+        "wrote them (counted in the table when a re-execution ran only some), and what they "
+        "replaced.",
     )
     def summary(context: dg.OpExecutionContext, warehouse: Warehouse):
         from mlops_platform.model.columns import MODEL_VERSION
@@ -170,16 +171,19 @@ def build_scores_asset(
         keys = _run_partition_keys(context, partitions)
         first = partitions.time_window_for_partition_key(keys[0]).start.date()
         end = partitions.time_window_for_partition_key(keys[-1]).end.date()
-        day = EVENT_DATE  # midnights: compared as stored, so its index serves the range
-        # From the table, not from the chunks' reports: a run re-executed from a failure
-        # runs only the failed chunks, and the range's rows are all of them.
-        stored = warehouse.query(
-            f"SELECT {MODEL_VERSION} AS version, count(*) AS n FROM scores.{spec.name} "
-            f"WHERE {day} >= DATE '{first}' AND {day} < DATE '{end}' GROUP BY 1"
-        )
-        versions = sorted((str(v) for v in stored["version"]), key=_version_order)
-        rows = int(stored["n"].sum())
         reports = _chunk_reports(context, f"{prefix}_score")
+        stored = _stored_by_chunks(reports, keys)
+        if stored is None:
+            # A run re-executed from a failure runs only the failed chunks: the range's rows
+            # are all of them, so they are counted in the table.
+            day = EVENT_DATE  # midnights: compared as stored, so its index serves the range
+            found = warehouse.query(
+                f"SELECT {MODEL_VERSION} AS version, count(*) AS n FROM scores.{spec.name} "
+                f"WHERE {day} >= DATE '{first}' AND {day} < DATE '{end}' GROUP BY 1"
+            )
+            stored = {str(v): int(n) for v, n in zip(found["version"], found["n"], strict=True)}
+        versions = sorted(stored, key=_version_order)
+        rows = sum(stored.values())
         context.log.info(
             f"{first}..{end}: {rows} rows scored by "
             + (", ".join(f"v{v}" for v in versions) or "no model")
@@ -188,7 +192,7 @@ def build_scores_asset(
         context.add_output_metadata(
             {
                 "rows": rows,
-                "replaced_rows": sum(int(r["replaced_rows"]) for r in reports),
+                "replaced_rows": sum(int(r["replaced_rows"]) for r in reports.values()),
                 "days": (end - first).days,
                 "first_day": str(first),
                 "last_day": str(end - dt.timedelta(days=1)),
@@ -220,7 +224,7 @@ def _run_partition_keys(context: dg.OpExecutionContext, partitions) -> list[str]
     return list(partitions.get_partition_keys_in_time_window(window))
 
 
-def _chunk_reports(context: dg.OpExecutionContext, op_name: str) -> list[dict]:
+def _chunk_reports(context: dg.OpExecutionContext, op_name: str) -> dict[str, dict]:
     """What each `score` step of this run reported (its output's metadata), latest attempt per
     step: a chunk retried on another worker counts once."""
     reports: dict[str, dict] = {}
@@ -233,8 +237,22 @@ def _chunk_reports(context: dg.OpExecutionContext, op_name: str) -> list[dict]:
         if f".{op_name}[" not in step:
             continue
         metadata = event.step_output_data.metadata
-        reports[step] = {k: v.value for k, v in metadata.items()}
-    return list(reports.values())
+        reports[step.split("[", 1)[1].rstrip("]")] = {k: v.value for k, v in metadata.items()}
+    return reports
+
+
+def _stored_by_chunks(reports: dict[str, dict], keys: Sequence[str]) -> dict[str, int] | None:
+    """The run's range, rows by model version, as its chunks reported them (each replaced its
+    days whole, all scored by one version), when this run scored every chunk of the range;
+    None when it did not."""
+    if set(reports) != {chunk_label(c) for c in chunks(keys)}:
+        return None
+    stored: dict[str, int] = {}
+    for report in reports.values():
+        if int(report["rows"]):
+            version = str(report["model_version"])
+            stored[version] = stored.get(version, 0) + int(report["rows"])
+    return stored
 
 
 def _version_order(version: str) -> tuple:
