@@ -427,7 +427,7 @@ def backfill_comparison(days_count: int = 28, scale: int = 16) -> None:
     print(
         f"\nbackfill of {days_count} scoring partitions at {scale}x "
         f"(from the request; from the daemon's first run):\n"
-        f"  1 worker {one[0]:.0f} s; {one[1]:.0f} s\n  2 workers {two[0]:.0f} s; {two[1]:.0f} s"
+        f"  1 worker {one[0]:.1f} s; {one[1]:.1f} s\n  2 workers {two[0]:.1f} s; {two[1]:.1f} s"
     )
     print(
         f"speed-up: {one[0] / two[0]:.2f}x from the request, {one[1] / two[1]:.2f}x from the "
