@@ -360,6 +360,7 @@ def backfill_seconds(stack, days: list[str], workers: int) -> tuple[float, float
     import dagster as dg
 
     cpu_before = cpu_by_process(stack)
+    vacuums_before = _vacuums(stack)
     load_before = os.getloadavg()[0]
     started = time.time()
     backfill_id = stack.backfill([SPEC, "scores"], days)
@@ -391,7 +392,32 @@ def backfill_seconds(stack, days: list[str], workers: int) -> tuple[float, float
         "  CPU s by process: " + ", ".join(f"{n} {v:.0f}" for n, v in used.items() if v >= 1),
         flush=True,
     )
+    vacuums = {t: n - vacuums_before.get(t, 0) for t, n in _vacuums(stack).items()}
+    print(
+        "  PostgreSQL's autovacuum/autoanalyze passes during it: "
+        + (", ".join(f"{t} {n}" for t, n in vacuums.items() if n) or "none"),
+        flush=True,
+    )
     return seconds, max(r.end_time for r in records) - first_created
+
+
+def _vacuums(stack) -> dict[str, int]:
+    """Autovacuum and autoanalyze passes so far on the warehouse's features and scores tables
+    (a chunk's replace leaves its old rows dead, and the server cleans them on its own time)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(stack.config.mlops_warehouse_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT schemaname || '.' || relname, autovacuum_count + autoanalyze_count "
+                    "FROM pg_stat_user_tables WHERE schemaname IN ('features', 'scores')"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return {name: int(count) for name, count in rows}
 
 
 def _warehouse_consumer(stack, prefix: str):
