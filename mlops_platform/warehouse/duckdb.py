@@ -223,6 +223,15 @@ class _DuckDBTransaction(Transaction):
         sql, params = _to_duckdb_params(sql, params)
         return self.conn.execute(sql, params).df()
 
+    def columns(self, schema: str, table: str) -> list[str]:
+        # duckdb_columns(), not information_schema (see DuckDBStore.column_types).
+        found = self.conn.execute(
+            "SELECT column_name FROM duckdb_columns() "
+            "WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+            [schema, table],
+        ).fetchall()
+        return [name for (name,) in found]
+
     def put_frame(self, name: str, frame: pd.DataFrame) -> None:
         self.conn.register(name, frame)
 
