@@ -63,6 +63,8 @@ class Audit:
     #: many rows have each fate (`landed` and the id lists are then left empty).
     verdicts: str | None = None
     fates: dict[str, int] = field(default_factory=dict)
+    #: The same per landed batch: {load id: {fate: rows}} (warehouse audit only).
+    load_fates: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -75,12 +75,16 @@ def audit_and_publish(
     deleted = None
     if source_keys is not None and contract.on_source_delete != "ignore":
         deleted = find_deleted(warehouse, contract, source_keys)
-    if warehouse.sql_audit and warehouse.table_exists(LANDING_DATASET, contract.table):
+    # (a table's column types are none when it does not exist: one query answers both)
+    landed_types = (
+        warehouse.column_types(LANDING_DATASET, contract.table) if warehouse.sql_audit else {}
+    )
+    if landed_types:
         from mlops_platform.contracts.warehouse_audit import AuditMismatch
 
         try:
             done = _audit_and_publish_in_warehouse(
-                warehouse, contract, references, now, run_id, deleted
+                warehouse, contract, landed_types, references, now, run_id, deleted
             )
         except AuditMismatch as exc:  # rolled back: nothing of it was kept
             logger.warning("%s; auditing with Great Expectations alone", exc)
@@ -94,21 +98,17 @@ def audit_and_publish(
 def _audit_and_publish_in_warehouse(
     warehouse: WarehouseStore,
     contract: TableContract,
+    types: dict[str, str],
     references: dict[str, list],
     now: dt.datetime | None,
     run_id: str,
     deleted: pd.DataFrame | None,
 ) -> tuple[Audit, Published] | None:
     """The audit in the warehouse and the publish, in one transaction; None when the contract
-    or the landed columns have no exact SQL form (GE alone audits them)."""
+    or the landed columns (`types`) have no exact SQL form (GE alone audits them)."""
     from mlops_platform.contracts.warehouse_audit import audit_in_warehouse, plan_rules
 
-    types = warehouse.column_types(LANDING_DATASET, contract.table)
-    raw_types = (
-        warehouse.column_types("raw", contract.table)
-        if warehouse.table_exists("raw", contract.table)
-        else None
-    )
+    raw_types = warehouse.column_types("raw", contract.table) or None  # None: not published
     rules = plan_rules(contract, types, raw_types, references)
     if rules is None:
         return None
@@ -187,13 +187,7 @@ def publish(
             tx.execute(
                 f"CREATE TABLE IF NOT EXISTS {target} AS SELECT {names} FROM {landing} WHERE 1 = 0"
             )
-            stored = set(
-                tx.query(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = 'raw' AND table_name = :t",
-                    {"t": table},
-                )["column_name"]
-            )
+            stored = set(tx.columns("raw", table))
             for column in columns:
                 if column not in stored:  # a column added at the source
                     tx.execute(f"ALTER TABLE {target} ADD COLUMN {quote(column)} {types[column]}")
@@ -244,18 +238,22 @@ def publish(
 
 def _batch_counts(tx: Transaction, audit: Audit) -> list[tuple[str, int, int, int, int]]:
     """(load id, landed, published, unchanged, quarantined) for each audited batch."""
-    if audit.verdicts:
-        from mlops_platform.contracts.warehouse_audit import BAD, FATE, PUBLISH, UNCHANGED
+    if audit.verdicts:  # counted by the audit, from its verdicts
+        from mlops_platform.contracts.warehouse_audit import BAD, PUBLISH, UNCHANGED
 
-        found = tx.query(
-            f"SELECT {LOAD_ID} AS l, count(*) AS n, "
-            f"count(*) FILTER (WHERE {FATE} = '{PUBLISH}') AS p, "
-            f"count(*) FILTER (WHERE {FATE} = '{UNCHANGED}') AS u, "
-            f"count(*) FILTER (WHERE {FATE} = '{BAD}') AS q "
-            f"FROM {audit.verdicts} GROUP BY {LOAD_ID}"
-        )
-        counts = {str(r.l): (int(r.n), int(r.p), int(r.u), int(r.q)) for r in found.itertuples()}
-        return [(load_id, *counts.get(load_id, (0, 0, 0, 0))) for load_id in audit.load_ids]
+        found = []
+        for load_id in audit.load_ids:
+            fates = audit.load_fates.get(load_id, {})
+            found.append(
+                (
+                    load_id,
+                    sum(fates.values()),
+                    fates.get(PUBLISH, 0),
+                    fates.get(UNCHANGED, 0),
+                    fates.get(BAD, 0),
+                )
+            )
+        return found
     load_of = audit.landed[LOAD_ID].astype(str)
     is_published = audit.landed[ROW_ID].isin(set(audit.publish_ids))
     is_unchanged = audit.landed[ROW_ID].isin(set(audit.unchanged_ids))

@@ -122,23 +122,23 @@ def audit_in_warehouse(
     tx.execute(_verdicts_sql(contract, types, raw, rules), _limit_params(contract, types, limit))
 
     flags = [f"{FLAG}r{i}" for i in range(len(rules))]
-    counted = tx.query(
-        f"SELECT {FATE} AS fate, {LOAD_ID} AS load_id, count(*) AS n, "
-        f"count(*) FILTER (WHERE {CANDIDATE}) AS candidates"
-        + "".join(f", count(*) FILTER (WHERE {f}) AS {f}" for f in flags)
-        + f" FROM {VERDICTS} GROUP BY ALL"
-    )
+    counted = _count_verdicts(tx, contract, types, flags)
     counts = {str(f): int(n) for f, n in counted.groupby("fate")["n"].sum().items()}
     counts["landed"] = sum(counts.values())
     candidates = int(counted["candidates"].sum())
     load_ids = sorted({str(v) for v in counted["load_id"]})
+    by_load = {
+        str(load): {str(fate): int(n) for fate, n in zip(rows["fate"], rows["n"], strict=True)}
+        for load, rows in counted.groupby("load_id")
+    }
 
     landed = [c for c in types]
     bad = tx.query(
         f"SELECT {', '.join(quote(c) for c in [*landed, CANDIDATE, *flags])} FROM {VERDICTS} "
         f"WHERE {FATE} = '{BAD}' ORDER BY {ORDER}"
     )
-    raw_versions = _raw_versions_of(tx, contract, raw)
+    # The stored versions only name what a bad row is stale against: none bad, none needed.
+    raw_versions = _raw_versions_of(tx, contract, raw if len(bad) else None)
     reasons = _reasons(bad, contract, raw_versions, now, limit)
     by_ge = _confirm_with_ge(tx, contract, rules, bad, flags, references, types, candidates)
     # The row rules' reasons are GE's own (it judged every row SQL flagged), as in the pandas
@@ -152,7 +152,7 @@ def audit_in_warehouse(
             f"(e.g. {unexplained[:3]})"
         )
     batch = _batch_outcomes(rules, flags, counted, by_ge, bad)
-    table_rules, table_rows = _table_rules(tx, contract, raw, now)
+    table_rules, table_rows = _table_rules(tx, contract, raw, now, counted)
     outcomes = _required_columns(contract, types, raw_types) + table_rules + batch
     outcomes += _missing_outcomes(bad)
 
@@ -167,11 +167,8 @@ def audit_in_warehouse(
         bad_rows=bad[by_rules],
     )
     cursor = None
-    if contract.cursor and contract.cursor in types:
-        newest = tx.query(
-            f"SELECT max({quote(contract.cursor)}) AS m FROM {VERDICTS} WHERE NOT {FUTURE}"
-        )["m"]
-        cursor = cursors.naive(newest.iloc[0]) if len(newest) else None
+    if contract.cursor in types and len(counted):
+        cursor = cursors.naive(counted["newest_cursor"].max())
     return Audit(
         table=table,
         load_ids=load_ids,
@@ -184,6 +181,29 @@ def audit_in_warehouse(
         rule_counts=count_rules(reasons),
         verdicts=VERDICTS,
         fates=counts,
+        load_fates=by_load,
+    )
+
+
+def _count_verdicts(
+    tx: Transaction, contract: TableContract, types: dict[str, str], flags: list[str]
+) -> pd.DataFrame:
+    """One pass over the verdicts for every count the audit, the table rules and the publish
+    need, per fate and batch: rows, candidates, rows each rule flagged, the newest cursor
+    value of the rows that are not from the future and the newest freshness value of the
+    candidates (one query instead of four: each costs a few milliseconds however few rows)."""
+    cursor = contract.cursor if contract.cursor in types else None
+    fresh = contract.freshness[0] if contract.freshness else None
+    newest_cursor = f"max({quote(cursor)}) FILTER (WHERE NOT {FUTURE})" if cursor else "max(NULL)"
+    newest_fresh = (
+        f"max({quote(fresh)}) FILTER (WHERE {CANDIDATE})" if fresh in types else "max(NULL)"
+    )
+    return tx.query(
+        f"SELECT {FATE} AS fate, {LOAD_ID} AS load_id, count(*) AS n, "
+        f"count(*) FILTER (WHERE {CANDIDATE}) AS candidates, "
+        f"{newest_cursor} AS newest_cursor, {newest_fresh} AS newest_fresh"
+        + "".join(f", count(*) FILTER (WHERE {f}) AS {f}" for f in flags)
+        + f" FROM {VERDICTS} GROUP BY ALL"
     )
 
 
@@ -239,14 +259,17 @@ def _verdicts_sql(
     window = f"PARTITION BY {plain} ORDER BY {order}{LOAD_ID} DESC, {ROW_ID} DESC"
     # Most keys land once: their row is its key's newest and no duplicate. Versions are ranked
     # (and duplicates within a batch counted) only for keys landed more than once: a window
-    # over every row costs 3x a grouped count (py-spy and DuckDB timings on the year).
-    # The landing order (rowid) is kept so bad rows come back as the pandas path lists them.
+    # over every row costs 3x a grouped count (py-spy and DuckDB timings on the year). Only
+    # the keys landed more than once are joined back (usually none): joining every key's count
+    # built a hash table of every key (a fifth of this statement's CPU on the year, half its
+    # wall time). The landing order (rowid) is kept so bad rows come back as the pandas path
+    # lists them.
     return f"""
     CREATE TEMP TABLE {VERDICTS} AS
     WITH keyed AS (
-        SELECT {landed}, t.rowid AS {ORDER}, g.{FLAG}n
-        FROM {landing} t JOIN (
-            SELECT {plain}, count(*) AS {FLAG}n FROM {landing} GROUP BY ALL
+        SELECT {landed}, t.rowid AS {ORDER}, coalesce(g.{FLAG}n, 1) AS {FLAG}n
+        FROM {landing} t LEFT JOIN (
+            SELECT {plain}, count(*) AS {FLAG}n FROM {landing} GROUP BY ALL HAVING count(*) > 1
         ) g ON {grouped}
     ), ranked AS (
         SELECT *, 1 AS {FLAG}rank, FALSE AS {du} FROM keyed WHERE {FLAG}n = 1
@@ -380,10 +403,12 @@ def _table_rules(
     contract: TableContract,
     raw: str | None,
     now: dt.datetime | None,
+    counted: pd.DataFrame,
 ) -> tuple[list[ExpectationOutcome], int]:
     """Row count, whole-table key uniqueness and freshness of the table as the publish would
-    leave it (raw's rows whose key no candidate replaces, and the candidates), as exact SQL
-    aggregates with the outcomes Great Expectations gives (`validate.table_expectations`).
+    leave it (raw's rows whose key no candidate replaces, and the candidates, counted in
+    `counted`), as exact SQL aggregates with the outcomes Great Expectations gives
+    (`validate.table_expectations`).
 
     Candidates are one row per key and replace every stored row of their key, so the keys
     that can repeat are those of the stored rows kept: only they are grouped."""
@@ -391,9 +416,9 @@ def _table_rules(
     fresh = contract.freshness[0] if contract.freshness and now is not None else None
     columns = list(dict.fromkeys([*key, *([fresh] if fresh else [])]))
     newest = f"max({quote(fresh)})" if fresh else "max(NULL)"
-    found = tx.query(f"SELECT count(*) AS n, {newest} AS newest FROM {VERDICTS} WHERE {CANDIDATE}")
-    rows, duplicated = int(found["n"].iloc[0]), 0
-    latest = [found["newest"].iloc[0]]
+    # The candidates' count and newest freshness value, from the verdicts' counts.
+    rows, duplicated = int(counted["candidates"].sum()), 0
+    latest = [counted["newest_fresh"].max() if fresh and len(counted) else None]
     if raw:
         all_missing = " AND ".join(f"{quote(c)} IS NULL" for c in key)
         kept = (

@@ -199,6 +199,15 @@ class Transaction:
     def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
         raise NotImplementedError
 
+    def columns(self, schema: str, table: str) -> list[str]:
+        """A table's column names as this transaction sees them."""
+        found = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position",
+            {"schema": schema, "table": table},
+        )
+        return list(found["column_name"])
+
     def put_frame(self, name: str, frame: pd.DataFrame) -> None:
         """Make `frame` readable as the temporary table `name` for this transaction."""
         raise NotImplementedError

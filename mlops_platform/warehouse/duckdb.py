@@ -108,6 +108,20 @@ class DuckDBStore(WarehouseStore):
                 ).fetchone()[0]
         return int(found) > 0
 
+    def column_types(self, schema: str, table: str) -> dict[str, str]:
+        # As `table_exists`: information_schema.columns builds the whole catalog (~4 ms a call,
+        # several per publish); duckdb_columns() gives the same names and types in ~1 ms.
+        with self._connect() as conn:
+            found = conn.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() "
+                "WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+                [schema, table],
+            ).fetchall()
+        return dict(found)
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        return list(self.column_types(schema, table))
+
     def append(self, schema: str, table: str, frame: pd.DataFrame) -> int:
         target = f"{quote(schema)}.{quote(table)}"
         with self._connect() as conn:
@@ -208,6 +222,15 @@ class _DuckDBTransaction(Transaction):
     def query(self, sql: str, params: dict | None = None) -> pd.DataFrame:
         sql, params = _to_duckdb_params(sql, params)
         return self.conn.execute(sql, params).df()
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        # duckdb_columns(), not information_schema (see DuckDBStore.column_types).
+        found = self.conn.execute(
+            "SELECT column_name FROM duckdb_columns() "
+            "WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+            [schema, table],
+        ).fetchall()
+        return [name for (name,) in found]
 
     def put_frame(self, name: str, frame: pd.DataFrame) -> None:
         self.conn.register(name, frame)
