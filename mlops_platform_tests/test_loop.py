@@ -8,6 +8,7 @@ kept, the audit log says so, the cooldown holds, and the report is written.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 
 import dagster as dg
@@ -173,6 +174,25 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
     else:
         assert champion == "1"
         assert not ((log["alias"] == "champion") & (log["to_version"] == "2")).any()
+
+    # The champion's pace (for an adaptive age limit) read back from the registry: v2's gate
+    # gain over v1 and the days between their training data; v1 was compared with nothing.
+    from mlops_platform.model.split import TimeSplit
+    from mlops_platform.monitoring.run import champion_pace
+
+    adaptive = SPEC.model_copy(
+        update={"drift": SPEC.drift.model_copy(update={"age_loss_budget": 0.01})}
+    )
+    pace = champion_pace(adaptive, registry, champion)
+    assert champion_pace(SPEC, registry, champion) is None  # a fixed limit reads nothing
+    if champion == "1":
+        assert pace is None
+    else:
+        ends = [TimeSplit.from_tags(registry.version_tags(SPEC.name, v)).train_end for v in "12"]
+        summary = json.loads(registry.version_tags(SPEC.name, "2")["gate_summary"])
+        metric = SPEC.gate.primary_metric
+        gain = summary["metrics"][metric] - summary["champion_metrics"][metric]
+        assert pace.days == (ends[1] - ends[0]).days and pace.gain == pytest.approx(gain)
 
     # The report: live vs static (v1) month by month, the retrain, and the plot.
     report = (data_dir / "reports" / SPEC.name / "test.md").read_text()

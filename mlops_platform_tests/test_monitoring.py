@@ -7,7 +7,7 @@ import pytest
 
 from mlops_platform.monitoring.drift import compute_drift
 from mlops_platform.monitoring.sensors import build_retrain_sensor
-from mlops_platform.monitoring.triggers import decide_retrain
+from mlops_platform.monitoring.triggers import Pace, age_limit, decide_retrain, pace_of
 from mlops_platform.specs import ModelSpec, load_spec
 
 SPEC = load_spec("flight_delay")
@@ -198,6 +198,101 @@ def test_an_old_champion_is_retrained_for_its_age_and_a_detector_reason_comes_fi
     loud = {**quiet, "significant_drop": True, "verdict": "roc_auc dropped, significant"}
     both = decide_retrain(AGED, "2013-04-30", None, loud, None, "2013-04-02")
     assert both.tags["mlops/trigger"] == "performance" and "model age 28" in both.reason
+
+
+#: An age limit that adapts: a new flights model is 8 days old; due when it is expected to have
+#: lost 0.01 of ROC AUC at its promotion's pace, between 20 and 35 days.
+ADAPTIVE = SPEC.model_copy(
+    update={
+        "drift": SPEC.drift.model_copy(
+            update={
+                "max_model_age_days": 35,
+                "min_model_age_days": 20,
+                "age_loss_budget": 0.01,
+            }
+        )
+    }
+)
+
+
+def test_a_pace_is_the_gain_per_day_of_staleness_and_never_negative():
+    assert Pace(0.02, 20).per_day == pytest.approx(0.001)
+    # A challenger that was no better, or no days apart, shows no pace (not a negative one).
+    assert Pace(-0.01, 20).per_day == 0 and Pace(0.02, 0).per_day == 0
+    assert Pace(float("nan"), 20).per_day == 0
+    # The gate's figures: the gain is oriented so that positive is better.
+    assert pace_of({"roc_auc": 0.74}, {"roc_auc": 0.71}, "roc_auc", True, 24) == Pace(
+        pytest.approx(0.03), 24
+    )
+    assert pace_of({"rmse": 9.0}, {"rmse": 10.0}, "rmse", False, 14).gain == pytest.approx(1.0)
+    # A first model had no champion to beat: no evidence of the pace.
+    assert pace_of({"roc_auc": 0.74}, None, "roc_auc", True, 24) is None
+    assert pace_of({"roc_auc": 0.74}, {"brier": 0.2}, "roc_auc", True, 24) is None
+    # What a monitoring result carries to the sensor reads back the same.
+    assert Pace.from_metadata(Pace.metadata_of(Pace(0.012, 21))) == Pace(0.012, 21)
+    assert Pace.metadata_of(None) == {} and Pace.from_metadata({"x": 1}) is None
+
+
+@pytest.mark.parametrize(
+    ("pace", "limit"),
+    [
+        (None, 35),  # a first model: no evidence, the longest limit
+        (Pace(-0.004, 24), 35),  # its challenger was no better: the world did not move
+        (Pace(0.001, 24), 35),  # 8 + 0.01 / (0.001 / 24) = 248 days: the longest
+        (Pace(0.01, 25), 33),  # 0.0004 a day: 8 + 25
+        (Pace(0.012, 24), 28),  # 0.0005 a day: 8 + 20
+        (Pace(0.04, 24), 20),  # 8 + 6 = 14: the shortest is 20
+    ],
+)
+def test_the_age_limit_comes_sooner_the_faster_the_champions_promotion_showed_the_world_moving(
+    pace, limit
+):
+    assert age_limit(ADAPTIVE, pace) == limit
+    # Without a budget the limit is fixed, whatever the pace.
+    assert age_limit(AGED, pace) == 28 and age_limit(UNLIMITED, pace) is None
+
+
+def test_a_fast_pace_retrains_a_younger_champion_and_says_why():
+    day, trained_to = "2013-04-30", "2013-04-08"  # 22 days old
+    quiet = {"drift_share": 0.0}
+    slow = decide_retrain(ADAPTIVE, day, quiet, None, None, trained_to, Pace(0.002, 24))
+    assert not slow.fire, slow.reason
+    fast = decide_retrain(ADAPTIVE, day, quiet, None, None, trained_to, Pace(0.04, 24))
+    assert fast.fire and fast.tags["mlops/trigger"] == "age"
+    assert "model age 22 days >= 20" in fast.reason
+    assert "age_loss_budget 0.01, gain +0.0400 over a model 24 days staler" in fast.reason
+    # The cooldown holds whatever the pace.
+    waiting = decide_retrain(ADAPTIVE, day, quiet, None, "2013-04-25", trained_to, Pace(0.04, 24))
+    assert not waiting.fire
+
+
+def test_the_sensor_reads_the_champions_pace_with_its_age():
+    sensor = build_retrain_sensor(ADAPTIVE)
+    with dg.instance_for_test() as instance:
+
+        def performance(day: str, trained_to: str, **pace) -> None:
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(
+                    asset_key=dg.AssetKey([SPEC.name, "performance"]),
+                    partition=day,
+                    metadata={
+                        "performance_drop": 0.0,
+                        "significant_drop": False,
+                        "champion_trained_to": trained_to,
+                        **pace,
+                    },
+                )
+            )
+
+        performance("2013-04-30", "2013-04-08")  # 22 days old, no pace named: limit 35
+        context = dg.build_sensor_context(instance=instance)
+        assert isinstance(sensor(context), dg.SkipReason)
+        # The same age, the champion's promotion gained 0.04 over a model 24 days staler.
+        performance("2013-05-01", "2013-04-09", **Pace.metadata_of(Pace(0.04, 24)))
+        context = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        request = sensor(context)
+        assert isinstance(request, dg.RunRequest) and request.tags["mlops/trigger"] == "age"
+        assert "gain +0.0400" in request.tags["mlops/reason"]
 
 
 def test_the_sensor_reads_the_champions_age_from_the_performance_result():

@@ -95,6 +95,38 @@ def test_the_shortest_windows_their_rules_can_judge_are_accepted(tmp_path, name,
     assert loaded == value
 
 
+@pytest.mark.parametrize(
+    ("drift", "error"),
+    [
+        (
+            {"age_loss_budget": 0.01, "max_model_age_days": None},
+            "drift: age_loss_budget needs max_model_age_days",
+        ),
+        ({"min_model_age_days": 20, "age_loss_budget": None}, "set age_loss_budget too"),
+        (
+            {"age_loss_budget": 0.01, "min_model_age_days": 40, "max_model_age_days": 32},
+            "min_model_age_days (40) is larger than max_model_age_days (32)",
+        ),
+        # A new flights model is 8 days old: a shortest limit of 8 would retrain every one.
+        (
+            {"age_loss_budget": 0.01, "min_model_age_days": 8},
+            "drift.min_model_age_days: 8 days, but a new model is already 8 days old",
+        ),
+        ({"age_loss_budget": 0}, "drift.age_loss_budget: Input should be greater than 0"),
+    ],
+)
+def test_an_adaptive_age_limit_needs_bounds_the_right_way_round(tmp_path, drift, error):
+    raw = yaml.safe_load(spec_path("flight_delay").read_text())
+    raw["drift"].update(drift)
+    bad = tmp_path / "flight_delay.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError) as refused:
+        load_spec(bad)
+    message = str(refused.value)
+    assert "\n" not in message and error in message, message
+    assert message.startswith(f"invalid model spec {bad}: drift")
+
+
 def test_a_new_model_is_as_old_as_the_split_makes_it():
     # The split at the clock after day D (labels of D known for flights): the model's data end
     # `newborn_age_days` before D.

@@ -19,6 +19,7 @@ from mlops_platform.domains import domain_for
 from mlops_platform.domains.partitions import PartitionsDefinition
 from mlops_platform.domains.periods import period_from_key
 from mlops_platform.metadata import rounded
+from mlops_platform.monitoring.triggers import Pace
 from mlops_platform.registry.resources import MLflowResource
 from mlops_platform.scoring.assets import spec_partitions, with_backfill_policy
 from mlops_platform.specs import ModelSpec
@@ -34,6 +35,7 @@ def drift_metadata(drift, spec: ModelSpec) -> dict:
     common = {
         "champion_version": drift.champion_version,
         "champion_trained_to": drift.champion_trained_to,
+        **Pace.metadata_of(drift.champion_pace),
         "window_days_scored": drift.window_days_present,
         "window_full": drift.result is not None,
         "batch_scored_rows": drift.batch_rows,

@@ -13,6 +13,7 @@ from mlops_platform.domains import domain_for
 from mlops_platform.model.columns import EVENT_AT, EVENT_DATE, LABEL, MODEL_VERSION, SCORE
 from mlops_platform.model.metrics import compute_metrics
 from mlops_platform.model.split import TimeSplit, labelled
+from mlops_platform.model.version import GateSummary
 from mlops_platform.monitoring.drift import DriftResult, compute_drift
 from mlops_platform.monitoring.reference import (
     DAY,
@@ -22,6 +23,7 @@ from mlops_platform.monitoring.reference import (
 )
 from mlops_platform.monitoring.reports import report_path, report_title, save_report
 from mlops_platform.monitoring.significance import days_of, performance_verdict
+from mlops_platform.monitoring.triggers import Pace, pace_of
 from mlops_platform.registry.mlflow_ui import log_live_performance
 from mlops_platform.registry.store import CHAMPION, ModelRegistry
 from mlops_platform.specs import ModelSpec
@@ -29,6 +31,23 @@ from mlops_platform.warehouse import WarehouseStore as Warehouse
 from mlops_platform.warehouse.base import quote
 
 __all__ = ["drift_reference", "recent_scored", "recent_served", "run_drift", "run_performance"]
+
+
+def champion_pace(spec: ModelSpec, registry: ModelRegistry, version: str) -> Pace | None:
+    """The pace the champion's promotion showed (`triggers.Pace`: its gate's gain over the
+    model it replaced, and the days between their training data ends), from its recorded gate
+    summary; None for a first model, or when the spec's age limit does not adapt
+    (`drift.age_loss_budget`), so nothing more is read from the registry."""
+    if spec.drift.age_loss_budget is None:
+        return None
+    tags = registry.version_tags(spec.name, version)
+    summary = GateSummary.from_tags(tags)
+    if summary is None or summary.champion is None:
+        return None
+    previous = TimeSplit.from_tags(registry.version_tags(spec.name, summary.champion))
+    days = (TimeSplit.from_tags(tags).train_end - previous.train_end).days
+    metric = spec.gate.primary_metric
+    return pace_of(summary.metrics, summary.champion_metrics, metric, spec.higher_is_better, days)
 
 
 def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.DataFrame:
@@ -99,6 +118,8 @@ class DriftRun:
     status: str = "ok"
     #: The last day the champion learnt from (its age, for `drift.max_model_age_days`).
     champion_trained_to: str = ""
+    #: What its promotion showed of the world's pace (for `drift.age_loss_budget`).
+    champion_pace: Pace | None = None
 
 
 def run_drift(
@@ -116,6 +137,7 @@ def run_drift(
     if version is None:
         raise RuntimeError(f"{spec.name} has no champion: nothing to monitor")
     trained_to = str(TimeSplit.from_tags(registry.version_tags(spec.name, version)).train_end)
+    pace = champion_pace(spec, registry, version)
     batch = recent_scored(spec, day, warehouse)
     served = recent_served(spec, day, log_dir)
     present = batch[DAY].dt.date.nunique()
@@ -132,6 +154,7 @@ def run_drift(
             present,
             status=f"window not full: {present} of {spec.drift.window_days} days scored",
             champion_trained_to=trained_to,
+            champion_pace=pace,
         )
     reference = drift_reference(spec, version, warehouse, registry)
     calibration = drift_calibration(spec, version, reference, registry)
@@ -187,6 +210,7 @@ def run_drift(
         present,
         title,
         champion_trained_to=trained_to,
+        champion_pace=pace,
     )
 
 
@@ -212,6 +236,8 @@ class Performance:
     #: The last day the champion learnt from (its age, for `drift.max_model_age_days`).
     champion_trained_to: str = ""
     window_days: int = 0  # days of labels judged (`drift.performance_window_days`)
+    #: What its promotion showed of the world's pace (for `drift.age_loss_budget`).
+    champion_pace: Pace | None = None
 
     @property
     def primary(self) -> float:
@@ -219,10 +245,11 @@ class Performance:
 
     def metadata(self) -> dict:
         """Asset metadata (the keys the UI plots and the retraining sensor reads)."""
-        skip = ("metrics", "primary_metric", "drop")
+        skip = ("metrics", "primary_metric", "drop", "champion_pace")
         out = {k: v for k, v in asdict(self).items() if k not in skip}
         return {
             **out,
+            **Pace.metadata_of(self.champion_pace),
             **self.metrics,
             self.primary_metric: self.primary,
             "performance_drop": self.drop,
@@ -276,6 +303,7 @@ def run_performance(
         verdict=verdict.describe(),
         champion_trained_to=str(trained_to),
         window_days=window,
+        champion_pace=champion_pace(spec, registry, version),
     )
     log_live_performance(registry, spec.name, day, version, performance.metadata())  # MLflow
     return performance

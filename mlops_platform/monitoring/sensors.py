@@ -6,6 +6,7 @@ import dagster as dg
 
 from mlops_platform.asset_keys import DRIFT, PERFORMANCE, stage_key
 from mlops_platform.model.tags import RUN_MONITORED_DAY
+from mlops_platform.monitoring.triggers import Pace
 from mlops_platform.specs import ModelSpec
 
 
@@ -22,15 +23,21 @@ def _latest(context: dg.SensorEvaluationContext, key: dg.AssetKey):
     return metadata, day, records[0].storage_id
 
 
-def champion_trained_to(results: list[tuple[dict | None, str | None, int]]) -> str | None:
-    """The champion's last training day as named by the newest of `results` (metadata,
-    monitored day, storage id) that names one: the latest day, then the latest stored."""
+def champion_of(
+    results: list[tuple[dict | None, str | None, int]],
+) -> tuple[str | None, Pace | None]:
+    """The champion's last training day and its promotion's pace, as named by the newest of
+    `results` (metadata, monitored day, storage id) that names the day: the latest day, then
+    the latest stored. Both from one result, so they are of the same champion."""
     named = [
-        (day or "", storage_id, metadata["champion_trained_to"])
-        for metadata, day, storage_id in results
+        (day or "", storage_id, i)
+        for i, (metadata, day, storage_id) in enumerate(results)
         if metadata and metadata.get("champion_trained_to")
     ]
-    return max(named)[2] if named else None
+    if not named:
+        return None, None
+    metadata = results[max(named)[2]][0]
+    return metadata["champion_trained_to"], Pace.from_metadata(metadata)
 
 
 def _last_trigger(context: dg.SensorEvaluationContext, job_name: str) -> str | None:
@@ -96,13 +103,13 @@ def build_retrain_sensor(spec: ModelSpec) -> dg.SensorDefinition:
             (d for d in (cursor.get("last_trigger"), _last_trigger(context, job_name)) if d),
             default=None,
         )
-        # The champion's age: each result names the last day its champion learnt from. The
-        # newest result's, so the age is that of the champion monitored on `day`, not of one
-        # replaced since (a performance result that lags the drift one, say).
-        trained_to = champion_trained_to(
+        # The champion's age (and pace): each result names the last day its champion learnt
+        # from. The newest result's, so the age is that of the champion monitored on `day`,
+        # not of one replaced since (a performance result that lags the drift one, say).
+        trained_to, pace = champion_of(
             [(drift, drift_day, drift_id), (performance, performance_day, performance_id)]
         )
-        decision = decide_retrain(spec, day, drift, performance, last, trained_to)
+        decision = decide_retrain(spec, day, drift, performance, last, trained_to, pace)
         cursor["seen"] = seen
         if decision.fire:
             cursor["last_trigger"] = day

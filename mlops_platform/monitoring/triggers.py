@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 
 from mlops_platform.model import tags as t
@@ -59,6 +60,77 @@ def model_age_days(day: str, trained_to: str | None) -> int | None:
     return (dt.date.fromisoformat(day) - dt.date.fromisoformat(str(trained_to)[:10])).days
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How fast the champion's world was moving when it was promoted, from its own gate: its
+    gain on the primary metric over the champion it replaced, on its held-out rows (positive:
+    better, whichever way the metric points), and the days between the two models' training
+    data ends. A model that far staler lost that much: the gain per day is what a day of
+    staleness costs, seen on the newest data there was."""
+
+    gain: float
+    days: int
+
+    @property
+    def per_day(self) -> float:
+        """The primary metric a day of age costs (0 when the gain was none or unknown)."""
+        if not self.days > 0 or not self.gain > 0:  # NaN included
+            return 0.0
+        return self.gain / self.days
+
+    def describe(self) -> str:
+        return f"gain {self.gain:+.4f} over a model {self.days} days staler"
+
+    @staticmethod
+    def metadata_of(pace: Pace | None) -> dict:
+        """The pace as a monitoring result carries it to the retraining sensor."""
+        return {} if pace is None else {"champion_gain": pace.gain, "champion_gain_days": pace.days}
+
+    @staticmethod
+    def from_metadata(metadata: dict | None) -> Pace | None:
+        """The pace a monitoring result names (None: it names none)."""
+        if not metadata or metadata.get("champion_gain") is None:
+            return None
+        return Pace(float(metadata["champion_gain"]), int(metadata["champion_gain_days"]))
+
+
+def pace_of(
+    metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+    metric: str,
+    higher_is_better: bool,
+    days: int | None,
+) -> Pace | None:
+    """The pace a gate's figures show (a promoted version's recorded gate summary and the
+    days between its training data end and its predecessor's); None when there was no
+    champion to compare with (a first model) or a figure is missing."""
+    if not champion_metrics or days is None:
+        return None
+    ours, theirs = metrics.get(metric), champion_metrics.get(metric)
+    if ours is None or theirs is None:
+        return None
+    gain = ours - theirs if higher_is_better else theirs - ours
+    return Pace(float(gain), int(days))
+
+
+def age_limit(spec: ModelSpec, pace: Pace | None) -> int | None:
+    """The champion's maximum age (None: no limit). Fixed at `drift.max_model_age_days`
+    unless `drift.age_loss_budget` is set: then the champion is due when the loss it is
+    expected to have built up since it was born, at its own promotion's pace, reaches the
+    budget (newborn age + budget / loss per day), bounded by `min_model_age_days` and
+    `max_model_age_days`. A world that moved fast (a large gain) brings the next retrain
+    sooner; a small gain, no gain, or no evidence (a first model) leaves the longest limit."""
+    drift = spec.drift
+    longest = drift.max_model_age_days
+    if longest is None or drift.age_loss_budget is None or pace is None:
+        return longest
+    if pace.per_day <= 0:
+        return longest
+    due = spec.newborn_age_days + math.ceil(drift.age_loss_budget / pace.per_day)
+    shortest = drift.min_model_age_days or spec.newborn_age_days + 1
+    return max(shortest, min(longest, due))
+
+
 def replaced_since(spec: ModelSpec, trigger_day: str, trained_to: str | None) -> bool | None:
     """Whether the champion (training data to `trained_to`) came from a retrain started on or
     after `trigger_day`: a model trained then learnt up to `newborn_age_days` before it, so a
@@ -87,10 +159,12 @@ def decide_retrain(
     performance: dict | None,
     last_trigger_day: str | None,
     trained_to: str | None = None,
+    pace: Pace | None = None,
 ) -> Decision:
     """Fire when the drift report raised an alarm (a full window beyond its calibrated
     thresholds), the performance drop is significant, or the champion is older than
-    `drift.max_model_age_days` (its training data ended `trained_to`), unless a retrain was
+    its age limit (its training data ended `trained_to`; `age_limit`: fixed, or adapted to
+    the `pace` its promotion showed), unless a retrain was
     triggered less than `cooldown_days` before `day` (the same episode); after a trigger
     whose challenger did not replace the champion, the wait is `holdout_days` if shorter (a
     fresh held-out period for the next challenger).
@@ -112,11 +186,15 @@ def decide_retrain(
                 or f"{spec.gate.primary_metric} dropped {drop:.3f} > {spec.drift.performance_drop}"
             )
             trigger = trigger or "performance"
-    age, limit = model_age_days(day, trained_to), spec.drift.max_model_age_days
+    age, limit = model_age_days(day, trained_to), age_limit(spec, pace)
     if limit is not None and age is not None and age >= limit:
+        basis = "max_model_age_days"
+        if spec.drift.age_loss_budget is not None:
+            basis = f"age_loss_budget {spec.drift.age_loss_budget}, " + (
+                pace.describe() if pace is not None else "no gain measured"
+            )
         reasons.append(
-            f"model age {age} days >= {limit} (max_model_age_days; trained on data to "
-            f"{str(trained_to)[:10]})"
+            f"model age {age} days >= {limit} ({basis}; trained on data to {str(trained_to)[:10]})"
         )
         trigger = trigger or "age"
     if not reasons:

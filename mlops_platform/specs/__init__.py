@@ -108,7 +108,23 @@ class Drift(_Strict):
         default=None,
         ge=1,
         description="retrain once the champion's training data ends this many days before "
-        "the monitored day, whatever drift and performance say (None: no age limit)",
+        "the monitored day, whatever drift and performance say (None: no age limit); with "
+        "age_loss_budget, the longest such limit",
+    )
+    age_loss_budget: float | None = Field(
+        default=None,
+        gt=0,
+        description="adapt the age limit to how fast the world moves: the loss of the primary "
+        "metric a champion may be expected to have built up with age before it is retrained. "
+        "The pace is the champion's own gate evidence (its gain over the model it replaced, "
+        "per day between their training data ends); the limit is the newborn age plus this "
+        "budget over that pace, between min_model_age_days and max_model_age_days (None: the "
+        "fixed max_model_age_days)",
+    )
+    min_model_age_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="with age_loss_budget, the shortest age limit however fast the world moves",
     )
     retrain_on: list[Literal["features", "score", "label"]] = Field(
         default_factory=lambda: ["features", "score", "label"],
@@ -177,6 +193,28 @@ class Drift(_Strict):
                 f"performance_window_days ({self.performance_window_days}) is longer than "
                 f"window_days ({self.window_days})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _adaptive_age_bounded(self) -> Drift:
+        # The adaptive limit moves between two bounds: without the upper one a champion whose
+        # gain was nil would never age out, and bounds the wrong way round choose nothing.
+        if self.age_loss_budget is not None and self.max_model_age_days is None:
+            raise ValueError(
+                "age_loss_budget needs max_model_age_days: the longest age limit when the "
+                "champion's gain was small or none"
+            )
+        if self.min_model_age_days is not None:
+            if self.age_loss_budget is None:
+                raise ValueError(
+                    "min_model_age_days bounds the adaptive age limit: set age_loss_budget too "
+                    "(or leave min_model_age_days out for the fixed max_model_age_days)"
+                )
+            if self.min_model_age_days > self.max_model_age_days:
+                raise ValueError(
+                    f"min_model_age_days ({self.min_model_age_days}) is larger than "
+                    f"max_model_age_days ({self.max_model_age_days})"
+                )
         return self
 
     @property
@@ -358,6 +396,13 @@ def window_problems(spec: ModelSpec, lag_days: int) -> list[str]:
             f"already {born} days old when it is trained (holdout_days {spec.holdout_days} + the "
             f"partly labelled newest day + label.lag_days {lag_days}): every champion would be "
             "born too old (make it larger than that)"
+        )
+    if drift.min_model_age_days is not None and drift.min_model_age_days <= born:
+        problems.append(
+            f"drift.min_model_age_days: {drift.min_model_age_days} days, but a new model is "
+            f"already {born} days old when it is trained (holdout_days {spec.holdout_days} + the "
+            f"partly labelled newest day + label.lag_days {lag_days}): after a large gain every "
+            "champion would be born too old (make it larger than that)"
         )
     return problems
 

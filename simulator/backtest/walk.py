@@ -28,7 +28,7 @@ from mlops_platform.monitoring.calibration import alarm, statistic, window_is_fu
 from mlops_platform.monitoring.drift import column_kinds, fixed_thresholds
 from mlops_platform.monitoring.reference import DAY
 from mlops_platform.monitoring.significance import days_of, metric_function, performance_verdict
-from mlops_platform.monitoring.triggers import decide_retrain
+from mlops_platform.monitoring.triggers import Pace, decide_retrain, pace_of
 from mlops_platform.training.params import Hyperparameters
 from simulator.backtest.models import Lab, Model, prefetch
 from simulator.backtest.policies import (
@@ -62,6 +62,9 @@ class Lane:
     model: Model
     scores: np.ndarray
     last_trigger: str | None = None
+    #: What the current model's promotion showed of the world's pace (None: not gated
+    #: against a champion), as the registry records it on the version for the sensor.
+    pace: Pace | None = None
     steps_since_train: int = 0
     retrains: list[Retrain] = field(default_factory=list)
     seconds: dict[str, float] = field(
@@ -186,7 +189,7 @@ def _decide(lab: Lab, lane: Lane, step: Step, window: np.ndarray, scored, known)
         spec = _single_trigger(spec)
     trained_to = str(lane.model.split.train_end)
     decision = decide_retrain(
-        spec, str(step.end), drift, performance, lane.last_trigger, trained_to
+        spec, str(step.end), drift, performance, lane.last_trigger, trained_to, lane.pace
     )
     lane.seconds["monitor"] += time.process_time() - started
     if not decision.fire:
@@ -214,6 +217,7 @@ def _retrain(lab: Lab, lane: Lane, step: Step, reason: str) -> None:
         )
         return
     lane.charge("train", challenger.id, challenger.fit_seconds)
+    pace = None
     if challenger.id == lane.model.id:
         gate, replaced = "same model as the current one", False
     elif not policy.gated:
@@ -226,13 +230,25 @@ def _retrain(lab: Lab, lane: Lane, step: Step, reason: str) -> None:
             ("passed" if gated.result.passed else f"failed: {failed}"),
             gated.result.passed,
         )
+        pace = _pace(lab.spec, gated.result, challenger, lane.model)
     lane.retrains.append(
         Retrain(
             policy.name, step.end, reason, challenger.id, challenger.split.train_end, gate, replaced
         )
     )
     if replaced:
-        lane.model = challenger
+        lane.model, lane.pace = challenger, pace
+
+
+def _pace(spec, result, challenger: Model, champion: Model) -> Pace | None:
+    """The pace a promotion records (`monitoring.run.champion_pace` reads it back live)."""
+    return pace_of(
+        result.challenger.metrics,
+        result.champion.metrics if result.champion else None,
+        spec.gate.primary_metric,
+        spec.higher_is_better,
+        (challenger.split.train_end - champion.split.train_end).days,
+    )
 
 
 def walk(
