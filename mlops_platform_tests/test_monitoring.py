@@ -304,6 +304,35 @@ def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):
     assert storm.prediction_drift > SPEC.drift.prediction_threshold
 
 
+def test_drift_scores_read_from_the_table_are_evidentlys_value_drift(features):
+    """The report's per-column scores come from its drift table (the page people read); they
+    are the scores Evidently's own `ValueDrift` gives each column, at each column's method."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    from mlops_platform.monitoring.drift import monitored_columns
+
+    january = features[features["event_date"] < "2013-02-01"]
+    first, second = january.iloc[::2], january.iloc[1::2]
+    shifted = second.assign(temp=second["temp"] + 10, humid=100 - second["humid"])
+    result = compute_drift(first, shifted, SPEC)
+    numeric, categorical = monitored_columns(SPEC)
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    columns = [*numeric, *categorical]
+    alone = Report([ValueDrift(column=c, method=SPEC.drift.method) for c in columns]).run(
+        Dataset.from_pandas(shifted[columns], data_definition=definition),
+        Dataset.from_pandas(first[columns], data_definition=definition),
+    )
+    expected = {m["config"]["column"]: float(m["value"]) for m in alone.dict()["metrics"]}
+    assert set(result.per_feature) == set(expected)
+    assert result.per_feature == pytest.approx(expected, rel=1e-12)
+    assert result.per_feature["temp"] > SPEC.drift.feature_threshold
+    # The stored page is still Evidently's drift table, one row per compared column.
+    page = result.snapshot.get_html_str(as_iframe=False)
+    assert '"title": "Drift Score", "field": "drift_score"' in page
+    assert all(f'"column_name": "{c}"' in page for c in columns)
+
+
 def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):
     import datetime as dt
     import uuid
