@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import numpy as np
 import pytest
 
 from mlops_platform.monitoring.drift import compute_drift
@@ -397,6 +398,65 @@ def test_evidently_finds_a_forced_shift_and_not_a_same_period_split(features):
     assert storm.detected(SPEC) and storm.share > SPEC.drift.share_threshold
     assert {"temp", "dewp", "humid"} <= set(storm.drifted)
     assert storm.prediction_drift > SPEC.drift.prediction_threshold
+
+
+def test_drift_reads_what_evidentlys_own_preset_and_value_drift_give(features):
+    """The report computes each column once, from its drift table: the per-column scores are
+    what Evidently's `ValueDrift` gives each column, the drifted share is what its
+    `DataDriftPreset` counts, and the stored page is the page that preset renders."""
+    import re
+
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    from mlops_platform.monitoring.drift import drift_table_preset, monitored_columns
+
+    january = features[features["event_date"] < "2013-02-01"]
+    first, second = january.iloc[::2], january.iloc[1::2]
+    shifted = second.assign(temp=second["temp"] + 10, humid=100 - second["humid"])
+    result = compute_drift(first, shifted, SPEC)
+
+    numeric, categorical = monitored_columns(SPEC)
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    columns = [*numeric, *categorical]
+    thresholds = {c: result.thresholds[c] for c in columns}
+    settings = {
+        "columns": columns,
+        "method": SPEC.drift.method,
+        "per_column_threshold": {c: float(np.nextafter(t, np.inf)) for c, t in thresholds.items()},
+        "drift_share": SPEC.drift.share_threshold,
+    }
+    preset = DataDriftPreset(**settings)
+    stock = Report([preset]).run(
+        Dataset.from_pandas(shifted[columns], data_definition=definition),
+        Dataset.from_pandas(first[columns], data_definition=definition),
+    )
+    metrics = stock.dict()["metrics"]
+    scores = {m["config"]["column"]: m["value"] for m in metrics if "column" in m["config"]}
+    alone = Report([ValueDrift(column=c, method=SPEC.drift.method) for c in columns]).run(
+        Dataset.from_pandas(shifted[columns], data_definition=definition),
+        Dataset.from_pandas(first[columns], data_definition=definition),
+    )
+    by_itself = {m["config"]["column"]: m["value"] for m in alone.dict()["metrics"]}
+    assert result.per_feature == pytest.approx(scores, rel=1e-12)
+    assert result.per_feature == pytest.approx(by_itself, rel=1e-12)
+    assert result.per_feature["temp"] > SPEC.drift.feature_threshold
+    share = next(
+        m["value"]["share"] for m in metrics if "DriftedColumnsCount" in m["config"]["type"]
+    )
+    assert result.share == pytest.approx(share) and result.share > 0
+
+    def page(snapshot) -> str:  # the report's widgets' random ids aside
+        html = snapshot.get_html_str(as_iframe=False)
+        return re.sub(r"metric_[0-9a-f]{32}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "", html)
+
+    ours = Report([drift_table_preset()(**settings)]).run(
+        Dataset.from_pandas(shifted[columns], data_definition=definition),
+        Dataset.from_pandas(first[columns], data_definition=definition),
+    )
+    assert page(ours) == page(stock)  # the same page, each column computed once
+    assert '"title": "Drift Score", "field": "drift_score"' in page(result.snapshot)
 
 
 def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):

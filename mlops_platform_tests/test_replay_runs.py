@@ -155,3 +155,33 @@ def test_held_sqlite_files_keep_every_event_and_leave_no_shard_for_a_refused_run
             assert [e.step_key for e in stored] == ["one"]
         # Let go after each run: the last close checkpointed the shards (no WAL left behind).
         assert sorted(p.suffix for p in shards.glob("*")) == [".db", ".db", ".db"]
+
+
+def test_held_files_commit_without_fsync_only_inside_the_block(tmp_path):
+    """Connections opened on the instance's files while a run is held commit with
+    synchronous=NORMAL (WAL); the same files outside the block, and other SQLite files inside
+    it, keep SQLite's default (FULL)."""
+    import sqlalchemy as sa
+
+    from simulator.replay.runs import SqliteAnchors
+
+    def synchronous(path) -> int:
+        engine = sa.create_engine(f"sqlite:///{path}", poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            level = conn.execute(sa.text("PRAGMA synchronous")).scalar()
+        engine.dispose()
+        return level
+
+    normal, full = 1, 2
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.get_runs()  # creates runs.db and index.db
+        runs_db = tmp_path / "history" / "runs.db"
+        index_db = tmp_path / "history" / "runs" / "index.db"
+        other = tmp_path / "other.db"
+        anchors = SqliteAnchors(instance)
+        assert synchronous(runs_db) == full
+        with anchors.run() as run_id:
+            shard = tmp_path / "history" / "runs" / f"{run_id}.db"
+            assert [synchronous(p) for p in (runs_db, index_db, shard)] == [normal] * 3
+            assert synchronous(other) == full
+        assert synchronous(runs_db) == full and synchronous(index_db) == full

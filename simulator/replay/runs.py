@@ -162,7 +162,16 @@ class SqliteAnchors:
     7.2 ms an event at load 10). With one more connection open, a close is never the last:
     commits stay as durable as before (fsynced), and SQLite checkpoints every 1,000 pages
     instead. Nothing is read through these connections; an instance on another storage
-    (PostgreSQL) has no files and nothing is held."""
+    (PostgreSQL) has no files and nothing is held.
+
+    While a run executes, the connections Dagster opens on these files also commit with
+    `synchronous=NORMAL` (SQLite's recommended setting for WAL): a commit appends to the WAL
+    without waiting for the disk (an fsync per event, 0.3 ms on an idle disk and tens of ms
+    when other processes write: 1.7 s of a replay day's 12 s in a py-spy profile at load 11);
+    the WAL is fsynced at each checkpoint. Nothing is lost when the process dies (the
+    operating system has the writes); a power cut or a kernel crash can lose the last commits,
+    never corrupt the files, and the replay resumes from the run history it finds. The
+    daemon, the UI and the run workers keep Dagster's own setting."""
 
     def __init__(self, instance: dg.DagsterInstance):
         from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
@@ -215,8 +224,11 @@ class SqliteAnchors:
         shard = self._events.path_for_shard(run_id) if self._events is not None else None
         if shard is not None:
             held.append(self._hold(shard, create=True))
+        paths = [*self._shared, *([shard] if shard is not None else [])]
+        files = {str(Path(p).resolve()) for p, conn in zip(paths, held, strict=True) if conn}
         try:
-            yield run_id
+            with self._commits_without_fsync(files):
+                yield run_id
         finally:
             unused = shard is not None and held[-1] is not None and not self._has_tables(held[-1])
             for conn in held:
@@ -225,6 +237,32 @@ class SqliteAnchors:
             if unused:  # the run was never created (a refused partition key): no empty shard
                 for suffix in ("", "-wal", "-shm"):
                     Path(shard + suffix).unlink(missing_ok=True)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _commits_without_fsync(files: set[str]) -> Iterator[None]:
+        """SQLAlchemy connections opened in the block on one of `files` (held, so in WAL mode)
+        commit with `synchronous=NORMAL`."""
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        def on_connect(dbapi_connection, _record) -> None:
+            import sqlite3
+
+            if not isinstance(dbapi_connection, sqlite3.Connection):
+                return
+            main = dbapi_connection.execute("PRAGMA database_list").fetchall()[0][2]
+            if main and str(Path(main).resolve()) in files:
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+        if not files:
+            yield
+            return
+        event.listen(Engine, "connect", on_connect)
+        try:
+            yield
+        finally:
+            event.remove(Engine, "connect", on_connect)
 
     @staticmethod
     def _has_tables(conn) -> bool:
