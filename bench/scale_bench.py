@@ -302,20 +302,19 @@ def cpu_by_process(stack) -> dict[str, float]:
 
 
 def _postmaster() -> int | None:
-    """The PostgreSQL server's main process (a `postgres` whose parent is not one)."""
-    comms: dict[int, tuple[str, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-            comms[int(entry.name)] = (comm, int(stat.rsplit(")", 1)[1].split()[1]))
-    for pid, (comm, parent) in comms.items():
-        if comm == "postgres" and comms.get(parent, ("", 0))[0] != "postgres":
-            return pid
-    return None
+    """The main process of the PostgreSQL server the bench uses, if it runs on this machine
+    (the parent of a backend of ours)."""
+    engine = sa.create_engine(sa.engine.make_url(SERVER).set(database="postgres"))
+    try:
+        with engine.connect() as conn:
+            backend = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+    finally:
+        engine.dispose()
+    try:
+        stat = Path(f"/proc/{backend}/stat").read_text()
+    except OSError:  # a server on another host
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def run_profile(stack, run_id: str) -> dict[str, float]:
@@ -525,6 +524,8 @@ def main() -> None:
     parser.add_argument("--backfill-scale", type=int, default=16)
     parser.add_argument("--backfill-rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.backfill_rounds < 1:
+        parser.error("--backfill-rounds must be at least 1")
     # A stop (SIGTERM) unwinds like Ctrl-C, so the stack's processes and databases are removed.
     signal.signal(signal.SIGTERM, _stop)
     if args.phase:  # a child process: one phase, its measurement as the last line

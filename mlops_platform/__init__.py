@@ -2,13 +2,16 @@
 
 Importing the package sets two process-wide defaults, each unless the operator set it.
 
-`DAGSTER_EVENT_BATCH_SIZE=1000`: Dagster stores the materializations of a ranged step (a
-backfill run of 28 daily partitions records 28) in one statement instead of one each. It is
-Dagster's own switch (off by default in open source, where it was added for ranged
-backfills) and applies only to those events. Measured on PostgreSQL at load 11: the step
-recording 28 materializations took 1.27 s one by one, 0.10 s batched (the same 28
-partitions materialized). On the production stack this step is on a backfill's critical
-path after every chunk (docs/capacity.md).
+`DAGSTER_EVENT_BATCH_SIZE=1000`: Dagster's own switch (off by default in open source; its
+comment says batching is expected for its cloud deployments). The events Dagster marks as a
+batch are then handed to the event log together: the materializations of a ranged step (a
+backfill run of 28 daily partitions records 28, partitioned observations likewise) and the
+planned events of a new run. PostgreSQL's event log stores a batch of materializations in one
+statement (other batches, and SQLite's log, still one event at a time). Measured on
+PostgreSQL at load 11: the step recording 28 materializations took 1.27 s one by one, 0.10 s
+batched (the same 28 partitions materialized). On the production stack that step ends every
+backfill (docs/capacity.md). A batch is written when its last event comes: a process that
+dies inside a step's batch loses the batch's events, and the step is retried.
 
 `GOMP_SPINCOUNT=1000` (also left out when `OMP_WAIT_POLICY` is set), before scikit-learn
 loads its OpenMP runtime (libgomp, in scikit-learn's Linux wheels). An idle OpenMP thread

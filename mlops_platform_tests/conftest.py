@@ -48,13 +48,12 @@ def source_url(source_template, data_dir) -> str:
 @pytest.fixture()
 def resources(source_url, data_dir) -> dict:
     """Local-profile resources on the test's own source, warehouse and dlt state."""
-    from dagster_dlt import DagsterDltResource
-
+    from mlops_platform.profiles import dlt_resource
     from mlops_platform.warehouse.resources import DuckDBWarehouse
     from mlops_platform_tests.helpers import sources
 
     return {
-        "dlt": DagsterDltResource(),
+        "dlt": dlt_resource(),
         **sources(source_url),
         "warehouse": DuckDBWarehouse(
             path=str(data_dir / "warehouse.duckdb"), pipelines_dir=str(data_dir / "dlt")
@@ -67,8 +66,7 @@ def golden(tmp_path_factory, source_template) -> Path:
     """A warehouse holding Jan 1 - Feb 10 (ingested for real) and a migrated MLflow store."""
     import datetime as dt
 
-    from dagster_dlt import DagsterDltResource
-
+    from mlops_platform.profiles import dlt_resource
     from mlops_platform.registry.resources import MLflowResource
     from mlops_platform.warehouse.resources import DuckDBWarehouse
     from mlops_platform_tests.helpers import ingest, sources
@@ -79,7 +77,7 @@ def golden(tmp_path_factory, source_template) -> Path:
     replay.set_clock(url, dt.datetime(2013, 2, 10))
     result = ingest(
         {
-            "dlt": DagsterDltResource(),
+            "dlt": dlt_resource(),
             **sources(url),
             "warehouse": DuckDBWarehouse(
                 path=str(root / "warehouse.duckdb"), pipelines_dir=str(root / "dlt")

@@ -413,6 +413,7 @@ def test_a_month_is_scored_and_monitored_once_in_one_run(station, data_dir, monk
     assert set(scores) == months
     scored = scores["1962-07-01"]
     assert (scored["rows"], scored["days"]) == (212, 212)  # Jan-Jul 1962, one row a day
+    assert scored["counted_from"] == "chunks"  # every chunk ran: their reports, not a count
     assert (scored["first_day"], scored["last_day"]) == ("1962-01-01", "1962-07-31")
     drift = _materialized(backfill, "rain/drift")
     assert set(drift) == months

@@ -262,8 +262,10 @@ def test_loading_the_code_location_leaves_dlt_to_the_runs_that_load():
 
 
 def test_importing_the_platform_batches_a_ranged_steps_materializations(tmp_path):
-    """`DAGSTER_EVENT_BATCH_SIZE` defaults to 1000 (an operator's own value is kept), and a
-    ranged run under it still records every partition it materialized (a real instance)."""
+    """`DAGSTER_EVENT_BATCH_SIZE` defaults to 1000 (an operator's own value is kept): a ranged
+    run's 28 materializations (and the 28 planned at its start) reach the event log as one
+    batch each, and every partition is still recorded. With 0, no batch. (A real instance;
+    the batches it is handed are counted.)"""
     probe = (
         "import os, mlops_platform\n"
         "import dagster as dg\n"
@@ -271,12 +273,20 @@ def test_importing_the_platform_batches_a_ranged_steps_materializations(tmp_path
         "@dg.asset(partitions_def=days, backfill_policy=dg.BackfillPolicy.single_run())\n"
         "def ranged() -> None: pass\n"
         "job = dg.Definitions(assets=[ranged]).get_implicit_global_asset_job_def()\n"
+        "batches = []\n"
         "with dg.DagsterInstance.ephemeral() as instance:\n"
+        "    log = instance.event_log_storage\n"
+        "    store = log.store_event_batch\n"
+        "    def spy(events):\n"
+        "        kinds = {e.dagster_event.event_type_value for e in events}\n"
+        "        batches.append(f'{len(events)} {\"/\".join(sorted(kinds))}')\n"
+        "        store(events)\n"
+        "    log.store_event_batch = spy\n"
         "    result = job.execute_in_process(instance=instance, tags={\n"
         "        'dagster/asset_partition_range_start': '2013-01-02',\n"
         "        'dagster/asset_partition_range_end': '2013-01-29'})\n"
         "    done = instance.get_materialized_partitions(dg.AssetKey('ranged'))\n"
-        "print(os.environ['DAGSTER_EVENT_BATCH_SIZE'], result.success, len(done))\n"
+        "print(os.environ['DAGSTER_EVENT_BATCH_SIZE'], result.success, len(done), batches)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_EVENT_BATCH_SIZE"}
 
@@ -291,8 +301,10 @@ def test_importing_the_platform_batches_a_ranged_steps_materializations(tmp_path
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.strip().splitlines()[-1]
 
-    assert seen() == "1000 True 28"
-    assert seen(DAGSTER_EVENT_BATCH_SIZE="0") == "0 True 28"
+    assert seen() == (
+        "1000 True 28 ['28 ASSET_MATERIALIZATION_PLANNED', '28 ASSET_MATERIALIZATION']"
+    )
+    assert seen(DAGSTER_EVENT_BATCH_SIZE="0") == "0 True 28 []"
 
 
 def test_importing_the_platform_shortens_openmp_spinning():

@@ -51,13 +51,12 @@ def postgres(data_dir):
 
 @pytest.fixture()
 def pg_resources(postgres, data_dir) -> dict:
-    from dagster_dlt import DagsterDltResource
-
+    from mlops_platform.profiles import dlt_resource
     from mlops_platform.warehouse.resources import PostgresWarehouse
     from mlops_platform_tests.helpers import sources
 
     return {
-        "dlt": DagsterDltResource(),
+        "dlt": dlt_resource(),
         **sources(postgres),
         "warehouse": PostgresWarehouse(url=SERVER, pipelines_dir=str(data_dir / "dlt")),
     }

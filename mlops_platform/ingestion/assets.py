@@ -13,6 +13,7 @@ from mlops_platform.domains import Domain
 from mlops_platform.domains.schema import RestSource, SqlSource
 from mlops_platform.ingestion.cursors import read_cursors
 from mlops_platform.ingestion.sources import LANDING_DATASET, rest_source, sql_source
+from mlops_platform.settings import active_profile
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
 
@@ -55,12 +56,16 @@ def landing_spec(domain: Domain, source_name: str, table: str) -> dg.AssetSpec:
     (about 0.4 s of CPU), not by every process that loads the code location (each run's own
     process among them)."""
     declared = domain.tables[table]
+    storage = "postgres" if active_profile() == "production" else "duckdb"
     return dg.AssetSpec(
         dg.AssetKey([LANDING_DATASET, table]),
         deps=[source_key(source_name)],
         description=f"Landed, not yet audited: {declared.description}",
-        kinds={"dlt", "duckdb"},
-        metadata={"dagster/table_name": table, "dagster/storage_kind": "duckdb"},
+        kinds={"dlt", storage},
+        metadata={
+            "dagster/table_name": f"{LANDING_DATASET}.{table}",
+            "dagster/storage_kind": storage,
+        },
         **domain_attributes(domain, LANDING_DATASET),
     )
 

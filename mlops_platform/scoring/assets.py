@@ -173,6 +173,7 @@ def build_scores_asset(
         end = partitions.time_window_for_partition_key(keys[-1]).end.date()
         reports = _chunk_reports(context, f"{prefix}_score")
         stored = _stored_by_chunks(reports, keys)
+        counted_from = "chunks" if stored is not None else "table"
         if stored is None:
             # A run re-executed from a failure runs only the failed chunks: the range's rows
             # are all of them, so they are counted in the table.
@@ -198,6 +199,7 @@ def build_scores_asset(
                 "last_day": str(end - dt.timedelta(days=1)),
                 "model_version": ", ".join(versions),
                 "chunks": len(reports),
+                "counted_from": counted_from,
                 "table": f"scores.{spec.name}",
             }
         )
