@@ -39,11 +39,12 @@ backtest: install
 test: install nginx
 	PATH="$$PATH:/usr/sbin" $(UV) run pytest
 
-# Debian's nginx: the production stack's load balancer and read-only registry proxy (its tests
-# run in `make test`); installed with apt-get when missing.
+# Debian's nginx: the production stack's load balancer and read-only registry proxy, and wrk,
+# the load of its rolling-promotion test (both run in `make test`); installed with apt-get
+# when missing.
 nginx:
-	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || \
-		(apt-get update -qq && apt-get install -y -qq nginx >/dev/null)
+	@(command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]) && command -v wrk >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null)
 
 install: .venv/.synced $(DAGSTER_HOME)/dagster.yaml
 

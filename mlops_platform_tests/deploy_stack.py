@@ -52,6 +52,8 @@ def require_services() -> None:
         missing.append(f"RabbitMQ at {BROKER[0]}:{BROKER[1]} ({exc})")
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         missing.append("nginx (apt-get install nginx)")
+    if shutil.which("wrk") is None:
+        missing.append("wrk, the load of the rolling promotion (apt-get install wrk)")
     if missing:
         message = "production stack needs: " + "; ".join(missing)
         if os.environ.get("CI"):
