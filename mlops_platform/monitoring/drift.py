@@ -110,7 +110,7 @@ def drift_table_preset() -> type:
     every column's test (`DatasetDriftMetric` for the summary, `DataDriftTable` for the rows);
     the preset also adds a `DriftedColumnsCount` (the summary's metric again) and a
     `ValueDrift` per column, whose plots it leaves off the page. So every column was tested
-    three times and plotted twice for one table (the flights replay's drift step: 2.1 s a
+    three times and plotted twice for one table (a replay's daily drift step: 2.1 s a
     day, 1.25 s without them). This preset renders the same page from the table alone: the
     summary's figures are the table's (same columns, tests and thresholds; Evidently's own
     rule for the dataset verdict), and `table_result` gives the columns' scores and the
