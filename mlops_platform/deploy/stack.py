@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mlops_platform.deploy.config import PROCFILE, StackConfig, from_environment, write_files
-from mlops_platform.deploy.supervisor import http_ok, wait_until
+from mlops_platform.deploy.supervisor import http_ok, locations_loaded, wait_until
 
 
 def _say(text: str) -> None:
@@ -75,6 +75,9 @@ def healthy(config: StackConfig) -> dict[str, bool]:
         "mlflow": http_ok(f"{config.mlflow_uri}/health"),
         "registry (read-only)": http_ok(f"{config.registry_readonly_uri}/health"),
         "dagster webserver": http_ok(f"{base}:{config.mlops_dagster_ui_port}/server_info"),
+        "dagster code location (loaded in the webserver)": locations_loaded(
+            f"{base}:{config.mlops_dagster_ui_port}"
+        ),
         "serving replica 1": http_ok(f"{base}:{config.mlops_serving_1_port}/v2/health/live"),
         "serving replica 2": http_ok(f"{base}:{config.mlops_serving_2_port}/v2/health/live"),
         "nginx": http_ok(f"{base}:{config.mlops_serving_port}/nginx-health"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,6 +50,36 @@ def http_ok(url: str, timeout: float = 3.0) -> bool:
             return 200 <= reply.status < 300
     except OSError:
         return False
+
+
+#: The webserver's view of its code locations (GraphQL).
+_LOCATIONS_QUERY = (
+    "{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus "
+    "locationOrLoadError { __typename } } } } }"
+)
+
+
+def locations_loaded(ui_url: str, timeout: float = 5.0) -> bool:
+    """Whether the Dagster webserver at `ui_url` has every code location of its workspace
+    loaded (not loading, not in error). Its `/server_info` answers before that: a webserver
+    that started before the gRPC code location has the location in error until it reconnects,
+    and a run submitted then finds no job."""
+    body = json.dumps({"query": _LOCATIONS_QUERY}).encode()
+    request = urllib.request.Request(
+        f"{ui_url}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            data = json.loads(reply.read())
+    except (OSError, ValueError):
+        return False
+    workspace = (data.get("data") or {}).get("workspaceOrError") or {}
+    entries = workspace.get("locationEntries") or []
+    return bool(entries) and all(
+        entry.get("loadStatus") == "LOADED"
+        and (entry.get("locationOrLoadError") or {}).get("__typename") == "RepositoryLocation"
+        for entry in entries
+    )
 
 
 class Supervisor:
