@@ -229,6 +229,15 @@ def test_serving_never_reaches_dagster_through_another_module():
         assert not via, f"{module} reaches dagster through {via}"
 
 
+def _probe(script: str, env: dict | None = None, cwd=None) -> str:
+    """Run `script` in a fresh interpreter; its last line of output (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=cwd, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def test_a_serving_process_runs_without_dagster_loaded():
     """What the graph promises, checked in a real interpreter: the app and its stores load and
     Dagster is not among the imported modules."""
@@ -239,9 +248,7 @@ def test_a_serving_process_runs_without_dagster_loaded():
         "plain_stores('local')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]", done.stdout
+    assert _probe(script) == "[]"
 
 
 def test_loading_the_code_location_leaves_dlt_to_the_runs_that_load():
@@ -256,9 +263,7 @@ def test_loading_the_code_location_leaves_dlt_to_the_runs_that_load():
         "production_resources()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dlt', 'dagster_dlt')))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-2000:]
+    assert _probe(script) == "[]"
 
 
 def test_importing_the_platform_batches_a_ranged_steps_materializations(tmp_path):
@@ -291,15 +296,7 @@ def test_importing_the_platform_batches_a_ranged_steps_materializations(tmp_path
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_EVENT_BATCH_SIZE"}
 
     def seen(**extra) -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", probe],
-            env={**env, **extra},
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-        return done.stdout.strip().splitlines()[-1]
+        return _probe(probe, env={**env, **extra}, cwd=tmp_path)
 
     assert seen() == (
         "1000 True 28 ['28 ASSET_MATERIALIZATION_PLANNED', '28 ASSET_MATERIALIZATION']"
@@ -317,11 +314,7 @@ def test_importing_the_platform_shortens_openmp_spinning():
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
 
     def seen(**extra) -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", probe], env={**env, **extra}, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        return _probe(probe, env={**env, **extra})
 
     assert seen() == "1000 None"
     assert seen(GOMP_SPINCOUNT="50") == "50 None"

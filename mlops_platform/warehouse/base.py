@@ -24,6 +24,13 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+#: A table's column names in order (information_schema: both warehouses answer it).
+COLUMNS_SQL = (
+    "SELECT column_name FROM information_schema.columns "
+    "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position"
+)
+
+
 class WarehouseStore(BaseModel):
     """Tables in named schemas (`raw`, `quarantine`, ...), read and written as DataFrames."""
 
@@ -96,11 +103,7 @@ class WarehouseStore(BaseModel):
         return int(found["n"].iloc[0]) > 0
 
     def columns(self, schema: str, table: str) -> list[str]:
-        found = self.query(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position",
-            {"schema": schema, "table": table},
-        )
+        found = self.query(COLUMNS_SQL, {"schema": schema, "table": table})
         return list(found["column_name"])
 
     def read_table(self, schema: str, table: str, where: str = "") -> pd.DataFrame:
@@ -201,11 +204,7 @@ class Transaction:
 
     def columns(self, schema: str, table: str) -> list[str]:
         """A table's column names as this transaction sees them."""
-        found = self.query(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = :schema AND table_name = :table ORDER BY ordinal_position",
-            {"schema": schema, "table": table},
-        )
+        found = self.query(COLUMNS_SQL, {"schema": schema, "table": table})
         return list(found["column_name"])
 
     def put_frame(self, name: str, frame: pd.DataFrame) -> None:
