@@ -103,6 +103,26 @@ def _no_verdict(status, metric, rows, min_rows, min_drop, confidence) -> Verdict
     return Verdict(status, metric, nan, nan, nan, nan, nan, confidence, rows, min_rows, min_drop)
 
 
+def _verdict(metric, current, reference, drops, confidence, rows, min_rows, min_drop) -> Verdict:
+    """The verdict of a bootstrap: the point drop of `current` against `reference`, and the
+    interval of the resampled `drops`."""
+    low, high = _interval(drops, confidence)
+    drop = float(_worse(metric, current, reference))
+    return Verdict(
+        "ok", metric, current, reference, drop, low, high, confidence, rows, min_rows, min_drop
+    )
+
+
+def _too_few_rows(rows: int, min_rows: int) -> str | None:
+    return f"too few labelled rows yet ({rows} < {min_rows})" if rows < min_rows else None
+
+
+def _undefined(metric: str, *values: float) -> str | None:
+    if any(math.isnan(v) for v in values):
+        return f"{metric} undefined on these rows (one class only?)"
+    return None
+
+
 def _interval(drops: np.ndarray, confidence: float) -> tuple[float, float]:
     drops = drops[np.isfinite(drops)]
     if len(drops) < 10:
@@ -206,32 +226,14 @@ def performance_verdict(
     current_y, current_p = np.asarray(current_y), np.asarray(current_p)
     reference_y, reference_p = np.asarray(reference_y), np.asarray(reference_p)
     rows = len(current_y)
-    if rows < min_rows:
-        return _no_verdict(
-            f"too few labelled rows yet ({rows} < {min_rows})",
-            metric,
-            rows,
-            min_rows,
-            min_drop,
-            confidence,
-        )
-    if len(reference_y) == 0:
-        return _no_verdict("no reference rows", metric, rows, min_rows, min_drop, confidence)
-    score = metric_function(metric)
-    current, reference = score(current_y, current_p), score(reference_y, reference_p)
-    if math.isnan(current) or math.isnan(reference):
-        return _no_verdict(
-            f"{metric} undefined on these rows (one class only?)",
-            metric,
-            rows,
-            min_rows,
-            min_drop,
-            confidence,
-        )
-    live, held = Resampler(rows, current_groups), Resampler(len(reference_y), reference_groups)
-    few = _too_few_groups(live, held)
-    if few:
-        return _no_verdict(few, metric, rows, min_rows, min_drop, confidence)
+    why = _too_few_rows(rows, min_rows) or ("no reference rows" if len(reference_y) == 0 else None)
+    if why is None:
+        score = metric_function(metric)
+        current, reference = score(current_y, current_p), score(reference_y, reference_p)
+        live, held = Resampler(rows, current_groups), Resampler(len(reference_y), reference_groups)
+        why = _undefined(metric, current, reference) or _too_few_groups(live, held)
+    if why is not None:
+        return _no_verdict(why, metric, rows, min_rows, min_drop, confidence)
     rng = np.random.default_rng(seed)
     drops = np.empty(samples)
     live_metric = _sampled(metric, current_y, current_p)
@@ -239,20 +241,7 @@ def performance_verdict(
     for i in range(samples):
         c, r = live.draw(rng), held.draw(rng)
         drops[i] = _worse(metric, live_metric(c), held_metric(r))
-    low, high = _interval(drops, confidence)
-    return Verdict(
-        "ok",
-        metric,
-        current,
-        reference,
-        float(_worse(metric, current, reference)),
-        low,
-        high,
-        confidence,
-        rows,
-        min_rows,
-        min_drop,
-    )
+    return _verdict(metric, current, reference, drops, confidence, rows, min_rows, min_drop)
 
 
 def paired_verdict(
@@ -272,47 +261,18 @@ def paired_verdict(
     whole groups (days) where groups are given)."""
     y, new_p, old_p = np.asarray(y), np.asarray(new_p), np.asarray(old_p)
     rows = len(y)
-    if rows < min_rows:
-        return _no_verdict(
-            f"too few labelled rows yet ({rows} < {min_rows})",
-            metric,
-            rows,
-            min_rows,
-            min_drop,
-            confidence,
-        )
-    score = metric_function(metric)
-    new, old = score(y, new_p), score(y, old_p)
-    if math.isnan(new) or math.isnan(old):
-        return _no_verdict(
-            f"{metric} undefined on these rows (one class only?)",
-            metric,
-            rows,
-            min_rows,
-            min_drop,
-            confidence,
-        )
-    same = Resampler(rows, groups)
-    few = _too_few_groups(same)
-    if few:
-        return _no_verdict(few, metric, rows, min_rows, min_drop, confidence)
+    why = _too_few_rows(rows, min_rows)
+    if why is None:
+        score = metric_function(metric)
+        new, old = score(y, new_p), score(y, old_p)
+        same = Resampler(rows, groups)
+        why = _undefined(metric, new, old) or _too_few_groups(same)
+    if why is not None:
+        return _no_verdict(why, metric, rows, min_rows, min_drop, confidence)
     rng = np.random.default_rng(seed)
     drops = np.empty(samples)
     new_metric, old_metric = _sampled(metric, y, new_p), _sampled(metric, y, old_p)
     for i in range(samples):
         s = same.draw(rng)
         drops[i] = _worse(metric, new_metric(s), old_metric(s))
-    low, high = _interval(drops, confidence)
-    return Verdict(
-        "ok",
-        metric,
-        new,
-        old,
-        float(_worse(metric, new, old)),
-        low,
-        high,
-        confidence,
-        rows,
-        min_rows,
-        min_drop,
-    )
+    return _verdict(metric, new, old, drops, confidence, rows, min_rows, min_drop)
