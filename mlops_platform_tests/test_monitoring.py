@@ -234,6 +234,22 @@ def test_a_pace_is_the_gain_per_day_of_staleness_and_never_negative():
     assert Pace.metadata_of(None) == {} and Pace.from_metadata({"x": 1}) is None
 
 
+def test_a_pooled_pace_is_the_total_gain_over_the_total_days_of_its_comparisons():
+    # The flights backtest's line in late May: a promotion that gained 0.0361 over a model 24
+    # days staler, then one that gained nothing measurable (-0.0006 over 18 days).
+    spring, flat = Pace(0.0361, 24), Pace(-0.0006, 18)
+    assert Pace.pooled([spring, flat]) == Pace(pytest.approx(0.0355), 42)
+    # One flat week alone reads as a world standing still (the longest limit); pooled with the
+    # comparison before it, the pace stays that of spring and the limit short.
+    assert age_limit(ADAPTIVE, flat) == 35
+    assert age_limit(ADAPTIVE, Pace.pooled([spring, flat])) == 20  # 8 + 12 days
+    # A rejected challenger's comparison counts as measured: a loss lengthens the limit.
+    assert age_limit(ADAPTIVE, Pace.pooled([spring, flat, Pace(-0.02, 14)])) == 35
+    # Unknown comparisons are left out; none known is no evidence.
+    assert Pace.pooled([None, spring, Pace(float("nan"), 7)]) == spring
+    assert Pace.pooled([]) is None and Pace.pooled([None]) is None
+
+
 @pytest.mark.parametrize(
     ("pace", "limit"),
     [
