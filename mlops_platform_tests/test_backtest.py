@@ -184,11 +184,17 @@ def test_default_policy_retrains_a_champion_past_its_age_and_static_does_not(cac
     pairs = zip(default.retrains, default.retrains[1:], strict=False)
     gaps = [(after.day - before.train_end).days for before, after in pairs if before.replaced]
     assert gaps and all(g >= 15 for g in gaps), gaps
-    # The champion carries its promotion's pace, as the registry records it for the sensor:
-    # its gate gain over the model it replaced, and the days between their training data.
-    promoted = [r for r in default.retrains if r.replaced]
-    before = [result.bootstrap.split.train_end, *[r.train_end for r in promoted]]
-    assert default.pace is not None and default.pace.days == (before[-1] - before[-2]).days
+    # The lane carries the pace the sensor reads from the registry: with one comparison
+    # pooled, the newest gate comparison's (promoted or rejected), over the days between the
+    # challenger's training data end and that of the champion it was compared with.
+    champion_end, newest = result.bootstrap.split.train_end, None
+    for r in default.retrains:
+        if r.gate == "passed" or r.gate.startswith("failed"):
+            newest = (r.train_end - champion_end).days
+        if r.replaced:
+            champion_end = r.train_end
+    assert newest is not None and default.pace.days == newest
+    assert default.pace == default.comparisons[-1]
 
 
 def test_steps_by_month_and_policies_validated():

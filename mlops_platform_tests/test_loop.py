@@ -176,7 +176,9 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
         assert not ((log["alias"] == "champion") & (log["to_version"] == "2")).any()
 
     # The champion's pace (for an adaptive age limit) read back from the registry: v2's gate
-    # gain over v1 and the days between their training data; v1 was compared with nothing.
+    # comparison with v1 (its gain and the days between their training data), whether v2 was
+    # promoted or rejected (a rejection is evidence of the pace too); v1 was compared with
+    # nothing, so its comparisons end there however many are pooled.
     from mlops_platform.model.split import TimeSplit
     from mlops_platform.monitoring.run import champion_pace
 
@@ -185,14 +187,15 @@ def test_short_replay_closes_the_loop(replayed, data_dir):
     )
     pace = champion_pace(adaptive, registry, champion)
     assert champion_pace(SPEC, registry, champion) is None  # a fixed limit reads nothing
-    if champion == "1":
-        assert pace is None
-    else:
-        ends = [TimeSplit.from_tags(registry.version_tags(SPEC.name, v)).train_end for v in "12"]
-        summary = json.loads(registry.version_tags(SPEC.name, "2")["gate_summary"])
-        metric = SPEC.gate.primary_metric
-        gain = summary["metrics"][metric] - summary["champion_metrics"][metric]
-        assert pace.days == (ends[1] - ends[0]).days and pace.gain == pytest.approx(gain)
+    ends = [TimeSplit.from_tags(registry.version_tags(SPEC.name, v)).train_end for v in "12"]
+    summary = json.loads(registry.version_tags(SPEC.name, "2")["gate_summary"])
+    metric = SPEC.gate.primary_metric
+    gain = summary["metrics"][metric] - summary["champion_metrics"][metric]
+    assert pace.days == (ends[1] - ends[0]).days and pace.gain == pytest.approx(gain)
+    pooled = adaptive.model_copy(
+        update={"drift": adaptive.drift.model_copy(update={"pace_comparisons": 3})}
+    )
+    assert champion_pace(pooled, registry, champion) == pace
 
     # The report: live vs static (v1) month by month, the retrain, and the plot.
     report = (data_dir / "reports" / SPEC.name / "test.md").read_text()

@@ -234,6 +234,74 @@ def test_a_pace_is_the_gain_per_day_of_staleness_and_never_negative():
     assert Pace.metadata_of(None) == {} and Pace.from_metadata({"x": 1}) is None
 
 
+def test_a_pooled_pace_is_the_total_gain_over_the_total_days_of_its_comparisons():
+    # The flights backtest's line in late May: a promotion that gained 0.0361 over a model 24
+    # days staler, then one that gained nothing measurable (-0.0006 over 18 days).
+    spring, flat = Pace(0.0361, 24), Pace(-0.0006, 18)
+    assert Pace.pooled([spring, flat]) == Pace(pytest.approx(0.0355), 42)
+    # One flat week alone reads as a world standing still (the longest limit); pooled with the
+    # comparison before it, the pace stays that of spring and the limit short.
+    assert age_limit(ADAPTIVE, flat) == 35
+    assert age_limit(ADAPTIVE, Pace.pooled([spring, flat])) == 20  # 8 + 12 days
+    # A rejected challenger's comparison counts as measured: a loss lengthens the limit.
+    assert age_limit(ADAPTIVE, Pace.pooled([spring, flat, Pace(-0.02, 14)])) == 35
+    # Unknown comparisons are left out; none known is no evidence.
+    assert Pace.pooled([None, spring, Pace(float("nan"), 7)]) == spring
+    assert Pace.pooled([]) is None and Pace.pooled([None]) is None
+
+
+def test_the_champions_pace_is_read_from_its_lines_gate_comparisons_in_the_registry(tmp_path):
+    """A real MLflow registry: v1 first, v2 promoted over v1, v3 rejected against v2, v4
+    promoted over v2, v5 rejected against v4, v6 gated against the rejected v3 (of no concern
+    to the champion's line). Champion v4."""
+    import datetime as dt
+
+    from mlops_platform.model.split import TimeSplit
+    from mlops_platform.model.version import GateSummary
+    from mlops_platform.monitoring.run import champion_pace
+    from mlops_platform.registry.store import ModelRegistry
+
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts"))
+    name, metric = SPEC.name, SPEC.gate.primary_metric
+    registry.client.create_registered_model(name)
+    ends = {1: "2013-02-20", 2: "2013-03-22", 3: "2013-04-07", 4: "2013-04-21", 5: "2013-05-05"}
+    ends[6] = "2013-05-12"
+    gates = {2: (1, 0.70, 0.68), 3: (2, 0.69, 0.70), 4: (2, 0.72, 0.70), 5: (4, 0.71, 0.72)}
+    gates[6] = (3, 0.73, 0.69)
+    for v, end in ends.items():
+        version = registry.client.create_model_version(name, source=str(tmp_path / f"m{v}"))
+        assert str(version.version) == str(v)
+        day = dt.date.fromisoformat(end)
+        split = TimeSplit(day - dt.timedelta(days=60), day, day, day + dt.timedelta(days=7))
+        tags = split.to_tags()
+        if v in gates:
+            champion, ours, theirs = gates[v]
+            summary = GateSummary(
+                ours > theirs, str(v), str(champion), {metric: ours}, {metric: theirs}
+            )
+            tags.update(summary.to_tags())
+        registry.set_version_tags(name, str(v), tags)
+
+    def pace(comparisons: int) -> Pace | None:
+        drift = SPEC.drift.model_copy(
+            update={
+                "max_model_age_days": 35,
+                "age_loss_budget": 0.01,
+                "pace_comparisons": comparisons,
+            }
+        )
+        return champion_pace(SPEC.model_copy(update={"drift": drift}), registry, "4")
+
+    # Newest first: v6 is skipped; v5 (-0.01 over v4, 14 days), v4 (+0.02 over v2, 30 days),
+    # v3 (-0.01 over v2, 16 days), v2 (+0.02 over v1, 30 days); v1 ends the line.
+    assert pace(1) == Pace(pytest.approx(-0.01), 14)  # the rejection after the promotion
+    assert pace(2) == Pace(pytest.approx(0.01), 44)
+    assert pace(3) == Pace(pytest.approx(0.0), 60)
+    assert pace(10) == Pace(pytest.approx(0.02), 90)
+    # A fixed age limit reads nothing.
+    assert champion_pace(SPEC, registry, "4") is None
+
+
 @pytest.mark.parametrize(
     ("pace", "limit"),
     [

@@ -113,6 +113,8 @@ def test_the_shortest_windows_their_rules_can_judge_are_accepted(tmp_path, name,
             "drift.min_model_age_days: 8 days, but a new model is already 8 days old",
         ),
         ({"age_loss_budget": 0}, "drift.age_loss_budget: Input should be greater than 0"),
+        ({"pace_comparisons": 3, "age_loss_budget": None}, "set age_loss_budget too"),
+        ({"age_loss_budget": 0.01, "pace_comparisons": 0}, "pace_comparisons: Input should be"),
     ],
 )
 def test_an_adaptive_age_limit_needs_bounds_the_right_way_round(tmp_path, drift, error):

@@ -34,20 +34,36 @@ __all__ = ["drift_reference", "recent_scored", "recent_served", "run_drift", "ru
 
 
 def champion_pace(spec: ModelSpec, registry: ModelRegistry, version: str) -> Pace | None:
-    """The pace the champion's promotion showed (`triggers.Pace`: its gate's gain over the
-    model it replaced, and the days between their training data ends), from its recorded gate
-    summary; None for a first model, or when the spec's age limit does not adapt
+    """The pace of the champion's line (`triggers.Pace`), from the recorded gate summaries of
+    its newest `drift.pace_comparisons` gate comparisons, pooled: its own promotion's gain
+    over the model it replaced, its predecessors', and those of challengers rejected against
+    any of them, each over the days between the two models' training data ends. Versions are
+    read newest first, so a rejection after the champion's promotion counts first. None for a
+    first model with no comparison yet, or when the spec's age limit does not adapt
     (`drift.age_loss_budget`), so nothing more is read from the registry."""
     if spec.drift.age_loss_budget is None:
         return None
-    tags = registry.version_tags(spec.name, version)
-    summary = GateSummary.from_tags(tags)
-    if summary is None or summary.champion is None:
-        return None
-    previous = TimeSplit.from_tags(registry.version_tags(spec.name, summary.champion))
-    days = (TimeSplit.from_tags(tags).train_end - previous.train_end).days
-    metric = spec.gate.primary_metric
-    return pace_of(summary.metrics, summary.champion_metrics, metric, spec.higher_is_better, days)
+    line, paces, metric = {str(version)}, [], spec.gate.primary_metric
+    newest = int(registry.latest_version(spec.name) or version)
+    for number in range(newest, 0, -1):
+        if len(paces) >= spec.drift.pace_comparisons:
+            break
+        tags = registry.version_tags(spec.name, str(number))
+        summary = GateSummary.from_tags(tags)
+        if summary is None or summary.champion is None:
+            if str(number) in line:  # the line's first model: nothing older belongs to it
+                break
+            continue
+        if str(number) in line:
+            line.add(str(summary.champion))
+        elif str(summary.champion) not in line:
+            continue  # compared with a model of no concern to this champion
+        previous = TimeSplit.from_tags(registry.version_tags(spec.name, str(summary.champion)))
+        days = (TimeSplit.from_tags(tags).train_end - previous.train_end).days
+        paces.append(
+            pace_of(summary.metrics, summary.champion_metrics, metric, spec.higher_is_better, days)
+        )
+    return Pace.pooled(paces)
 
 
 def recent_scored(spec: ModelSpec, day: dt.date, warehouse: Warehouse) -> pd.DataFrame:

@@ -82,6 +82,16 @@ class Pace:
         return f"gain {self.gain:+.4f} over a model {self.days} days staler"
 
     @staticmethod
+    def pooled(paces: list[Pace | None]) -> Pace | None:
+        """Several comparisons as one pace: their total gain over their total days (one
+        week's gain is a noisy pace; a rejected challenger's small or negative gain counts
+        as it was measured). None when none is known."""
+        known = [p for p in paces if p is not None and p.gain == p.gain]
+        if not known:
+            return None
+        return Pace(sum(p.gain for p in known), sum(p.days for p in known))
+
+    @staticmethod
     def metadata_of(pace: Pace | None) -> dict:
         """The pace as a monitoring result carries it to the retraining sensor."""
         return {} if pace is None else {"champion_gain": pace.gain, "champion_gain_days": pace.days}

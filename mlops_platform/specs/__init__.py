@@ -126,6 +126,15 @@ class Drift(_Strict):
         ge=1,
         description="with age_loss_budget, the shortest age limit however fast the world moves",
     )
+    pace_comparisons: int = Field(
+        default=1,
+        ge=1,
+        description="with age_loss_budget, how many of the newest gate comparisons of the "
+        "champion's line the pace pools (total gain over total days): its own promotion, its "
+        "predecessors', and challengers rejected against any of them (a rejection is evidence "
+        "too: a fresher model that gained little says the world moved little). 1: the newest "
+        "comparison only",
+    )
     retrain_on: list[Literal["features", "score", "label"]] = Field(
         default_factory=lambda: ["features", "score", "label"],
         description="which of the drift report's alarms start a retrain: feature drift, score "
@@ -203,6 +212,10 @@ class Drift(_Strict):
             raise ValueError(
                 "age_loss_budget needs max_model_age_days: the longest age limit when the "
                 "champion's gain was small or none"
+            )
+        if self.pace_comparisons != 1 and self.age_loss_budget is None:
+            raise ValueError(
+                "pace_comparisons pools the pace of the adaptive age limit: set age_loss_budget too"
             )
         if self.min_model_age_days is not None:
             if self.age_loss_budget is None:

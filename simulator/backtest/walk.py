@@ -62,9 +62,11 @@ class Lane:
     model: Model
     scores: np.ndarray
     last_trigger: str | None = None
-    #: What the current model's promotion showed of the world's pace (None: not gated
-    #: against a champion), as the registry records it on the version for the sensor.
+    #: The world's pace as the sensor reads it from the registry (`monitoring.run.
+    #: champion_pace`): the newest `drift.pace_comparisons` gate comparisons of this lane's
+    #: line (promotions and rejections), pooled; None before the first comparison.
     pace: Pace | None = None
+    comparisons: list[Pace] = field(default_factory=list)
     steps_since_train: int = 0
     retrains: list[Retrain] = field(default_factory=list)
     seconds: dict[str, float] = field(
@@ -236,12 +238,15 @@ def _retrain(lab: Lab, lane: Lane, step: Step, reason: str) -> None:
             policy.name, step.end, reason, challenger.id, challenger.split.train_end, gate, replaced
         )
     )
+    if pace is not None:
+        lane.comparisons.append(pace)
+        lane.pace = Pace.pooled(lane.comparisons[-lab.spec.drift.pace_comparisons :])
     if replaced:
-        lane.model, lane.pace = challenger, pace
+        lane.model = challenger
 
 
 def _pace(spec, result, challenger: Model, champion: Model) -> Pace | None:
-    """The pace a promotion records (`monitoring.run.champion_pace` reads it back live)."""
+    """The pace a gate comparison records (`monitoring.run.champion_pace` reads it back live)."""
     return pace_of(
         result.challenger.metrics,
         result.champion.metrics if result.champion else None,
