@@ -43,6 +43,8 @@ FLIGHTS = 336_776
 TABLES = ("flights", "planes", "airlines", "airports")
 #: The increment: a source released through INCREMENT_FROM, then one more day.
 INCREMENT_FROM = dt.datetime(2013, 2, 15)
+#: Seconds a day's increment may take (its steps' execution; issue 15).
+INCREMENT_TARGET = 0.5
 
 
 def peak_rss_mb() -> float:
@@ -146,8 +148,9 @@ def run_platform(workdir: Path) -> dict:
     )
     for name, assets in steps:
         # The year's weather holds one impossible reading (a 1,048 mph wind on Feb 12): its
-        # blocking contract stops raw.weather, as it must; everything else has to succeed.
-        timings[name], _ = _materialize(dg, assets, resources, {"raw__weather"})
+        # blocking contract stops raw.weather (its source's publish step), as it must;
+        # everything else has to succeed.
+        timings[name], _ = _materialize(dg, assets, resources, {"weather_feed_published"})
     flights_rows = int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0])
     weather = int(warehouse.query("SELECT count(*) AS n FROM raw.weather")["n"].iloc[0])
     assert flights_rows == FLIGHTS, flights_rows
@@ -161,15 +164,16 @@ def run_platform(workdir: Path) -> dict:
 
 
 def run_platform_increment(workdir: Path) -> dict:
-    from mlops_platform.contracts.checks import published_tables
+    from mlops_platform.contracts.checks import build_published_tables
     from mlops_platform.ingestion.assets import build_landing_assets
     from simulator.flights import replay
 
     source = _copy_source(workdir, "platform")
     dg, flights, warehouse, resources = _platform(workdir, source, "platform_inc.duckdb")
-    ops = list(flights.tables_of("flight_ops"))
-    publish = [a for a in published_tables(flights) if a.key.path[-1] in ops]
-    assets = [build_landing_assets(flights, "flight_ops"), *publish]
+    assets = [
+        build_landing_assets(flights, "flight_ops"),
+        build_published_tables(flights, "flight_ops"),
+    ]
     _materialize(dg, assets, resources)  # the first 45 days (untimed)
     before = _raw_count(warehouse)
     replay.set_clock(f"sqlite:///{source}", INCREMENT_FROM + dt.timedelta(days=1))
@@ -529,6 +533,12 @@ def main() -> None:
             "platform = Dagster materialization of landing (dlt) + audit (Great Expectations "
             "contracts) + publish (one transaction, merge on the key, quarantine, cursor)"
         )
+        floor = year["floor"]
+        wall, cpu = (floor[k] / platform[k] for k in ("ops_seconds", "cpu_seconds"))
+        print(
+            f"year vs the floor (target >= 1.00x): {wall:.2f}x wall, {cpu:.2f}x CPU "
+            f"({'met' if wall >= 1 else 'not met'} on wall)"
+        )
         print(f"load average after the year: {load_average()}")
     day = run_variants(["floor-increment", "dlt-increment", "platform-increment"], workdir, env)
     print_table(
@@ -538,9 +548,11 @@ def main() -> None:
         "changed",
     )
     platform = day["platform"]
+    steps = platform["ops_seconds"]
+    verdict = "met" if steps < INCREMENT_TARGET else "not met"
     print(
-        f"platform increment: {platform['new_flights']:,} new flights, steps "
-        f"{platform['ops_seconds']:.2f} s (target < 0.5 s), whole Dagster run "
+        f"platform increment: {platform['new_flights']:,} new flights, steps {steps:.2f} s "
+        f"(target < {INCREMENT_TARGET} s: {verdict}), whole Dagster run "
         f"{platform['run_seconds']:.2f} s wall / {platform['cpu_seconds']:.2f} s CPU"
     )
     print(f"load average at end: {load_average()}")

@@ -299,3 +299,41 @@ def test_every_time_and_delay_column_has_a_range(table, column, value):
     report = validate_contract(contract, batch, batch[contract.key], {"carrier": ["UA"]}, None)
     assert list(report.bad_rows.index) == [1]
     assert f"expect_column_values_to_be_between({column})" in report.bad_rows[REASON_COLUMN][1]
+
+
+def test_a_failing_reference_table_holds_back_the_tables_that_reference_it(resources, source_url):
+    """The raw tables of a source publish in one step: when raw.airlines (which raw.flights
+    takes its allowed carriers from) fails its contract, raw.flights is not published in that
+    step (its rows stay landed), the tables that do not reference it are, and the next run
+    publishes flights once airlines passes."""
+    warehouse = resources["warehouse"]
+    replay.advance(source_url, 1)
+    assert ingest(resources).success
+    before = int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0])
+    source_execute(
+        source_url,
+        "INSERT INTO airlines (carrier, name, updated_at) "
+        "VALUES ('Q9', 'From the future', '2020-01-01 00:00:00.000000')",
+    )
+    replay.advance(source_url, 1)
+
+    result = ingest(resources)
+    checks = check_results(result)
+    assert not result.success
+    assert not checks["airlines"].passed
+    assert checks["planes"].passed and checks["airports"].passed
+    assert "flights" not in checks  # not judged in this step: held back
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey(["raw", "flights"]) not in materialized
+    assert dg.AssetKey(["raw", "airlines"]) in materialized
+    held = int(warehouse.query("SELECT count(*) AS n FROM landing.flights")["n"].iloc[0])
+    assert held > 0
+    assert int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0]) == before
+    assert list(pending_quarantine(warehouse, "airlines")["carrier"]) == ["Q9"]
+
+    # The future airline stays quarantined (read again, not reported again): flights publish.
+    again = ingest(resources)
+    assert again.success, check_results(again)
+    assert check_results(again)["flights"].passed
+    after = int(warehouse.query("SELECT count(*) AS n FROM raw.flights")["n"].iloc[0])
+    assert after > before

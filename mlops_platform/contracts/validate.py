@@ -7,9 +7,11 @@ nothing, so it is tested directly on small frames.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -144,8 +146,38 @@ def _run_suite(name: str, frame: pd.DataFrame, expectations: list, result_format
         # the suite, itself and its whole result (every unexpected index, serialised to JSON) in
         # the context's stores, which this ephemeral context never reads back.
         suite = gx.ExpectationSuite(name=f"{name}_suite", expectations=list(expectations))
-        result = batch.validate(suite, result_format={"result_format": result_format})
+        with _configurations_built_once():
+            result = batch.validate(suite, result_format={"result_format": result_format})
     return list(result.results)
+
+
+@contextlib.contextmanager
+def _configurations_built_once() -> Iterator[None]:
+    """For one validation, each expectation builds its `configuration` once.
+
+    GE's `Expectation.configuration` is a property that serialises the expectation (pydantic
+    `.dict()`, value sets copied) into a new `ExpectationConfiguration` at every read, and
+    planning a suite reads it ~10 times per metric of each expectation: ~2,200 builds for the
+    flights suite, 45% of its validation (cProfile of a day's increment). Nothing changes an
+    expectation while it is validated, so the first build is reused for the rest of the call.
+    Held under `_CONTEXT_LOCK` (validations never overlap); the cache keeps each expectation
+    alive, so an id cannot be reused by another object while it lasts."""
+    from great_expectations.expectations.expectation import Expectation
+
+    original = Expectation.__dict__["configuration"]
+    built: dict[int, tuple[object, object]] = {}
+
+    def configuration(self):
+        found = built.get(id(self))
+        if found is None or found[0] is not self:
+            found = built[id(self)] = (self, original.fget(self))
+        return found[1]
+
+    Expectation.configuration = property(configuration, doc=original.__doc__)
+    try:
+        yield
+    finally:
+        Expectation.configuration = original
 
 
 def _columns_of(expectations: list) -> list[str]:
