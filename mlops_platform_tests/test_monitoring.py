@@ -527,6 +527,60 @@ def test_drift_reads_what_evidentlys_own_preset_and_value_drift_give(features):
     assert '"title": "Drift Score", "field": "drift_score"' in page(result.snapshot)
 
 
+def test_stored_report_is_evidentlys_page_with_its_bundle_kept_once(features, tmp_path):
+    """The stored page is Evidently's own standalone page (same widgets, same data), titled,
+    with Evidently's JavaScript bundle and font kept once in the reports folder and referenced
+    instead of copied into every page."""
+    import base64
+    import re
+    from pathlib import Path
+
+    import evidently
+    from evidently.legacy.utils.dashboard import STATIC_PATH
+
+    from mlops_platform.monitoring.reports import save_report
+
+    january = features[features["event_date"] < "2013-02-01"]
+    first, second = january.iloc[::2], january.iloc[1::2]
+    result = compute_drift(first, second.assign(temp=second["temp"] + 10), SPEC)
+    title = "flight_delay v3 — drift of 2013-01-25..2013-01-31 <window>"
+    folder = tmp_path / "reports" / SPEC.name
+    pages = [save_report(result.snapshot, title, folder / f"drift-{n}.html") for n in (1, 2)]
+
+    static = Path(STATIC_PATH)
+    bundle = folder / "js" / f"evidently.{evidently.__version__}.js"
+    assert bundle.read_bytes() == (static / "index.js").read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["drift-1.html", "drift-2.html", "js"]
+    # Retention removes files by age: the bundle is as recent as the newest page using it.
+    assert bundle.stat().st_mtime >= pages[0].stat().st_mtime
+    stored = pages[1].read_text(encoding="utf-8")
+    script = f'<script src="js/{bundle.name}"></script>'
+    assert script in stored and "url(js/material-ui-icons.woff2);" in stored
+    stock = result.snapshot.get_html_str(as_iframe=False)
+    assert len(stored) < len(stock) - 3_000_000  # the bundle is not in the page
+
+    # Put the bundle and the font back inline, as Evidently embeds them: Evidently's page.
+    font = base64.b64encode((static / "material-ui-icons.woff2").read_bytes()).decode()
+    inlined = stored.replace(
+        f"<!-- no embedded lib -->\n    {script}",
+        f"<script>{(static / 'index.js').read_text(encoding='utf-8')}</script>\n    ",
+    ).replace(
+        "url(js/material-ui-icons.woff2);", f"url(data:font/ttf;base64,{font}) format('woff2');"
+    )
+
+    def ids_aside(page: str) -> str:  # the dashboard's and widgets' random ids
+        return re.sub(r"metric_[0-9a-f]{32}|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "", page)
+
+    # Titled: once in the head, once as the heading above the dashboard (HTML-escaped).
+    escaped = "flight_delay v3 — drift of 2013-01-25..2013-01-31 &lt;window&gt;"
+    heading = f'<h1 style="font-family:sans-serif;font-size:1.3em;margin:12px">{escaped}</h1>'
+    assert stored.count(f"<title>{escaped}</title>") == 1 and stored.count(heading) == 1
+    assert stored.index("<title>") < stored.index("<script") < stored.index(heading)
+    untitled = inlined.replace(f"<title>{escaped}</title>", "").replace(heading, "")
+    assert ids_aside(untitled) == ids_aside(stock)
+    assert '"title": "Drift Score", "field": "drift_score"' in stored
+
+
 def test_daily_cycle_asks_for_yesterday_once_retries_and_gives_up(source_url):
     import datetime as dt
     import uuid

@@ -227,7 +227,7 @@ class SqliteAnchors:
         paths = [*self._shared, *([shard] if shard is not None else [])]
         files = {str(Path(p).resolve()) for p, conn in zip(paths, held, strict=True) if conn}
         try:
-            with self._commits_without_fsync(files):
+            with self._commits_without_fsync(files), self._engines_reused():
                 yield run_id
         finally:
             unused = shard is not None and held[-1] is not None and not self._has_tables(held[-1])
@@ -246,13 +246,19 @@ class SqliteAnchors:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
+        # Dagster opens a connection per event on the same few paths: each is resolved once
+        # (resolving on every connection was 0.5% of a replay day's profile).
+        held: dict[str, bool] = {}
+
         def on_connect(dbapi_connection, _record) -> None:
             import sqlite3
 
             if not isinstance(dbapi_connection, sqlite3.Connection):
                 return
             main = dbapi_connection.execute("PRAGMA database_list").fetchall()[0][2]
-            if main and str(Path(main).resolve()) in files:
+            if main and main not in held:
+                held[main] = str(Path(main).resolve()) in files
+            if main and held[main]:
                 dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
         if not files:
@@ -263,6 +269,43 @@ class SqliteAnchors:
             yield
         finally:
             event.remove(Engine, "connect", on_connect)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _engines_reused() -> Iterator[None]:
+        """Dagster's SQLite run and event storages build a SQLAlchemy engine for every
+        statement they run (`create_engine`, the dialect's set-up on its first connection,
+        `dispose`): an event written, a pool slot claimed or freed, an asset or check planned.
+        In the block, each file's engine is built once and used again; it keeps `NullPool`, so
+        every use still opens its own connection and closes it after (the commits, the
+        `synchronous` setting and the held connections are as before). A replay day's
+        profile spent 23% of its time in those storages' writes; an engine costs ~1.3 ms of
+        CPU of each ~3.8 ms write (microbench, load 13)."""
+        from dagster._core.storage.event_log.sqlite import sqlite_event_log
+        from dagster._core.storage.runs.sqlite import sqlite_run_storage
+
+        modules = (sqlite_event_log, sqlite_run_storage)
+        originals = [module.create_engine for module in modules]
+        engines: dict[tuple[str, str], object] = {}
+
+        def reused(build):
+            def create_engine(url, **kwargs):
+                key = (str(url), repr(sorted(kwargs.items())))
+                if key not in engines:
+                    engines[key] = build(url, **kwargs)
+                return engines[key]
+
+            return create_engine
+
+        for module, build in zip(modules, originals, strict=True):
+            module.create_engine = reused(build)
+        try:
+            yield
+        finally:
+            for module, build in zip(modules, originals, strict=True):
+                module.create_engine = build
+            for engine in engines.values():
+                engine.dispose()
 
     @staticmethod
     def _has_tables(conn) -> bool:
