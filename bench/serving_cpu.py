@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--cpu", help="pin the server to these CPUs (taskset)")
     args = parser.parse_args()
     workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLOPS_DATA_DIR"] = str(workdir)
     champion = _champion(workdir, True)
     env = {
