@@ -142,6 +142,23 @@ def test_columnar_batches_land_like_lists_and_poison_ones_are_dropped(tmp_path):
     assert drops == [2]
 
 
+def test_list_batches_land_by_day_in_order_with_absent_columns_null(tmp_path):
+    """Batches of lists are joined per day in one flush: each day's rows in order of arrival,
+    a column a batch lacks (or gives no values) null for its rows."""
+    log = PartitionedLog(tmp_path, schema(), flush_seconds=3600)  # one flush: at close
+    day1, day2 = dt.datetime(2026, 1, 1, 23, 59), dt.datetime(2026, 1, 2, 0, 1)
+    log.append({"ts": [day1, day1], "request_id": ["a", "b"], "x": [1.0, 2.0]})
+    log.append({"ts": [day2], "request_id": ["c"]})  # no x
+    log.append({"ts": [day1], "request_id": ["d"], "x": []})  # x without values
+    log.append({"ts": [day2] * 2, "request_id": ["e", "f"], "x": [5.0, 6.0]})
+    log.close()
+    stored = read_log(tmp_path)
+    assert list(stored["request_id"]) == ["a", "b", "d", "c", "e", "f"]
+    assert stored["x"].tolist()[:2] == [1.0, 2.0] and stored["x"].tolist()[4:] == [5.0, 6.0]
+    assert stored["x"].iloc[2:4].isna().all()
+    assert [str(t.date()) for t in stored["ts"]] == ["2026-01-01"] * 3 + ["2026-01-02"] * 3
+
+
 def test_repeat_is_a_sequence_of_one_value():
     column = Repeat("v", 5)
     assert len(column) == 5 and list(column) == ["v"] * 5 and column[-1] == "v"

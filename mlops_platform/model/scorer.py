@@ -69,7 +69,8 @@ class FastScorer:
             values = columns[name]
             if name in self.maps:
                 lookup = self.maps[name]
-                out[:, j] = [lookup.get(v, math.nan) if v is not None else math.nan for v in values]
+                # unknown categories and None (never a key) get None: NaN in a float array
+                out[:, j] = list(map(lookup.get, values))
             else:
                 out[:, j] = values
         return out
