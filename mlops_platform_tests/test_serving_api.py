@@ -169,6 +169,7 @@ def test_admin_routes_need_the_token_and_rollback_is_audited(stack):
             f"{server.url}/admin/rollback",
             json={"reason": "bad model"},
             headers={"authorization": f"Bearer {TOKEN}"},
+            timeout=120,  # it loads and verifies v1: a bound for a hang on a busy machine
         )
         assert ok.status_code == 200 and ok.json()["champion"] == "1"
         assert registry.alias_version(SPEC.name, CHAMPION) == "1"
@@ -324,7 +325,7 @@ def test_registry_down_at_start_then_later(stack, caplog):
         for _ in range(5):
             assert httpx.post(f"{server.url}/predict", json=ROW).status_code == 200
         state = httpx.post(
-            f"{server.url}/admin/reload", headers={"authorization": f"Bearer {TOKEN}"}
+            f"{server.url}/admin/reload", headers={"authorization": f"Bearer {TOKEN}"}, timeout=120
         ).json()
         assert state["champion"] == "1" and state["registry_error"]
         # Failed look-ups opened the registry circuit: it is not called on every poll.

@@ -173,7 +173,10 @@ def _attacker_signs(registry: ModelRegistry, version: str, key_dir: Path, monkey
 
 
 def _admin(url: str, route: str) -> dict:
-    return httpx.post(f"{url}{route}", headers={"authorization": f"Bearer {TOKEN}"}).json()
+    # A reload loads and verifies a version: the timeout bounds a hang on a busy machine.
+    return httpx.post(
+        f"{url}{route}", headers={"authorization": f"Bearer {TOKEN}"}, timeout=120
+    ).json()
 
 
 def test_forged_versions_are_never_served_nor_promoted(
