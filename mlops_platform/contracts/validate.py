@@ -158,8 +158,9 @@ def _configurations_built_once() -> Iterator[None]:
     GE's `Expectation.configuration` is a property that serialises the expectation (pydantic
     `.dict()`, value sets copied) into a new `ExpectationConfiguration` at every read, and
     planning a suite reads it ~10 times per metric of each expectation: ~2,200 builds for the
-    flights suite, 45% of its validation (cProfile of a day's increment). Nothing changes an
-    expectation while it is validated, so the first build is reused for the rest of the call.
+    running example's largest suite, 45% of its validation (cProfile of a day's increment).
+    Nothing changes an expectation while it is validated, so the first build is reused for the
+    rest of the call.
     Held under `_CONTEXT_LOCK` (validations never overlap); the cache keeps each expectation
     alive, so an id cannot be reused by another object while it lasts."""
     from great_expectations.expectations.expectation import Expectation
