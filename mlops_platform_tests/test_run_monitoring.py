@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -26,6 +25,7 @@ from dagster._daemon.monitoring import (
 from mlops_platform.runs.launcher import run_worker_pid
 from mlops_platform.settings import PROJECT_ROOT
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
+from mlops_platform_tests.serving_support import wait_until
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 MODULE = "mlops_platform_tests.run_monitoring_defs"
@@ -34,13 +34,7 @@ LOG = logging.getLogger("run-monitoring-test")
 
 def wait_for(condition, timeout: float, what: str):
     """Poll `condition` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return wait_until(condition, what, timeout, poll=0.3)
 
 
 def test_sigkilled_run_is_marked_failed_and_its_pool_slot_freed(data_dir, monkeypatch):

@@ -18,7 +18,14 @@ from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.serving.predictionlog import read_log
 from mlops_platform.warehouse.resources import DuckDBWarehouse
 from mlops_platform_tests import serving_support
-from mlops_platform_tests.serving_support import ROW, SPEC, TOKEN, serve, wait_ready
+from mlops_platform_tests.serving_support import (
+    ROW,
+    SPEC,
+    TOKEN,
+    serve,
+    wait_ready,
+    wait_until,
+)
 
 models = serving_support.models  # fixture
 
@@ -316,14 +323,13 @@ def _status(conn: socket.socket, timeout: float = 30) -> tuple[int, str]:
 
 def _wait_in_flight(url: str, count: int, timeout: float = 30) -> None:
     """Until the server counts `count` requests in progress (scrapes are never refused)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def in_flight() -> bool:
         text = httpx.get(f"{url}/metrics").text
         found = re.search(r"^http_requests_in_flight (\S+)$", text, flags=re.M)
-        if found and float(found.group(1)) >= count:
-            return
-        assert time.monotonic() < deadline, f"never {count} requests in flight"
-        time.sleep(0.05)
+        return bool(found) and float(found.group(1)) >= count
+
+    wait_until(in_flight, f"{count} requests in flight", timeout)
 
 
 def test_concurrency_limit_and_request_timeout(server):
@@ -380,10 +386,9 @@ def test_docs_offline_head_and_versioned_kserve_routes(server):
     assert httpx.post(f"{base}/99/infer", json=oip([ROW])).json()["error"]
     reply = httpx.post(f"{base}/1/infer", json=oip([ROW])).json()
     assert reply["model_version"] == "1"
-    deadline = time.monotonic() + 10  # the challenger is loaded a moment after the champion
-    while httpx.get(f"{base}/2/ready").status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(  # the challenger is loaded a moment after the champion
+        lambda: httpx.get(f"{base}/2/ready").status_code == 200, "the challenger ready", 10
+    )
     challenger = httpx.post(f"{base}/2/infer", json=oip([ROW])).json()
     assert challenger["model_version"] == "2" and challenger["parameters"]["alias"] == "challenger"
 
@@ -433,13 +438,12 @@ def test_poison_requests_then_good_ones_all_land(server):
             ).status_code
             == 200
         )
-    deadline = time.monotonic() + 20
-    while True:
+
+    def landed() -> bool:
         logged = read_log(server.tmp / "serving" / "predictions")
-        if len(logged) and set(ids) <= set(logged["request_id"]):
-            break
-        assert time.monotonic() < deadline, "good requests after the poison never landed"
-        time.sleep(0.2)
+        return bool(len(logged)) and set(ids) <= set(logged["request_id"])
+
+    wait_until(landed, "the good requests after the poison in the log", 20, poll=0.2)
 
 
 def test_every_metric_the_grafana_dashboard_queries_is_exported(server):

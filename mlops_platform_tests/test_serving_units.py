@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import tracemalloc
 
 import numpy as np
@@ -18,6 +17,7 @@ from mlops_platform.serving.predictionlog import PartitionedLog, Repeat, keyed_h
 from mlops_platform.serving.protocols import loads, parse_mlflow_json
 from mlops_platform.serving.rules import feature_ranges, feedback_problems, feedback_rules
 from mlops_platform.specs import load_spec
+from mlops_platform_tests.serving_support import wait_until
 
 SPEC = load_spec("flight_delay")
 WANTED = list(SPEC.features.columns)
@@ -73,10 +73,7 @@ def test_json_bodies_are_parsed_or_refused_by_name(body, expected):
 
 
 def flush_until(predicate, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(predicate, "the prediction log's writer to flush", timeout)
 
 
 def schema():

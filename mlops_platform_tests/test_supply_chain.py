@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -29,6 +28,7 @@ from mlops_platform.registry.promotion import PromotionRefused, admit_challenger
 from mlops_platform.registry.signing import SignatureError, record_gate, sign_version
 from mlops_platform.registry.store import ModelRegistry, directory_sha256
 from mlops_platform_tests.registry_helpers import NAME, clone_version
+from mlops_platform_tests.serving_support import wait_until
 from mlops_platform_tests.test_serving_api import ROW
 
 TOKEN = "supply-token"
@@ -210,10 +210,11 @@ def test_forged_versions_are_never_served_nor_promoted(
         admin_token=TOKEN, poll_seconds=3600, retry_seconds=0.2, log_dir=str(tmp_path / "log")
     )
     with BackgroundServer(create_app(settings, registry, warehouse)) as server:
-        deadline = time.monotonic() + 120
-        while httpx.get(f"{server.url}/ping").status_code != 200:
-            assert time.monotonic() < deadline, "never served the signed champion"
-            time.sleep(0.1)
+        wait_until(
+            lambda: httpx.get(f"{server.url}/ping").status_code == 200,
+            "the signed champion served",
+            120,
+        )
         for version, reason in reasons.items():
             # Set by hand in MLflow, as anyone with registry access could.
             registry.set_alias(NAME, "champion", version)
