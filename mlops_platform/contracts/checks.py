@@ -158,20 +158,8 @@ def publish_table(
     )
     if not warehouse.table_exists("raw", contract.table):
         # Nothing published yet (e.g. the feed has no hour so far): no data to hand on.
-        return dg.MaterializeResult(
-            asset_key=key,
-            metadata={"rows_loaded": 0},
-            check_results=[
-                dg.AssetCheckResult(
-                    asset_key=key,
-                    check_name=CHECK_NAME,
-                    passed=False,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    description=f"raw.{contract.table} has not been published yet",
-                    metadata={"error": f"raw.{contract.table} has not been published yet"},
-                )
-            ],
-        )
+        missing = f"raw.{contract.table} has not been published yet"
+        return _contract_result(key, {"rows_loaded": 0}, False, missing, {"error": missing})
     report = audit.report
     # Values of classified columns never leave as examples (the domain's classification).
     classified = classified_columns(contract.table, domain)
@@ -200,35 +188,44 @@ def publish_table(
     summary = "" if passed else failure_summary(contract.table, audit.rule_counts, report.failures)
     if summary:
         context.log.warning(summary)
+    table_metadata = {
+        "rows_loaded": done.published,
+        "batches_audited": done.batches,
+        "landed_rows": done.landed,
+        "unchanged_rows": done.unchanged,
+        "deleted_at_source": done.deleted_at_source,
+        "cursor": str(done.cursor),
+    }
+    check_metadata = {
+        "batch_rows": audit.landed_rows,
+        "table_rows": report.table_rows,
+        "expectations": len(report.outcomes),
+        "failed_expectations": len(failures),
+        "failed_rows_by_rule": dg.MetadataValue.json(audit.rule_counts),
+        "quarantined_rows": int(audit.bad[ROW_ID].nunique()),
+        "new_quarantine_entries": done.quarantined,
+        "quarantine_table": f"{QUARANTINE_SCHEMA}.{contract.table}",
+        "failures": dg.MetadataValue.md(markdown_table(failures)),
+        "bad_rows_sample": dg.MetadataValue.md(markdown_table(sample_rows)),
+    }
+    return _contract_result(key, table_metadata, passed, summary or None, check_metadata)
+
+
+def _contract_result(
+    key: dg.AssetKey, metadata: dict, passed: bool, description: str | None, check: dict
+) -> dg.MaterializeResult:
+    """`key`'s materialization with the result of its blocking contract check."""
     return dg.MaterializeResult(
         asset_key=key,
-        metadata={
-            "rows_loaded": done.published,
-            "batches_audited": done.batches,
-            "landed_rows": done.landed,
-            "unchanged_rows": done.unchanged,
-            "deleted_at_source": done.deleted_at_source,
-            "cursor": str(done.cursor),
-        },
+        metadata=metadata,
         check_results=[
             dg.AssetCheckResult(
                 asset_key=key,
                 check_name=CHECK_NAME,
                 passed=passed,
                 severity=dg.AssetCheckSeverity.ERROR,
-                description=summary or None,
-                metadata={
-                    "batch_rows": audit.landed_rows,
-                    "table_rows": report.table_rows,
-                    "expectations": len(report.outcomes),
-                    "failed_expectations": len(failures),
-                    "failed_rows_by_rule": dg.MetadataValue.json(audit.rule_counts),
-                    "quarantined_rows": int(audit.bad[ROW_ID].nunique()),
-                    "new_quarantine_entries": done.quarantined,
-                    "quarantine_table": f"{QUARANTINE_SCHEMA}.{contract.table}",
-                    "failures": dg.MetadataValue.md(markdown_table(failures)),
-                    "bad_rows_sample": dg.MetadataValue.md(markdown_table(sample_rows)),
-                },
+                description=description,
+                metadata=check,
             )
         ],
     )
