@@ -35,9 +35,10 @@ backtest: install
 	$(UV) run simulator backtest --spec flight_delay
 	$(UV) run simulator backtest --spec rain
 
-## test: install everything, then run the whole test suite
+## test: install everything, then run the whole test suite, one test file per worker process
+## (a worker per core, at most 4; see the ordering in mlops_platform_tests/conftest.py)
 test: install nginx
-	PATH="$$PATH:/usr/sbin" $(UV) run pytest
+	PATH="$$PATH:/usr/sbin" $(UV) run pytest --numprocesses auto --maxprocesses 4 --dist loadfile
 
 # Debian's nginx: the production stack's load balancer and read-only registry proxy, and wrk,
 # the load of its rolling-promotion test (both run in `make test`); installed with apt-get

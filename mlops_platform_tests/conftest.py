@@ -22,6 +22,32 @@ import pytest  # noqa: E402
 
 from simulator.flights import replay  # noqa: E402
 
+#: Test files that take minutes (the production stack, the replays, the model lifecycle), longest
+#: first. `make test` hands whole files to its workers in collection order (pytest-xdist's
+#: `--dist loadfile`), so these start first and the short files fill in around them; in
+#: alphabetical order the stack came last and one worker ran it alone for five minutes.
+LONG_FILES = (
+    "test_deploy_stack.py",
+    "test_model_lifecycle.py",
+    "test_loop.py",
+    "test_cadence.py",
+    "test_integrity.py",
+    "test_rainfall_replay.py",
+    "test_governance.py",
+    "test_deploy_guard.py",
+    "test_monitoring.py",
+    "test_production_profile.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long files first, in LONG_FILES order; the rest keep their order (stable sort)."""
+    here = Path(__file__).parent
+    gone = [name for name in LONG_FILES if not (here / name).exists()]
+    assert not gone, f"conftest.LONG_FILES names files that do not exist: {gone}"
+    rank = {name: index for index, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
+
 
 @pytest.fixture(scope="session")
 def source_template() -> Path:
