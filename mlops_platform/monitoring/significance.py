@@ -136,7 +136,10 @@ def days_of(values) -> np.ndarray:
     """The calendar day of each timestamp (the resampling unit of rows dated by day)."""
     import pandas as pd
 
-    return pd.to_datetime(pd.Series(values)).to_numpy(dtype="datetime64[D]")
+    values = pd.Series(values)
+    # (a datetime column skips pandas' conversion cache, which samples values one by one)
+    cache = not pd.api.types.is_datetime64_any_dtype(values)
+    return pd.to_datetime(values, cache=cache).to_numpy(dtype="datetime64[D]")
 
 
 class _SampledAuc:

@@ -78,7 +78,10 @@ RECENT_COLUMNS = ["origin_late_1d", "origin_late_7d", "carrier_late_7d", "dest_l
 
 
 def _utc_naive(series: pd.Series) -> pd.Series:
-    return pd.to_datetime(series, utc=True).dt.tz_localize(None)
+    """UTC-naive timestamps (a datetime column skips pandas' conversion cache, which samples
+    values one by one: see `mlops_platform.features.build._utc_naive`)."""
+    cache = not pd.api.types.is_datetime64_any_dtype(series)
+    return pd.to_datetime(series, utc=True, cache=cache).dt.tz_localize(None)
 
 
 def base_frame(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -160,7 +163,7 @@ def recent(flights: pd.DataFrame, **_: pd.DataFrame) -> pd.DataFrame:
     midnight = (
         (day + pd.Timedelta(days=1)).dt.tz_localize(LOCAL_TIMEZONE).dt.tz_convert("UTC")
     ).dt.tz_localize(None)
-    landed_at = pd.to_datetime(flights["updated_at"], utc=True).dt.tz_localize(None)
+    landed_at = _utc_naive(flights["updated_at"])
     delay = pd.to_numeric(flights["arr_delay"], errors="coerce")
     known = (flights["status"] == "landed") & delay.notna() & (landed_at < midnight)
     outcomes = pd.DataFrame(
