@@ -71,7 +71,12 @@ class Scoring:
             payload = loads(body)
             parse = parse_oip if kind == "oip" else parse_mlflow_json
             columns, rows = parse(payload, self.wanted, limit)
-        return Prepared(self._normalize(columns, rows, route), rows, payload)
+        # Only OIP answers need the payload (its `id`); dropped here, a large body's rows are
+        # freed on this (parse) thread rather than on the event loop after the reply (perf:
+        # 6% of a 1,000-row request's CPU, all on the event loop).
+        return Prepared(
+            self._normalize(columns, rows, route), rows, payload if kind == "oip" else None
+        )
 
     async def prepare(self, kind: str, body: bytes, route: str) -> Prepared:
         """Parse and check a body ("csv", "mlflow" or "oip"); raises ProtocolError/InputError."""
