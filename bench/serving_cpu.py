@@ -150,13 +150,15 @@ def main() -> None:
         **os.environ,
         "MLFLOW_TRACKING_URI": champion["tracking_uri"],
         "MLOPS_SERVING_MAX_BODY_BYTES": "4000000",
-        "MLOPS_SERVING_SHADOW": "false" if args.no_shadow else "true",
     }
+    if args.no_shadow:
+        env["MLOPS_SERVING_SHADOW"] = "false"
     shadow = champion.get("challenger")
+    shadowing = env.get("MLOPS_SERVING_SHADOW", "true").lower() == "true"
     print(
         f"champion v{champion['version']}; "
         + (f"challenger v{shadow} " if shadow else "no challenger")
-        + ("" if not shadow else "(shadow scoring off)" if args.no_shadow else "shadowing")
+        + ("" if not shadow else "shadowing" if shadowing else "(shadow scoring off)")
     )
     command = pinned([str(BIN / "mlops"), "serve", "--port", str(args.port)], args.cpu)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
