@@ -136,6 +136,7 @@ def create_app(
         loading.cancel()
         manager.stop()
         await batcher.stop()
+        scoring.close()
         predictions.close()
         feedback_log.close()
         log.warning(
