@@ -75,6 +75,11 @@ class FastScorer:
                 out[:, j] = values
         return out
 
+    def encodes_like(self, other: FastScorer) -> bool:
+        """Whether `other.matrix` gives the same matrix for the same rows (same column order,
+        same category codes), so one matrix can be scored by both."""
+        return self.order == other.order and self.maps == other.maps
+
     def frame_matrix(self, x: pd.DataFrame) -> np.ndarray:
         """Float matrix from `model_input`'s frame (batch scoring): numbers as they are, each
         category looked up as the encoder saw it (its text); unknown or missing -> NaN."""
