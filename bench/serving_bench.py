@@ -461,7 +461,12 @@ def main() -> None:
     )
     print(
         f"\nchampion flight_delay v{champion['version']}"
-        + (f", challenger v{champion['challenger']} shadowing" if "challenger" in champion else "")
+        + (
+            f", challenger v{champion['challenger']} "
+            + ("shadowing" if env.get("MLOPS_SERVING_SHADOW", "true") == "true" else "(no shadow)")
+            if "challenger" in champion
+            else ""
+        )
         + f"; wrk -t2 -c8 -d{args.seconds}s, "
         f"single-row POST /invocations; then wrk -t2 -c4 -d{max(1, args.seconds // 2)}s, "
         f"{BATCH_ROWS:,}-row dataframe_split requests"
