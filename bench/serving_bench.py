@@ -19,7 +19,9 @@ body of records with 16,800 distinct keys (target < 0.5 s, < 50 MB), and single-
 while 10,000-row requests are being scored back to back from another process (target p99 <
 50 ms), against the same single rows on the idle server (p50, p99, max; p99 busy / idle).
 `--hostile-only --repeat N` runs only these, N times; `--workdir DIR` keeps and reuses the
-prepared champion.
+prepared champion. `--challenger` also prepares a challenger (a second version through the
+same gate): the platform then shadow-scores every batch with it, as a service beside a
+retrained model does, and logs both scores.
 """
 
 from __future__ import annotations
@@ -75,6 +77,31 @@ def prepare(workdir: Path) -> dict:
         sys.exit("the benchmark's champion did not pass its gate")
     promote(registry, warehouse, spec.name, version, reason="bench", actor="bench", run_id="bench")
     return {"tracking_uri": registry.tracking_uri, "version": version}
+
+
+def prepare_challenger(workdir: Path) -> str:
+    """A second version of flight_delay (other hyperparameters: 150 trees), through the same
+    gate, admitted as `challenger`: the server then shadow-scores every batch with it, as a
+    production service beside a retrained model does. Returns its version."""
+    from mlops_platform.evaluation.run import run_gate
+    from mlops_platform.features.build import features_from_warehouse
+    from mlops_platform.registry.promotion import admit_challenger
+    from mlops_platform.registry.resources import MLflowResource
+    from mlops_platform.specs import load_spec
+    from mlops_platform.training.params import Hyperparameters
+    from mlops_platform.training.tracking import train_and_register
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
+
+    warehouse = DuckDBWarehouse(path=str(workdir / "warehouse.duckdb"))
+    spec = load_spec("flight_delay")
+    features = features_from_warehouse(warehouse, spec)
+    registry = MLflowResource().registry()
+    params = {**Hyperparameters().as_dict(), "max_iter": 150, "random_state": 7}
+    version = train_and_register(spec, features, registry, warehouse, params, "bench").version
+    if not run_gate(spec, features, registry, version).passed:
+        sys.exit("the benchmark's challenger did not pass its gate")
+    admit_challenger(registry, warehouse, spec.name, version, run_id="bench")
+    return version
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -242,12 +269,19 @@ def hostile(url: str, pid: int) -> dict:
     }  # fmt: skip
 
 
-def _champion(workdir: Path, keep: bool) -> dict:
+def _champion(workdir: Path, keep: bool, challenger: bool = False) -> dict:
+    """The prepared champion (kept in `workdir` if `keep`), and a challenger if asked: the
+    server serves whatever the registry's aliases say, so a workdir given a challenger shadows
+    from then on (MLOPS_SERVING_SHADOW=false turns shadow scoring off)."""
     saved = workdir / "champion.json"
     if keep and saved.exists():
-        return json.loads(saved.read_text())
-    print(f"preparing a champion in {workdir} (not timed)")
-    champion = prepare(workdir)
+        champion = json.loads(saved.read_text())
+    else:
+        print(f"preparing a champion in {workdir} (not timed)")
+        champion = prepare(workdir)
+    if challenger and "challenger" not in champion:
+        print(f"preparing a challenger in {workdir} (not timed)")
+        champion["challenger"] = prepare_challenger(workdir)
     saved.write_text(json.dumps(champion))
     return champion
 
@@ -341,6 +375,11 @@ def main() -> None:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs"
     )
+    parser.add_argument(
+        "--challenger",
+        action="store_true",
+        help="the platform also shadow-scores every batch with a challenger (as in production)",
+    )
     args = parser.parse_args()
     global SERVER_CPUS, WRK_CPUS
     cpus = sorted(os.sched_getaffinity(0))
@@ -355,7 +394,7 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLOPS_DATA_DIR"] = str(workdir)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    champion = _champion(workdir, keep)
+    champion = _champion(workdir, keep, args.challenger)
     env = {
         **os.environ,
         "MLOPS_DATA_DIR": str(workdir),
@@ -421,7 +460,14 @@ def main() -> None:
         else "not pinned to CPUs"
     )
     print(
-        f"\nchampion flight_delay v{champion['version']}; wrk -t2 -c8 -d{args.seconds}s, "
+        f"\nchampion flight_delay v{champion['version']}"
+        + (
+            f", challenger v{champion['challenger']} "
+            + ("shadowing" if env.get("MLOPS_SERVING_SHADOW", "true") == "true" else "(no shadow)")
+            if "challenger" in champion
+            else ""
+        )
+        + f"; wrk -t2 -c8 -d{args.seconds}s, "
         f"single-row POST /invocations; then wrk -t2 -c4 -d{max(1, args.seconds // 2)}s, "
         f"{BATCH_ROWS:,}-row dataframe_split requests"
     )

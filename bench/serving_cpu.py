@@ -12,6 +12,10 @@ request and how they split over its threads (named by `py-spy dump`: the event l
     uv run python bench/serving_cpu.py --workdir /tmp/bench   # a champion serving_bench kept
     uv run python bench/serving_cpu.py --workdir /tmp/bench --py-spy /tmp/batch.txt
 
+`--challenger` prepares a challenger in the workdir (a production service shadows one: every
+batch is scored again by it, on the shadow thread, and both scores logged); `--no-shadow` serves
+the same registry with shadow scoring off, for the difference.
+
 `--py-spy FILE` records the server (py-spy, installed separately; native frames included) while
 1,000-row requests are sent (`--py-spy-single FILE`: single rows); a `.txt` name gives py-spy's
 raw (collapsed stacks) format, anything else a flame graph. `--cpu`/`--wrk-cpu` pin the server
@@ -125,6 +129,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--py-spy", help="record the 1,000-row phase into this file")
     parser.add_argument("--py-spy-single", help="record the single-row phase into this file")
+    parser.add_argument(
+        "--challenger",
+        action="store_true",
+        help="prepare a challenger in the workdir (kept: from then on the server shadows)",
+    )
+    parser.add_argument(
+        "--no-shadow", action="store_true", help="serve with MLOPS_SERVING_SHADOW=false"
+    )
     parser.add_argument("--cpu", help="pin the server to these CPUs (taskset)")
     parser.add_argument("--wrk-cpu", help="pin wrk to these CPUs (taskset)")
     args = parser.parse_args()
@@ -133,12 +145,21 @@ def main() -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLOPS_DATA_DIR"] = str(workdir)
-    champion = _champion(workdir, True)
+    champion = _champion(workdir, True, args.challenger)
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": champion["tracking_uri"],
         "MLOPS_SERVING_MAX_BODY_BYTES": "4000000",
     }
+    if args.no_shadow:
+        env["MLOPS_SERVING_SHADOW"] = "false"
+    shadow = champion.get("challenger")
+    shadowing = env.get("MLOPS_SERVING_SHADOW", "true").lower() == "true"
+    print(
+        f"champion v{champion['version']}; "
+        + (f"challenger v{shadow} " if shadow else "no challenger")
+        + ("" if not shadow else "shadowing" if shadowing else "(shadow scoring off)")
+    )
     command = pinned([str(BIN / "mlops"), "serve", "--port", str(args.port)], args.cpu)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{args.port}"

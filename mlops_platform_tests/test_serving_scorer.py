@@ -9,6 +9,8 @@ from mlops_platform.model.input import model_input
 from mlops_platform.model.predict import predict
 from mlops_platform.model.scorer import FastScorer, InputError, normalize
 from mlops_platform.model.split import split_by_time
+from mlops_platform.serving.batcher import _shadow_scores
+from mlops_platform.serving.manager import ModelHandle
 from mlops_platform.specs import load_spec
 from mlops_platform.training.params import Hyperparameters
 from mlops_platform.training.train import fit
@@ -95,3 +97,25 @@ def test_categories_pass_as_sent_unless_not_unicode(rows):
     columns["carrier"][-1] = "\ud800"
     with pytest.raises(InputError, match=rf"column 'carrier' row {rows - 1}: not valid Unicode"):
         normalize(columns, rows, SPEC)
+
+
+def test_shadow_scores_reuse_the_matrix_only_of_a_model_that_encodes_alike(fitted, golden_features):
+    """Shadow scoring scores the champion's matrix with the challenger when both encode rows
+    alike, and builds the challenger's own otherwise: the challenger's numbers either way."""
+    champion_model, holdout = fitted
+    train, _, _ = split_by_time(golden_features, SPEC)
+    frame = holdout.head(300)
+    columns, _ = columns_of(frame)
+    columns = normalize(columns, len(frame), SPEC)
+    champion = ModelHandle(SPEC.name, "1", "champion", FastScorer(champion_model, SPEC))
+    matrix = champion.scorer.matrix(columns, len(frame))
+    retrained = fit(SPEC, train, Hyperparameters(max_iter=30, learning_rate=0.1))
+    # a model that never saw the first carrier: every other carrier's code shifts by one
+    first = sorted(train["carrier"].dropna().unique())[0]
+    shifted = fit(SPEC, train[train["carrier"] != first], Hyperparameters(max_iter=30))
+    for model, alike in ((retrained, True), (shifted, False)):
+        challenger = ModelHandle(SPEC.name, "2", "challenger", FastScorer(model, SPEC))
+        assert challenger.scorer.encodes_like(champion.scorer) is alike
+        own = challenger.scorer.score(challenger.scorer.matrix(columns, len(frame)))
+        np.testing.assert_array_equal(_shadow_scores(champion, challenger, columns, matrix), own)
+        assert np.array_equal(challenger.scorer.score(matrix), own) is alike

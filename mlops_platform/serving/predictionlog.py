@@ -46,8 +46,6 @@ from mlops_platform.serving.logfiles import (  # noqa: F401 - read_log is this m
 )
 
 log = logging.getLogger("mlops.serving")
-#: The column types of a batch given as lists (the other kind: numpy arrays and Repeats)
-_LISTS = {list}
 #: Rows converted to Arrow at a time (a conversion holds the GIL; ~2 ms per slice).
 CONVERT_ROWS = 1_000
 
@@ -150,8 +148,8 @@ class PartitionedLog:
         self._thread.start()
 
     def append(self, columns: dict) -> None:
-        """Queue one batch of records given as equal-length columns (one must be `ts`): lists,
-        or numpy arrays and `Repeat`s."""
+        """Queue one batch of records given as equal-length columns (one must be `ts`): all
+        lists, or (a large batch, its `ts` not a list) numpy arrays, lists and `Repeat`s."""
         if columns and len(columns["ts"]):
             self._queue.put(columns)
 
@@ -185,9 +183,11 @@ class PartitionedLog:
             converted = []
             for batch in group:
                 day_name = _day(batch["ts"])
-                if set(map(type, batch.values())) != _LISTS:
-                    # a large batch's columns arrive as arrays and Repeats: converted as they
-                    # are, after the batches before it (the log keeps the order of arrival)
+                if type(batch["ts"]) is not list:
+                    # a large batch's columns arrive as arrays and Repeats (its time a Repeat):
+                    # converted as they are, after the batches before it (the log keeps the
+                    # order of arrival). Told apart by one column, not a set of every column's
+                    # type: that was a third of a flush's time at 5,000 single-row batches.
                     for pending_day, batches in by_date.items():
                         converted += convert(pending_day, self._joined(batches))
                     by_date.clear()

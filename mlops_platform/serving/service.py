@@ -2,12 +2,15 @@
 
 Every route goes through `Scoring.prepare` (parse and `normalize`, so the value policy is the
 same everywhere) and `Scoring.score`. Bodies larger than `OFFLOAD_BYTES` are parsed on a worker
-thread, so a large request never holds the event loop while small ones wait.
+thread, so a large request never holds the event loop while small ones wait. One thread, not
+asyncio's pool: parsing holds the GIL throughout, so parallel parses only took turns with it
+(and with the event loop) at the cost of a thread switch each time.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mlops_platform.model.input import InputError, Normalizer
@@ -51,6 +54,7 @@ class Scoring:
         self.batcher, self.metrics, self.ranges = batcher, metrics, ranges
         self.wanted = list(spec.features.columns)
         self.normalize = Normalizer(spec, ranges)
+        self._parse_thread = ThreadPoolExecutor(1, thread_name_prefix="parse")
 
     def ready(self) -> bool:
         return self.manager.champion is not None
@@ -71,13 +75,22 @@ class Scoring:
             payload = loads(body)
             parse = parse_oip if kind == "oip" else parse_mlflow_json
             columns, rows = parse(payload, self.wanted, limit)
-        return Prepared(self._normalize(columns, rows, route), rows, payload)
+        # Only OIP answers need the payload (its `id`); dropped here, a large body's rows are
+        # freed on this (parse) thread rather than on the event loop after the reply (perf:
+        # 6% of a 1,000-row request's CPU, all on the event loop).
+        return Prepared(
+            self._normalize(columns, rows, route), rows, payload if kind == "oip" else None
+        )
 
     async def prepare(self, kind: str, body: bytes, route: str) -> Prepared:
         """Parse and check a body ("csv", "mlflow" or "oip"); raises ProtocolError/InputError."""
         if len(body) >= OFFLOAD_BYTES:
-            return await asyncio.to_thread(self._parse, kind, body, route)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._parse_thread, self._parse, kind, body, route)
         return self._parse(kind, body, route)
+
+    def close(self) -> None:
+        self._parse_thread.shutdown(wait=True)
 
     def prepare_columns(self, columns: dict, rows: int, route: str) -> Prepared:
         return Prepared(self._normalize(columns, rows, route), rows)
