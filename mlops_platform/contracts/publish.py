@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -61,11 +62,12 @@ def audit_and_publish(
     contract: TableContract,
     now: dt.datetime | None,
     run_id: str,
-    source_keys: pd.DataFrame | None = None,
+    source_keys: Any = None,
 ) -> tuple[Audit, Published]:
     """Audit a table's landed batches and publish them (what its `raw/<table>` asset does).
 
-    `source_keys`: every key the source holds now, to find rows deleted there (None: skip).
+    `source_keys`: every key the source holds now (a pandas frame or an Arrow table), to find
+    rows deleted there (None: skip).
 
     On a warehouse that can (`WarehouseStore.sql_audit`), the audit runs in the warehouse, in
     the publish's transaction (contracts/warehouse_audit.py); where SQL and Great Expectations

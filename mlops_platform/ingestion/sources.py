@@ -274,16 +274,16 @@ def _url_path(database: str) -> str:
     return urllib.parse.quote(os.path.abspath(database))
 
 
-def _as_landed(table: Any) -> Any:
+def _as_landed(table: Any, audit_columns: bool = True) -> Any:
     """An Arrow table read by connectorx as the guarded read would give it: timestamps in UTC
-    (SQLite stores them naive, in UTC) and both audit columns present."""
+    (SQLite stores them naive, in UTC) and (with `audit_columns`) both audit columns present."""
     import pyarrow as pa
 
     for index, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type) and field.type.tz is None:
             utc = table.column(index).cast(pa.timestamp(field.type.unit, tz="UTC"))
             table = table.set_column(index, pa.field(field.name, utc.type), utc)
-    for name in AUDIT_COLUMNS:
+    for name in AUDIT_COLUMNS if audit_columns else ():
         if name not in table.column_names:
             table = table.append_column(
                 pa.field(name, pa.string()), pa.nulls(table.num_rows, pa.string())
