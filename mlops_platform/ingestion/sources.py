@@ -235,12 +235,13 @@ def _without_published(
     clean rows (no missing column, no type error) whose key and version `raw` holds
     (`published`, a frame of keys and versions) and whose key the read holds once.
 
-    A read re-reads the rows at its cursor, and with a lookback the rows before it: a day's
-    increment re-landed every reference row and a day of flights only for the audit to
-    recognise them (a tenth of the increment's CPU, py-spy). A row at the same key and
-    version the audit would have found `unchanged`; one whose key the read holds twice it
-    would quarantine as a duplicate, so it is landed. Values that do not convert to the
-    read's types leave the read whole (the publish still recognises what is unchanged)."""
+    A read re-reads the rows at its cursor, and with a lookback the rows before it: the
+    benchmark's day increment re-landed every row of the tables written in one instant and a
+    day of its event table only for the audit to recognise them (a tenth of its CPU, py-spy).
+    A row at the same key and version the audit would have found `unchanged`; one whose key
+    the read holds twice it would quarantine as a duplicate, so it is landed. Values that do
+    not convert to the read's types leave the read whole (the publish still recognises what
+    is unchanged)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
