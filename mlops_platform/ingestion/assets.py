@@ -12,7 +12,12 @@ from mlops_platform.asset_keys import DOMAIN_TAG, LAYER_TAG, RAW_LAYER, domain_a
 from mlops_platform.domains import Domain
 from mlops_platform.domains.schema import RestSource, SqlSource
 from mlops_platform.ingestion.cursors import published_in_window, read_cursors
-from mlops_platform.ingestion.sources import LANDING_DATASET, rest_source, sql_source
+from mlops_platform.ingestion.sources import (
+    LANDING_DATASET,
+    leaves_out_published,
+    rest_source,
+    sql_source,
+)
 from mlops_platform.settings import active_profile
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
@@ -112,7 +117,11 @@ def build_landing_assets(domain: Domain, name: str) -> dg.AssetsDefinition:
         pipeline = warehouse.dlt_pipeline(name, LANDING_DATASET)
         if isinstance(source, SqlSource):
             # A fresh source every run: dlt cannot re-run one source object in a process.
-            published = published_in_window(warehouse, landing_reads(domain, name), cursors)
+            published = (
+                published_in_window(warehouse, landing_reads(domain, name), cursors)
+                if leaves_out_published(system.database_url)
+                else {}
+            )
             built = sql_source(
                 domain, name, system.database_url, cursors, required, published=published
             )

@@ -73,7 +73,7 @@ def sql_source(
         if t in tables
     }
     loader = None
-    if dynamic and not backend:
+    if leaves_out_published(url, backend):
         loader = _sqlite_arrow_loader(cursors, required, reads, seen)
     source = _sql_database_named(source_name)(
         credentials,
@@ -91,6 +91,13 @@ def sql_source(
         source.resources[table].apply_hints(write_disposition="append")
         source.resources[table].add_map(_with_row_ids)
     return source
+
+
+def leaves_out_published(credentials: Any, backend: str = "") -> bool:
+    """Whether `sql_source` reads each table of this source whole into Arrow (a SQLite file,
+    by connectorx), where it leaves out the rows its `published` names; other sources land
+    the whole window of each read (the publish recognises what is unchanged)."""
+    return str(getattr(credentials, "url", credentials)).startswith("sqlite") and not backend
 
 
 def _with_row_ids(item: Any) -> Any:
