@@ -258,7 +258,9 @@ def _without_published(
         return table
     probe = table.select(names)
     try:
-        stored = pa.Table.from_pandas(published[names], preserve_index=False).cast(probe.schema)
+        # (rows of one window: a thread pool to convert them costs more than it saves)
+        stored = pa.Table.from_pandas(published[names], preserve_index=False, nthreads=1)
+        stored = stored.cast(probe.schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return table
     probe = probe.append_column(position, pa.array(np.arange(table.num_rows)))
