@@ -73,15 +73,23 @@ def source_query(url: str, sql: str) -> list:
     return rows
 
 
-def land(warehouse, source_url: str) -> None:
-    """Land the flight-ops tables with dlt (what the `landing/*` asset does), no Dagster."""
-    from mlops_platform.ingestion.assets import required_columns
-    from mlops_platform.ingestion.cursors import read_cursors
+def land(warehouse, source_url: str, whole_window: bool = False) -> None:
+    """Land the flight-ops tables with dlt (what the `landing/*` asset does), no Dagster.
+    `whole_window`: the rows `raw` holds in each read's window land too (as where the window
+    is too large to leave them out, `cursors.WINDOW_ROWS`)."""
+    from mlops_platform.ingestion.assets import landing_reads, required_columns
+    from mlops_platform.ingestion.cursors import published_in_window, read_cursors
     from mlops_platform.ingestion.sources import LANDING_DATASET
 
     pipeline = warehouse.dlt_pipeline("flight_ops", LANDING_DATASET)
+    cursors = read_cursors(warehouse)
+    published = (
+        {}
+        if whole_window
+        else published_in_window(warehouse, landing_reads(FLIGHTS, "flight_ops"), cursors)
+    )
     pipeline.run(
-        flight_ops_source(source_url, read_cursors(warehouse), required_columns(FLIGHTS)),
+        flight_ops_source(source_url, cursors, required_columns(FLIGHTS), published=published),
         loader_file_format=warehouse.loader_file_format,
     )
 

@@ -15,6 +15,7 @@ import pytest
 
 from mlops_platform.contracts.publish import (
     DELETED_RULE,
+    DUPLICATE_RULE,
     FUTURE_RULE,
     MISSING_RULE,
     STALE_RULE,
@@ -194,7 +195,45 @@ def test_future_row_is_quarantined_never_moves_the_cursor_and_the_cli_rewinds_it
     assert read_cursors(warehouse)["flights"] == dt.datetime(2013, 1, 1)
     land(warehouse, source_url)
     _, done = publish_table(warehouse, source_url, "flights")
-    assert done.published == 0 and done.unchanged > 800  # re-read, nothing duplicated
+    # Re-read, nothing duplicated: of the day re-read, only the future-dated flight (which raw
+    # does not hold at its version) lands again, and it is already pending in quarantine.
+    assert (done.landed, done.published, done.quarantined) == (1, 0, 0)
+    assert flight_counts(warehouse) == (expected, expected)
+
+
+def test_rows_written_later_in_the_cursors_instant_are_not_missed(resources, source_url):
+    warehouse = resources["warehouse"]
+    baseline(warehouse, source_url)
+    cursor = read_cursors(warehouse)["flights"]
+    stamp = f"{cursor:%Y-%m-%d %H:%M:%S.%f}"
+    published_at_cursor = source_flights(source_url, f"updated_at = '{stamp}'")
+    assert published_at_cursor >= 1
+    # Written after the publish, in the very instant of the cursor (a writer's clock
+    # resolution, a transaction committing late): a new flight, and a second row for the key
+    # of a flight published at that instant.
+    columns = (
+        "year, month, day, sched_dep_time, sched_arr_time, carrier, flight, tailnum, origin, "
+        "dest, distance, hour, minute, time_hour, status, updated_at"
+    )
+    source_execute(
+        source_url,
+        f"INSERT INTO flights ({columns}) VALUES (2013, 1, 2, 900, 1200, 'UA', 9101, 'N1', "
+        f"'EWR', 'ORD', 700, 9, 0, '2013-01-02 14:00:00.000000', 'scheduled', '{stamp}')",
+    )
+    source_execute(
+        source_url,
+        f"INSERT INTO flights ({columns}) SELECT {columns} FROM flights "
+        f"WHERE updated_at = '{stamp}' LIMIT 1",
+    )
+    land(warehouse, source_url)
+    audit, done = publish_table(warehouse, source_url, "flights")
+    # The rows published at the cursor (and in the lookback before it) are read again but not
+    # landed; the new flight is published, and the key now held twice is not hidden.
+    assert done.landed == 3 and done.published == 1
+    assert audit.rule_counts == {DUPLICATE_RULE: 2}
+    found = warehouse.query("SELECT count(*) AS n FROM raw.flights WHERE flight = 9101")
+    assert int(found["n"].iloc[0]) == 1
+    expected = source_flights(source_url) - 1  # the second row of the key stays out of raw
     assert flight_counts(warehouse) == (expected, expected)
 
 

@@ -83,7 +83,7 @@ def _landed_with_every_kind_of_bad_row(warehouse, source_url) -> None:
     for table in ("airlines", "airports", "planes", "flights"):
         publish_table(warehouse, source_url, table)
     replay.advance(source_url, 1)
-    land(warehouse, source_url)
+    land(warehouse, source_url, whole_window=True)
     landing = f"{LANDING_DATASET}.flights"
     key = "year, month, day, carrier, flight, origin"
     warehouse.execute(
@@ -145,6 +145,37 @@ def test_sql_audit_judges_every_row_as_the_pandas_audit_does(resources, source_u
     # Tables with nothing new, and a first load into an empty raw table, agree too.
     for table in ("airlines", "planes"):
         assert_same_outcomes(warehouse, table, read_clock(source_url).now)
+
+
+def test_a_table_with_nothing_landed_is_judged_by_its_table_rules_and_nothing_is_written(
+    resources, source_url
+):
+    warehouse = resources["warehouse"]
+    replay.advance(source_url, 1)
+    land(warehouse, source_url)
+    for table in ("airlines", "airports", "planes", "flights"):
+        publish_table(warehouse, source_url, table)
+    replay.advance(source_url, 1)
+    land(warehouse, source_url)  # nothing new for planes
+    # A key stored twice in raw: the whole-table unique-key rule fails with nothing landed.
+    warehouse.execute("INSERT INTO raw.planes SELECT * FROM raw.planes LIMIT 1")
+    before = {
+        name: warehouse.query(f"SELECT count(*) AS n FROM {name}")["n"].iloc[0]
+        for name in ("raw.planes", "quarantine.planes", "ingest.batches", "ingest.cursors")
+    }
+    contract = CONTRACTS["planes"]
+    now = read_clock(source_url).now
+    by_pandas = audit_landed(warehouse, contract, reference_values(warehouse, contract), now)
+    assert by_pandas.landed.empty
+    audit, done = publish_table(warehouse, source_url, "planes")
+    assert _outcomes(audit.report) == _outcomes(by_pandas.report)
+    assert audit.report.table_rows == by_pandas.report.table_rows == before["raw.planes"]
+    failed = [o.expectation for o in audit.report.outcomes if not o.success]
+    assert failed == ["expect_column_values_to_be_unique"]
+    assert (done.landed, done.published, done.batches, done.quarantined) == (0, 0, 0, 0)
+    assert before == {
+        name: warehouse.query(f"SELECT count(*) AS n FROM {name}")["n"].iloc[0] for name in before
+    }
 
 
 def test_sql_audit_of_a_large_batch_samples_for_ge_and_still_finds_every_bad_row(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -269,9 +270,10 @@ def after_publish(stored: pd.DataFrame, fresh: pd.DataFrame, key: list[str]) -> 
 
 
 def find_deleted(
-    warehouse: WarehouseStore, contract: TableContract, source_keys: pd.DataFrame
+    warehouse: WarehouseStore, contract: TableContract, source_keys: Any
 ) -> pd.DataFrame:
-    """Rows of `raw.<table>` whose key the source no longer holds, with the reason."""
+    """Rows of `raw.<table>` whose key the source no longer holds (`source_keys`: a pandas
+    frame or an Arrow table), with the reason."""
     if not warehouse.table_exists("raw", contract.table):
         return pd.DataFrame()
     rows = warehouse.rows_without_key("raw", contract.table, source_keys, contract.key)

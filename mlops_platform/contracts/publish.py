@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -61,11 +62,12 @@ def audit_and_publish(
     contract: TableContract,
     now: dt.datetime | None,
     run_id: str,
-    source_keys: pd.DataFrame | None = None,
+    source_keys: Any = None,
 ) -> tuple[Audit, Published]:
     """Audit a table's landed batches and publish them (what its `raw/<table>` asset does).
 
-    `source_keys`: every key the source holds now, to find rows deleted there (None: skip).
+    `source_keys`: every key the source holds now (a pandas frame or an Arrow table), to find
+    rows deleted there (None: skip).
 
     On a warehouse that can (`WarehouseStore.sql_audit`), the audit runs in the warehouse, in
     the publish's transaction (contracts/warehouse_audit.py); where SQL and Great Expectations
@@ -105,14 +107,25 @@ def _audit_and_publish_in_warehouse(
     deleted: pd.DataFrame | None,
 ) -> tuple[Audit, Published] | None:
     """The audit in the warehouse and the publish, in one transaction; None when the contract
-    or the landed columns (`types`) have no exact SQL form (GE alone audits them)."""
-    from mlops_platform.contracts.warehouse_audit import audit_in_warehouse, plan_rules
+    or the landed columns (`types`) have no exact SQL form (GE alone audits them).
+
+    A published table with no landed row and no row deleted at the source has nothing to
+    publish: only its table rules are judged, and nothing is written."""
+    from mlops_platform.contracts.warehouse_audit import (
+        audit_in_warehouse,
+        audit_of_nothing_landed,
+        plan_rules,
+    )
 
     raw_types = warehouse.column_types("raw", contract.table) or None  # None: not published
     rules = plan_rules(contract, types, raw_types, references)
     if rules is None:
         return None
     with warehouse.transaction() as tx:
+        if raw_types is not None and (deleted is None or deleted.empty):
+            audit = audit_of_nothing_landed(tx, contract, types, raw_types, now)
+            if audit is not None:
+                return audit, Published(contract.table, 0, 0, 0, 0, 0, 0, 0, None)
         audit = audit_in_warehouse(tx, contract, types, raw_types, rules, references, now)
         return audit, publish(warehouse, contract, audit, run_id, deleted=deleted, tx=tx)
 

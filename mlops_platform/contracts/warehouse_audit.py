@@ -185,6 +185,45 @@ def audit_in_warehouse(
     )
 
 
+def audit_of_nothing_landed(
+    tx: Transaction,
+    contract: TableContract,
+    types: dict[str, str],
+    raw_types: dict[str, str],
+    now: dt.datetime | None,
+) -> Audit | None:
+    """The audit of a published table with no landed row, or None when rows are landed.
+
+    No row to judge: the outcomes are the required columns and the table rules over `raw` as
+    it stands, as `audit_in_warehouse` gives them for an empty landing, without building the
+    verdicts (a day's increment lands nothing for most reference tables: their verdicts,
+    counts and bad-row reads were a third of their publish's CPU)."""
+    landing = f"{LANDING_DATASET}.{quote(contract.table)}"
+    if len(tx.query(f"SELECT 1 AS landed FROM {landing} LIMIT 1")):
+        return None
+    tx.execute("SET SESSION TimeZone = 'UTC'")
+    raw = f"raw.{quote(contract.table)}"
+    table_rules, table_rows = _table_rules(tx, contract, raw, now, None)
+    bad = pd.DataFrame(columns=[*types, REASON_COLUMN])
+    report = ContractReport(
+        table=contract.table,
+        batch_rows=0,
+        table_rows=table_rows,
+        outcomes=_required_columns(contract, types, raw_types) + table_rules,
+        bad_rows=bad,
+    )
+    return Audit(
+        table=contract.table,
+        load_ids=[],
+        landed=pd.DataFrame(columns=list(types)),
+        publish_ids=[],
+        unchanged_ids=[],
+        bad=bad,
+        report=report,
+        cursor=None,
+    )
+
+
 def _count_verdicts(
     tx: Transaction, contract: TableContract, types: dict[str, str], flags: list[str]
 ) -> pd.DataFrame:
@@ -403,12 +442,12 @@ def _table_rules(
     contract: TableContract,
     raw: str | None,
     now: dt.datetime | None,
-    counted: pd.DataFrame,
+    counted: pd.DataFrame | None,
 ) -> tuple[list[ExpectationOutcome], int]:
     """Row count, whole-table key uniqueness and freshness of the table as the publish would
     leave it (raw's rows whose key no candidate replaces, and the candidates, counted in
-    `counted`), as exact SQL aggregates with the outcomes Great Expectations gives
-    (`validate.table_expectations`).
+    `counted`; None: no verdicts, raw as it stands), as exact SQL aggregates with the
+    outcomes Great Expectations gives (`validate.table_expectations`).
 
     Candidates are one row per key and replace every stored row of their key, so the keys
     that can repeat are those of the stored rows kept: only they are grouped."""
@@ -417,15 +456,18 @@ def _table_rules(
     columns = list(dict.fromkeys([*key, *([fresh] if fresh else [])]))
     newest = f"max({quote(fresh)})" if fresh else "max(NULL)"
     # The candidates' count and newest freshness value, from the verdicts' counts.
-    rows, duplicated = int(counted["candidates"].sum()), 0
-    latest = [counted["newest_fresh"].max() if fresh and len(counted) else None]
+    rows, duplicated, latest = 0, 0, [None]
+    if counted is not None:
+        rows = int(counted["candidates"].sum())
+        latest = [counted["newest_fresh"].max() if fresh and len(counted) else None]
     if raw:
         all_missing = " AND ".join(f"{quote(c)} IS NULL" for c in key)
-        kept = (
-            f"SELECT {', '.join(f'r.{quote(c)}' for c in columns)} FROM {raw} r WHERE NOT "
-            f"EXISTS (SELECT 1 FROM {VERDICTS} c WHERE c.{CANDIDATE} AND "
-            f"{_key_match(key, 'c.', 'r.')})"
-        )
+        kept = f"SELECT {', '.join(f'r.{quote(c)}' for c in columns)} FROM {raw} r"
+        if counted is not None:
+            kept += (
+                f" WHERE NOT EXISTS (SELECT 1 FROM {VERDICTS} c WHERE c.{CANDIDATE} AND "
+                f"{_key_match(key, 'c.', 'r.')})"
+            )
         repeated = (
             f"SELECT count(*) AS k FROM kept WHERE NOT ({all_missing}) "
             f"GROUP BY {', '.join(quote(c) for c in key)} HAVING count(*) > 1"
@@ -480,4 +522,10 @@ def _missing_outcomes(bad: pd.DataFrame) -> list[ExpectationOutcome]:
     ]
 
 
-__all__ = ["FUTURE_RULE", "AuditMismatch", "audit_in_warehouse", "plan_rules"]
+__all__ = [
+    "FUTURE_RULE",
+    "AuditMismatch",
+    "audit_in_warehouse",
+    "audit_of_nothing_landed",
+    "plan_rules",
+]

@@ -11,8 +11,13 @@ import dagster as dg
 from mlops_platform.asset_keys import DOMAIN_TAG, LAYER_TAG, RAW_LAYER, domain_attributes
 from mlops_platform.domains import Domain
 from mlops_platform.domains.schema import RestSource, SqlSource
-from mlops_platform.ingestion.cursors import read_cursors
-from mlops_platform.ingestion.sources import LANDING_DATASET, rest_source, sql_source
+from mlops_platform.ingestion.cursors import published_in_window, read_cursors
+from mlops_platform.ingestion.sources import (
+    LANDING_DATASET,
+    leaves_out_published,
+    rest_source,
+    sql_source,
+)
 from mlops_platform.settings import active_profile
 from mlops_platform.warehouse.pool import WAREHOUSE_POOL
 
@@ -47,6 +52,16 @@ def required_columns(domain: Domain) -> dict[str, list[str]]:
     """Each table's required columns, as its domain declares them (a landed row missing one
     is marked for the contract to quarantine)."""
     return {table: list(t.contract.required_columns) for table, t in domain.tables.items()}
+
+
+def landing_reads(domain: Domain, source_name: str) -> dict:
+    """Each table of a source as `cursors.published_in_window` takes it: (key, version
+    column, cursor column, lookback)."""
+    return {
+        t: (declared.primary_key, declared.contract.version, declared.cursor, declared.lookback)
+        for t in domain.tables_of(source_name)
+        for declared in [domain.tables[t]]
+    }
 
 
 def landing_spec(domain: Domain, source_name: str, table: str) -> dg.AssetSpec:
@@ -102,7 +117,14 @@ def build_landing_assets(domain: Domain, name: str) -> dg.AssetsDefinition:
         pipeline = warehouse.dlt_pipeline(name, LANDING_DATASET)
         if isinstance(source, SqlSource):
             # A fresh source every run: dlt cannot re-run one source object in a process.
-            built = sql_source(domain, name, system.database_url, cursors, required)
+            published = (
+                published_in_window(warehouse, landing_reads(domain, name), cursors)
+                if leaves_out_published(system.database_url)
+                else {}
+            )
+            built = sql_source(
+                domain, name, system.database_url, cursors, required, published=published
+            )
             yield from dlt.run(
                 context=context,
                 dlt_source=built,

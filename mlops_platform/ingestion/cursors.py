@@ -5,6 +5,11 @@ publishes the rows, only forward, and only over rows that are not from the futur
 that was never audited is read again, and a future-dated row cannot make real rows be skipped.
 `mlops source cursor` shows and rewinds it (a rewind re-reads; the publish skips what is
 already in `raw` at the same version).
+
+A read starts at the cursor (minus the table's lookback), not after it, so rows already
+published are read again: `published_in_window` names them, and the landing leaves out those
+`raw` holds at the same version (ingestion/sources.py), as the publish would have found them
+unchanged.
 """
 
 from __future__ import annotations
@@ -13,9 +18,13 @@ import datetime as dt
 
 import pandas as pd
 
-from mlops_platform.warehouse.base import Transaction, WarehouseStore
+from mlops_platform.warehouse.base import Transaction, WarehouseStore, quote
 
 STATE_SCHEMA = "ingest"
+#: Most published rows `published_in_window` names for one table (a key and a version each):
+#: a window holding more (e.g. a table written in one instant) is landed whole, and the
+#: publish recognises its rows as unchanged.
+WINDOW_ROWS = 100_000
 CURSORS = "cursors"
 BATCHES = "batches"
 
@@ -53,6 +62,40 @@ def read_cursors(warehouse: WarehouseStore) -> dict[str, dt.datetime | None]:
         return {}
     found = warehouse.query(f"SELECT table_name, value FROM {STATE_SCHEMA}.{CURSORS}")
     return {row.table_name: naive(row.value) for row in found.itertuples()}
+
+
+def published_in_window(
+    warehouse: WarehouseStore,
+    tables: dict[str, tuple[list[str], str | None, str, dt.timedelta]],
+    cursors: dict[str, dt.datetime | None],
+) -> dict[str, pd.DataFrame]:
+    """The key and version of every row in `raw` that the next read of each table sees again.
+
+    `tables` maps a table to (key, version column, cursor column, lookback). A read takes the
+    rows at or after the cursor minus the lookback (a row written later in the instant of the
+    cursor, or whose version moved back within the lookback, must not be missed), so each run
+    reads the window's published rows again: for a table whose rows share one instant (a
+    reference table) that is every row, every day. A table without a cursor, a version or a
+    published table, or with more than `WINDOW_ROWS` rows in its window, is left out."""
+    found = {}
+    for table, (key, version, cursor, lookback) in tables.items():
+        since = cursors.get(table)
+        if since is None or version is None:
+            continue
+        types = warehouse.column_types("raw", table)
+        if any(c not in types for c in [*key, version, cursor]):
+            continue
+        if "WITH TIME ZONE" in types[cursor].upper():
+            since = since.replace(tzinfo=dt.UTC)  # (the cursor is naive UTC)
+        names = ", ".join(quote(c) for c in dict.fromkeys([*key, version]))
+        rows = warehouse.query(
+            f"SELECT {names} FROM raw.{quote(table)} WHERE {quote(cursor)} >= :since "
+            f"LIMIT {WINDOW_ROWS + 1}",
+            {"since": since - lookback},
+        )
+        if len(rows) <= WINDOW_ROWS:
+            found[table] = rows
+    return found
 
 
 def cursor_log(warehouse: WarehouseStore) -> pd.DataFrame:

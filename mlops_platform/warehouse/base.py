@@ -135,10 +135,14 @@ class WarehouseStore(BaseModel):
         raise NotImplementedError
 
     def rows_without_key(
-        self, schema: str, table: str, keys: pd.DataFrame, key_columns: list[str]
+        self, schema: str, table: str, keys: Any, key_columns: list[str]
     ) -> pd.DataFrame:
-        """Rows of the table whose key matches no row of `keys` (NULLs match NULLs); `keys`
-        takes the stored columns' types where it can."""
+        """Rows of the table whose key matches no row of `keys` (a pandas frame or an Arrow
+        table; NULLs match NULLs); `keys` takes the stored columns' types where it can."""
+        import pandas as pd
+
+        if not isinstance(keys, pd.DataFrame):
+            keys = keys.to_pandas()
         target = f"{quote(schema)}.{quote(table)}"
         stored = self.query(f"SELECT {', '.join(quote(c) for c in key_columns)} FROM {target}")
         keys = keys[key_columns].astype(stored.dtypes.to_dict(), errors="ignore")
