@@ -237,6 +237,18 @@ def test_rows_written_later_in_the_cursors_instant_are_not_missed(resources, sou
     assert flight_counts(warehouse) == (expected, expected)
 
 
+def test_a_table_with_nothing_new_lands_nothing_and_keeps_its_cursor(resources, source_url):
+    warehouse = resources["warehouse"]
+    baseline(warehouse, source_url)
+    published = read_cursors(warehouse)["airlines"]
+    assert published is not None
+    land(warehouse, source_url)  # every airline is at the cursor: read again, none new
+    audit, done = publish_table(warehouse, source_url, "airlines")
+    assert (done.batches, done.landed, done.published, done.unchanged) == (0, 0, 0, 0)
+    assert audit.report.success
+    assert done.cursor == published == read_cursors(warehouse)["airlines"]
+
+
 def test_updated_at_moving_backwards_is_flagged_and_keeps_the_newer_row(resources, source_url):
     warehouse = resources["warehouse"]
     baseline(warehouse, source_url)

@@ -125,7 +125,13 @@ def _audit_and_publish_in_warehouse(
         if raw_types is not None and (deleted is None or deleted.empty):
             audit = audit_of_nothing_landed(tx, contract, types, raw_types, now)
             if audit is not None:
-                return audit, Published(contract.table, 0, 0, 0, 0, 0, 0, 0, None)
+                # The cursor stays where the last publish left it (shown on the asset).
+                cursor = (
+                    cursors.read_cursor_in(tx, contract.table)
+                    if tx.columns(cursors.STATE_SCHEMA, cursors.CURSORS)
+                    else None
+                )
+                return audit, Published(contract.table, 0, 0, 0, 0, 0, 0, 0, cursor)
         audit = audit_in_warehouse(tx, contract, types, raw_types, rules, references, now)
         return audit, publish(warehouse, contract, audit, run_id, deleted=deleted, tx=tx)
 
