@@ -459,11 +459,12 @@ def main() -> None:
         if SERVER_CPUS
         else "not pinned to CPUs"
     )
+    shadowing = env.get("MLOPS_SERVING_SHADOW", "true").lower() == "true"
     print(
         f"\nchampion flight_delay v{champion['version']}"
         + (
             f", challenger v{champion['challenger']} "
-            + ("shadowing" if env.get("MLOPS_SERVING_SHADOW", "true") == "true" else "(no shadow)")
+            + ("shadowing" if shadowing else "(no shadow)")
             if "challenger" in champion
             else ""
         )

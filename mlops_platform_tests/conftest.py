@@ -10,7 +10,12 @@ from pathlib import Path
 
 # Hermetic and quiet before anything imports dlt, Great Expectations or Dagster.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlops_tests_"))
-os.environ.setdefault("MLOPS_DATA_DIR", str(_SESSION_DIR / "data"))
+# Each process its own default data dir: pytest-xdist's workers inherit the environment of the
+# process that started them, which loaded this file first. A directory the user set is kept.
+if os.environ.get("MLOPS_DATA_DIR", "") == os.environ.get("MLOPS_TESTS_DEFAULT_DATA_DIR", ""):
+    os.environ["MLOPS_DATA_DIR"] = os.environ["MLOPS_TESTS_DEFAULT_DATA_DIR"] = str(
+        _SESSION_DIR / "data"
+    )
 os.environ["DLT_DATA_DIR"] = str(_SESSION_DIR / "dlt_global")
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
@@ -47,6 +52,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     assert not gone, f"conftest.LONG_FILES names files that do not exist: {gone}"
     rank = {name: index for index, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
+
+
+@pytest.fixture()
+def postgres_default_schemas():
+    """Held by a test that drops and rewrites the platform's default schemas (`raw`, `audit`,
+    ...) in PostgreSQL's database `test`: `make test` runs two files at once, and tests of two
+    files would drop each other's tables. An exclusive lock on a file every worker sees."""
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / "mlops_tests_postgres_default.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="session")

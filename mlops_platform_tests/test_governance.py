@@ -292,7 +292,7 @@ def test_duckdb_audit_tampering_is_detected(signed_registry, tmp_path, capsys, t
     assert exit_.value.code == 1 and "TAMPERED" in capsys.readouterr().out
 
 
-def test_postgres_audit_table_refuses_update_delete_truncate(data_dir):
+def test_postgres_audit_table_refuses_update_delete_truncate(data_dir, postgres_default_schemas):
     import sqlalchemy as sa
 
     from mlops_platform.registry.audit import flush

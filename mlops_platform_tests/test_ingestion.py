@@ -144,3 +144,35 @@ def test_load_interrupted_after_extract_is_finished_by_the_next_run(resources, s
     assert counts(warehouse, "flights") == (expected, expected)
     labelled = warehouse.query("SELECT count(arr_delay) AS n FROM raw.flights")["n"].iloc[0]
     assert labelled == source_query(source_url, "SELECT count(arr_delay) FROM flights")[0][0]
+
+
+def test_a_reread_row_lands_again_when_a_clock_checked_column_moved():
+    """Landing leaves out a re-read row that `raw` holds at the same key and version, but not
+    one whose column checked against the clock moved (the source rewrote a day's `reported_at`
+    into the future without a new `updated_at`): that row must reach the audit, which
+    quarantines it as from the future."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from mlops_platform.domains import load_domain
+    from mlops_platform.ingestion.assets import landing_reads
+    from mlops_platform.ingestion.sources import MISSING_COLUMNS, TYPE_ERRORS, _without_published
+
+    key, compared, _, _ = landing_reads(load_domain("rainfall"), "station_db")["daily_summary"]
+    assert compared == ["updated_at", "reported_at"]
+    at = pd.Timestamp("1981-06-02 08:00", tz="UTC")
+    stored = pd.DataFrame(
+        {
+            **{c: [f"{c}-1", f"{c}-2"] for c in key},
+            "updated_at": [at, at],
+            "reported_at": [at, at],
+        }
+    )
+    read = pa.Table.from_pandas(
+        stored.assign(reported_at=[at, at + pd.Timedelta(days=400)]), preserve_index=False
+    )
+    read = read.append_column(MISSING_COLUMNS, pa.nulls(2, pa.string()))
+    read = read.append_column(TYPE_ERRORS, pa.nulls(2, pa.string()))
+    landed = _without_published(read, stored[[*key, *compared]], key)
+    assert landed.num_rows == 1
+    assert landed["reported_at"][0].as_py() == at + pd.Timedelta(days=400)

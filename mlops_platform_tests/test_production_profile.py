@@ -35,8 +35,8 @@ def _server_or_skip() -> None:
 
 
 @pytest.fixture()
-def postgres(data_dir):
-    """Empty source schema and warehouse schemas in the `test` database."""
+def postgres(data_dir, postgres_default_schemas):
+    """Empty source schema and warehouse schemas in the `test` database (held for the test)."""
     _server_or_skip()
     engine = sa.create_engine(SERVER)
     with engine.begin() as conn:

@@ -55,13 +55,22 @@ def required_columns(domain: Domain) -> dict[str, list[str]]:
 
 
 def landing_reads(domain: Domain, source_name: str) -> dict:
-    """Each table of a source as `cursors.published_in_window` takes it: (key, version
-    column, cursor column, lookback)."""
-    return {
-        t: (declared.primary_key, declared.contract.version, declared.cursor, declared.lookback)
-        for t in domain.tables_of(source_name)
-        for declared in [domain.tables[t]]
-    }
+    """Each table of a source as `cursors.published_in_window` takes it: (key, the columns a
+    re-read row must match in `raw` to be unchanged, cursor column, lookback). Those are the
+    version and the columns checked against the clock: a row whose version is unchanged but
+    whose clock-checked column moved (into the future) must land, for the audit to judge it."""
+    reads = {}
+    for table in domain.tables_of(source_name):
+        declared = domain.tables[table]
+        contract = declared.contract
+        compared = [*dict.fromkeys([contract.version, *contract.not_after_clock])]
+        reads[table] = (
+            declared.primary_key,
+            compared if contract.version else [],
+            declared.cursor,
+            declared.lookback,
+        )
+    return reads
 
 
 def landing_spec(domain: Domain, source_name: str, table: str) -> dg.AssetSpec:

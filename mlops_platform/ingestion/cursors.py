@@ -66,28 +66,29 @@ def read_cursors(warehouse: WarehouseStore) -> dict[str, dt.datetime | None]:
 
 def published_in_window(
     warehouse: WarehouseStore,
-    tables: dict[str, tuple[list[str], str | None, str, dt.timedelta]],
+    tables: dict[str, tuple[list[str], list[str], str, dt.timedelta]],
     cursors: dict[str, dt.datetime | None],
 ) -> dict[str, pd.DataFrame]:
-    """The key and version of every row in `raw` that the next read of each table sees again.
+    """The key and compared columns (version first) of every row in `raw` that the next read
+    of each table sees again.
 
-    `tables` maps a table to (key, version column, cursor column, lookback). A read takes the
+    `tables` maps a table to (key, compared columns, cursor column, lookback). A read takes the
     rows at or after the cursor minus the lookback (a row written later in the instant of the
     cursor, or whose version moved back within the lookback, must not be missed), so each run
     reads the window's published rows again: for a table whose rows share one instant (a
     reference table) that is every row, every day. A table without a cursor, a version or a
     published table, or with more than `WINDOW_ROWS` rows in its window, is left out."""
     found = {}
-    for table, (key, version, cursor, lookback) in tables.items():
+    for table, (key, compared, cursor, lookback) in tables.items():
         since = cursors.get(table)
-        if since is None or version is None:
+        if since is None or not compared:
             continue
         types = warehouse.column_types("raw", table)
-        if any(c not in types for c in [*key, version, cursor]):
+        if any(c not in types for c in [*key, *compared, cursor]):
             continue
         if "WITH TIME ZONE" in types[cursor].upper():
             since = since.replace(tzinfo=dt.UTC)  # (the cursor is naive UTC)
-        names = ", ".join(quote(c) for c in dict.fromkeys([*key, version]))
+        names = ", ".join(quote(c) for c in dict.fromkeys([*key, *compared]))
         rows = warehouse.query(
             f"SELECT {names} FROM raw.{quote(table)} WHERE {quote(cursor)} >= :since "
             f"LIMIT {WINDOW_ROWS + 1}",

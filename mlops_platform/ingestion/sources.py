@@ -48,8 +48,8 @@ def sql_source(
 ) -> Any:
     """A declared SQL source's tables as one dlt source, each table's rows with its cursor
     column >= its cursor (minus the table's declared lookback), but for those `published`
-    names (`cursors.published_in_window`: the key and version of each row `raw` holds in
-    the read's window) that land unchanged.
+    names (`cursors.published_in_window`: the key, version and clock-checked columns of each
+    row `raw` holds in the read's window), which would land unchanged.
 
     Every table is read straight into Arrow by connectorx (no Python object per row or cell;
     dlt then writes the batches to Parquet as they are). SQLite does not enforce column types:
@@ -67,11 +67,7 @@ def sql_source(
     dynamic = url.startswith("sqlite")
     reads = {t: (domain.tables[t].cursor, domain.tables[t].lookback) for t in tables}
     cursors, required = cursors or {}, required or {}
-    seen = {
-        t: (rows, domain.tables[t].primary_key, domain.tables[t].contract.version)
-        for t, rows in (published or {}).items()
-        if t in tables
-    }
+    seen = {t: (rows, domain.tables[t].primary_key) for t, rows in (published or {}).items()}
     loader = None
     if leaves_out_published(url, backend):
         loader = _sqlite_arrow_loader(cursors, required, reads, seen)
@@ -236,11 +232,12 @@ def _sqlite_arrow_loader(
 
 
 def _without_published(
-    table: Any, published: Any, key: list[str], version: str, position: str = "_position"
+    table: Any, published: Any, key: list[str], position: str = "_position"
 ) -> Any:
     """`table` (a whole read, as landed) without the rows the publish would find unchanged:
-    clean rows (no missing column, no type error) whose key and version `raw` holds
-    (`published`, a frame of keys and versions) and whose key the read holds once.
+    clean rows (no missing column, no type error) whose key, version and clock-checked
+    columns `raw` holds (`published`: a frame of those columns, `published_in_window`) and
+    whose key the read holds once.
 
     A read re-reads the rows at its cursor, and with a lookback the rows before it: the
     benchmark's day increment re-landed every row of the tables written in one instant and a
@@ -253,25 +250,25 @@ def _without_published(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    names = list(dict.fromkeys([*key, version]))
+    names = list(published.columns)
     if not len(published) or not table.num_rows or any(c not in table.column_names for c in names):
         return table
     probe = table.select(names)
+    probe = probe.append_column(position, pa.array(np.arange(table.num_rows)))
+    clean = pc.and_(pc.is_null(table[MISSING_COLUMNS]), pc.is_null(table[TYPE_ERRORS]))
     try:
         # (rows of one window: a thread pool to convert them costs more than it saves)
         stored = pa.Table.from_pandas(published[names], preserve_index=False, nthreads=1)
-        stored = stored.cast(probe.schema)
+        stored = stored.cast(probe.schema.remove(probe.schema.get_field_index(position)))
+        once = probe.group_by(key).aggregate([(position, "count")])
+        once = once.filter(pc.equal(once[f"{position}_count"], 1)).select(key)
+        unchanged = (
+            probe.filter(clean)
+            .join(stored, keys=names, join_type="left semi")
+            .join(once, keys=key, join_type="left semi")
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return table
-    probe = probe.append_column(position, pa.array(np.arange(table.num_rows)))
-    once = probe.group_by(key).aggregate([(position, "count")])
-    once = once.filter(pc.equal(once[f"{position}_count"], 1)).select(key)
-    clean = pc.and_(pc.is_null(table[MISSING_COLUMNS]), pc.is_null(table[TYPE_ERRORS]))
-    unchanged = (
-        probe.filter(clean)
-        .join(stored, keys=names, join_type="left semi")
-        .join(once, keys=key, join_type="left semi")
-    )
     if not unchanged.num_rows:
         return table
     return table.filter(pc.invert(pc.is_in(probe[position], unchanged[position])))

@@ -112,7 +112,9 @@ def parse_plotly_paths_once() -> None:
     replay day's CPU profile, every figure unchanged (`test_monitoring` compares the pages)."""
     from plotly import basedatatypes
 
-    parse = basedatatypes._str_to_dict_path_full  # noqa: SLF001 - see above
+    parse = getattr(basedatatypes, "_str_to_dict_path_full", None)  # see above
+    if parse is None:  # another plotly than Evidently's pin: nothing to speed up
+        return
 
     @functools.lru_cache(maxsize=4096)
     def parsed(path: str) -> tuple[tuple, tuple[int, ...]]:
