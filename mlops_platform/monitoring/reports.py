@@ -7,9 +7,10 @@ cost, with two differences:
   (`js/`, the layout of Evidently's own "folder" save mode) and referenced by a relative path,
   instead of being copied into every day's page (a page is ~1.4 MB instead of ~5 MB, and still
   opens from disk or from any copy of the folder);
-- each widget is converted to plain data once: Evidently converts the drift table's
-  per-column plots twice (`DashboardInfo.dict()` converts them inside the table, then
-  `render_widgets` again for the page's `additional_graphs`), about 60% of the page's cost.
+- each widget is converted to plain data once, while the JSON is written: Evidently converts
+  the drift table's per-column plots twice (`DashboardInfo.dict()` converts them inside the
+  table, then `render_widgets` again for the page's `additional_graphs`), about 60% of the
+  page's cost, and each `.dict()` copies the figures' lists and dicts before they are written.
 
 The page's data is the same JSON Evidently writes (`test_monitoring` compares the two pages).
 """
@@ -63,41 +64,50 @@ def shared_files(folder: Path) -> tuple[str, str]:
 
 def page_data(snapshot) -> tuple[dict, dict]:
     """(dashboard, additional graphs): the data `Snapshot.get_html_str` embeds in its page
-    (`evidently.core.metric_types.render_widgets` and `legacy.utils.dashboard`), each widget
-    converted once. Reads the snapshot's widgets as `get_html_str` does."""
-    from evidently.legacy.model.dashboard import DashboardInfo
-    from evidently.legacy.model.widget import AdditionalGraphInfo, BaseWidgetInfo
+    (`evidently.core.metric_types.render_widgets` and `legacy.utils.dashboard`). Reads the
+    snapshot's widgets as `get_html_str` does. The widgets stay Evidently's models: `render_page`
+    writes each as its fields (what `.dict()` returns) while writing the JSON, instead of
+    `.dict()` first copying every list and dict of the figures' data in Python (~60% of the
+    page's cost, the JSON writer's C loop walking the same data once)."""
+    from evidently.legacy.model.widget import AdditionalGraphInfo
     from evidently.legacy.renderers.html_widgets import group_widget
 
     widgets = [
         group_widget(title="", widgets=snapshot._widgets),  # noqa: SLF001 - as get_html_str
         *snapshot._tests_widgets,  # noqa: SLF001
     ]
-    dashboard = DashboardInfo(name="Report", widgets=widgets).dict()
     graphs: dict = {}
 
-    def collect(widget, converted: dict) -> None:
+    def collect(widget) -> None:
         # `BaseWidgetInfo.get_additional_graphs`' order: its own, then its widgets' in turn.
-        for graph, as_dict in zip(
-            widget.additionalGraphs, converted["additionalGraphs"], strict=True
-        ):
-            if isinstance(graph, AdditionalGraphInfo):
-                graphs[graph.id] = graph.params
-            else:
-                graphs[graph.id] = as_dict if isinstance(graph, BaseWidgetInfo) else graph
-        for child, child_dict in zip(widget.widgets, converted["widgets"], strict=True):
-            collect(child, child_dict)
+        for graph in widget.additionalGraphs:
+            graphs[graph.id] = graph.params if isinstance(graph, AdditionalGraphInfo) else graph
+        for child in widget.widgets:
+            collect(child)
 
-    for widget, converted in zip(widgets, dashboard["widgets"], strict=True):
-        collect(widget, converted)
-        converted.pop("additionalGraphs", None)  # as `dashboard_info_to_json`
-    return dashboard, graphs
+    for widget in widgets:
+        collect(widget)
+    # The top-level widgets without their additional graphs, as `dashboard_info_to_json`.
+    top = [{k: v for k, v in widget if k != "additionalGraphs"} for widget in widgets]
+    return {"name": "Report", "widgets": top}, graphs
+
+
+def _page_json(data) -> str:
+    """`data` as JSON the way Evidently writes its page data (`NumpyEncoder`), with Evidently's
+    models written as their fields in order (pydantic's `.dict()`, none of them excluding one)."""
+    from evidently._pydantic_compat import BaseModel
+    from evidently.legacy.utils import NumpyEncoder
+
+    class Encoder(NumpyEncoder):
+        def default(self, o):  # noqa: ANN001, ANN202 - json's own signature
+            return dict(o) if isinstance(o, BaseModel) else super().default(o)
+
+    return json.dumps(data, cls=Encoder)
 
 
 def render_page(snapshot, title: str, bundle: str, font: str) -> str:
     """The snapshot's standalone page titled `title`, referencing Evidently's `bundle` and
     `font` (paths relative to the page) instead of embedding them."""
-    from evidently.legacy.utils import NumpyEncoder
     from evidently.legacy.utils.dashboard import TemplateParams, file_html_template
 
     dashboard, graphs = page_data(snapshot)
@@ -113,8 +123,8 @@ def render_page(snapshot, title: str, bundle: str, font: str) -> str:
         include_js_files=[bundle],
     )
     data = f"""<script>
-    var {board} = {json.dumps(dashboard, cls=NumpyEncoder)};
-    var additional_graphs_{board} = {json.dumps(graphs, cls=NumpyEncoder)};
+    var {board} = {_page_json(dashboard)};
+    var additional_graphs_{board} = {_page_json(graphs)};
 </script>"""
     page = file_html_template(params).replace("<!-- no embedded data -->", data, 1)
     # The title in the template's head (its first tag: before any data) and the heading before
