@@ -21,6 +21,7 @@ from mlops_platform.alerting.sensors import alert_on_run_failure
 from mlops_platform.http_server import BackgroundServer
 from mlops_platform.reliability import Backoff, is_lock_conflict, retry
 from mlops_platform.warehouse.resources import DuckDBWarehouse
+from mlops_platform_tests.serving_support import wait_until
 
 # -- backoff -----------------------------------------------------------------------------
 
@@ -53,23 +54,20 @@ def test_retry_gives_up_with_the_last_error_and_never_retries_other_errors():
 # -- DuckDB's lock held by another process ---------------------------------------------------
 
 HOLDER = """
-import duckdb, sys, time
+import duckdb, sys
 conn = duckdb.connect(sys.argv[1])
 conn.execute("CREATE TABLE IF NOT EXISTS held (x INTEGER)")
 print("held", flush=True)
-if sys.argv[2] == "stdin":
-    sys.stdin.read()
-else:
-    time.sleep(float(sys.argv[2]))
+sys.stdin.read()
 conn.close()
 """
 
 
-def hold_lock(path, release: str) -> subprocess.Popen:
-    """Another process with a read-write connection on `path`: released after `release`
-    seconds, or when its stdin is closed ("stdin")."""
+def hold_lock(path) -> subprocess.Popen:
+    """Another process with a read-write connection on `path`, released when its stdin is
+    closed."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path), release],
+        [sys.executable, "-c", HOLDER, str(path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -78,28 +76,52 @@ def hold_lock(path, release: str) -> subprocess.Popen:
     return holder
 
 
-def test_a_write_waits_for_another_process_to_release_the_lock(tmp_path):
-    import duckdb
+def while_locked(path, action, caplog):
+    """`action()` run while another process holds `path`'s write lock, which is released only
+    once `action` has been refused and is waiting (its retry logged): the wait is proven, and
+    no sleep of the holder's can run out before `action` gets there on a busy machine."""
+    holder = hold_lock(path)
+    done: dict = {}
 
-    path = tmp_path / "warehouse.duckdb"
-    holder = hold_lock(path, "1.0")
+    def run() -> None:
+        try:
+            done["result"] = action()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the test
+            done["error"] = exc
+
+    worker = threading.Thread(target=run)
     try:
-        with pytest.raises(duckdb.IOException, match="Conflicting lock"):
-            duckdb.connect(str(path))  # proof that the lock is held right now
-        DuckDBWarehouse(path=str(path)).append("ops", "notes", pd.DataFrame({"n": [1]}))
+        with caplog.at_level("INFO", logger="mlops.reliability"):
+            worker.start()
+            wait_until(
+                lambda: "error" in done or any("retrying" in m for m in caplog.messages),
+                "the write refused by the held lock, and waiting",
+            )
     finally:
+        holder.stdin.close()
         holder.wait(timeout=30)
+        worker.join(timeout=120)
+    assert not worker.is_alive(), "the write never finished after the lock was released"
+    if "error" in done:
+        raise done["error"]
+    return done["result"]
+
+
+def test_a_write_waits_for_another_process_to_release_the_lock(tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("MLOPS_WAREHOUSE_LOCK_WAIT_SECONDS", "60")  # a bound for a hang
+    path = tmp_path / "warehouse.duckdb"
+    frame = pd.DataFrame({"n": [1]})
+    while_locked(
+        path, lambda: DuckDBWarehouse(path=str(path)).append("ops", "notes", frame), caplog
+    )
     assert DuckDBWarehouse(path=str(path)).read_table("ops", "notes")["n"].tolist() == [1]
 
 
-def test_cli_waits_for_a_step_holding_the_warehouse(data_dir, capsys):
+def test_cli_waits_for_a_step_holding_the_warehouse(data_dir, capsys, caplog, monkeypatch):
     from mlops_platform.cli import main
 
-    holder = hold_lock(data_dir / "warehouse.duckdb", "1.0")
-    try:
-        main(["model", "audit"])
-    finally:
-        holder.wait(timeout=30)
+    monkeypatch.setenv("MLOPS_WAREHOUSE_LOCK_WAIT_SECONDS", "60")
+    while_locked(data_dir / "warehouse.duckdb", lambda: main(["model", "audit"]), caplog)
     assert "no alias changes yet" in capsys.readouterr().out
 
 
@@ -133,7 +155,7 @@ def test_incident_is_spooled_while_the_lock_is_held_and_flushed_by_the_next_writ
     monkeypatch.setenv("MLOPS_WAREHOUSE_LOCK_WAIT_SECONDS", "0.5")
     path = data_dir / "warehouse.duckdb"
     warehouse = DuckDBWarehouse(path=str(path))
-    holder = hold_lock(path, "stdin")
+    holder = hold_lock(path)
     try:
         with dg.instance_for_test() as instance:
             result = ingest.execute_in_process(instance=instance, raise_on_error=False)
