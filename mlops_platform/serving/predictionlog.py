@@ -3,10 +3,11 @@
 Record batches (columns) are queued by the request path and written by one background thread
 (every `flush_seconds`, at most `max_rows` a file), so the request never waits for disk. A file
 costs much the same for 100 rows as for 1,000 (py-spy: Parquet writes every 0.25 s were a
-fifth of a single-row server's CPU), hence a flush a second. Under 1,000-row requests a flush
-of files of 5,000 rows cost 1.1 ms per request (convert, write, rename), of 20,000 rows 0.8 ms
-(measured in process, uncompressed files without statistics: `logfiles.SMALL_FILE_OPTIONS`);
-files of 50,000 rows cost less again but raised the server's peak RSS by ~35 MB: 20,000 it is.
+fifth of a single-row server's CPU), hence a flush a second. Under 1,000-row requests
+(`bench/serving_cpu.py`, uncompressed files without statistics: `logfiles.SMALL_FILE_OPTIONS`)
+this thread cost 1.3-1.6 ms per request with files of 5,000 rows and 1.05 ms with files of
+20,000, for ~8 MB more peak RSS (717-722 MB against 707-716); files of 50,000 rows had raised
+it by ~35 MB: 20,000 it is.
 `close()` drains the queue: on a clean shutdown (SIGTERM included) nothing accepted is lost.
 
 The writer never stops: a batch that cannot be converted to the log's schema (a poison record)
