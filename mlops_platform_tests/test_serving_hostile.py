@@ -153,6 +153,21 @@ CASES = [
         "'seats' must be numeric",
     ),
     (
+        "boolean number in a large request",  # parsed on the parse thread, numbers as a block
+        "POST",
+        "/invocations",
+        {
+            "json": {
+                "dataframe_split": {
+                    "columns": list(ROW),
+                    "data": [list(ROW.values())] * 999 + [list({**ROW, "seats": False}.values())],
+                }
+            }
+        },
+        400,
+        "'seats' must be numeric, got False",
+    ),
+    (
         "list as category",
         "POST",
         "/invocations",

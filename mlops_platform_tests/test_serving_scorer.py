@@ -7,7 +7,7 @@ import pytest
 
 from mlops_platform.model.input import model_input
 from mlops_platform.model.predict import predict
-from mlops_platform.model.scorer import FastScorer, InputError, normalize
+from mlops_platform.model.scorer import FastScorer, InputError, Normalizer, normalize
 from mlops_platform.model.split import split_by_time
 from mlops_platform.serving.batcher import _shadow_scores
 from mlops_platform.serving.manager import ModelHandle
@@ -119,3 +119,40 @@ def test_shadow_scores_reuse_the_matrix_only_of_a_model_that_encodes_alike(fitte
         own = challenger.scorer.score(challenger.scorer.matrix(columns, len(frame)))
         np.testing.assert_array_equal(_shadow_scores(champion, challenger, columns, matrix), own)
         assert np.array_equal(challenger.scorer.score(matrix), own) is alike
+
+
+def _numeric_columns(rows: int, value) -> dict:
+    """`rows` rows of text categories and numbers, `value` in the last row of 'seats'."""
+    columns = {c: [3] * rows for c in SPEC.features.numeric} | {
+        c: ["UA"] * rows for c in SPEC.features.categorical
+    }
+    columns["seats"] = [*columns["seats"][:-1], value]
+    return columns
+
+
+@pytest.mark.parametrize("value", [7, 7.5, None, "8.25", " 9 ", "nan", "", "1_0", 10**400])
+def test_the_numeric_block_reads_values_as_the_column_check_does(value):
+    """A large request's numbers go through one numpy conversion (with `booleans` False its
+    values' types are not checked first): the same numbers, or the same error, as the value by
+    value check of a single row gives."""
+    rows = 40
+    try:
+        expected = float(normalize(_numeric_columns(1, value), 1, SPEC)["seats"][0])
+    except InputError as exc:
+        expected = str(exc).replace("row 0", f"row {rows - 1}")
+    for booleans in (True, False):
+        columns = _numeric_columns(rows, value)
+        try:
+            got = float(Normalizer(SPEC, None)(columns, rows, booleans)["seats"][-1])
+        except InputError as exc:
+            got = str(exc)
+        if isinstance(expected, float) and np.isnan(expected):
+            assert np.isnan(got)
+        else:
+            assert got == expected, (booleans, value)
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_a_boolean_number_is_refused_in_a_large_request(value):
+    with pytest.raises(InputError, match=f"column 'seats' must be numeric, got {value}"):
+        normalize(_numeric_columns(40, value), 40, SPEC)

@@ -9,6 +9,7 @@ import tracemalloc
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from mlops_platform.serving.breaker import CircuitBreaker, CircuitOpen
@@ -176,10 +177,15 @@ def test_replicas_write_unique_files_compacted_and_read_once(tmp_path):
             flush_until(lambda log=log, n=n: log.written == 3 * (n + 1))
     assert len(list(tmp_path.rglob("part-*.parquet"))) > 2  # one per flush before merging
     before_merge = read_log(tmp_path)
+    # small files are written plainly (read once, by the merge); merged ones compressed
+    small = pq.ParquetFile(next(tmp_path.rglob("part-*.parquet"))).metadata.row_group(0)
+    assert small.column(0).compression == "UNCOMPRESSED" and not small.column(0).is_stats_set
     for log in replicas:
         log.close()  # merges its own files
     files = sorted(p.name for p in tmp_path.rglob("*.parquet"))
     assert len(files) == 2 and all(f.startswith("merged-") for f in files), files
+    merged = pq.ParquetFile(next(tmp_path.rglob("merged-*.parquet"))).metadata.row_group(0)
+    assert merged.column(0).compression == "SNAPPY" and merged.column(0).is_stats_set
     assert replicas[0].token != replicas[1].token
     after = read_log(tmp_path)
     assert sorted(after["request_id"]) == sorted(expected) == sorted(before_merge["request_id"])

@@ -3,9 +3,11 @@
 Record batches (columns) are queued by the request path and written by one background thread
 (every `flush_seconds`, at most `max_rows` a file), so the request never waits for disk. A file
 costs much the same for 100 rows as for 1,000 (py-spy: Parquet writes every 0.25 s were a
-fifth of a single-row server's CPU), hence a flush a second. Files of 50,000 rows write 1,000
-rows in 0.35 ms instead of 0.55 ms, but under 1,000-row requests the server's peak RSS was
-689 MB against 655 MB, for a gain lost in the noise of a shared machine: 5,000 it is.
+fifth of a single-row server's CPU), hence a flush a second. Under 1,000-row requests
+(`bench/serving_cpu.py`, uncompressed files without statistics: `logfiles.SMALL_FILE_OPTIONS`)
+this thread cost 1.3-1.6 ms per request with files of 5,000 rows and 1.05 ms with files of
+20,000, for ~8 MB more peak RSS (717-722 MB against 707-716); files of 50,000 rows had raised
+it by ~35 MB: 20,000 it is.
 `close()` drains the queue: on a clean shutdown (SIGTERM included) nothing accepted is lost.
 
 The writer never stops: a batch that cannot be converted to the log's schema (a poison record)
@@ -39,6 +41,7 @@ import numpy as np
 
 from mlops_platform.serving.logfiles import (  # noqa: F401 - read_log is this module's API
     PARTITION_PREFIX,
+    SMALL_FILE_OPTIONS,
     merge_files,
     read_log,
     write_atomic,
@@ -115,7 +118,7 @@ class PartitionedLog:
         directory: str | Path,
         schema,
         flush_seconds: float = 1.0,
-        max_rows: int = 5_000,
+        max_rows: int = 20_000,
         compact_seconds: float = 60.0,
         hash_columns: frozenset[str] = frozenset(),
         hash_key: bytes = b"",
@@ -260,7 +263,7 @@ class PartitionedLog:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 name = f"part-{self.token}-{next(self._counter):08d}.parquet"
-                write_atomic(table, folder / name)
+                write_atomic(table, folder / name, **SMALL_FILE_OPTIONS)
             except OSError:
                 log.exception("could not write %d %s log rows; retrying", table.num_rows, self.name)
                 self._keep_for_retry(day, table)
