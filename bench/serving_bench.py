@@ -54,6 +54,12 @@ BUSY_SECONDS = 8
 BIN = Path(sys.executable).parent
 
 
+def _ratio(value: float, peer: float, fmt: str) -> str:
+    """`value / peer` as `N.Nx`, or a word when the peer completed nothing (mlflow's batch rate
+    is 0 when none of its 1,000-row requests finished inside the window on a loaded machine)."""
+    return f"{value / peer:{fmt}}x" if peer else "n/a (the peer completed no request)"
+
+
 def prepare(workdir: Path) -> dict:
     """A champion for flight_delay in a fresh local MLflow store (Jan 1 - Feb 10 data)."""
     from common import loaded_warehouse
@@ -490,8 +496,8 @@ def main() -> None:
         f"batch {platform['batch']['rps'] / floor['batch']['rps']:.2f}x"
     )
     print(
-        f"platform / mlflow: single-row {platform['rps'] / mlflow['rps']:.1f}x, "
-        f"batch {platform['batch']['rps'] / mlflow['batch']['rps']:.1f}x; "
+        f"platform / mlflow: single-row {_ratio(platform['rps'], mlflow['rps'], '.1f')}, "
+        f"batch {_ratio(platform['batch']['rps'], mlflow['batch']['rps'], '.1f')}; "
         f"p99 {platform['p99'] / mlflow['p99']:.3f} of mlflow's"
     )
     print(
