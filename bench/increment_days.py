@@ -80,7 +80,7 @@ def _profile_marker(seconds: float) -> None:
         pass
 
 
-def run(workdir: Path, days: int, settle: float) -> dict:
+def run(workdir: Path, days: int, settle: float, keep: bool = False) -> dict:
     from mlops_platform.contracts.checks import build_published_tables
     from mlops_platform.ingestion.assets import build_landing_assets
     from simulator.flights import replay
@@ -111,7 +111,8 @@ def run(workdir: Path, days: int, settle: float) -> dict:
             + f"), {out[-1]['new']} new flights",
             flush=True,
         )
-    shutil.rmtree(run_dir, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
     keys = [k for k in out[0] if k not in ("day", "new")]
     medians = {k: statistics.median(d[k] for d in out) for k in keys}
     print("medians: " + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--json", help="write the days and medians here")
     parser.add_argument("--settle", type=float, default=0.0)
+    parser.add_argument("--keep", action="store_true", help="keep the run's warehouse and source")
     args = parser.parse_args()
     workdir = Path(args.workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -134,8 +136,10 @@ def main() -> None:
         MLOPS_DATA_DIR=str(workdir / f"data_{os.getpid()}"),
         DLT_DATA_DIR=str(workdir / f"dlt_home_{os.getpid()}"),
     )
-    result = run(workdir, args.days, args.settle)
+    result = run(workdir, args.days, args.settle, args.keep)
     print(f"load average: {bench.load_average()}")
+    if args.keep:
+        print(f"kept: {workdir / f'run_{os.getpid()}'}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 

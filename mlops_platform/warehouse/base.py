@@ -140,9 +140,12 @@ class WarehouseStore(BaseModel):
         self, schema: str, table: str, keys: Any, key_columns: list[str]
     ) -> pd.DataFrame:
         """Rows of the table whose key matches no row of `keys` (a pandas frame or an Arrow
-        table; NULLs match NULLs); `keys` takes the stored columns' types where it can."""
+        table; NULLs match NULLs); `keys` takes the stored columns' types where it can. Empty
+        when the table does not exist."""
         import pandas as pd
 
+        if not self.table_exists(schema, table):
+            return pd.DataFrame(columns=key_columns)
         if not isinstance(keys, pd.DataFrame):
             keys = keys.to_pandas()
         target = f"{quote(schema)}.{quote(table)}"
