@@ -273,9 +273,8 @@ def find_deleted(
     warehouse: WarehouseStore, contract: TableContract, source_keys: Any
 ) -> pd.DataFrame:
     """Rows of `raw.<table>` whose key the source no longer holds (`source_keys`: a pandas
-    frame or an Arrow table), with the reason."""
-    if not warehouse.table_exists("raw", contract.table):
-        return pd.DataFrame()
+    frame or an Arrow table), with the reason. No rows before the table is published
+    (`rows_without_key` answers that in the connection it reads with: a look-up fewer)."""
     rows = warehouse.rows_without_key("raw", contract.table, source_keys, contract.key)
     if rows.empty:
         return pd.DataFrame()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -58,6 +59,7 @@ class WarehouseStore(BaseModel):
         runs every day in one process). Runs still build a fresh source each time."""
         import dlt
 
+        _answer_secret_hints_from_cache()
         # Arrow loads (the connectorx backend) stamp `_dlt_load_id` on rows only when asked;
         # incremental feature builds read it to find what changed.
         dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
@@ -138,9 +140,12 @@ class WarehouseStore(BaseModel):
         self, schema: str, table: str, keys: Any, key_columns: list[str]
     ) -> pd.DataFrame:
         """Rows of the table whose key matches no row of `keys` (a pandas frame or an Arrow
-        table; NULLs match NULLs); `keys` takes the stored columns' types where it can."""
+        table; NULLs match NULLs); `keys` takes the stored columns' types where it can. Empty
+        when the table does not exist."""
         import pandas as pd
 
+        if not self.table_exists(schema, table):
+            return pd.DataFrame(columns=key_columns)
         if not isinstance(keys, pd.DataFrame):
             keys = keys.to_pandas()
         target = f"{quote(schema)}.{quote(table)}"
@@ -194,6 +199,50 @@ def _with_cached_capabilities(destination: Any) -> Any:
 
     destination.capabilities = capabilities
     return destination
+
+
+#: The modules of dlt (1.31) that call `is_secret_hint` by a name of their own.
+_SECRET_HINT_CALLERS = (
+    "dlt.common.configuration.specs.base_configuration",
+    "dlt.common.configuration.providers.environ",
+    "dlt.common.configuration.providers.vault",
+    "dlt.common.configuration.resolve",
+    "dlt.common.configuration",
+)
+
+
+def _answer_secret_hints_from_cache() -> None:
+    """dlt's `is_secret_hint` answered from a cache, in every module that calls it.
+
+    dlt resolves a configuration (each `sql_table` resource's, each file writer's, the
+    destination client's: ~20 a landing run) by asking every provider for every field in
+    every section, and the environment provider first asks whether the field's type hint is a
+    secret, taking the hint apart with `typing` introspection each time: half of the CPU of
+    those resolutions (~30 ms of a day's landing; their count and CPU, with and without the
+    cache). The answer depends on the hint alone (a type: its `Annotated` markers and what it
+    wraps), so it is computed once per hint; an unhashable hint is answered as before. Values
+    are still looked up in every provider at every resolution: a setting changed between runs
+    is seen. Done once per process; a dlt without the function leaves nothing patched."""
+    base = importlib.import_module(_SECRET_HINT_CALLERS[0])
+    original = getattr(base, "is_secret_hint", None)
+    if original is None or getattr(original, "_platform_cached", False):
+        return
+    answers: dict[Any, bool] = {}
+
+    def is_secret_hint(hint: Any) -> bool:
+        try:
+            return answers[hint]
+        except KeyError:
+            answer = answers[hint] = original(hint)
+            return answer
+        except TypeError:  # unhashable (e.g. an `Annotated` marker): asked each time
+            return original(hint)
+
+    is_secret_hint._platform_cached = True  # type: ignore[attr-defined]
+    for name in _SECRET_HINT_CALLERS:
+        module = importlib.import_module(name)
+        if getattr(module, "is_secret_hint", None) is original:
+            module.is_secret_hint = is_secret_hint
 
 
 class Transaction:
