@@ -177,8 +177,9 @@ def test_a_replay_runs_shard_is_the_shard_dagster_makes(tmp_path):
         conn = sqlite3.connect(tmp_path / "history" / "runs" / f"{run_id}.db")
         try:
             return (
-                conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")
-                .fetchall(),
+                conn.execute(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+                ).fetchall(),
                 conn.execute("SELECT version_num FROM alembic_version").fetchall(),
                 conn.execute("PRAGMA journal_mode").fetchall(),
             )

@@ -262,7 +262,8 @@ class SqliteAnchors:
             from sqlalchemy.pool import NullPool
 
             folder = tempfile.TemporaryDirectory(prefix="replay-shard-")
-            engine = create_engine(f"sqlite:///{Path(folder.name) / 'empty.db'}", poolclass=NullPool)
+            empty = Path(folder.name) / "empty.db"
+            engine = create_engine(f"sqlite:///{empty}", poolclass=NullPool)
             self._events._initdb(engine)  # noqa: SLF001 - the storage's own initialisation
             engine.dispose()  # the last close checkpoints: the file alone holds everything
             self._template = folder
