@@ -175,8 +175,11 @@ class SubplotGrids:
         from plotly import graph_objects as go
 
         figure = go.Figure(json.loads(data), _validate=False)  # a fresh copy of the JSON
-        figure._validate = figure.layout._validate = True  # noqa: SLF001 - what comes next is
-        figure._grid_ref, figure._grid_str = copy.deepcopy(grid_ref), grid_str  # noqa: SLF001
+        # What is added from here on is validated, as on plotly's own figure.
+        figure._validate = figure.layout._validate = True  # noqa: SLF001
+        # The grid's description, attached as make_subplots attaches it.
+        figure.__dict__["_grid_ref"] = copy.deepcopy(grid_ref)
+        figure.__dict__["_grid_str"] = grid_str
         return figure
 
 
