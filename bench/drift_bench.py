@@ -99,12 +99,18 @@ def bare_child(workdir: Path) -> None:
     """The bare report's process: stock Evidently on the frames and settings the parent wrote,
     one report per line read from stdin, its (wall, CPU) seconds written back."""
     from evidently import DataDefinition, Dataset, Report
+    from evidently.legacy.utils import visualizations
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
     from plotly import basedatatypes
 
     parser = basedatatypes._str_to_dict_path_full  # noqa: SLF001 - checked, not used
-    if parser.__module__ != "plotly.basedatatypes" or "mlops_platform" in sys.modules:
+    grids = visualizations.make_subplots  # plotly's own, not the platform's SubplotGrids
+    if (
+        parser.__module__ != "plotly.basedatatypes"
+        or grids.__module__ != "plotly.subplots"
+        or "mlops_platform" in sys.modules
+    ):
         raise SystemExit("the bare report is not stock Evidently: the platform got in")
     with open(workdir / "bare.pickle", "rb") as f:
         reference, current, setup = pickle.load(f)

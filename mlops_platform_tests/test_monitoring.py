@@ -527,6 +527,38 @@ def test_drift_reads_what_evidentlys_own_preset_and_value_drift_give(features):
     assert '"title": "Drift Score", "field": "drift_score"' in page(result.snapshot)
 
 
+def test_drift_pages_figures_are_the_ones_plotly_builds(features):
+    """Evidently's plots take their subplot grids from `SubplotGrids` (a grid built once, then
+    copied): every figure on the page, and every number, is what plotly's own `make_subplots`
+    gives."""
+    import re
+
+    from evidently.legacy.utils import visualizations
+
+    from mlops_platform.monitoring.drift import SubplotGrids
+    from mlops_platform.monitoring.reports import _page_json, page_data
+
+    january = features[features["event_date"] < "2013-02-01"]
+    first, second = january.iloc[::2], january.iloc[1::2]
+    shifted = second.assign(temp=second["temp"] + 10, humid=100 - second["humid"])
+
+    def page(result) -> str:  # the widgets' random ids aside
+        text = _page_json(page_data(result.snapshot))
+        return re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "", text)
+
+    copied = [compute_drift(first, shifted, SPEC) for _ in range(2)]  # the second: all copies
+    grids = visualizations.make_subplots
+    assert isinstance(grids, SubplotGrids) and grids.grids
+    try:
+        visualizations.make_subplots = grids.build  # plotly's own, every time
+        built = compute_drift(first, shifted, SPEC)
+    finally:
+        visualizations.make_subplots = grids
+    assert page(copied[0]) == page(copied[1]) == page(built)
+    assert copied[1].per_feature == built.per_feature and copied[1].share == built.share
+    assert page(built).count('"template"') >= 2 * len(built.per_feature)  # two plots a column
+
+
 def test_stored_report_is_evidentlys_page_with_its_bundle_kept_once(features, tmp_path):
     """The stored page is Evidently's own standalone page (same widgets, same data), titled,
     with Evidently's JavaScript bundle and font kept once in the reports folder and referenced

@@ -157,6 +157,49 @@ def test_held_sqlite_files_keep_every_event_and_leave_no_shard_for_a_refused_run
         assert sorted(p.suffix for p in shards.glob("*")) == [".db", ".db", ".db"]
 
 
+def test_a_replay_runs_shard_is_the_shard_dagster_makes(tmp_path):
+    """A run's shard starts as a copy of an empty shard the event storage initialised: the
+    same tables, indexes, Alembic revision and WAL mode as a shard Dagster creates for a run,
+    and the run's events in it."""
+    import sqlite3
+
+    from simulator.replay.runs import SqliteAnchors
+
+    @dg.op
+    def one() -> int:
+        return 1
+
+    @dg.job
+    def tiny():
+        one()
+
+    def schema(run_id: str) -> tuple:
+        conn = sqlite3.connect(tmp_path / "history" / "runs" / f"{run_id}.db")
+        try:
+            return (
+                conn.execute(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+                ).fetchall(),
+                conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+                conn.execute("PRAGMA journal_mode").fetchall(),
+            )
+        finally:
+            conn.close()
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        own = tiny.execute_in_process(instance=instance).run_id  # Dagster's own shard
+        anchors = SqliteAnchors(instance)
+        copied = []
+        for _ in range(2):  # the first run makes the empty shard, the second reuses it
+            with anchors.run() as run_id:
+                assert tiny.execute_in_process(instance=instance, run_id=run_id).success
+            copied.append(run_id)
+            stored = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+            assert [e.step_key for e in stored] == ["one"]
+        assert schema(copied[0]) == schema(copied[1]) == schema(own)
+        assert schema(own)[1] and schema(own)[2] == [("wal",)]
+
+
 def test_held_files_commit_without_fsync_only_inside_the_block(tmp_path):
     """Connections opened on the instance's files while a run is held commit with
     synchronous=NORMAL (WAL); the same files outside the block, and other SQLite files inside
