@@ -135,8 +135,8 @@ def create_app(
         yield
         loading.cancel()
         manager.stop()
+        scoring.close()  # first: new requests get a 503, none is queued after the batcher stops
         await batcher.stop()
-        scoring.close()
         predictions.close()
         feedback_log.close()
         log.warning(
@@ -165,6 +165,7 @@ def create_app(
 
     app.state.manager, app.state.batcher, app.state.settings = manager, batcher, settings
     app.state.predictions, app.state.feedback = predictions, feedback_log
+    app.state.scoring = scoring
 
     # -- MLflow scoring protocol -------------------------------------------------------------
     @health_route(app, "/ping")
