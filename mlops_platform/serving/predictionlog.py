@@ -23,6 +23,7 @@ Every `compact_seconds` the writer merges its own small files of a day into one 
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import functools
 import hashlib
@@ -132,13 +133,17 @@ class _Block:
         self.rows = 0
         self.starts: list[int] = []  # ints: no container per batch
 
-    def add(self, parts, n: int) -> None:
+    def add(self, parts, n: int, full: bool) -> None:
+        """Append a batch's columns (`full`: every one has its `n` values)."""
         self.starts.append(self.rows)
-        for column, values in zip(self.columns, parts, strict=True):
-            if values is not None and len(values):
-                column.extend(values)
-            else:  # None or []: nulls for the batch's rows
-                column.extend(itertools.repeat(None, n))
+        if full:  # the usual case: extended in C (a Python loop was most of the cost)
+            collections.deque(map(list.extend, self.columns, parts), maxlen=0)
+        else:
+            for column, values in zip(self.columns, parts, strict=True):
+                if values is not None and len(values):
+                    column.extend(values)
+                else:  # None or []: nulls for the batch's rows
+                    column.extend(itertools.repeat(None, n))
         self.rows += n
 
     def batch(self, names: list[str]) -> dict[str, list]:
@@ -180,7 +185,12 @@ class PartitionedLog:
         #: columnar batches and sealed blocks of list batches, in order of arrival
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._names = list(schema.names)
-        self._columns_of = operator.itemgetter(*self._names)
+        #: a batch's columns in the schema's order, as a tuple (itemgetter, in C)
+        self._columns_of = (
+            operator.itemgetter(*self._names)
+            if len(self._names) > 1
+            else lambda batch: (batch[self._names[0]],)
+        )
         self._block: _Block | None = None  # list batches being joined (see `_Block`)
         self._lock = threading.Lock()  # `_block`: appended on the event loop, sealed here
         self._retry: list[tuple[str, object]] = []  # converted (day, table) not yet on disk
@@ -206,25 +216,28 @@ class PartitionedLog:
                 self._seal()
                 self._queue.put(columns)
                 return
-            day, parts = joinable
+            day, parts, full = joinable
             block = self._block
             if block is None or block.day != day or block.rows >= self.max_rows:
                 self._seal()
                 block = self._block = _Block(len(self._names), day)
-            block.add(parts, len(ts))
+            block.add(parts, len(ts), full)
 
     def _joinable(self, columns: dict, ts: list):
-        """A list batch's day and columns in the schema's order (None for one it lacks), or
-        None if they are not `len(ts)` values each (or none) or `ts` is not times: such a
-        batch is queued alone, and the writer drops it when it does not convert. Never
-        raises: this runs on the request path."""
+        """A list batch's day, its columns in the schema's order (None for one it lacks) and
+        whether each has its `len(ts)` values; None if one has another number of values (not
+        none) or `ts` is not times: such a batch is queued alone, and the writer drops it
+        when it does not convert. Never raises: this runs on the request path."""
+        n = len(ts)
         try:
             try:
                 parts = self._columns_of(columns)
-            except KeyError:
+                lengths = set(map(len, parts))  # in C; TypeError if a column is None
+            except (KeyError, TypeError):
                 parts = [columns.get(name) for name in self._names]
-            if {len(p) for p in parts if p is not None} <= {0, len(ts)}:
-                return _day(ts), parts
+                lengths = {len(p) for p in parts if p is not None} | {0}
+            if lengths <= {0, n}:
+                return _day(ts), parts, lengths == {n}
             return None
         except Exception:  # noqa: BLE001 - a value without a length: the writer drops it
             return None
