@@ -165,7 +165,6 @@ def create_app(
 
     app.state.manager, app.state.batcher, app.state.settings = manager, batcher, settings
     app.state.predictions, app.state.feedback = predictions, feedback_log
-    app.state.scoring = scoring
 
     # -- MLflow scoring protocol -------------------------------------------------------------
     @health_route(app, "/ping")
