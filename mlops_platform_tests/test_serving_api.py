@@ -389,3 +389,36 @@ def test_sigterm_drains_the_prediction_log(stack):
         if process.poll() is None:
             process.kill()
     assert len(read_log(tmp / "drain" / "predictions")) == 200
+
+
+def test_requests_after_the_scoring_closed_get_a_503_not_a_500(stack):
+    """Shutdown: once `Scoring.close` ran (the lifespan's end; its parse pool is shut down), a
+    request still arriving is refused with a 503 saying why, whichever route and size: a
+    large body used to reach the closed pool and answer 500."""
+    with serve(stack) as server:
+        wait_ready(server.url)
+        app = server._server.config.app
+        app.routes[("POST", "/invocations")].scoring.close()  # as the lifespan does
+        large = {"dataframe_records": [ROW] * 200}  # parsed on the (closed) parse pool
+        assert len(json.dumps(large)) > 64_000
+        with httpx.Client(base_url=server.url) as client:
+            for body in (large, {"dataframe_records": [ROW]}):
+                reply = client.post("/invocations", json=body)
+                assert reply.status_code == 503, reply.text
+                assert reply.json()["error_code"] == "SERVICE_UNAVAILABLE"
+                assert "shutting down" in reply.json()["message"]
+            reply = client.post("/predict", json=ROW)
+            assert reply.status_code == 503 and "shutting down" in reply.text
+            infer = {
+                "inputs": [
+                    {
+                        "name": name,
+                        "shape": [1],
+                        "datatype": "BYTES" if name in SPEC.features.categorical else "FP64",
+                        "data": [value],
+                    }
+                    for name, value in ROW.items()
+                ]
+            }
+            reply = client.post(f"/v2/models/{SPEC.name}/infer", json=infer)
+            assert reply.status_code == 503 and "shutting down" in reply.text

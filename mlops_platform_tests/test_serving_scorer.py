@@ -113,9 +113,12 @@ def test_shadow_scores_reuse_the_matrix_only_of_a_model_that_encodes_alike(fitte
     # a model that never saw the first carrier: every other carrier's code shifts by one
     first = sorted(train["carrier"].dropna().unique())[0]
     shifted = fit(SPEC, train[train["carrier"] != first], Hyperparameters(max_iter=30))
+    # one champion, then a new challenger (a hot swap): the answer is the new pair's
     for model, alike in ((retrained, True), (shifted, False)):
         challenger = ModelHandle(SPEC.name, "2", "challenger", FastScorer(model, SPEC))
-        assert challenger.scorer.encodes_like(champion.scorer) is alike
+        for _ in range(2):  # asked on every batch, answered alike every time
+            assert challenger.scorer.encodes_like(champion.scorer) is alike
+            assert champion.scorer.encodes_like(challenger.scorer) is alike
         own = challenger.scorer.score(challenger.scorer.matrix(columns, len(frame)))
         np.testing.assert_array_equal(_shadow_scores(champion, challenger, columns, matrix), own)
         assert np.array_equal(challenger.scorer.score(matrix), own) is alike

@@ -4,6 +4,7 @@ the circuit breaker, and the rules read from the contracts."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import tracemalloc
 
@@ -106,6 +107,23 @@ def test_poison_batches_are_dropped_counted_and_never_block_the_log(tmp_path):
     assert log.dropped == 3 and len(drops) == 3
     stored = read_log(tmp_path)
     assert sorted(stored["request_id"]) == sorted(good + more)
+
+
+def test_queued_small_batches_leave_no_containers_for_the_gc(tmp_path):
+    """Records waiting for the next flush are joined into a few long lists as they arrive:
+    a thousand queued batches of lists (their dicts and lists freed) are not a thousand
+    dicts of lists that every young collection of the serving process would traverse."""
+    log = PartitionedLog(tmp_path, schema(), flush_seconds=3600)  # one flush: at close
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(1000):
+        log.append(batch([f"id-{i}"], x=float(i)))
+    tracked = len(gc.get_objects()) - before
+    log.close()
+    assert tracked < 100, tracked
+    stored = read_log(tmp_path)
+    assert list(stored["request_id"]) == [f"id-{i}" for i in range(1000)]
+    assert list(stored["x"]) == [float(i) for i in range(1000)]
 
 
 def hashed_log(directory, **options) -> PartitionedLog:

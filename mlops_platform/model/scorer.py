@@ -14,6 +14,7 @@ and the evaluation gate times a model's latency through it.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +49,9 @@ class FastScorer:
         from mlops_platform.model.forest import CompiledForest
 
         self.forest = CompiledForest(self.estimator)
+        #: `encodes_like` answers by the other scorer (a scorer never changes once built; a
+        #: hot swap brings a new one, so the answer for the old pair is never reused for it)
+        self._alike: weakref.WeakKeyDictionary[FastScorer, bool] = weakref.WeakKeyDictionary()
 
     @property
     def columns(self) -> list[str]:
@@ -77,8 +81,13 @@ class FastScorer:
 
     def encodes_like(self, other: FastScorer) -> bool:
         """Whether `other.matrix` gives the same matrix for the same rows (same column order,
-        same category codes), so one matrix can be scored by both."""
-        return self.order == other.order and self.maps == other.maps
+        same category codes), so one matrix can be scored by both. Compared once per pair:
+        shadow scoring asks on every batch (the comparison cost 2.3 us a call on the flight
+        model's 146 categories; the remembered answer 0.2 us)."""
+        alike = self._alike.get(other)
+        if alike is None:
+            alike = self._alike[other] = self.order == other.order and self.maps == other.maps
+        return alike
 
     def frame_matrix(self, x: pd.DataFrame) -> np.ndarray:
         """Float matrix from `model_input`'s frame (batch scoring): numbers as they are, each

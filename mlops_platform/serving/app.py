@@ -135,8 +135,8 @@ def create_app(
         yield
         loading.cancel()
         manager.stop()
+        scoring.close()  # first: new requests get a 503, none is queued after the batcher stops
         await batcher.stop()
-        scoring.close()
         predictions.close()
         feedback_log.close()
         log.warning(

@@ -33,6 +33,14 @@ class NotReady(RuntimeError):
         self.status = status
 
 
+class ShuttingDown(NotReady):
+    """The service is stopping (`Scoring.close` ran): 503, the client retries elsewhere or
+    later. Not a 500: nothing is wrong with the request."""
+
+    def __init__(self) -> None:
+        super().__init__("the service is shutting down; retry the request", 503)
+
+
 @dataclass
 class Prepared:
     columns: dict[str, list]
@@ -55,6 +63,7 @@ class Scoring:
         self.wanted = list(spec.features.columns)
         self.normalize = Normalizer(spec, ranges)
         self._parse_thread = ThreadPoolExecutor(1, thread_name_prefix="parse")
+        self.closed = False
 
     def ready(self) -> bool:
         return self.manager.champion is not None
@@ -90,22 +99,40 @@ class Scoring:
         )
 
     async def prepare(self, kind: str, body: bytes, route: str) -> Prepared:
-        """Parse and check a body ("csv", "mlflow" or "oip"); raises ProtocolError/InputError."""
+        """Parse and check a body ("csv", "mlflow" or "oip"); raises ProtocolError/InputError,
+        or ShuttingDown once `close` ran."""
+        if self.closed:
+            raise ShuttingDown()
         if len(body) >= OFFLOAD_BYTES:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._parse_thread, self._parse, kind, body, route)
+            try:
+                return await loop.run_in_executor(
+                    self._parse_thread, self._parse, kind, body, route
+                )
+            except RuntimeError:
+                # the pool refuses new work once shut down (closed from another thread)
+                if self.closed:
+                    raise ShuttingDown() from None
+                raise
         return self._parse(kind, body, route)
 
     def close(self) -> None:
+        """Refuse new requests (503, `ShuttingDown`) and wait for the parses under way. Called
+        before the batcher drains: what reaches the batcher after this would never be scored."""
+        self.closed = True
         self._parse_thread.shutdown(wait=True)
 
     def prepare_columns(self, columns: dict, rows: int, route: str) -> Prepared:
+        if self.closed:
+            raise ShuttingDown()
         return Prepared(self._normalize(columns, rows, route), rows)
 
     async def score(
         self, prepared: Prepared, request_id: str, route: str, version: str | None = None
     ) -> Scored:
         """Score on the champion (or, by `version`, on whichever served model has it)."""
+        if self.closed:
+            raise ShuttingDown()
         champion, challenger = self.manager.champion, self.manager.challenger
         if champion is None:
             raise NotReady("no verified champion loaded yet")
