@@ -108,6 +108,7 @@ class Driver:
         specs,
         sim: SimulatedDomain,
         location: CodeLocation | None = None,
+        freeze_between_runs: bool = False,
     ):
         self.instance = instance
         #: Where the runs say they come from (default: the code location `make dev` serves).
@@ -120,6 +121,9 @@ class Driver:
         self.resources = dict(defs.resources or {})
         #: The local instance's SQLite files held open while runs write them (runs.py).
         self.anchors = SqliteAnchors(instance)
+        #: `freeze_survivors` after every run: for a process that is the replay and nothing else
+        #: (frozen objects are never collected, whoever else shares the process).
+        self.freeze_between_runs = freeze_between_runs
 
     # -- the replay clock ----------------------------------------------------------------------
     def now(self) -> dt.datetime:
@@ -146,7 +150,8 @@ class Driver:
                 run_config=QUIET,
                 run_id=run_id,
             )
-        freeze_survivors()
+        if self.freeze_between_runs:
+            freeze_survivors()
         return summarise(result, job, time.perf_counter() - started, partition, tags or {})
 
     def _already_ran(self, run_key: str | None) -> bool:
