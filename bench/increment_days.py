@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import shutil
@@ -80,7 +81,32 @@ def _profile_marker(seconds: float) -> None:
         pass
 
 
-def run(workdir: Path, days: int, settle: float, keep: bool = False) -> dict:
+class GcTimer:
+    """CPU seconds the cyclic GC spends, by generation, through `gc.callbacks` (a full
+    collection of a long-lived process's heap costs a day's increment several times over)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds[info["generation"]] += time.process_time() - self._started
+            self.counts[info["generation"]] += 1
+
+    def take(self) -> dict:
+        """The totals since the last call (and start again from zero)."""
+        taken = {"gc_cpu": sum(self.seconds), "gc_full_cpu": self.seconds[2],
+                 "gc_full": self.counts[2]}  # fmt: skip
+        self.seconds, self.counts = [0.0, 0.0, 0.0], [0, 0, 0]
+        return taken
+
+
+def run(workdir: Path, days: int, settle: float, keep: bool = False, freeze: bool = False) -> dict:
     from mlops_platform.contracts.checks import build_published_tables
     from mlops_platform.ingestion.assets import build_landing_assets
     from simulator.flights import replay
@@ -96,24 +122,28 @@ def run(workdir: Path, days: int, settle: float, keep: bool = False) -> dict:
         build_published_tables(flights, "flight_ops"),
     ]
     _step_cpu_split(dg, assets, resources)  # the first 45 days (untimed)
+    if freeze:
+        gc.collect()
+        gc.freeze()
     _profile_marker(settle)
+    timer = GcTimer()
     out = []
     for day in range(1, days + 1):
         replay.set_clock(f"sqlite:///{source}", bench.INCREMENT_FROM + dt.timedelta(days=day))
         before = bench._raw_count(warehouse)
         total, steps = _step_cpu_split(dg, assets, resources)
-        out.append(
-            {"day": day, "steps_cpu": total, "new": bench._raw_count(warehouse) - before, **steps}
-        )
+        new = bench._raw_count(warehouse) - before
+        out.append({"day": day, "steps_cpu": total, "new": new, **steps, **timer.take()})
         print(
             f"day {day}: steps {total:.3f} s CPU ("
             + ", ".join(f"{k} {v:.3f}" for k, v in steps.items())
-            + f"), {out[-1]['new']} new flights",
+            + f"), {new} new flights; GC {out[-1]['gc_cpu']:.3f} s CPU"
+            + f" ({out[-1]['gc_full']} full: {out[-1]['gc_full_cpu']:.3f} s)",
             flush=True,
         )
     if not keep:
         shutil.rmtree(run_dir, ignore_errors=True)
-    keys = [k for k in out[0] if k not in ("day", "new")]
+    keys = [k for k in out[0] if k not in ("day", "new", "gc_full")]
     medians = {k: statistics.median(d[k] for d in out) for k in keys}
     print("medians: " + ", ".join(f"{k} {v:.3f}" for k, v in medians.items()))
     return {"days": out, "medians": medians, "load": os.getloadavg()}
@@ -126,6 +156,9 @@ def main() -> None:
     parser.add_argument("--json", help="write the days and medians here")
     parser.add_argument("--settle", type=float, default=0.0)
     parser.add_argument("--keep", action="store_true", help="keep the run's warehouse and source")
+    parser.add_argument(
+        "--freeze", action="store_true", help="gc.freeze() after the first run (untimed)"
+    )
     args = parser.parse_args()
     workdir = Path(args.workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +169,7 @@ def main() -> None:
         MLOPS_DATA_DIR=str(workdir / f"data_{os.getpid()}"),
         DLT_DATA_DIR=str(workdir / f"dlt_home_{os.getpid()}"),
     )
-    result = run(workdir, args.days, args.settle, args.keep)
+    result = run(workdir, args.days, args.settle, args.keep, args.freeze)
     print(f"load average: {bench.load_average()}")
     if args.keep:
         print(f"kept: {workdir / f'run_{os.getpid()}'}")

@@ -16,6 +16,7 @@ run key is never run twice.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import time
 from dataclasses import dataclass, field
 
@@ -79,6 +80,24 @@ def summarise(result, job: str, seconds: float, partition, tags) -> RunSummary:
     return summary
 
 
+def freeze_survivors() -> None:
+    """Collect the run's garbage, then move everything still alive out of the cyclic GC's sight
+    (`gc.freeze`).
+
+    A replay is one long-lived process: its heap (Dagster, dlt, Great Expectations, then
+    scikit-learn, MLflow and Evidently as the first training and drift check import them)
+    grows to ~1.1M objects, and every full collection walks all of them: 0.45-0.70 s of CPU
+    every 3-5 cycles of ~1.5 s (gc.callbacks timings of a 10-day quickstart). What is alive
+    between two runs is the process's own (modules, caches, the instance), so the collections
+    need only look at what later runs create. The collection here walks only what is not yet
+    frozen: what the run left behind. Freezing once after the first run is not enough: the
+    modules imported by later runs (training, drift) stay in the full collections' way, and
+    with few objects counted long-lived they come more often (a 10-day quickstart loop: no
+    freeze 3 full collections, 2.0 s; frozen once 8, 2.3 s; frozen after every run 19, 0.5 s)."""
+    gc.collect()
+    gc.freeze()
+
+
 class Driver:
     """Ticks sensors and executes what they request, on `instance`, with `defs`; `source_url`
     is the database of `sim`'s source system, whose replay clock it moves."""
@@ -91,6 +110,7 @@ class Driver:
         specs,
         sim: SimulatedDomain,
         location: CodeLocation | None = None,
+        freeze_between_runs: bool = False,
     ):
         self.instance = instance
         #: Where the runs say they come from (default: the code location `make dev` serves).
@@ -103,6 +123,9 @@ class Driver:
         self.resources = dict(defs.resources or {})
         #: The local instance's SQLite files held open while runs write them (runs.py).
         self.anchors = SqliteAnchors(instance)
+        #: `freeze_survivors` after every run: for a process that is the replay and nothing else
+        #: (frozen objects are never collected, whoever else shares the process).
+        self.freeze_between_runs = freeze_between_runs
 
     # -- the replay clock ----------------------------------------------------------------------
     def now(self) -> dt.datetime:
@@ -129,6 +152,8 @@ class Driver:
                 run_config=QUIET,
                 run_id=run_id,
             )
+        if self.freeze_between_runs:
+            freeze_survivors()
         return summarise(result, job, time.perf_counter() - started, partition, tags or {})
 
     def _already_ran(self, run_key: str | None) -> bool:

@@ -276,7 +276,7 @@ def run_replay(
             clock = sim.create_source(source_url).now.date()
         else:
             clock = sim.module.create_source(source_url, days=source_days).now.date()
-    driver = Driver(instance, defs, source_url, specs, sim)
+    driver = Driver(instance, defs, source_url, specs, sim, freeze_between_runs=True)
 
     warmup_until = sim.warmup_end(warmup_days)
     step = step or sim.warmup_step
