@@ -228,3 +228,33 @@ def test_held_files_commit_without_fsync_only_inside_the_block(tmp_path):
             assert [synchronous(p) for p in (runs_db, index_db, shard)] == [normal] * 3
             assert synchronous(other) == full
         assert synchronous(runs_db) == full and synchronous(index_db) == full
+
+
+def test_the_replay_freeze_hands_frozen_objects_back_to_the_collector_every_reclaim_every(
+    monkeypatch,
+):
+    """What the replay freezes between runs and later drops in a cycle is collected at the next
+    reclaim, not kept for the rest of the year (`freeze_survivors`)."""
+    import gc
+    import weakref
+
+    from simulator.replay import driver
+
+    monkeypatch.setattr(driver, "RECLAIM_EVERY", 3)
+    monkeypatch.setattr(driver, "_freezes", 0)
+
+    class Node:
+        pass
+
+    node = Node()
+    node.cycle = node  # only the cyclic collector can free it
+    alive = weakref.ref(node)
+    try:
+        driver.freeze_survivors()  # 1: alive, so frozen
+        del node
+        driver.freeze_survivors()  # 2: garbage now, but frozen: kept
+        assert alive() is not None
+        driver.freeze_survivors()  # 3: the reclaim
+        assert alive() is None
+    finally:
+        gc.unfreeze()
