@@ -383,3 +383,49 @@ def test_the_bootstraps_auc_is_exactly_the_metrics(decimals):
         rows = rng.integers(0, 3000, 3000)
         assert sampled(rows) == auc(y[rows], p[rows])
     assert np.isnan(sampled(np.flatnonzero(~y)))  # one class only
+
+
+def bootstrap_auc_drops(y, p, ref_y, ref_p, groups, ref_groups, samples, seed):
+    """The live-vs-reference bootstrap done in full for every sample, both sides drawn in turn
+    from one stream (the rule `performance_verdict` implements, without its kept reference)."""
+    rng = np.random.default_rng(seed)
+    live_auc, held_auc = _SampledAuc(y, p), _SampledAuc(ref_y, ref_p)  # exactly the AUC
+    live, held = Resampler(len(y), groups), Resampler(len(ref_y), ref_groups)
+    drops = []
+    for _ in range(samples):
+        c, r = live.draw(rng), held.draw(rng)
+        drops.append(held_auc(r) - live_auc(c))
+    return np.array(drops)
+
+
+@pytest.mark.parametrize("by_days", [True, False])
+def test_a_kept_reference_gives_the_same_verdicts(by_days):
+    # The reference's bootstrap samples are kept between calls (a champion's held-out rows are
+    # the same every day): each day's verdict must be the very numbers of a full bootstrap,
+    # whatever the live side's rows and number of days, and a different reference is not
+    # mistaken for a kept one.
+    references = [week(7, 200, seed=50), week(7, 200, seed=51)]
+    common = dict(min_rows=100, min_drop=0.01, samples=120)
+    for n, (days, seed, which) in enumerate(
+        [(7, 1, 0), (7, 2, 0), (6, 1, 0), (7, 1, 1), (7, 3, 0)]
+    ):
+        y, p, day = week(days, 150, seed=seed, quality=0.6)
+        ref_y, ref_p, ref_day = references[which]
+        groups = dict(current_groups=day, reference_groups=ref_day) if by_days else {}
+        verdict = performance_verdict("roc_auc", y, p, ref_y, ref_p, **common, seed=n % 2, **groups)
+        drops = bootstrap_auc_drops(
+            y,
+            p,
+            ref_y,
+            ref_p,
+            day if by_days else None,
+            ref_day if by_days else None,
+            120,
+            n % 2,
+        )
+        tail = (1 - 0.95) / 2 * 100  # as the verdict computes it (not exactly 2.5)
+        low, high = np.percentile(drops, [tail, 100 - tail])
+        assert verdict.status == "ok"
+        assert (verdict.low, verdict.high) == (float(low), float(high))
+        auc = metric_function("roc_auc")
+        assert verdict.reference == auc(ref_y, ref_p) and verdict.current == auc(y, p)

@@ -23,9 +23,11 @@ is its own group (the row bootstrap, right when rows are independent, as one row
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -193,10 +195,24 @@ class Resampler:
         self.groups = len(self.members)
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
+        return self.rows_of(self.pick(rng))
+
+    def pick(self, rng: np.random.Generator) -> np.ndarray:
+        """One sample's picks (groups, or rows when there are no groups): what `draw` takes
+        from `rng`, without gathering the rows."""
         if self.members is None:
             return rng.integers(0, self.rows, self.rows)
-        picked = rng.integers(0, self.groups, self.groups)
+        return rng.integers(0, self.groups, self.groups)
+
+    def rows_of(self, picked: np.ndarray) -> np.ndarray:
+        if self.members is None:
+            return picked
         return np.concatenate([self.members[g] for g in picked])
+
+    @property
+    def shape(self) -> tuple[bool, int]:
+        """What the draws take from the random stream depends on only this."""
+        return self.members is None, self.groups
 
 
 def _too_few_groups(*resamplers: Resampler) -> str | None:
@@ -227,24 +243,76 @@ def performance_verdict(
     """The live window's metric against the reference's, each resampled with replacement:
     by whole groups (days) where groups are given, else by rows."""
     current_y, current_p = np.asarray(current_y), np.asarray(current_p)
-    reference_y, reference_p = np.asarray(reference_y), np.asarray(reference_p)
     rows = len(current_y)
     why = _too_few_rows(rows, min_rows) or ("no reference rows" if len(reference_y) == 0 else None)
     if why is None:
         score = metric_function(metric)
-        current, reference = score(current_y, current_p), score(reference_y, reference_p)
-        live, held = Resampler(rows, current_groups), Resampler(len(reference_y), reference_groups)
+        side = _reference_side(metric, reference_y, reference_p, reference_groups)
+        current, reference = score(current_y, current_p), side.metric
+        live, held = Resampler(rows, current_groups), side.resampler
         why = _undefined(metric, current, reference) or _too_few_groups(live, held)
     if why is not None:
         return _no_verdict(why, metric, rows, min_rows, min_drop, confidence)
     rng = np.random.default_rng(seed)
     drops = np.empty(samples)
     live_metric = _sampled(metric, current_y, current_p)
-    held_metric = _sampled(metric, reference_y, reference_p)
+    held_metrics = side.sampled.get((seed, samples, live.shape))
+    fresh = held_metrics is None
+    if fresh:
+        held_metrics = np.empty(samples)
+        held_metric = _sampled(metric, side.y, side.p)
     for i in range(samples):
-        c, r = live.draw(rng), held.draw(rng)
-        drops[i] = _worse(metric, live_metric(c), held_metric(r))
+        c, r = live.draw(rng), held.pick(rng)
+        if fresh:
+            held_metrics[i] = held_metric(held.rows_of(r))
+        drops[i] = _worse(metric, live_metric(c), held_metrics[i])
+    if fresh:
+        side.sampled[(seed, samples, live.shape)] = held_metrics
     return _verdict(metric, current, reference, drops, confidence, rows, min_rows, min_drop)
+
+
+@dataclass
+class _ReferenceSide:
+    """The reference's side of `performance_verdict`: its metric, its resampler and its
+    metric on each bootstrap sample. Those samples depend only on the seed, the number of
+    samples and what the live side's draws take from the random stream (`Resampler.shape`:
+    its number of days), not on the live rows, so a champion's held-out rows are resampled
+    once, not every day: the verdicts are the same numbers."""
+
+    y: np.ndarray
+    p: np.ndarray
+    metric: float
+    resampler: Resampler
+    #: (seed, samples, live side's shape) -> the reference's metric on each sample, in order
+    sampled: dict = field(default_factory=dict)
+
+
+#: The last few references (a champion's held-out rows), by their content.
+_REFERENCES: OrderedDict[tuple, _ReferenceSide] = OrderedDict()
+_KEPT_REFERENCES = 4
+
+
+def _reference_side(metric: str, y, p, groups) -> _ReferenceSide:
+    """The reference side of these rows, the one kept if the same rows (labels, scores and
+    groups, byte for byte) were seen with this metric."""
+    y, p = np.asarray(y), np.asarray(p)
+    groups = None if groups is None else np.asarray(groups)
+    digest = hashlib.sha256()
+    for part in (y, p, *([] if groups is None else [groups])):
+        digest.update(f"{part.dtype.str}{part.shape}".encode())
+        digest.update(np.ascontiguousarray(part).tobytes())
+    key = (metric, groups is None, digest.hexdigest())
+    side = _REFERENCES.get(key)
+    if side is None:
+        # Copies: the caller's arrays may change after this; the kept side must not.
+        y, p = y.copy(), p.copy()
+        score = metric_function(metric)(y, p)
+        side = _ReferenceSide(y, p, score, Resampler(len(y), groups))
+        _REFERENCES[key] = side
+        while len(_REFERENCES) > _KEPT_REFERENCES:
+            _REFERENCES.popitem(last=False)
+    _REFERENCES.move_to_end(key)
+    return side
 
 
 def paired_verdict(
