@@ -188,7 +188,7 @@ def _metric_ids_without_conversion() -> Iterator[None]:
 
     GE names each metric it plans by an md5 over its arguments as JSON (`IDDict.to_id`), after
     converting them with `convert_to_json_serializable`, a Python walk over every value: the
-    value sets of the reference columns (e.g. every airport code) walked again for each
+    value sets of the reference columns (every allowed code) walked again for each
     metric; ~20% of a day's Great Expectations confirmation (timed over 6 days, 8,000 ids).
     Arguments that `json.dumps` takes as they are (strings, numbers, lists, dicts) get the same
     kind of id without the walk; anything else (sets, NumPy values, times) goes the usual way.

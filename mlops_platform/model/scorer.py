@@ -82,7 +82,7 @@ class FastScorer:
     def encodes_like(self, other: FastScorer) -> bool:
         """Whether `other.matrix` gives the same matrix for the same rows (same column order,
         same category codes), so one matrix can be scored by both. Compared once per pair:
-        shadow scoring asks on every batch (the comparison cost 2.3 us a call on the flight
+        shadow scoring asks on every batch (the comparison cost 2.3 us a call on the example
         model's 146 categories; the remembered answer 0.2 us)."""
         alike = self._alike.get(other)
         if alike is None:

@@ -175,7 +175,7 @@ class DuckDBStore(WarehouseStore):
         # One hash anti-join in DuckDB instead of reading every stored key into pandas and
         # merging there (3x less CPU on the benchmark's 40,000 keys). It is asked first whether
         # any row is missing at all, the rows themselves read only then: building an empty
-        # frame of every column cost as much as the join (flights: 11 -> 7 ms a day).
+        # frame of every column cost as much as the join (the example domain: 11 -> 7 ms a day).
         target = f"{quote(schema)}.{quote(table)}"
         names = ", ".join(quote(c) for c in key_columns)
         match = " AND ".join(f"r.{quote(c)} IS NOT DISTINCT FROM k.{quote(c)}" for c in key_columns)
