@@ -1,0 +1,75 @@
+"""The loopback server (`http_server.BackgroundServer`) stops cleanly: a request in flight
+when it is told to stop is answered, idle keep-alive connections are closed, and the port
+refuses connections once `__exit__` returns."""
+
+import socket
+import threading
+
+import requests
+
+from mlops_platform.http_server import BackgroundServer
+
+
+def _app(started: threading.Event, release: threading.Event):
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/ping")
+    def ping() -> dict:
+        return {"ok": True}
+
+    @app.get("/slow")
+    def slow() -> dict:
+        started.set()
+        release.wait(10)
+        return {"done": True}
+
+    return app
+
+
+def _refuses(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_exit_closes_the_port_and_idle_keep_alive_connections():
+    session = requests.Session()
+    with BackgroundServer(_app(threading.Event(), threading.Event())) as server:
+        assert session.get(server.url + "/ping", timeout=5).json() == {"ok": True}
+        port = server.port
+    assert _refuses(port)
+    # The pooled keep-alive connection was closed by the server: a new request cannot use it.
+    try:
+        session.get(f"http://127.0.0.1:{port}/ping", timeout=5)
+        raise AssertionError("the stopped server answered")
+    except requests.ConnectionError:
+        pass
+
+
+def test_a_request_in_flight_at_exit_is_answered():
+    started, release = threading.Event(), threading.Event()
+    answers: list[dict] = []
+    server = BackgroundServer(_app(started, release))
+    with server:
+        client = threading.Thread(
+            target=lambda: answers.append(requests.get(server.url + "/slow", timeout=10).json())
+        )
+        client.start()
+        assert started.wait(5)
+        threading.Timer(0.3, release.set).start()  # released while the server is stopping
+    client.join(10)
+    assert answers == [{"done": True}]
+    assert _refuses(server.port)
+
+
+def test_a_server_that_cannot_bind_raises_instead_of_waiting():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            with BackgroundServer(_app(threading.Event(), threading.Event()), port=port):
+                raise AssertionError("started on a port in use")
+        except RuntimeError as exc:
+            assert str(port) in str(exc)
