@@ -24,7 +24,7 @@ def _prompt_server_class():
 
     uvicorn's own `Server` looks at `should_exit` every 0.1 s and, stopping, waits a fixed
     0.1 s and then polls its connections every 0.1 s: 0.15-0.2 s of idle wall time at every
-    `__exit__` (most of the 0.31 s the year replay's weather landing took each day, which
+    `__exit__` (most of the 0.31 s a day the year replay's HTTP feed landing took, which
     starts and stops the feed's server). Same steps, same order: stop accepting, ask each
     connection to finish, wait (up to `timeout_graceful_shutdown`) for connections and tasks,
     then the app's lifespan shutdown; only the waits are prompt."""
