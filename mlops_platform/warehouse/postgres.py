@@ -180,8 +180,9 @@ class PostgresStore(WarehouseStore):
         # The anti-join in PostgreSQL: the keys are copied in (Arrow's CSV writer, typed as the
         # stored columns) and EXCEPT finds the stored keys none matches (set operations match
         # NULLs with NULLs, and hash). Reading every stored key into pandas to merge there cost
-        # 1.2 s of client CPU at 300,000 keys, this 0.5 s. A key the stored column's type cannot
-        # hold fails the copy: the pandas merge below answers then, as before.
+        # 1.14 s of client CPU at 300,000 keys (4.2 s wall), this 0.06 s (2.4 s wall, the rest
+        # is the server's). A key the stored column's type cannot hold fails the copy: the
+        # pandas merge answers then, as before.
         import pandas as pd
         import pyarrow as pa
 
