@@ -3,7 +3,8 @@
 `make bench-ingest --skip-year` times one day after 45: too little to profile and one sample
 to compare. This runs the same runs as its platform increment (`build_landing_assets(flights,
 "flight_ops")` and `build_published_tables(flights, "flight_ops")` materialized together, one
-Dagster instance) on `--days` consecutive days after the first 45 (untimed), and prints each
+Dagster instance) on `--days` consecutive days after the first 45 (untimed; `--start` moves
+that first day later, for the state of a long history), and prints each
 day's steps CPU (landing and publish apart) and their medians. The source, at the clock the
 bench starts from, is made once in `--workdir` and copied for each call, so successive calls
 (main's code, then a branch's: `PYTHONPATH=<other checkout>`) load the same days.
@@ -33,15 +34,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 import ingest_bench as bench  # noqa: E402
 
 
-def _prepared_source(workdir: Path) -> Path:
-    """The bench's increment source (released through its start), made once per workdir."""
+def _prepared_source(workdir: Path, start: dt.datetime) -> Path:
+    """The bench's increment source (released through `start`), made once per workdir and
+    start."""
     from simulator.flights import replay
 
-    made = workdir / "source_inc.sqlite"
+    made = workdir / f"source_inc_{start:%Y%m%d}.sqlite"
     if not made.exists():
-        partial = workdir / "source_inc.partial.sqlite"
+        partial = workdir / f"source_inc_{start:%Y%m%d}.partial.sqlite"
         replay.create_source(f"sqlite:///{partial}")
-        replay.set_clock(f"sqlite:///{partial}", bench.INCREMENT_FROM)
+        replay.set_clock(f"sqlite:///{partial}", start)
         partial.rename(made)
     return made
 
@@ -106,7 +108,14 @@ class GcTimer:
         return taken
 
 
-def run(workdir: Path, days: int, settle: float, keep: bool = False, freeze: bool = False) -> dict:
+def run(
+    workdir: Path,
+    days: int,
+    settle: float,
+    keep: bool = False,
+    freeze: bool = False,
+    start: dt.datetime = bench.INCREMENT_FROM,
+) -> dict:
     from mlops_platform.contracts.checks import build_published_tables
     from mlops_platform.ingestion.assets import build_landing_assets
     from simulator.flights import replay
@@ -114,14 +123,14 @@ def run(workdir: Path, days: int, settle: float, keep: bool = False, freeze: boo
     run_dir = workdir / f"run_{os.getpid()}"
     run_dir.mkdir(parents=True)
     source = run_dir / "source.sqlite"
-    shutil.copy(_prepared_source(workdir), source)
+    shutil.copy(_prepared_source(workdir, start), source)
     bench.warm_imports("platform")
     dg, flights, warehouse, resources = bench._platform(run_dir, source, "platform.duckdb")
     assets = [
         build_landing_assets(flights, "flight_ops"),
         build_published_tables(flights, "flight_ops"),
     ]
-    _step_cpu_split(dg, assets, resources)  # the first 45 days (untimed)
+    _step_cpu_split(dg, assets, resources)  # the days through `start` (untimed)
     if freeze:
         gc.collect()
         gc.freeze()
@@ -129,7 +138,7 @@ def run(workdir: Path, days: int, settle: float, keep: bool = False, freeze: boo
     timer = GcTimer()
     out = []
     for day in range(1, days + 1):
-        replay.set_clock(f"sqlite:///{source}", bench.INCREMENT_FROM + dt.timedelta(days=day))
+        replay.set_clock(f"sqlite:///{source}", start + dt.timedelta(days=day))
         before = bench._raw_count(warehouse)
         total, steps = _step_cpu_split(dg, assets, resources)
         new = bench._raw_count(warehouse) - before
@@ -159,6 +168,12 @@ def main() -> None:
     parser.add_argument(
         "--freeze", action="store_true", help="gc.freeze() after the first run (untimed)"
     )
+    parser.add_argument(
+        "--start",
+        type=dt.date.fromisoformat,
+        default=bench.INCREMENT_FROM.date(),
+        help="the days before it are loaded in one untimed run (a late start: a long history)",
+    )
     args = parser.parse_args()
     workdir = Path(args.workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +184,8 @@ def main() -> None:
         MLOPS_DATA_DIR=str(workdir / f"data_{os.getpid()}"),
         DLT_DATA_DIR=str(workdir / f"dlt_home_{os.getpid()}"),
     )
-    result = run(workdir, args.days, args.settle, args.keep, args.freeze)
+    start = dt.datetime.combine(args.start, dt.time())
+    result = run(workdir, args.days, args.settle, args.keep, args.freeze, start)
     print(f"load average: {bench.load_average()}")
     if args.keep:
         print(f"kept: {workdir / f'run_{os.getpid()}'}")

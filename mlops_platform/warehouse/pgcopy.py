@@ -24,3 +24,23 @@ def copy_frame(dbapi_connection, target: str, frame: pd.DataFrame) -> None:
     else:  # psycopg 3
         with cursor.copy(statement) as copy:
             copy.write(buffer.getvalue())
+
+
+def copy_arrow(dbapi_connection, target: str, table) -> None:
+    """COPY an Arrow table into `target` (columns by name): written as CSV by Arrow, without a
+    Python object per cell. NULL is the unquoted empty field (COPY's CSV default) and Arrow
+    quotes every non-null string, so an empty string stays an empty string."""
+    import pyarrow.csv as pacsv
+
+    buffer = io.BytesIO()
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+    pacsv.write_csv(table, buffer, options)
+    columns = ", ".join('"' + str(c).replace('"', '""') + '"' for c in table.column_names)
+    statement = f"COPY {target} ({columns}) FROM STDIN WITH (FORMAT csv)"
+    cursor = dbapi_connection.cursor()
+    if hasattr(cursor, "copy_expert"):  # psycopg2
+        buffer.seek(0)
+        cursor.copy_expert(statement, buffer)
+    else:  # psycopg 3
+        with cursor.copy(statement) as copy:
+            copy.write(buffer.getvalue())

@@ -174,6 +174,50 @@ class PostgresStore(WarehouseStore):
         with self._transaction() as conn:
             return sum(conn.execute(statement, record).rowcount for record in records)
 
+    def rows_without_key(
+        self, schema: str, table: str, keys: Any, key_columns: list[str]
+    ) -> pd.DataFrame:
+        # The anti-join in PostgreSQL: the keys are copied in (Arrow's CSV writer, typed as the
+        # stored columns) and EXCEPT finds the stored keys none matches (set operations match
+        # NULLs with NULLs, and hash). Reading every stored key into pandas to merge there cost
+        # 1.14 s of client CPU at 300,000 keys (4.2 s wall), this 0.06 s (2.4 s wall, the rest
+        # is the server's). A key the stored column's type cannot hold fails the copy: the
+        # pandas merge answers then, as before.
+        import pandas as pd
+        import pyarrow as pa
+
+        from mlops_platform.warehouse.pgcopy import copy_arrow
+
+        if not self.table_exists(schema, table):
+            return pd.DataFrame(columns=key_columns)
+        target = f"{quote(schema)}.{quote(table)}"
+        names = ", ".join(quote(c) for c in key_columns)
+        match = " AND ".join(f"r.{quote(c)} IS NOT DISTINCT FROM g.{quote(c)}" for c in key_columns)
+        try:
+            if isinstance(keys, pd.DataFrame):
+                arrow = pa.Table.from_pandas(keys[key_columns], preserve_index=False)
+            else:
+                arrow = keys.select(key_columns)
+            with self.transaction() as tx:
+                tx.execute(
+                    f"CREATE TEMPORARY TABLE _source_keys ON COMMIT DROP AS "
+                    f"SELECT {names} FROM {target} WHERE FALSE"
+                )
+                connection = tx.conn.connection.dbapi_connection
+                copy_arrow(connection, "_source_keys", arrow)
+                gone = tx.execute(
+                    f"CREATE TEMPORARY TABLE _gone_keys ON COMMIT DROP AS "
+                    f"SELECT {names} FROM {target} EXCEPT SELECT {names} FROM _source_keys"
+                )
+                if not gone:
+                    return pd.DataFrame(columns=key_columns)
+                return tx.query(
+                    f"SELECT r.* FROM {target} r "
+                    f"WHERE EXISTS (SELECT 1 FROM _gone_keys g WHERE {match})"
+                )
+        except (*_data_errors(), pa.ArrowException):
+            return super().rows_without_key(schema, table, keys, key_columns)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
         import sqlalchemy as sa
@@ -241,6 +285,15 @@ class _PostgresTransaction(Transaction):
             return 0
         copy_frame(self.conn.connection.dbapi_connection, f"{quote(schema)}.{quote(table)}", frame)
         return len(frame)
+
+
+def _data_errors() -> tuple[type[Exception], ...]:
+    """The driver's error for a value its column's type cannot hold (psycopg 3 or psycopg2)."""
+    try:
+        import psycopg
+    except ImportError:
+        import psycopg2 as psycopg
+    return (psycopg.DataError,)
 
 
 def _pg_type(dtype: Any) -> str:
