@@ -43,6 +43,33 @@ def test_outcome_changes_the_row_and_its_updated_at(source_url):
     assert changed and all(r[1] > before[r[0]] for r in changed)
 
 
+def test_every_known_outcome_is_applied_whenever_its_flight_is_released(source_url):
+    """A move applies the outcome of every released flight known by the new time: those known
+    since the last move included, for the flights it releases (an outcome known before the
+    flight's schedule is published: here a Jan 3 flight whose outcome is set to Jan 1, 06:00,
+    before the clock's 12:00 at the previous move)."""
+    early = source_query(
+        source_url,
+        "SELECT id FROM replay_schedule WHERE sched_date = '2013-01-03' ORDER BY id LIMIT 1",
+    )[0][0]
+    source_execute(
+        source_url,
+        "UPDATE replay_schedule SET outcome_at = '2013-01-01 06:00:00.000000', "
+        "outcome_status = 'cancelled' WHERE id = :id",
+        {"id": early},
+    )
+    for days in (0.5, 1.5, 0.25, 2.75):  # fractional moves and moves over several days
+        now = replay.advance(source_url, days).now
+        pending = source_query(
+            source_url,
+            "SELECT count(*) FROM flights f JOIN replay_schedule s ON s.id = f.id "
+            f"WHERE f.status = 'scheduled' AND s.outcome_at <= '{now:%Y-%m-%d %H:%M:%S.%f}'",
+        )
+        assert pending[0][0] == 0, f"outcomes known by {now} left unapplied"
+    row = source_query(source_url, f"SELECT status, updated_at FROM flights WHERE id = {early}")
+    assert row[0][0] == "cancelled" and str(row[0][1]).startswith("2013-01-01 06:00")
+
+
 def test_clock_never_goes_backwards(source_url):
     replay.advance(source_url, 2)
     with pytest.raises(ValueError, match="only moves forward"):

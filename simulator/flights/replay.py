@@ -152,17 +152,32 @@ def set_clock(url: str, now: dt.datetime) -> AdvanceResult:
         ).where(sched.c.sched_date > state.released_through, sched.c.sched_date <= now.date())
         names = [c.name for c in release.selected_columns]
         released = conn.execute(live.insert().from_select(names, release)).rowcount
-        landed = (
-            sa.update(live)
-            .where(live.c.id == sched.c.id, live.c.status == "scheduled")
-            .where(sched.c.outcome_at <= now)
-            .values(
-                **{name: sched.c[name] for name in tables.OUTCOME_COLUMNS},
-                status=sched.c.outcome_status,
-                updated_at=sched.c.outcome_at,
+        # The outcomes known by `now` of flights still scheduled, in two index ranges: a flight
+        # released before this call had every outcome up to the clock's last time applied then
+        # (by this same update, in the transaction that released it), so its pending outcome
+        # is later than that; a flight released just now may have any. One range over every
+        # past outcome walked the whole year so far on each move (its cost grew with the date).
+        pending = [
+            sa.and_(sched.c.outcome_at > state.now, sched.c.outcome_at <= now),
+            sa.and_(
+                sched.c.sched_date > state.released_through,
+                sched.c.sched_date <= now.date(),
+                sched.c.outcome_at <= now,
+            ),
+        ]
+        outcomes = 0
+        for where in pending:
+            landed = (
+                sa.update(live)
+                .where(live.c.id == sched.c.id, live.c.status == "scheduled")
+                .where(where)
+                .values(
+                    **{name: sched.c[name] for name in tables.OUTCOME_COLUMNS},
+                    status=sched.c.outcome_status,
+                    updated_at=sched.c.outcome_at,
+                )
             )
-        )
-        outcomes = conn.execute(landed).rowcount
+            outcomes += conn.execute(landed).rowcount
         conn.execute(
             sa.update(tables.replay_clock)
             .where(tables.replay_clock.c.id == 1)
