@@ -141,6 +141,18 @@ def run(workdir: Path, days: int, dump: Path | None) -> dict:
                 for k, v in metadata.items()
                 if k not in skip
             }
+            meta["report"] = str(Path(meta["report"]).relative_to(state))  # not the run's dir
+            run = registry.client.get_run(drift.mlflow_run_id)  # its tags and metrics
+            meta["mlflow"] = {
+                "tags": {
+                    k: v.replace(str(state), "<state>")
+                    for k, v in sorted(run.data.tags.items())
+                    if k != "mlflow.user"
+                },
+                "metrics": dict(sorted(run.data.metrics.items())),
+                "name": run.info.run_name,
+                "status": run.info.status,
+            }
             (dump / f"{day}.json").write_text(json.dumps(meta, indent=1, default=str))
             page = drift.report_path.read_text(encoding="utf-8")
             (dump / f"{day}.html").write_text(ids_aside(page), encoding="utf-8")
