@@ -10,8 +10,9 @@ bare      stock Evidently's Report.run on the same reference and current frames 
           the monitored features and a `ValueDrift` for the score and the label, with the
           spec's method and thresholds, nothing else. It runs in a child process that never
           imports the platform, so none of the platform's changes to Evidently's path (its
-          one-pass drift table preset, its cached plotly path parser, its cached reference
-          dataset) reach it; the child asserts plotly's parser is plotly's own
+          one-pass drift table preset, its cached plotly path parser and subplot grids, its
+          equal-width histograms, its cached reference dataset) reach it; the child asserts
+          plotly's parser, the grids and Evidently's numpy are the stock ones
 step      the platform's Evidently step alone (`compute_drift`, in this process), for where
           the platform's time goes: the check minus this is what it does beyond Evidently
 
@@ -98,7 +99,9 @@ def median_times(fns, repeats: int = 5) -> list[tuple[float, float]]:
 def bare_child(workdir: Path) -> None:
     """The bare report's process: stock Evidently on the frames and settings the parent wrote,
     one report per line read from stdin, its (wall, CPU) seconds written back."""
+    import numpy
     from evidently import DataDefinition, Dataset, Report
+    from evidently.legacy.calculations.stattests import utils as stattests
     from evidently.legacy.utils import visualizations
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -109,6 +112,8 @@ def bare_child(workdir: Path) -> None:
     if (
         parser.__module__ != "plotly.basedatatypes"
         or grids.__module__ != "plotly.subplots"
+        or visualizations.np is not numpy
+        or stattests.np is not numpy
         or "mlops_platform" in sys.modules
     ):
         raise SystemExit("the bare report is not stock Evidently: the platform got in")

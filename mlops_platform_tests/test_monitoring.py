@@ -559,6 +559,102 @@ def test_drift_pages_figures_are_the_ones_plotly_builds(features):
     assert page(built).count('"template"') >= 2 * len(built.per_feature)  # two plots a column
 
 
+def test_subplot_grid_copies_are_plotlys_figures_each_with_its_own_template():
+    """A copied grid is the figure plotly builds (its template included, in its place), and
+    each copy has a template of its own: changing one changes no other figure. Fails if
+    plotly stops keeping an unvalidated template as given (`_validate=False`) or applies its
+    default template over the placeholder."""
+    import json
+
+    from plotly import graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from mlops_platform.monitoring.drift import SubplotGrids
+
+    grids = SubplotGrids(make_subplots)
+    for cols, titles in ((1, ""), (2, ["current", "reference"])):
+        settings = {"rows": 1, "cols": cols, "shared_yaxes": True, "subplot_titles": titles}
+        first, second, plotly = grids(**settings), grids(**settings), make_subplots(**settings)
+        for figure in (first, second, plotly):
+            figure.add_trace(go.Bar(x=[1, 2], y=[3, 4], name="current"), 1, 1)
+            figure.update_xaxes(title_text="x", row=1, col=1)
+            figure.update_layout(yaxis_title="Count", showlegend=False)
+        assert json.loads(first.to_json()) == json.loads(plotly.to_json())
+        if cols == 1:  # the drift table's grids: the same JSON, key for key
+            assert first.to_json() == plotly.to_json()
+        assert first.to_json() == second.to_json()
+        first.layout.template.layout.font.size = 99
+        assert second.layout.template.layout.font.size != 99
+        assert grids(**settings).to_json() != first.to_json()
+
+
+def test_uniform_histogram_counts_as_numpy_does():
+    """`uniform_histogram` gives numpy's counts and edges for given edges: equal-width ones
+    (Sturges', Doane's, values on and beside the edges, NaN and infinities) counted numpy's
+    linear way, any other edges numpy's sorting way."""
+    from evidently.legacy.utils.visualizations import histogram_bin_edges_doane
+
+    from mlops_platform.monitoring.drift import uniform_histogram
+
+    histogram = uniform_histogram(np.histogram)
+    rng = np.random.default_rng(0)
+    samples = [
+        rng.normal(size=5_000),
+        rng.integers(0, 40, size=3_000).astype(float),
+        np.round(rng.exponential(3, size=2_000), 1),
+        rng.integers(-5, 5, size=1_000),
+    ]
+    for sample in samples:
+        for edges in (np.histogram_bin_edges(sample, "sturges"), histogram_bin_edges_doane(sample)):
+            beside = np.r_[edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)]
+            for values in (sample, beside, np.r_[sample, np.nan, np.inf, -np.inf]):
+                counts, returned = histogram(values, edges)
+                expected = np.histogram(values, edges)
+                assert counts.dtype == expected[0].dtype
+                assert np.array_equal(counts, expected[0]) and returned is edges
+    uneven = np.array([0.0, 1.0, 5.0, 10.0])
+    assert np.array_equal(histogram(samples[1], uneven)[0], np.histogram(samples[1], uneven)[0])
+    assert np.array_equal(histogram(samples[0], bins=7)[0], np.histogram(samples[0], bins=7)[0])
+
+
+def test_drift_counts_are_numpys_own(features):
+    """Evidently's two functions counting the reference into equal-width edges get numpy with
+    `uniform_histogram` (through their module's `np`; this fails if they stop calling
+    `np.histogram` so): the drift scores and the page are the ones numpy's own `histogram`
+    gives."""
+    import inspect
+    import re
+
+    from evidently.legacy.calculations.stattests import utils
+    from evidently.legacy.utils import visualizations
+
+    from mlops_platform.monitoring.reports import _page_json, page_data
+
+    january = features[features["event_date"] < "2013-02-01"]
+    first, second = january.iloc[::2], january.iloc[1::2]
+    shifted = second.assign(temp=second["temp"] + 10, humid=100 - second["humid"])
+
+    def page(result) -> str:  # the widgets' random ids aside
+        text = _page_json(page_data(result.snapshot))
+        return re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "", text)
+
+    counted = compute_drift(first, shifted, SPEC)
+    functions = (utils.get_binned_data, visualizations.get_distribution_for_numerical_column)
+    for function in functions:
+        assert "np.histogram(" in inspect.getsource(function)
+    counting = (utils.np, visualizations.np)
+    assert all(n is not np and n.histogram is not np.histogram for n in counting)
+    assert all(n.isfinite is np.isfinite and n.ndarray is np.ndarray for n in counting)
+    try:
+        utils.np = visualizations.np = np  # numpy's own histogram
+        sorted_ = compute_drift(first, shifted, SPEC)
+    finally:
+        utils.np, visualizations.np = counting
+    assert counted.per_feature == sorted_.per_feature and counted.share == sorted_.share
+    assert counted.prediction_drift == sorted_.prediction_drift
+    assert page(counted) == page(sorted_)
+
+
 def test_stored_report_is_evidentlys_page_with_its_bundle_kept_once(features, tmp_path):
     """The stored page is Evidently's own standalone page (same widgets, same data), titled,
     with Evidently's JavaScript bundle and font kept once in the reports folder and referenced
