@@ -11,8 +11,8 @@ bare      stock Evidently's Report.run on the same reference and current frames 
           spec's method and thresholds, nothing else. It runs in a child process that never
           imports the platform, so none of the platform's changes to Evidently's path (its
           one-pass drift table preset, its cached plotly path parser and subplot grids, its
-          equal-width histograms, its cached reference dataset) reach it; the child asserts
-          plotly's parser, the grids and Evidently's numpy are the stock ones
+          cached reference dataset) reach it; the child asserts plotly's parser, the grids and
+          Evidently's numpy are the stock ones
 step      the platform's Evidently step alone (`compute_drift`, in this process), for where
           the platform's time goes: the check minus this is what it does beyond Evidently
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -210,66 +209,6 @@ def build_subplot_grids_once() -> None:
     visualizations.make_subplots = SubplotGrids(visualizations.make_subplots)
 
 
-def uniform_histogram(histogram):  # noqa: ANN001, ANN201 - numpy's function
-    """`numpy.histogram` (`histogram`), counting a sample into a given array of equal-width
-    edges the way numpy counts into edges it makes itself.
-
-    Given an array of edges, numpy sorts the sample and searches each edge in it; given their
-    number and range, it computes each value's bin from its position in the range and checks
-    it against the same edges (`numpy.linspace` of the range), a linear pass. The psi test and
-    the drift table's distributions each count the reference (tens of thousands of rows) into
-    equal-width edges (Sturges', Doane's) for every column, every day: the sorts were ~5% of
-    the drift step. Each value lands in the bin whose edges enclose it either way (the last
-    bin closed, values outside or NaN counted nowhere); numpy's second way is taken only when
-    the edges it computes from the range are the given ones exactly (same values, same type),
-    else the given edges are counted as before."""
-
-    def counted(a, bins=10, range=None, density=None, weights=None):  # noqa: A002, ANN001, ANN202
-        if (
-            isinstance(bins, np.ndarray)
-            and bins.ndim == 1
-            and len(bins) > 1
-            and range is None
-            and density is None
-            and weights is None
-        ):
-            counts, edges = histogram(a, bins=len(bins) - 1, range=(bins[0], bins[-1]))
-            if edges.dtype == bins.dtype and np.array_equal(edges, bins):
-                return counts, bins  # numpy returns the edges it was given
-        return histogram(a, bins, range, density, weights)
-
-    return counted
-
-
-class _NumpyCountingUniformly(types.ModuleType):
-    """numpy as a module sees it, with `uniform_histogram` as its `histogram`."""
-
-    def __init__(self):
-        super().__init__("numpy")
-        self.histogram = uniform_histogram(np.histogram)
-
-    def __getattr__(self, name: str):  # noqa: ANN204 - everything else is numpy's own
-        value = getattr(np, name)
-        setattr(self, name, value)
-        return value
-
-
-@functools.cache
-def count_uniform_histograms_once() -> None:
-    """The two Evidently functions counting the reference into equal-width edges every day,
-    `stattests.utils.get_binned_data` (psi, and the other binned tests) and
-    `utils.visualizations.get_distribution_for_numerical_column`, call `np.histogram` through
-    their module's `np`: those two modules get numpy with `uniform_histogram` (the counts are
-    numpy's either way; `test_monitoring` compares the pages and scores)."""
-    from evidently.legacy.calculations.stattests import utils
-    from evidently.legacy.utils import visualizations
-
-    counting = _NumpyCountingUniformly()
-    for module in (utils, visualizations):
-        if module.np is np:  # see above
-            module.np = counting
-
-
 @functools.cache
 def drift_table_preset() -> type:
     """Evidently's `DataDriftPreset` computing each column's drift once.
@@ -295,7 +234,6 @@ def drift_table_preset() -> type:
 
     parse_plotly_paths_once()
     build_subplot_grids_once()
-    count_uniform_histograms_once()
 
     class DriftTablePreset(DataDriftPreset):
         def generate_metrics(self, context) -> list:  # noqa: ANN001, ARG002 - Evidently's
