@@ -8,6 +8,7 @@ import atexit
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 #: How often a starting server is looked at until it accepts connections.
@@ -58,9 +59,13 @@ class BackgroundServer:
         self._thread.join(timeout=30)
 
 
-_SHARED: dict[Hashable, BackgroundServer] = {}
+#: Servers `shared_server` keeps running, least recently asked for first.
+_SHARED: OrderedDict[Hashable, BackgroundServer] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 _STOP_AT_EXIT: list[bool] = []
+#: How many it keeps: an idle uvicorn still wakes every 0.1 s (~1.4 ms of CPU a second), and a
+#: process that reads many databases in turn (a test worker) would keep one for each.
+MAX_SHARED = 4
 
 
 def shared_server(key: Hashable, make: Callable[[], BackgroundServer]) -> BackgroundServer:
@@ -71,7 +76,8 @@ def shared_server(key: Hashable, make: Callable[[], BackgroundServer]) -> Backgr
     For a local stand-in that every run of a process reads: the year replay runs every day in
     one process, and starting and stopping uvicorn for each run was a fixed cost of each day
     (a thread, the app, the startup, and the stop). A process that runs once (a run worker)
-    starts it once and stops it when it exits."""
+    starts it once and stops it when it exits. Beyond `MAX_SHARED` keys, the server asked
+    for least recently is stopped."""
     with _SHARED_LOCK:
         server = _SHARED.get(key)
         if server is None or not server.running:
@@ -81,6 +87,11 @@ def shared_server(key: Hashable, make: Callable[[], BackgroundServer]) -> Backgr
             if not _STOP_AT_EXIT:
                 atexit.register(stop_shared_servers)
                 _STOP_AT_EXIT.append(True)
+        _SHARED.move_to_end(key)
+        while len(_SHARED) > MAX_SHARED:
+            _, oldest = _SHARED.popitem(last=False)
+            if oldest.running:
+                oldest.__exit__(None, None, None)
         return server
 
 

@@ -97,3 +97,17 @@ def test_a_shared_server_is_started_once_per_key_and_stopped_with_the_others():
     stop_shared_servers()
     assert not again.running and not other.running
     assert _refuses(again.port) and _refuses(other.port)
+
+
+def test_shared_servers_beyond_the_limit_stop_the_least_recently_used():
+    from mlops_platform.http_server import MAX_SHARED, shared_server, stop_shared_servers
+
+    def make() -> BackgroundServer:
+        return BackgroundServer(_app(threading.Event(), threading.Event()))
+
+    servers = [shared_server(("limit", i), make) for i in range(MAX_SHARED)]
+    assert shared_server(("limit", 0), make) is servers[0]  # now the most recently used
+    newest = shared_server(("limit", MAX_SHARED), make)
+    assert not servers[1].running and _refuses(servers[1].port)
+    assert all(s.running for s in [servers[0], *servers[2:], newest])
+    stop_shared_servers()
