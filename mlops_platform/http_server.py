@@ -1,83 +1,24 @@
-"""Run an ASGI app with uvicorn in a background thread on loopback (tests, a source's feed,
-benchmarks), stopping cleanly on exit."""
+"""Run an ASGI app with uvicorn in a background thread on loopback (tests, a source's local
+stand-in, benchmarks): `BackgroundServer` for the length of a `with` block, `shared_server`
+for the life of the process."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import atexit
 import socket
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 
-#: How often a stopping server looks whether its connections and tasks are done.
-_SHUTDOWN_POLL = 0.005
+#: How often a starting server is looked at until it accepts connections.
+_STARTUP_POLL = 0.01
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _prompt_server_class():
-    """uvicorn's `Server`, told to stop by an event instead of noticing at its next tick.
-
-    uvicorn's own `Server` looks at `should_exit` every 0.1 s and, stopping, waits a fixed
-    0.1 s and then polls its connections every 0.1 s: 0.15-0.2 s of idle wall time at every
-    `__exit__` (most of the 0.31 s a day the year replay's HTTP feed landing took, which
-    starts and stops the feed's server). Same steps, same order: stop accepting, ask each
-    connection to finish, wait (up to `timeout_graceful_shutdown`) for connections and tasks,
-    then the app's lifespan shutdown; only the waits are prompt."""
-    import uvicorn
-
-    class PromptServer(uvicorn.Server):
-        def __init__(self, config: uvicorn.Config) -> None:
-            super().__init__(config)
-            self.ready = threading.Event()
-            self._wake = asyncio.Event()
-            self._loop: asyncio.AbstractEventLoop | None = None
-
-        def stop(self) -> None:
-            """Ask the server to stop (from any thread)."""
-            self.should_exit = True
-            if self._loop is not None:
-                with contextlib.suppress(RuntimeError):  # the loop already closed
-                    self._loop.call_soon_threadsafe(self._wake.set)
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            self.ready.set()
-
-        async def main_loop(self) -> None:
-            self._loop = asyncio.get_running_loop()
-            counter = 0
-            while not await self.on_tick(counter):  # (the ticks keep the Date header fresh)
-                counter = (counter + 1) % 864000
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.1)
-
-        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            for server in self.servers:
-                server.close()
-            for sock in sockets or []:
-                sock.close()
-            for connection in list(self.server_state.connections):
-                connection.shutdown()
-            timeout = self.config.timeout_graceful_shutdown
-            deadline = None if timeout is None else time.monotonic() + timeout
-            state = self.server_state
-            while (state.connections or state.tasks) and not self.force_exit:
-                if deadline is not None and time.monotonic() > deadline:
-                    for task in state.tasks:
-                        task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")
-                    break
-                await asyncio.sleep(_SHUTDOWN_POLL)
-            for server in self.servers:
-                await server.wait_closed()
-            if not self.force_exit:
-                await self.lifespan.shutdown()
-
-    return PromptServer
 
 
 class BackgroundServer:
@@ -89,21 +30,76 @@ class BackgroundServer:
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
         )
-        self._server = _prompt_server_class()(config)
+        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def running(self) -> bool:
+        """Started, not told to stop, and its thread alive (in this process: a forked child
+        has none of its parent's threads)."""
+        return self._server.started and not self._server.should_exit and self._thread.is_alive()
+
     def __enter__(self):
         self._thread.start()
         deadline = time.monotonic() + self.startup_timeout
-        while not self._server.ready.wait(0.02):
+        while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start on port {self.port}")
+            time.sleep(_STARTUP_POLL)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.stop()
+        # uvicorn notices within 0.1 s, then finishes the requests in flight and closes every
+        # connection (0.1-0.2 s in all).
+        self._server.should_exit = True
         self._thread.join(timeout=30)
+
+
+#: Servers `shared_server` keeps running, least recently asked for first.
+_SHARED: OrderedDict[Hashable, BackgroundServer] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+_STOP_AT_EXIT: list[bool] = []
+#: How many it keeps: an idle uvicorn still wakes every 0.1 s (~1.4 ms of CPU a second), and a
+#: process that reads many databases in turn (a test worker) would keep one for each.
+MAX_SHARED = 4
+
+
+def shared_server(key: Hashable, make: Callable[[], BackgroundServer]) -> BackgroundServer:
+    """The running server `make()` builds for `key`, started by the first caller in this
+    process and kept for its later callers until the process exits (then stopped as
+    `__exit__` stops a server).
+
+    For a local stand-in that every run of a process reads: the year replay runs every day in
+    one process, and starting and stopping uvicorn for each run was a fixed cost of each day
+    (a thread, the app, the startup, and the stop). A process that runs once (a run worker)
+    starts it once and stops it when it exits. Beyond `MAX_SHARED` keys, the server asked
+    for least recently is stopped."""
+    with _SHARED_LOCK:
+        server = _SHARED.get(key)
+        if server is None or not server.running:
+            server = make()
+            server.__enter__()
+            _SHARED[key] = server
+            if not _STOP_AT_EXIT:
+                atexit.register(stop_shared_servers)
+                _STOP_AT_EXIT.append(True)
+        _SHARED.move_to_end(key)
+        while len(_SHARED) > MAX_SHARED:
+            _, oldest = _SHARED.popitem(last=False)
+            if oldest.running:
+                oldest.__exit__(None, None, None)
+        return server
+
+
+def stop_shared_servers() -> None:
+    """Stop every server `shared_server` started in this process (at exit, or by a test)."""
+    with _SHARED_LOCK:
+        servers = list(_SHARED.values())
+        _SHARED.clear()
+    for server in servers:
+        if server.running:
+            server.__exit__(None, None, None)

@@ -73,3 +73,41 @@ def test_a_server_that_cannot_bind_raises_instead_of_waiting():
                 raise AssertionError("started on a port in use")
         except RuntimeError as exc:
             assert str(port) in str(exc)
+
+
+def test_a_shared_server_is_started_once_per_key_and_stopped_with_the_others():
+    from mlops_platform.http_server import shared_server, stop_shared_servers
+
+    made: list[BackgroundServer] = []
+
+    def make() -> BackgroundServer:
+        made.append(BackgroundServer(_app(threading.Event(), threading.Event())))
+        return made[-1]
+
+    first = shared_server(("test", 1), make)
+    assert shared_server(("test", 1), make) is first
+    other = shared_server(("test", 2), make)
+    assert other is not first and len(made) == 2
+    for server in (first, other):
+        assert requests.get(server.url + "/ping", timeout=5).json() == {"ok": True}
+    # A server that stopped (here: told to, as at exit) is replaced by the next caller.
+    first.__exit__(None, None, None)
+    again = shared_server(("test", 1), make)
+    assert again is not first and again.running and len(made) == 3
+    stop_shared_servers()
+    assert not again.running and not other.running
+    assert _refuses(again.port) and _refuses(other.port)
+
+
+def test_shared_servers_beyond_the_limit_stop_the_least_recently_used():
+    from mlops_platform.http_server import MAX_SHARED, shared_server, stop_shared_servers
+
+    def make() -> BackgroundServer:
+        return BackgroundServer(_app(threading.Event(), threading.Event()))
+
+    servers = [shared_server(("limit", i), make) for i in range(MAX_SHARED)]
+    assert shared_server(("limit", 0), make) is servers[0]  # now the most recently used
+    newest = shared_server(("limit", MAX_SHARED), make)
+    assert not servers[1].running and _refuses(servers[1].port)
+    assert all(s.running for s in [servers[0], *servers[2:], newest])
+    stop_shared_servers()

@@ -168,3 +168,36 @@ def test_the_wall_clock_is_utc_and_passes_by_itself():
     now = WallClock().now()
     assert now.tzinfo is None and before <= now <= dt.datetime.now(dt.UTC).replace(tzinfo=None)
     assert WallClock().follows_wall_time
+
+
+def test_the_feed_resource_serves_one_feed_per_process_that_follows_the_database(
+    source_url, source_template
+):
+    import shutil
+
+    from mlops_platform_tests.helpers import sources
+
+    feed = sources(source_url)["weather_feed"]
+    replay.advance(source_url, 2)
+    with feed.serve() as first:
+        before = httpx.get(f"{first}/v1/observations", params={"limit": 5000}).json()
+    # A later run of the process (a resource built again, as every run builds it) reads the
+    # same server.
+    with sources(source_url)["weather_feed"].serve() as second:
+        assert second == first
+        # The database re-created at the same path (a fresh replay) is read as it is now.
+        path = source_url.removeprefix("sqlite:///")
+        shutil.copy(source_template, path + ".new")
+        replay.advance(f"sqlite:///{path}.new", 1)
+        source_execute(
+            f"sqlite:///{path}.new", "DELETE FROM weather_observations WHERE origin = 'JFK'"
+        )
+        shutil.move(path + ".new", path)
+        after = httpx.get(f"{second}/v1/observations", params={"limit": 5000}).json()
+    now = source_query(source_url, "SELECT now FROM replay_clock")[0][0]
+    expected = source_query(
+        source_url, f"SELECT count(*) FROM weather_observations WHERE time_hour <= '{now}'"
+    )[0][0]
+    assert len(after["observations"]) == expected
+    assert "JFK" not in {r["origin"] for r in after["observations"]}
+    assert "JFK" in {r["origin"] for r in before["observations"]}

@@ -3,8 +3,8 @@ to the simulator, plus the simulator's own `advance_clock` job.
 
 `workspace.yaml` loads this module for `make dev`; the year replay (`make year`) and the
 quickstart (`make run`) drive it in process. It differs from the platform's code location only
-in what the simulator brings: the replay weather feed served on loopback for each run, and the
-job that moves the replay clock. The platform reads that clock through its `clock` resource
+in what the simulator brings: the replay weather feed served on loopback (once per process),
+and the job that moves the replay clock. The platform reads that clock through its `clock` resource
 (a `TableClock` on the source database's `replay_clock` table), never by importing this package.
 """
 
@@ -25,7 +25,7 @@ from simulator.jobs import advance_clock, advance_rainfall_clock
 
 def simulated_resources(profile: str | None = None) -> dict:
     """The profile's resources with the replay weather feed: at `MLOPS_WEATHER_FEED_URL` if
-    set, else served on loopback over the source database for each run."""
+    set, else served on loopback over the source database (once per process, for its runs)."""
     profile = profile or active_profile()
     resources = resources_for(profile)
     url = (

@@ -73,8 +73,8 @@ class SourceDatabase(dg.ConfigurableResource):
 
 
 class SourceFeed(dg.ConfigurableResource):
-    """An HTTP feed; with no URL, the declared local server is started on loopback over
-    `source_system` (a stand-in for the real feed)."""
+    """An HTTP feed; with no URL, the declared local server is run on loopback over
+    `source_system` (a stand-in for the real feed), once per process."""
 
     url: str = Field(default="", description="Base URL of the feed; empty runs it on 127.0.0.1")
     local_server: str = Field(
@@ -84,16 +84,23 @@ class SourceFeed(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
-        """Yield the base URL to read from, running the loopback feed for the duration if needed."""
+        """Yield the base URL to read from: `url`, else the local server's over
+        `source_system`, started by the first run of this process that reads it and kept
+        running for the process's later runs (`http_server.shared_server`)."""
         if self.url:
             yield self.url
             return
         if not self.local_server or self.source_system is None:
             raise ValueError("the feed has no URL and no local server to start")
+        from mlops_platform.http_server import shared_server
+
         module, _, attribute = self.local_server.partition(":")
         server_class = getattr(importlib.import_module(module), attribute)
-        with server_class(self.source_system.database_url) as server:
-            yield server.url
+        database_url = self.source_system.database_url
+        server = shared_server(
+            (self.local_server, database_url), lambda: server_class(database_url)
+        )
+        yield server.url
 
 
 def source_resources(

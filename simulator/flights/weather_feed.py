@@ -44,7 +44,9 @@ def create_app(source_url: str):
     from fastapi import FastAPI, HTTPException, Query, Response
 
     app = FastAPI(title="Weather feed (replayed 2013 NYC hourly weather)")
-    engine = sa.create_engine(source_url, future=True)
+    # No pooled connection: the server outlives runs (`http_server.shared_server`), and a
+    # source database re-created at the same path must be read as it is now.
+    engine = sa.create_engine(source_url, future=True, poolclass=sa.pool.NullPool)
     obs = tables.weather_observations
 
     @app.get("/health")
@@ -91,7 +93,8 @@ def create_app(source_url: str):
 
 
 class FeedServer(BackgroundServer):
-    """The weather feed with uvicorn in a background thread on loopback."""
+    """The weather feed with uvicorn in a background thread on loopback (the landing keeps
+    one per process and source database: `SourceFeed.serve`)."""
 
     def __init__(self, source_url: str, port: int | None = None) -> None:
         super().__init__(create_app(source_url), port)
