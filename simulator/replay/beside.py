@@ -153,8 +153,11 @@ def start(name: str, command: list[str], folder: Path) -> Beside:
             stdout=out,
             stderr=subprocess.STDOUT,
             # Its own process group: a terminal's Ctrl-C reaches the replay, which stops it
-            # (and `stop` ends the group, whatever the child started).
-            start_new_session=True,
+            # (and `stop` ends the group, whatever the child started). Not its own session:
+            # with the kernel's autogroups (on by default) a session is scheduled as a unit
+            # against the others, so a child in a session of its own would compete with the
+            # replay as an equal, whatever its nice value.
+            process_group=0,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     beside = Beside(name, process, log, summary)
