@@ -8,11 +8,13 @@ core), its output to `<reports>/<spec>/backtest.log`; at its end the replay wait
 prints its table and target lines and links them from the saved report.
 
 The child never outlives the replay: it is stopped when the replay returns or raises (Ctrl-C
-included), by the replay's SIGTERM handler before the replay dies of the signal as it would
-have, and, on Linux, by the kernel when the replay dies without a chance to clean up (the
-child asks for SIGTERM at its parent's death, `PR_SET_PDEATHSIG`, before it starts the
-backtest). A child that fails is reported with the tail of its log and makes the replay's
-exit code non-zero; it never hides the replay's own result, printed before.
+included), by a SIGTERM handler before the replay dies of the signal as it would have (once
+Dagster has executed a run in process, its interrupt handling maps SIGTERM to SIGINT: then the
+KeyboardInterrupt's way out stops it), and, on Linux, by the kernel when the replay dies
+without a chance to clean up (the child asks for SIGTERM at its parent's death,
+`PR_SET_PDEATHSIG`, before it starts the backtest). A child that fails is reported with the
+tail of its log and makes the replay's exit code non-zero; it never hides the replay's own
+result, printed before.
 
 `python -m simulator.replay.beside <parent pid> <command...>` is that launcher: it lowers its
 priority, ties itself to its parent, then execs the command.
