@@ -9,8 +9,10 @@ prints its table and target lines and links them from the saved report.
 
 The child never outlives the replay: it is stopped when the replay returns or raises (Ctrl-C
 included), by a SIGTERM handler before the replay dies of the signal as it would have (once
-Dagster has executed a run in process, its interrupt handling maps SIGTERM to SIGINT: then the
-KeyboardInterrupt's way out stops it), and, on Linux, by the kernel when the replay dies
+Dagster has executed a run in process, its interrupt handling gives SIGTERM SIGINT's handler:
+then the KeyboardInterrupt's way out stops it; a replay started with SIGINT ignored, as a
+background job of a script, so ignores SIGTERM too, with or without a child, and SIGKILL ends
+both), and, on Linux, by the kernel when the replay dies
 without a chance to clean up (the child asks for SIGTERM at its parent's death,
 `PR_SET_PDEATHSIG`, before it starts the backtest). A child that fails is reported with the
 tail of its log and makes the replay's exit code non-zero; it never hides the replay's own
