@@ -18,9 +18,11 @@ run: install
 	$(UV) run simulator quickstart
 
 ## year: replay the whole of 2013 day by day through the loop from a clean state (wipes .data);
-## prints the month-by-month table and saves it with a PNG under .data/reports/<spec>/
+## prints the month-by-month table and saves it with a PNG under .data/reports/<spec>/; the
+## policy backtest of the same year runs beside it at low priority on the core the replay leaves
+## idle (--backtest; log .data/reports/<spec>/backtest.log), its table printed and saved after
 year: install
-	$(UV) run simulator replay --fresh --report-name year-2013
+	$(UV) run simulator replay --fresh --backtest --report-name year-2013
 
 ## rain: the rainfall domain's replay from a clean state (wipes .data): warm-up to 1978, the
 ## first champion, then month by month through the loop to 1988 across the data's concept change

@@ -244,3 +244,35 @@ def test_targets_say_met_or_not(default, gated, retrains, met):
     )
     lines = check_targets(outcome)[1:]
     assert [line.startswith("  [met]") for line in lines] == met
+
+
+def _columns():
+    rng = np.random.default_rng(3)
+    n = 4_000
+    many = rng.normal(size=n)
+    many[::50] = np.nan
+    many[::77] = np.inf
+    return {
+        "floats, binned": (pd.Series(many), False),
+        "a few integers": (pd.Series(rng.integers(0, 8, size=n)), False),
+        "strings": (pd.Series(rng.choice(["AA", "B6", "DL", "EV", None], size=n)), True),
+        "booleans as labels": (pd.Series(rng.random(n) < 0.3, dtype=float), True),
+        "mixed types": (pd.Series(rng.choice(["x", 1, 2.5], size=n).tolist()), True),
+        "all missing": (pd.Series([np.nan] * n), False),
+    }
+
+
+@pytest.mark.parametrize("name", list(_columns()))
+def test_a_prepared_reference_column_gives_the_platforms_statistic_exactly(name):
+    from mlops_platform.monitoring.calibration import statistic
+    from simulator.backtest.drift import ReferenceColumn
+
+    series, categorical = _columns()[name]
+    prepared = ReferenceColumn.of(series.iloc[:3_000], categorical)
+    windows = [series.iloc[3_000:3_300], series.iloc[3_300:], series.iloc[3_000:3_001]]
+    shifted = series.iloc[3_000:].map(lambda v: v * 2 if isinstance(v, float) else v)
+    for method in ("psi", "jensenshannon"):
+        for window in [*windows, shifted]:
+            expected = statistic(method, series.iloc[:3_000], window, categorical)
+            got = prepared.statistic(method, window)
+            assert got == expected or (np.isnan(got) and np.isnan(expected)), (method, got)

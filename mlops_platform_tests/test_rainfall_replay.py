@@ -10,6 +10,7 @@ says so), and the report compares the live champion with the static one year by 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from contextlib import redirect_stdout
 from io import StringIO
 
@@ -19,6 +20,7 @@ import pytest
 from mlops_platform.registry.promotion import audit_log
 from mlops_platform.specs import load_spec
 from mlops_platform_tests.test_model_lifecycle import relaxed
+from simulator.backtest import SUMMARY_FILE
 from simulator.domains import RAINFALL
 from simulator.rainfall.data import CHANGE_ROW, day_of_row
 
@@ -38,12 +40,22 @@ FIRST_ROW = 6_600
 WARMUP_END = dt.date(1981, 11, 1)
 THROUGH = dt.date(1982, 1, 31)
 MONTHS = ["1981-11", "1981-12", "1982-01"]
+#: What the policy backtest beside the replay would write when it finishes, written by a
+#: stand-in child (the real backtest walks 13 years: test_backtest.py tests it).
+BACKTEST_SUMMARY = "rain: roc_auc per year (retrains)\n\n| year | static | default |\n"
+BACKTEST = [
+    sys.executable,
+    "-c",
+    "import os, pathlib; print('walking'); pathlib.Path(os.environ['MLOPS_DATA_DIR'], 'reports', "
+    f"{SPEC.name!r}, {SUMMARY_FILE!r}).write_text({BACKTEST_SUMMARY!r})",
+]
 
 
 @pytest.fixture(scope="module")
 def rain_replayed(tmp_path_factory):
     """A fresh rainfall replay: the station database from the sliced data, warm-up ingestion
-    to 1981-11-01, the bootstrap champion, then three monthly cycles (Nov 1981 - Jan 1982)."""
+    to 1981-11-01, the bootstrap champion, then three monthly cycles (Nov 1981 - Jan 1982),
+    with a stand-in for the policy backtest beside it."""
     from mlops_platform.profiles import resources_for
     from simulator.definitions import build_simulated_definitions
     from simulator.rainfall.data import read_days
@@ -66,6 +78,7 @@ def rain_replayed(tmp_path_factory):
                 instance=instance,
                 report_name="test",
                 source_days=days,
+                backtest=BACKTEST,
             )
         resources = resources_for()
         yield status, instance, resources, printed.getvalue(), data_dir
@@ -134,3 +147,16 @@ def test_a_retrain_after_the_change_is_judged_and_audited(rain_replayed):
     assert by_year[0].startswith("period,rows,live,static") and len(by_year) == 3
     png = (folder / "test.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_the_backtest_beside_the_replay_follows_its_table_and_joins_its_report(rain_replayed):
+    status, _, _, printed, data_dir = rain_replayed
+    assert status == 0, printed
+    folder = data_dir / "reports" / SPEC.name
+    assert "walking" in (folder / "backtest.log").read_text()
+    year_table = printed.index("| 1982 |")
+    assert printed.index(BACKTEST_SUMMARY.splitlines()[0]) > year_table
+    assert "policy backtest FAILED" not in printed
+    report = (folder / "test.md").read_text()
+    section = report[report.index("## The policy backtest of the same period") :]
+    assert BACKTEST_SUMMARY.rstrip() in section and "(backtest.md)" in section

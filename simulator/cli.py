@@ -114,8 +114,20 @@ def cmd_replay(args: argparse.Namespace) -> None:
             step=args.step,
             fresh=args.fresh,
             report_name=args.report_name or (f"replay-to-{through}" if through else "replay"),
+            backtest=backtest_command(args) if getattr(args, "backtest", False) else None,
         )
     )
+
+
+def backtest_command(args: argparse.Namespace) -> list[str]:
+    """`--backtest`: the policy backtest of the replayed spec (one), run beside the replay."""
+    from mlops_platform.specs import enabled_specs
+    from simulator.replay.beside import backtest_command
+
+    specs = enabled_specs()
+    if len(specs) != 1:
+        sys.exit(f"--backtest runs one spec's backtest; enabled: {[s.name for s in specs]}")
+    return backtest_command(specs[0].name)
 
 
 def cmd_backtest(args: argparse.Namespace) -> None:
@@ -124,7 +136,7 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     sys.exit(backtest(args.spec, args.threads, args.workers, not args.one_process))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="simulator", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
@@ -209,6 +221,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         sub.add_argument("--fresh", action="store_true", help="start over from an empty state")
         sub.add_argument("--report-name", default="", help="file name of the saved report")
+        if name == "replay":
+            sub.add_argument(
+                "--backtest",
+                action="store_true",
+                help="also run the spec's policy backtest (simulator backtest) beside the "
+                "replay, at low priority on the core the replay leaves idle, log under "
+                ".data/reports/<spec>/; its table follows the replay's and joins the saved report",
+            )
         sub.set_defaults(handler=cmd_replay)
 
     backtest = commands.add_parser(
@@ -236,8 +256,11 @@ def main(argv: list[str] | None = None) -> None:
         "cadences together, sharing fits on disk)",
     )
     backtest.set_defaults(handler=cmd_backtest)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     args.handler(args)
 
 

@@ -10,3 +10,7 @@ gate (`evaluation/gate.py`), the drift reference and calibration (`monitoring/re
 
     simulator backtest --spec flight_delay | rain      (make backtest: both)
 """
+
+#: Written last into `<reports>/<spec>/` by a backtest that finished: the table and target lines
+#: it printed (`simulator replay --backtest` prints and links them after its own report).
+SUMMARY_FILE = "backtest-summary.txt"

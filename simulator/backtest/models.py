@@ -26,7 +26,7 @@ from mlops_platform.model.predict import predict
 from mlops_platform.model.split import TimeSplit, holdout_of, plan_split, split_by_time
 from mlops_platform.model.version import data_digest
 from mlops_platform.monitoring.calibration import Calibration
-from mlops_platform.monitoring.drift import calibrate_spec
+from mlops_platform.monitoring.drift import calibrate_spec, column_kinds
 from mlops_platform.monitoring.reference import (
     DAY,
     drift_reference_rows,
@@ -34,6 +34,7 @@ from mlops_platform.monitoring.reference import (
 )
 from mlops_platform.training.params import Hyperparameters
 from mlops_platform.training.train import fit
+from simulator.backtest.drift import ReferenceColumn
 from simulator.backtest.sources import History
 
 
@@ -96,6 +97,7 @@ class Lab:
     _scores: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     _monitoring: dict[str, Monitoring] = field(default_factory=dict)
     _gates: dict[tuple[str, str], Gated] = field(default_factory=dict)
+    _columns: dict[str, dict[str, ReferenceColumn]] = field(default_factory=dict)
     _by_id: dict[str, Model] = field(default_factory=dict)
     #: Fits started ahead in worker processes (see `prefetch`), by split.
     prefetched: dict[TimeSplit, Future] = field(default_factory=dict)
@@ -193,6 +195,18 @@ class Lab:
                 reference, calibration, performance, time.process_time() - started
             )
         return self._monitoring[model.id]
+
+    def reference_columns(self, model: Model) -> dict[str, ReferenceColumn]:
+        """Its drift reference's monitored columns, prepared once for the daily statistic."""
+        if model.id not in self._columns:
+            reference = self.monitoring(model).drift_reference
+            kinds = column_kinds(self.spec)
+            self._columns[model.id] = {
+                c: ReferenceColumn.of(reference[c], k)
+                for c, k in kinds.items()
+                if c in reference.columns
+            }
+        return self._columns[model.id]
 
     def gate(self, challenger: Model, champion: Model | None, clock: pd.Timestamp) -> Gated:
         """The platform's gate (`evaluation.run.run_gate` without the registry): both models on

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import resource
 import time
 from dataclasses import dataclass
 
 from mlops_platform.domains import domain_for
 from mlops_platform.settings import data_dir
 from mlops_platform.specs import ModelSpec, load_spec
+from simulator.backtest import SUMMARY_FILE
 from simulator.backtest.policies import plan_steps, standard_policies
 from simulator.backtest.report import Outcome, summarise
 from simulator.backtest.sources import load_history
@@ -63,7 +65,7 @@ def run_backtest(
     processes: bool = True,
 ) -> Outcome:
     plan = plan or PLANS[domain_for(spec).name]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds()
     history = load_history(spec)
     say = (lambda *_: None) if quiet else print
     built = time.perf_counter() - started
@@ -95,15 +97,32 @@ def run_backtest(
             workers=workers,
         )
     outcome = summarise(result, plan.period, plan.why)
-    paths = outcome.save(data_dir() / "reports" / spec.name)
-    say(f"\n{spec.name}: {spec.gate.primary_metric} per {plan.period} (retrains)\n")
-    say(outcome.table())
-    for line in check_targets(outcome):
-        say(line)
+    folder = data_dir() / "reports" / spec.name
+    paths = outcome.save(folder)
+    summary = "\n".join(
+        [
+            f"{spec.name}: {spec.gate.primary_metric} per {plan.period} (retrains)\n",
+            outcome.table(),
+            *check_targets(outcome),
+        ]
+    )
     total = (time.perf_counter() - started) / 60
-    say(f"\nwalk {result.seconds / 60:.1f} min, whole backtest {total:.1f} min")
+    summary += (
+        f"\n\nwalk {result.seconds / 60:.1f} min, whole backtest {total:.1f} min, "
+        f"{cpu_seconds() - cpu_started:.0f} s CPU"
+    )
+    say("\n" + summary)
     say("saved: " + ", ".join(str(p) for p in paths.values()))
+    # What `simulator replay --backtest` prints and links after its own report (written last:
+    # its presence says the backtest finished).
+    (folder / SUMMARY_FILE).write_text(summary + "\n")
     return outcome
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the walk's worker processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def main(spec_name: str, threads: int = 1, workers: int = 2, processes: bool = True) -> int:

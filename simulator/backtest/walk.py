@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_platform.model.columns import LABEL, SCORE
-from mlops_platform.monitoring.calibration import alarm, statistic, window_is_full
+from mlops_platform.monitoring.calibration import alarm, window_is_full
 from mlops_platform.monitoring.drift import column_kinds, fixed_thresholds
 from mlops_platform.monitoring.reference import DAY
 from mlops_platform.monitoring.significance import days_of, metric_function, performance_verdict
@@ -99,9 +99,8 @@ def drift_result(lab: Lab, model: Model, rows: np.ndarray, scores: np.ndarray, k
     current = lab.history.table.iloc[rows]
     current = current.assign(**{SCORE: scores, LABEL: current[LABEL].where(known[rows])})
     kinds = {c: k for c, k in column_kinds(spec).items() if c in reference.columns}
-    values = {
-        c: statistic(spec.drift.method, reference[c], current[c], k) for c, k in kinds.items()
-    }
+    columns = lab.reference_columns(model)
+    values = {c: columns[c].statistic(spec.drift.method, current[c]) for c in kinds}
     features = [c for c in kinds if c not in (SCORE, LABEL)]
     thresholds = {**fixed_thresholds(spec), **calibration.thresholds}
     share, drifted, alarms = alarm(

@@ -30,6 +30,7 @@ from simulator.replay.driver import Day, Driver, RunSummary
 
 #: What a fresh replay removes from the data dir (and it starts a fresh Dagster home).
 STATE = (
+    "backtest",  # the policy backtest's fits (`simulator replay --backtest` refits them all)
     "flight_ops.sqlite",
     "rainfall_station.sqlite",
     "warehouse.duckdb",
@@ -226,6 +227,7 @@ def run_replay(
     specs=None,
     instance=None,
     source_days=None,
+    backtest: list[str] | None = None,
 ) -> int:
     """Replay until the clock reaches `until`, or for `loop_days` days of the loop when `until`
     is None (each loop cycle scores and monitors the period just closed);
@@ -237,15 +239,10 @@ def run_replay(
     the simulator's code location (the platform on the local profile, wired to the simulator),
     the enabled specs and the persistent Dagster instance ($DAGSTER_HOME). `source_days` (a
     test's slice of the domain's data) is passed to the source's `create_source` when it is
-    created here."""
-    import dagster as dg
-
-    from mlops_platform.registry.store import CHAMPION
-    from mlops_platform.specs import enabled_specs
-    from simulator.replay.report import build_report
-
-    # dlt's notes on arrow schema hints are for developers; the UI keeps the full logs.
-    logging.getLogger("dlt").setLevel(logging.ERROR)
+    created here. `backtest` (`beside.backtest_command(spec)`, or any command standing in for
+    it) runs beside the replay from its start, lowered (replay/beside.py); the replay waits for
+    it at the end, prints its summary after its own report and adds it to the saved one; a
+    failed backtest makes the exit code non-zero."""
     started = time.perf_counter()
     if fresh:
         if instance is not None:
@@ -253,7 +250,94 @@ def run_replay(
         home = Path(os.environ["DAGSTER_HOME"])
         print(f"starting from a clean state: removing {', '.join(STATE)} and the Dagster home")
         reset_state(home)
+    from mlops_platform.specs import enabled_specs
+
     specs = specs or enabled_specs()
+    beside = None
+    if backtest:
+        if len(specs) != 1:
+            raise ValueError(f"a backtest beside the replay takes one spec, not {len(specs)}")
+        from simulator.replay import beside as side
+
+        beside = side.start(
+            f"the {specs[0].name} policy backtest", backtest, data_dir() / "reports" / specs[0].name
+        )
+        print(
+            f"the {specs[0].name} policy backtest runs beside the replay at low priority "
+            f"(pid {beside.process.pid}, log {beside.log})"
+        )
+    try:
+        status, saved = _replay(
+            until=until,
+            loop_days=loop_days,
+            warmup_days=warmup_days,
+            step=step,
+            fresh=fresh,
+            report_name=report_name,
+            defs=defs,
+            specs=specs,
+            instance=instance,
+            source_days=source_days,
+            started=started,
+        )
+        if beside is not None:
+            if saved is None:
+                beside.stop()
+                print(f"\n{beside.name} stopped: the replay ended before its report")
+            else:
+                code, summary = beside.finish()
+                status = status or code
+                if summary:
+                    add_to_report(saved[specs[0].name], summary)
+    finally:
+        if beside is not None:
+            beside.stop()
+    if saved is not None:
+        if beside is not None:
+            print(f"\nreplay and backtest: {(time.perf_counter() - started) / 60:.1f} min")
+        print("\nwhere to look:")
+        print("  make dev          -> Dagster UI, http://127.0.0.1:3000 (runs, assets, checks)")
+        print("  make mlflow       -> MLflow UI, http://127.0.0.1:5000 (runs, versions, aliases)")
+        print("  uv run mlops model status | audit | rollback --reason ...")
+        print("  uv run mlops quarantine list")
+    return status
+
+
+def add_to_report(paths: dict[str, Path], summary: str) -> None:
+    """The backtest's summary (its table and target lines) appended to the replay's saved
+    Markdown report, with links to the backtest's own report and plot beside it."""
+    with paths["markdown"].open("a") as report:
+        report.write(
+            "\n## The policy backtest of the same period\n\n"
+            "Six retraining policies walked offline over the same days beside the replay "
+            "(`simulator backtest`): [backtest.md](backtest.md), [backtest.png](backtest.png), "
+            "[the log](backtest.log).\n\n```text\n" + summary.rstrip() + "\n```\n"
+        )
+
+
+def _replay(
+    *,
+    until,
+    loop_days,
+    warmup_days,
+    step,
+    fresh,
+    report_name,
+    defs,
+    specs,
+    instance,
+    source_days,
+    started,
+) -> tuple[int, dict[str, dict[str, Path]] | None]:
+    """The replay of `run_replay` after the reset: (exit code, each spec's saved report paths,
+    or None when it ended before the report)."""
+    import dagster as dg
+
+    from mlops_platform.registry.store import CHAMPION
+    from simulator.replay.report import build_report
+
+    # dlt's notes on arrow schema hints are for developers; the UI keeps the full logs.
+    logging.getLogger("dlt").setLevel(logging.ERROR)
     sim = simulated_for(specs)
     if defs is None:
         from simulator.definitions import build_simulated_definitions
@@ -288,7 +372,7 @@ def run_replay(
         if registry.alias_version(spec.name, CHAMPION) is None:
             print(f"bootstrap: training the first {spec.name} champion")
             if not bootstrap(driver, spec):
-                return 1
+                return 1, None
     loop_start = driver.now().date()
     until = until or loop_start + dt.timedelta(days=loop_days)
     if until <= loop_start:
@@ -296,7 +380,7 @@ def run_replay(
             f"\nthe clock is at {loop_start}, already past {until}: nothing to replay "
             "(--fresh starts over from an empty state)"
         )
-        return 0
+        return 0, None
     check_partitions_reach(defs, specs, sim.cadence, until)
     period = {"daily": "day by day", "monthly": "month by month"}.get(sim.cadence, sim.cadence)
     total_cycles = cycles_between(sim, driver.now(), until)
@@ -322,11 +406,12 @@ def run_replay(
     total = time.perf_counter() - started
     first_scored = loop_start - dt.timedelta(days=1)
     last_scored = until - dt.timedelta(days=1)
+    saved: dict[str, dict[str, Path]] = {}
     for spec in specs:
         report = build_report(
             instance, warehouse, registry, spec, first_scored, last_scored, by=sim.report_by
         )
-        paths = report.save(data_dir() / "reports" / spec.name, report_name)
+        paths = saved[spec.name] = report.save(data_dir() / "reports" / spec.name, report_name)
         by = sim.report_by
         print(f"\n{spec.name}, {by} by {by} (static model: v{report.static_version}):")
         print(report.table())
@@ -348,9 +433,4 @@ def run_replay(
             f"(median {sorted(cycle_seconds)[len(cycle_seconds) // 2]:.1f} s a {unit}, CPU "
             f"{sorted(cycle_cpu)[len(cycle_cpu) // 2]:.1f} s); whole replay {total / 60:.1f} min"
         )
-    print("\nwhere to look:")
-    print("  make dev          -> Dagster UI, http://127.0.0.1:3000 (runs, assets, checks)")
-    print("  make mlflow       -> MLflow UI, http://127.0.0.1:5000 (runs, versions, aliases)")
-    print("  uv run mlops model status | audit | rollback --reason ...")
-    print("  uv run mlops quarantine list")
-    return status
+    return status, saved
