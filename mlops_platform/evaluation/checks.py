@@ -35,14 +35,12 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
         warehouse: Warehouse,
         mlflow_registry: MLflowResource,
     ) -> dg.AssetCheckResult:
-        from mlops_platform.evaluation.run import run_gate
+        from mlops_platform.evaluation.run import gate_rows, run_gate
 
-        result = run_gate(
-            spec,
-            warehouse.read_table("features", spec.name),
-            mlflow_registry.registry(),
-            version=trained_version(context.instance, spec.name),
-        )
+        registry = mlflow_registry.registry()
+        version = trained_version(context.instance, spec.name)
+        rows = gate_rows(warehouse, registry, spec, version)
+        result = run_gate(spec, rows, registry, version=version)
         challenger = result.challenger
         metadata = {
             "version": challenger.version,
