@@ -36,11 +36,12 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
         mlflow_registry: MLflowResource,
     ) -> dg.AssetCheckResult:
         from mlops_platform.evaluation.run import gate_rows, run_gate
+        from mlops_platform.model.version import VersionRecord
 
         registry = mlflow_registry.registry()
         version = trained_version(context.instance, spec.name)
-        rows = gate_rows(warehouse, registry, spec, version)
-        result = run_gate(spec, rows, registry, version=version)
+        split = VersionRecord.from_tags(registry.version_tags(spec.name, version)).split
+        result = run_gate(spec, gate_rows(warehouse, spec, split), registry, version=version)
         challenger = result.challenger
         metadata = {
             "version": challenger.version,

@@ -23,7 +23,7 @@ from mlops_platform.evaluation.gate import (
 )
 from mlops_platform.evaluation.report import gate_report, model_card
 from mlops_platform.model.columns import LABEL
-from mlops_platform.model.split import days_between, holdout_of
+from mlops_platform.model.split import TimeSplit, days_between, holdout_of
 from mlops_platform.model.tags import ARTIFACT_SHA256
 from mlops_platform.model.version import VersionRecord, data_digest
 from mlops_platform.registry.datasets import rows_dataset, training_location, warehouse_source
@@ -89,11 +89,10 @@ def run_gate(
     return result
 
 
-def gate_rows(warehouse, registry: ModelRegistry, spec: ModelSpec, version: str) -> pd.DataFrame:
-    """The feature rows of `version`'s held-out window, read from the warehouse alone (the gate
-    looks at nothing else): the same rows, in the same order, as that window of the whole
-    table, without reading a year of training rows to keep a week."""
-    split = VersionRecord.from_tags(registry.version_tags(spec.name, version)).split
+def gate_rows(warehouse, spec: ModelSpec, split: TimeSplit) -> pd.DataFrame:
+    """The feature rows of a version's held-out window, read from the warehouse alone (the
+    gate looks at nothing else): the rows, in their order, that `holdout_of` keeps from the
+    whole table, without reading a year of training rows to keep a week."""
     return warehouse.read_table(
         "features", spec.name, where=days_between(split.holdout_start, split.holdout_end)
     )
