@@ -4,6 +4,7 @@ one in service, and must still stop a challenger that is bad on its own."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from mlops_platform.evaluation.gate import Evaluation, decide
@@ -57,3 +58,26 @@ def test_the_waiver_is_the_specs_choice():
     result = decide(strict, evaluation("2", 0.53, 0.20), evaluation("1", 0.45, 0.20))
     assert not result.passed
     assert [c.name for c in result.failures] == ["floor:roc_auc"]
+
+
+def test_the_gate_reads_the_held_out_rows_of_the_whole_table_from_the_warehouse(
+    golden_features, tmp_path
+):
+    """The gate reads only its held-out window (`gate_rows`): the same rows, in the same order,
+    as that window of the whole feature table, so its metrics, slices and the evaluation
+    dataset's digest are those of the whole-table read."""
+    from mlops_platform.evaluation.run import gate_rows
+    from mlops_platform.model.split import holdout_of, split_by_time
+    from mlops_platform.model.version import data_digest
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
+
+    spec = load_spec("flight_delay")
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    warehouse.append("features", spec.name, golden_features)
+    _, _, split = split_by_time(golden_features, spec)
+    whole = holdout_of(warehouse.read_table("features", spec.name), split)
+    read = holdout_of(gate_rows(warehouse, spec, split), split)
+    assert len(read) > 0
+    assert len(gate_rows(warehouse, spec, split)) < len(golden_features)
+    pd.testing.assert_frame_equal(read.reset_index(drop=True), whole.reset_index(drop=True))
+    assert data_digest(read.reset_index(drop=True)) == data_digest(whole.reset_index(drop=True))

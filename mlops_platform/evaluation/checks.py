@@ -35,14 +35,13 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
         warehouse: Warehouse,
         mlflow_registry: MLflowResource,
     ) -> dg.AssetCheckResult:
-        from mlops_platform.evaluation.run import run_gate
+        from mlops_platform.evaluation.run import gate_rows, run_gate
+        from mlops_platform.model.version import VersionRecord
 
-        result = run_gate(
-            spec,
-            warehouse.read_table("features", spec.name),
-            mlflow_registry.registry(),
-            version=trained_version(context.instance, spec.name),
-        )
+        registry = mlflow_registry.registry()
+        version = trained_version(context.instance, spec.name)
+        split = VersionRecord.from_tags(registry.version_tags(spec.name, version)).split
+        result = run_gate(spec, gate_rows(warehouse, spec, split), registry, version=version)
         challenger = result.challenger
         metadata = {
             "version": challenger.version,

@@ -113,10 +113,9 @@ def latency_verdict(
     return not (slower and ratio > max_ratio), detail
 
 
-def _serving_call(model, frame: pd.DataFrame, spec: ModelSpec):
+def _serving_call(scorer: FastScorer, frame: pd.DataFrame, spec: ModelSpec):
     """One scoring of `frame` as the serving API does it once the request is parsed:
     normalise the columns, build the matrix, score (compiled trees for small batches)."""
-    scorer = FastScorer(model, spec)
     rows = len(frame)
     columns = {c: frame[c].tolist() for c in spec.features.columns}
 
@@ -154,10 +153,12 @@ def measure_latency(
         "rows_1000_ms": holdout.sample(n=1000, replace=len(holdout) < 1000, random_state=0),
     }
     models = {"challenger": model, "champion": champion_model}
+    # One scorer per model, as a replica holds one for every request (it never changes once
+    # built): compiling the trees once, not once per frame.
+    scorers = {who: FastScorer(m, spec) for who, m in models.items() if m is not None}
     calls = {
-        (who, label): _serving_call(m, frame, spec)
-        for who, m in models.items()
-        if m is not None
+        (who, label): _serving_call(scorer, frame, spec)
+        for who, scorer in scorers.items()
         for label, frame in frames.items()
     }
     best = {key: float("inf") for key in calls}

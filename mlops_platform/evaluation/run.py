@@ -23,7 +23,7 @@ from mlops_platform.evaluation.gate import (
 )
 from mlops_platform.evaluation.report import gate_report, model_card
 from mlops_platform.model.columns import LABEL
-from mlops_platform.model.split import holdout_of
+from mlops_platform.model.split import TimeSplit, days_between, holdout_of
 from mlops_platform.model.tags import ARTIFACT_SHA256
 from mlops_platform.model.version import VersionRecord, data_digest
 from mlops_platform.registry.datasets import rows_dataset, training_location, warehouse_source
@@ -57,7 +57,9 @@ def run_gate(
     champion_version = registry.alias_version(spec.name, CHAMPION)
     champion, champion_model = None, None
     if champion_version is not None and champion_version != version:
-        champion_model = registry.load_verified(spec.name, champion_version)
+        # Verified with its signature once per process (the daily scoring step has usually
+        # loaded it already): re-verified whenever its recorded digest or signature changes.
+        champion_model = registry.verified_model(spec.name, champion_version)
         champion = evaluate(champion_model, champion_version, holdout, spec, latency=False)
     # Both timed in this process, round by round, so a busy machine slows both alike.
     latency = measure_latency(challenger_model, holdout, spec, champion_model)
@@ -85,6 +87,15 @@ def run_gate(
     record_gate(registry, spec.name, version, summary)
     record_gate_verdict(registry, spec.name, version, run_id, summary, card)
     return result
+
+
+def gate_rows(warehouse, spec: ModelSpec, split: TimeSplit) -> pd.DataFrame:
+    """The feature rows of a version's held-out window, read from the warehouse alone (the
+    gate looks at nothing else): the rows, in their order, that `holdout_of` keeps from the
+    whole table, without reading a year of training rows to keep a week."""
+    return warehouse.read_table(
+        "features", spec.name, where=days_between(split.holdout_start, split.holdout_end)
+    )
 
 
 def holdout_dataset(registry: ModelRegistry, spec: ModelSpec, run_id: str, holdout, split):

@@ -54,6 +54,12 @@ def rows_between(table: pd.DataFrame, start: dt.date, end: dt.date) -> pd.DataFr
     return table[(dates >= start) & (dates <= end)]
 
 
+def days_between(start: dt.date, end: dt.date) -> str:
+    """SQL filter of a feature table's rows from `start` to `end` (inclusive): the rows
+    `rows_between` keeps, read from the warehouse alone."""
+    return f"CAST({EVENT_DATE} AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
+
+
 def plan_split(last_labelled_day: dt.date, spec: ModelSpec) -> TimeSplit:
     """The windows for a table whose newest labelled day is `last_labelled_day` (pure)."""
     holdout_end = last_labelled_day - dt.timedelta(days=1)

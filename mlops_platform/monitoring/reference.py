@@ -19,7 +19,7 @@ import pandas as pd
 
 from mlops_platform.model.columns import EVENT_DATE, LABEL, SCORE
 from mlops_platform.model.predict import predict
-from mlops_platform.model.split import TimeSplit, rows_between
+from mlops_platform.model.split import TimeSplit, days_between, rows_between
 from mlops_platform.monitoring.calibration import Calibration
 from mlops_platform.registry.store import ModelRegistry
 from mlops_platform.settings import data_dir
@@ -30,11 +30,6 @@ from mlops_platform.warehouse import WarehouseStore
 DAY = EVENT_DATE
 #: The champion's training rows are sampled down to this for the drift reference.
 REFERENCE_ROWS = 50_000
-
-
-def days_between(start: dt.date, end: dt.date) -> str:
-    """SQL filter of the feature table's rows from `start` to `end` (inclusive)."""
-    return f"CAST({DAY} AS DATE) BETWEEN DATE '{start}' AND DATE '{end}'"
 
 
 def reference_window(spec: ModelSpec, split: TimeSplit) -> tuple[dt.date, dt.date]:
