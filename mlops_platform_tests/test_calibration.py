@@ -429,3 +429,21 @@ def test_a_kept_reference_gives_the_same_verdicts(by_days):
         assert (verdict.low, verdict.high) == (float(low), float(high))
         auc = metric_function("roc_auc")
         assert verdict.reference == auc(ref_y, ref_p) and verdict.current == auc(y, p)
+
+
+def test_the_auc_of_picked_days_is_the_auc_of_their_rows():
+    """`_SampledAuc.of_picks` (from per-day pair counts) gives, bit for bit, the AUC of each
+    sample's gathered rows, with tied scores, a day picked several times, and a sample of one
+    class only (NaN)."""
+    rng = np.random.default_rng(3)
+    days = np.repeat(np.arange(6), [40, 1, 55, 30, 70, 25])
+    y = (rng.random(len(days)) < 0.3).astype(float)
+    y[days == 1] = 1.0  # a one-row day, positive: a sample of it alone has one class
+    p = np.round(rng.random(len(days)), 2)  # ties
+    auc, resampler = _SampledAuc(y, p), Resampler(len(days), days)
+    picks = np.array([resampler.pick(rng) for _ in range(200)] + [[1] * 6])
+    fast = auc.of_picks(resampler, picks)
+    slow = np.array([auc(resampler.rows_of(pick)) for pick in picks])
+    assert np.isnan(fast[-1]) and np.isnan(slow[-1])
+    assert fast[:-1].tolist() == slow[:-1].tolist()
+    assert auc.of_picks(Resampler(len(days)), picks) is None  # rows, not days: one by one

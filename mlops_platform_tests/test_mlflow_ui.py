@@ -250,3 +250,25 @@ def test_logging_a_version_states_its_environment_and_prints_nothing(tmp_path, c
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp_path))
     assert (local / "requirements.txt").read_text().split() == requirements
     assert "uv.lock" not in {p.name for p in local.iterdir()}
+
+
+def test_a_day_monitored_again_after_a_later_day_still_finds_its_points(version_run):
+    """The run's latest point of a metric is the later day's; an earlier day monitored again
+    (a scores backfill) still finds its own last points: an unchanged value adds none, a
+    changed one comes a millisecond after that day's last."""
+    registry, *_ = version_run
+    client = registry.client
+    early, later = dt.date(2013, 4, 2), dt.date(2013, 4, 3)
+    run_id = log_live_performance(registry, MODEL, early, "1", {"scored_rows": 20, "x": 1})
+    log_live_performance(registry, MODEL, later, "1", {"scored_rows": 30, "x": 2})
+    log_live_performance(registry, MODEL, early, "1", {"scored_rows": 20, "x": 5})
+    step = (early - EPOCH).days
+
+    def points(key):
+        return sorted(
+            (m.timestamp, m.value) for m in client.get_metric_history(run_id, key) if m.step == step
+        )
+
+    assert [v for _, v in points("scored_rows")] == [20]
+    (first, _), (second, value) = points("x")
+    assert value == 5 and second == first + 1

@@ -44,11 +44,13 @@ def champion_pace(spec: ModelSpec, registry: ModelRegistry, version: str) -> Pac
     if spec.drift.age_loss_budget is None:
         return None
     line, paces, metric = {str(version)}, [], spec.gate.primary_metric
-    newest = int(registry.latest_version(spec.name) or version)
+    # Every version's tags in one registry search, rather than one read per version.
+    versions = registry.all_version_tags(spec.name)
+    newest = max((int(v) for v in versions), default=int(version))
     for number in range(newest, 0, -1):
         if len(paces) >= spec.drift.pace_comparisons:
             break
-        tags = registry.version_tags(spec.name, str(number))
+        tags = versions.get(str(number), {})
         summary = GateSummary.from_tags(tags)
         if summary is None or summary.champion is None:
             if str(number) in line:  # the line's first model: nothing older belongs to it
@@ -58,7 +60,7 @@ def champion_pace(spec: ModelSpec, registry: ModelRegistry, version: str) -> Pac
             line.add(str(summary.champion))
         elif str(summary.champion) not in line:
             continue  # compared with a model of no concern to this champion
-        previous = TimeSplit.from_tags(registry.version_tags(spec.name, str(summary.champion)))
+        previous = TimeSplit.from_tags(versions[str(summary.champion)])
         days = (TimeSplit.from_tags(tags).train_end - previous.train_end).days
         paces.append(
             pace_of(summary.metrics, summary.champion_metrics, metric, spec.higher_is_better, days)

@@ -166,6 +166,41 @@ class _SampledAuc:
         twice = 2 * int(positives @ below) + int(positives @ negatives)
         return float(np.float64(twice / 2) / (n_pos * n_neg))
 
+    def of_picks(self, resampler: Resampler, picks: np.ndarray) -> np.ndarray | None:
+        """The AUC of each sample of whole groups, `picks` (samples x picked groups), as
+        `__call__` gives it for the sample's rows (the same integers, the same float), without
+        gathering rows: a sample's positives and negatives per value are sums of its groups'
+        (counted as often as picked), so its pair count is a quadratic form in the groups'
+        pick counts over one groups x groups matrix of pair counts. None when resampling
+        rows, or when the groups x values counts would be large (then sample by sample)."""
+        members = resampler.members
+        if members is None or len(members) * self.distinct > _MAX_GROUP_VALUES:
+            return None
+        groups = len(members)
+        positives = np.zeros((groups, self.distinct), dtype=np.int64)
+        negatives = np.zeros((groups, self.distinct), dtype=np.int64)
+        for g, rows in enumerate(members):
+            y, codes = self.y[rows], self.codes[rows]
+            positives[g] = np.bincount(codes[y], minlength=self.distinct)
+            negatives[g] = np.bincount(codes[~y], minlength=self.distinct)
+        below = np.cumsum(negatives, axis=1) - negatives
+        pairs = 2 * (positives @ below.T) + positives @ negatives.T  # [g, h]: g's positives
+        counts = np.zeros((len(picks), groups), dtype=np.int64)
+        np.add.at(counts, (np.arange(len(picks))[:, None], picks), 1)
+        twice = np.einsum("sg,gh,sh->s", counts, pairs, counts)
+        n_pos = counts @ positives.sum(axis=1)
+        n_neg = counts @ negatives.sum(axis=1)
+        out = np.empty(len(picks))
+        for i, (t, p, n) in enumerate(
+            zip(twice.tolist(), n_pos.tolist(), n_neg.tolist(), strict=True)
+        ):
+            out[i] = math.nan if p == 0 or n == 0 else float(np.float64(t / 2) / (p * n))
+        return out
+
+
+#: Above this many (groups x distinct scores) counts, `_SampledAuc.of_picks` samples one by one.
+_MAX_GROUP_VALUES = 4_000_000
+
 
 def _sampled(metric: str, y: np.ndarray, p: np.ndarray) -> Callable[[np.ndarray], float]:
     """The metric of rows `rows` of (y, p), for bootstrap samples."""
@@ -261,11 +296,19 @@ def performance_verdict(
     if fresh:
         held_metrics = np.empty(samples)
         held_metric = _sampled(metric, side.y, side.p)
+    # The draws stay in this order (live, then reference, sample by sample): the same stream.
+    picks = []
     for i in range(samples):
-        c, r = live.draw(rng), held.pick(rng)
+        c, r = live.pick(rng), held.pick(rng)
         if fresh:
             held_metrics[i] = held_metric(held.rows_of(r))
-        drops[i] = _worse(metric, live_metric(c), held_metrics[i])
+        picks.append(c)
+    by_picks = getattr(live_metric, "of_picks", None)
+    grouped = by_picks is not None and live.members is not None and samples > 0
+    lives = by_picks(live, np.array(picks)) if grouped else None
+    for i in range(samples):
+        value = live_metric(live.rows_of(picks[i])) if lives is None else lives[i]
+        drops[i] = _worse(metric, value, held_metrics[i])
     if fresh:
         side.sampled[(seed, samples, live.shape)] = held_metrics
     return _verdict(metric, current, reference, drops, confidence, rows, min_rows, min_drop)

@@ -254,7 +254,7 @@ def log_live_performance(
     # same step one millisecond after that day's last, so the newest value is the latest, and an
     # unchanged value adds nothing: MLflow refuses two points of a logged model with the same
     # name, timestamp and step even when their values differ.
-    last = _last_points(client, run_id, step, numbers) if found and numbers else {}
+    last = _last_points(client, found[0], step, numbers) if found and numbers else {}
     metrics = [
         Metric(k, v, max(stamp, last[k][0] + 1) if k in last else stamp, step, model_id=model_id)
         for k, v in numbers.items()
@@ -265,11 +265,18 @@ def log_live_performance(
     return run_id
 
 
-def _last_points(client, run_id: str, step: int, keys) -> dict[str, tuple[int, float]]:
-    """{metric: (timestamp, value)} of the latest point at `step` on the run, for `keys`."""
+def _last_points(client, run, step: int, keys) -> dict[str, tuple[int, float]]:
+    """{metric: (timestamp, value)} of the latest point at `step` on `run` (as a search
+    returned it), for `keys`. A run's latest value of a metric is its point of the highest
+    step (then timestamp, then value): a metric whose latest step is below `step` (a day
+    monitored for the first time, the common case) has no point there, and its history,
+    which grows by a point a day, is not read."""
+    latest = {m.key: m.step for m in run.data.to_proto().metrics}
     last: dict[str, tuple[int, float]] = {}
     for key in keys:
-        at_step = [m for m in client.get_metric_history(run_id, key) if m.step == step]
+        if latest.get(key, step - 1) < step:
+            continue
+        at_step = [m for m in client.get_metric_history(run.info.run_id, key) if m.step == step]
         if at_step:
             newest = max(at_step, key=lambda m: m.timestamp)
             last[key] = (newest.timestamp, newest.value)

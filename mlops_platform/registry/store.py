@@ -198,6 +198,12 @@ class ModelRegistry:
     def run_id_of(self, model_name: str, version: str) -> str:
         return self.client.get_model_version(model_name, version).run_id
 
+    def all_version_tags(self, model_name: str) -> dict[str, dict[str, str]]:
+        """Every version's tags, by version number, in one registry search (not one read
+        per version)."""
+        found = self.client.search_model_versions(f"name = '{model_name}'")
+        return {str(v.version): dict(v.tags) for v in found}
+
     def latest_version(self, model_name: str) -> str | None:
         found = self.client.search_model_versions(f"name = '{model_name}'")
         return str(max(int(v.version) for v in found)) if found else None
