@@ -85,7 +85,8 @@ def wait_until(condition, timeout: float = 30.0) -> bool:
 
 
 #: A replay standing in: starts a backtest that would walk for ten minutes with a worker
-#: process of its own, says its pid, waits.
+#: process of its own, says its pid, waits: sleeping, or (argv 2 "finish") in `finish`, whose
+#: wait on the child a signal handler must not wait beside (it would block forever).
 REPLAY = """
 import sys, time
 from pathlib import Path
@@ -98,7 +99,10 @@ backtest = (
 child = beside.start("the backtest", [sys.executable, "-c", backtest], Path(sys.argv[1]))
 print(child.process.pid, flush=True)
 try:
-    time.sleep(600)
+    if sys.argv[2:] == ["finish"]:
+        child.finish()
+    else:
+        time.sleep(600)
 finally:
     child.stop()
 """
@@ -117,10 +121,13 @@ finally:
         (signal.SIGKILL, -signal.SIGKILL, False),
     ],
 )
-def test_the_backtest_does_not_outlive_the_replay(tmp_path, signum, dies_of, worker_stopped):
+@pytest.mark.parametrize("waiting", ["sleep", "finish"])
+def test_the_backtest_does_not_outlive_the_replay(
+    tmp_path, signum, dies_of, worker_stopped, waiting
+):
     worker = 0
     replay = subprocess.Popen(
-        [sys.executable, "-c", REPLAY, str(tmp_path)],
+        [sys.executable, "-c", REPLAY, str(tmp_path), waiting],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

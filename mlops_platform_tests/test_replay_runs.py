@@ -258,3 +258,39 @@ def test_the_replay_freeze_hands_frozen_objects_back_to_the_collector_every_recl
         assert alive() is None
     finally:
         gc.unfreeze()
+
+
+def test_an_interrupted_run_is_told_from_a_failed_one(tmp_path):
+    """Dagster catches a KeyboardInterrupt in an in-process run (Ctrl-C, or SIGTERM once it
+    handles it as SIGINT) and records a failed run: `interrupted` tells that run from one whose
+    step raised, so the replay stops instead of logging a failed day and going on."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.api import execute_run
+
+    from simulator.replay.driver import interrupted
+
+    def job_raising(error: type[BaseException] | None) -> dg.JobDefinition:
+        @dg.op
+        def step() -> None:
+            if error is not None:
+                raise error("stop")
+
+        @dg.job(
+            name=f"raises_{error.__name__ if error else 'nothing'}",
+            executor_def=dg.in_process_executor,
+        )
+        def job():
+            step()
+
+        return job
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        seen = {}
+        for error in (KeyboardInterrupt, ValueError, None):
+            job = job_raising(error)
+            run = instance.create_run_for_job(job_def=job)
+            result = execute_run(InMemoryJob(job), run, instance, raise_on_error=False)
+            seen[error] = (result.success, interrupted(result))
+    assert seen[KeyboardInterrupt] == (False, True)
+    assert seen[ValueError] == (False, False)
+    assert seen[None] == (True, False)

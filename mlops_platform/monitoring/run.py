@@ -60,6 +60,11 @@ def champion_pace(spec: ModelSpec, registry: ModelRegistry, version: str) -> Pac
             line.add(str(summary.champion))
         elif str(summary.champion) not in line:
             continue  # compared with a model of no concern to this champion
+        if str(summary.champion) not in versions:
+            raise ValueError(
+                f"{spec.name} v{number}: its gate summary names champion v{summary.champion}, "
+                "which the registry does not hold"
+            )
         previous = TimeSplit.from_tags(versions[str(summary.champion)])
         days = (TimeSplit.from_tags(tags).train_end - previous.train_end).days
         paces.append(

@@ -296,19 +296,24 @@ def performance_verdict(
     if fresh:
         held_metrics = np.empty(samples)
         held_metric = _sampled(metric, side.y, side.p)
+    # Picked days are scored all at once where the metric can (`of_picks`); picked rows are
+    # scored sample by sample, as drawn (keeping every sample's rows would hold samples x rows).
+    by_picks = getattr(live_metric, "of_picks", None)
+    grouped = by_picks is not None and live.members is not None and samples > 0
+    picks, values = [], np.empty(samples)
     # The draws stay in this order (live, then reference, sample by sample): the same stream.
-    picks = []
     for i in range(samples):
         c, r = live.pick(rng), held.pick(rng)
         if fresh:
             held_metrics[i] = held_metric(held.rows_of(r))
-        picks.append(c)
-    by_picks = getattr(live_metric, "of_picks", None)
-    grouped = by_picks is not None and live.members is not None and samples > 0
-    lives = by_picks(live, np.array(picks)) if grouped else None
+        if grouped:
+            picks.append(c)
+        else:
+            values[i] = live_metric(live.rows_of(c))
+    if grouped:
+        values = by_picks(live, np.array(picks))
     for i in range(samples):
-        value = live_metric(live.rows_of(picks[i])) if lives is None else lives[i]
-        drops[i] = _worse(metric, value, held_metrics[i])
+        drops[i] = _worse(metric, values[i], held_metrics[i])
     if fresh:
         side.sampled[(seed, samples, live.shape)] = held_metrics
     return _verdict(metric, current, reference, drops, confidence, rows, min_rows, min_drop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -288,12 +289,15 @@ class _PostgresTransaction(Transaction):
 
 
 def _data_errors() -> tuple[type[Exception], ...]:
-    """The driver's error for a value its column's type cannot hold (psycopg 3 or psycopg2)."""
-    try:
-        import psycopg
-    except ImportError:
-        import psycopg2 as psycopg
-    return (psycopg.DataError,)
+    """The drivers' errors for a value its column's type cannot hold: psycopg 3's and
+    psycopg2's, whichever are installed (the URL's driver raises its own)."""
+    errors: list[type[Exception]] = []
+    for name in ("psycopg", "psycopg2"):
+        try:
+            errors.append(importlib.import_module(name).DataError)
+        except ImportError:
+            pass
+    return tuple(errors)
 
 
 def _pg_type(dtype: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -162,7 +163,10 @@ class Lab:
             digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
             path = Path(self.cache_dir) / f"{self.spec.name}-{split.train_end}-{digest}.joblib"
             if path.exists():
-                return joblib.load(path)
+                try:
+                    return joblib.load(path)
+                except Exception:  # noqa: BLE001 - a fit cut short (an older run killed mid-write): fit again
+                    path.unlink(missing_ok=True)
         from threadpoolctl import threadpool_limits
 
         started = time.process_time()  # CPU seconds: what it costs, however busy the machine
@@ -171,7 +175,11 @@ class Lab:
         seconds = time.process_time() - started
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            joblib.dump((estimator, seconds), path)
+            # Written aside, then renamed: a backtest stopped mid-write (`make year` stops it
+            # with the replay) leaves no truncated fit for the next run to load.
+            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+            joblib.dump((estimator, seconds), partial)
+            os.replace(partial, path)
         return estimator, seconds
 
     def scores(self, model: Model, step: int, rows: np.ndarray) -> np.ndarray:

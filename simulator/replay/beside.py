@@ -127,8 +127,13 @@ class Beside:
         self._previous_sigterm = signal.SIG_DFL if previous is None else previous
 
     def _on_sigterm(self, signum, frame) -> None:
+        # Only signal the child's group here, never wait: a handler runs between two bytecodes
+        # of the main thread, which may be inside `process.wait()` (`finish`), holding the
+        # lock a second wait would block on forever. The way out (`finally: stop()`) waits.
         previous = self._previous_sigterm
-        self.stop()
+        self._restore_sigterm()
+        if self.process.poll() is None:
+            _signal_group(self.process.pid, signal.SIGTERM)
         if callable(previous):
             previous(signum, frame)
         elif previous != signal.SIG_IGN:

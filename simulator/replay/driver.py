@@ -80,6 +80,18 @@ def summarise(result, job: str, seconds: float, partition, tags) -> RunSummary:
     return summary
 
 
+def interrupted(result) -> bool:
+    """Whether the run ended because this process was interrupted: Dagster catches the
+    KeyboardInterrupt of an in-process run and records the run as failed with
+    `UNEXPECTED_TERMINATION` (no termination was requested through the instance)."""
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            data = event.job_failure_data
+            reason = getattr(data, "failure_reason", None)
+            return getattr(reason, "value", None) == "UNEXPECTED_TERMINATION"
+    return False
+
+
 def freeze_survivors() -> None:
     """Collect the run's garbage, then move everything still alive out of the cyclic GC's sight
     (`gc.freeze`).
@@ -166,6 +178,11 @@ class Driver:
                 run_config=QUIET,
                 run_id=run_id,
             )
+        if interrupted(result):
+            # Dagster caught the interrupt (Ctrl-C, or SIGTERM once it handles it as SIGINT)
+            # and failed the run: the replay stops here, as it would between two runs,
+            # instead of logging a failed day and going on.
+            raise KeyboardInterrupt(f"{job} run {result.run_id} was interrupted")
         if self.freeze_between_runs:
             freeze_survivors()
         return summarise(result, job, time.perf_counter() - started, partition, tags or {})

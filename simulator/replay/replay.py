@@ -243,6 +243,8 @@ def run_replay(
     it) runs beside the replay from its start, lowered (replay/beside.py); the replay waits for
     it at the end, prints its summary after its own report and adds it to the saved one; a
     failed backtest makes the exit code non-zero."""
+    if backtest and report_name == "backtest":  # its files would overwrite the backtest's own
+        raise ValueError("--report-name backtest is the backtest's: name the replay's another")
     started = time.perf_counter()
     if fresh:
         if instance is not None:
