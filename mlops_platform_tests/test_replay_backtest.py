@@ -10,11 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from mlops_platform_tests.serving_support import wait_until
 from simulator.backtest import SUMMARY_FILE
 from simulator.cli import build_parser
 from simulator.replay import beside
@@ -75,15 +75,6 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_until(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 #: A replay standing in: starts a backtest that would walk for ten minutes with a worker
 #: process of its own, says its pid, waits: sleeping, or (argv 2 "finish") in `finish`, whose
 #: wait on the child a signal handler must not wait beside (it would block forever).
@@ -137,13 +128,13 @@ def test_the_backtest_does_not_outlive_the_replay(
     try:
         child = int(replay.stdout.readline())
         log = tmp_path / beside.LOG
-        assert wait_until(lambda: "walking" in log.read_text()), "the backtest never started"
+        wait_until(lambda: "walking" in log.read_text(), "the backtest starting")
         worker = int(log.read_text().split()[-1])
         replay.send_signal(signum)
         assert replay.wait(30) == dies_of
-        assert wait_until(lambda: not alive(child)), f"backtest {child} left running"
+        wait_until(lambda: not alive(child), f"backtest {child} stopping")
         if worker_stopped:
-            assert wait_until(lambda: not alive(worker)), f"its worker {worker} left running"
+            wait_until(lambda: not alive(worker), f"its worker {worker} stopping")
     finally:
         replay.kill()
         replay.wait()

@@ -15,15 +15,9 @@ def copy_frame(dbapi_connection, target: str, frame: pd.DataFrame) -> None:
     """COPY `frame` into `target` (an already-quoted, possibly schema-qualified table name)."""
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, header=False, na_rep=NULL)
-    columns = ", ".join('"' + str(c).replace('"', '""') + '"' for c in frame.columns)
+    columns = _column_list(frame.columns)
     statement = f"COPY {target} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')"
-    cursor = dbapi_connection.cursor()
-    if hasattr(cursor, "copy_expert"):  # psycopg2
-        buffer.seek(0)
-        cursor.copy_expert(statement, buffer)
-    else:  # psycopg 3
-        with cursor.copy(statement) as copy:
-            copy.write(buffer.getvalue())
+    _copy(dbapi_connection, statement, buffer)
 
 
 def copy_arrow(dbapi_connection, target: str, table) -> None:
@@ -35,8 +29,17 @@ def copy_arrow(dbapi_connection, target: str, table) -> None:
     buffer = io.BytesIO()
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     pacsv.write_csv(table, buffer, options)
-    columns = ", ".join('"' + str(c).replace('"', '""') + '"' for c in table.column_names)
+    columns = _column_list(table.column_names)
     statement = f"COPY {target} ({columns}) FROM STDIN WITH (FORMAT csv)"
+    _copy(dbapi_connection, statement, buffer)
+
+
+def _column_list(names) -> str:
+    return ", ".join('"' + str(c).replace('"', '""') + '"' for c in names)
+
+
+def _copy(dbapi_connection, statement: str, buffer: io.StringIO | io.BytesIO) -> None:
+    """Run `statement` (COPY ... FROM STDIN) with `buffer`'s content, on psycopg 3 or psycopg2."""
     cursor = dbapi_connection.cursor()
     if hasattr(cursor, "copy_expert"):  # psycopg2
         buffer.seek(0)
