@@ -155,3 +155,24 @@ def test_replay_backtest_runs_the_backtest_in_one_process_on_one_thread():
         0,
         1,
     )
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["--backtest", "--report-name", "backtest"], "--report-name backtest is the backtest's"),
+        (["--through", "2013-13-99"], "--through '2013-13-99' is not a date"),
+        (["--through", "9" * 100_000], "is not a date"),
+    ],
+)
+def test_replay_refuses_bad_arguments_before_touching_anything(argv, said, tmp_path, monkeypatch):
+    """A usage error is a one-line message and exit code, not a traceback, and comes before
+    `--fresh` would wipe the data dir or the Dagster home is made."""
+    from simulator.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", "--fresh", *argv])
+    message = str(exited.value.code)
+    assert message.startswith("simulator replay: ") and said in message and len(message) < 200
+    assert not (tmp_path / "home").exists()

@@ -98,6 +98,13 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from mlops_platform.cli import ensure_dagster_home
     from simulator.replay.replay import run_replay
 
+    if getattr(args, "backtest", False) and args.report_name == "backtest":
+        sys.exit("simulator replay: --report-name backtest is the backtest's own report's name")
+    try:
+        dt.date.fromisoformat(args.through or "2000-01-01")
+    except ValueError:
+        shown = args.through[:40]
+        sys.exit(f"simulator {args.command}: --through {shown!r} is not a date (YYYY-MM-DD)")
     ensure_dagster_home()
     sim = _simulated(args)
     if args.command == "replay":
