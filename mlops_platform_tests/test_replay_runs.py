@@ -294,3 +294,27 @@ def test_an_interrupted_run_is_told_from_a_failed_one(tmp_path):
     assert seen[KeyboardInterrupt] == (False, True)
     assert seen[ValueError] == (False, False)
     assert seen[None] == (True, False)
+
+
+def test_a_replay_asked_past_the_sources_data_stops_at_its_end_or_says_nothing_is_left():
+    """`simulator quickstart` on the state a year's replay left (the clock after the data's last
+    day) says so in one line instead of failing on a partition that does not exist; a loop
+    reaching past the data stops at its end."""
+    import datetime as dt
+
+    from simulator.replay.replay import within_data
+
+    end = FLIGHTS.domain.partitions.end
+    assert end == dt.date(2013, 12, 31)
+    after = end + dt.timedelta(days=1)
+    until, note = within_data(after, after + dt.timedelta(days=14), end, FLIGHTS.label)
+    assert until is None
+    assert "data ends on 2013-12-31" in note and "--fresh" in note
+    until, note = within_data(dt.date(2013, 12, 25), dt.date(2014, 1, 8), end, FLIGHTS.label)
+    assert until == after and "the loop stops there" in note
+    until, note = within_data(dt.date(2013, 3, 1), dt.date(2013, 3, 15), end, FLIGHTS.label)
+    assert (until, note) == (dt.date(2013, 3, 15), "")
+    assert within_data(dt.date(2013, 3, 1), dt.date(2030, 1, 1), None, "x") == (
+        dt.date(2030, 1, 1),
+        "",
+    )

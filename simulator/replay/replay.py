@@ -126,6 +126,26 @@ def cycles_between(sim: SimulatedDomain, start: dt.datetime, until: dt.date) -> 
     return count
 
 
+def within_data(
+    loop_start: dt.date, until: dt.date, data_end: dt.date | None, label: str
+) -> tuple[dt.date | None, str]:
+    """Where the loop can end: `until`, or the clock after the source's last day of data
+    (`data_end`, the domain's `partitions.end`) when `until` is past it; None when the clock is
+    there already (a quickstart on the state a year's replay left). With the line to print
+    when `until` was cut short ("" otherwise)."""
+    if data_end is None:
+        return until, ""
+    end = data_end + dt.timedelta(days=1)
+    if loop_start >= end:
+        return None, (
+            f"the clock is at {loop_start}: the {label} source's data ends on {data_end}, "
+            "nothing is left to replay (--fresh starts over from an empty state)"
+        )
+    if until > end:
+        return end, f"the {label} source's data ends on {data_end}: the loop stops there"
+    return until, ""
+
+
 def check_partitions_reach(defs, specs, cadence: str, until: dt.date) -> None:
     """A `ValueError` if a spec's daily job has no partition for the last period the replay
     runs (definitions built with their partitions ending at the clock, not for a replay)."""
@@ -376,7 +396,17 @@ def _replay(
             if not bootstrap(driver, spec):
                 return 1, None
     loop_start = driver.now().date()
-    until = until or loop_start + dt.timedelta(days=loop_days)
+    until, note = within_data(
+        loop_start,
+        until or loop_start + dt.timedelta(days=loop_days),
+        sim.domain.partitions.end,
+        sim.label,
+    )
+    if until is None:
+        print(f"\n{note}")
+        return 0, None
+    if note:
+        print(f"\n{note}")
     if until <= loop_start:
         print(
             f"\nthe clock is at {loop_start}, already past {until}: nothing to replay "
