@@ -54,6 +54,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
 
 
+#: The test PostgreSQL server (running on these machines and in CI).
+POSTGRES = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture()
+def postgres_scratch_schema():
+    """A schema name of its own in the test PostgreSQL (created by the test's writes), dropped
+    afterwards. PostgreSQL is required in CI: unreachable, the test fails there, and is skipped
+    with the reason elsewhere."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} (required in CI): {exc.orig}")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES}: {exc.orig}")
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    yield name
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    engine.dispose()
+
+
 @pytest.fixture()
 def postgres_default_schemas():
     """Held by a test that drops and rewrites the platform's default schemas (`raw`, `audit`,

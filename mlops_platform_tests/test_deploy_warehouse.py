@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 SERVER = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture()
-def schema():
-    engine = sa.create_engine(SERVER)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {SERVER} (required in CI): {exc.orig}")
-        pytest.skip(f"PostgreSQL is not reachable at {SERVER}: {exc.orig}")
-    name = f"deploy_concurrency_{uuid.uuid4().hex[:8]}"
-    yield name
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-    engine.dispose()
+def schema(postgres_scratch_schema):
+    return postgres_scratch_schema
 
 
 def test_partitions_written_at_once_into_a_new_table_all_land(schema):

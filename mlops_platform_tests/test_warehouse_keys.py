@@ -5,16 +5,13 @@ and a key the stored type cannot hold is still answered (by the merge)."""
 from __future__ import annotations
 
 import os
-import uuid
 
 import pandas as pd
 import pyarrow as pa
 import pytest
-import sqlalchemy as sa
 
 from mlops_platform.warehouse.base import WarehouseStore
 
-SERVER = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 KEY = ["code", "n"]
 STORED = pd.DataFrame(
     {
@@ -24,26 +21,16 @@ STORED = pd.DataFrame(
     }
 )
 
+SERVER = os.environ.get("MLOPS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
 
 @pytest.fixture()
-def warehouse():
+def warehouse(postgres_scratch_schema):
     from mlops_platform.warehouse.resources import PostgresWarehouse
 
-    engine = sa.create_engine(SERVER)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {SERVER} (required in CI): {exc.orig}")
-        pytest.skip(f"PostgreSQL is not reachable at {SERVER}: {exc.orig}")
-    schema = f"keys_{uuid.uuid4().hex[:8]}"
     store = PostgresWarehouse(url=SERVER)
-    store.replace_table(schema, "t", STORED)
-    yield store, schema
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    engine.dispose()
+    store.replace_table(postgres_scratch_schema, "t", STORED)
+    return store, postgres_scratch_schema
 
 
 def _gone(frame: pd.DataFrame) -> list[tuple]:
