@@ -105,8 +105,8 @@ def guard_deploy(
     verdict = None
     if len(rows) >= spec.drift.min_labelled_rows:
         # Both versions score the same rows (verified loads), with the pipeline's numbers.
-        new = _scores(registry, spec, champion, rows)
-        old = _scores(registry, spec, previous, rows)
+        x = model_input(rows, spec)
+        new, old = _scores(registry, spec, champion, x), _scores(registry, spec, previous, x)
         verdict = paired_verdict(
             spec.gate.primary_metric,
             rows[LABEL].to_numpy(),
@@ -128,15 +128,15 @@ def guard_deploy(
     return GuardOutcome("watching", champion, previous, verdict, days)
 
 
-def _scores(registry: ModelRegistry, spec: ModelSpec, version: str, rows) -> np.ndarray:
-    """The version's scores of `rows`, the verified pipeline's numbers bit for bit
+def _scores(registry: ModelRegistry, spec: ModelSpec, version: str, x) -> np.ndarray:
+    """The version's scores of `x` (`model_input`), the verified pipeline's numbers bit for bit
     (`FastScorer.score(exact=True)`; tested), from its trees compiled once: the pipeline spent
     ~60 ms on a week's rows, every day of the guard and for both versions."""
     pipeline = registry.verified_model(spec.name, version)
     scorer = _SCORERS.get(pipeline)
     if scorer is None or scorer.spec != spec:
         scorer = _SCORERS[pipeline] = FastScorer(pipeline, spec)
-    return scorer.score(scorer.frame_matrix(model_input(rows, spec)), exact=True)
+    return scorer.score(scorer.frame_matrix(x), exact=True)
 
 
 #: The compiled scorer of each verified pipeline, kept while the registry keeps the pipeline.
