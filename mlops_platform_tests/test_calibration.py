@@ -19,7 +19,9 @@ from mlops_platform.monitoring.calibration import (
 )
 from mlops_platform.monitoring.significance import (
     Resampler,
+    _paired_drops,
     _SampledAuc,
+    _worse,
     metric_function,
     paired_verdict,
     performance_verdict,
@@ -447,3 +449,48 @@ def test_the_auc_of_picked_days_is_the_auc_of_their_rows():
     assert np.isnan(fast[-1]) and np.isnan(slow[-1])
     assert fast[:-1].tolist() == slow[:-1].tolist()
     assert auc.of_picks(Resampler(len(days)), picks) is None  # rows, not days: one by one
+
+
+def reference_paired_drops(metric, y, new_p, old_p, groups, samples, seed):
+    """The paired bootstrap as defined: each sample's rows drawn in turn, both models' metric
+    computed on them from scratch."""
+    rng, score = np.random.default_rng(seed), metric_function(metric)
+    same = Resampler(len(y), groups)
+    drops = []
+    for _ in range(samples):
+        s = same.draw(rng)
+        drops.append(_worse(metric, score(y[s], new_p[s]), score(y[s], old_p[s])))
+    return np.array(drops)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("metric", ["roc_auc", "brier"])
+def test_the_paired_bootstrap_is_the_reference_computation(seed, metric):
+    """`paired_verdict`'s drops (days of all samples scored at once from per-day pair counts)
+    are, bit for bit, the drops of each drawn sample's rows scored from scratch: random days of
+    unequal sizes, tied scores, a day of one class, a model a noisy copy of the other."""
+    rng = np.random.default_rng(100 + seed)
+    sizes = rng.integers(1, 300, rng.integers(5, 16))
+    days = np.repeat(np.datetime64("2013-03-01") + np.arange(len(sizes)), sizes)
+    rng.shuffle(days)  # rows of a day need not be together
+    y = (rng.random(len(days)) < rng.uniform(0.1, 0.5)).astype(float)
+    y[days == days[0]] = 1.0
+    old_p = rng.random(len(days))
+    new_p = np.clip(old_p + rng.normal(0, 0.2, len(days)), 0, 1)
+    if seed % 2:
+        new_p, old_p = np.round(new_p, 2), np.round(old_p, 3)  # ties
+    samples = int(rng.integers(50, 300))
+    fast = _paired_drops(metric, y, new_p, old_p, Resampler(len(y), days), samples, seed)
+    slow = reference_paired_drops(metric, y, new_p, old_p, days, samples, seed)
+    assert fast.shape == (samples,)
+    np.testing.assert_array_equal(fast, slow)  # NaN where a sample has one class, in both
+    verdict = paired_verdict(
+        metric, y, new_p, old_p, min_rows=1, min_drop=0.0, samples=samples, seed=seed, groups=days
+    )
+    tail = (1 - verdict.confidence) / 2 * 100
+    kept = slow[np.isfinite(slow)]
+    assert (verdict.low, verdict.high) == tuple(np.percentile(kept, [tail, 100 - tail]))
+    # Rows resampled (no days): drawn and scored one by one, the same definition.
+    fast = _paired_drops(metric, y, new_p, old_p, Resampler(len(y)), 20, seed)
+    slow = reference_paired_drops(metric, y, new_p, old_p, None, 20, seed)
+    np.testing.assert_array_equal(fast, slow)

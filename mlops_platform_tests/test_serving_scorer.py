@@ -41,6 +41,9 @@ def test_fast_scorer_equals_the_pipeline(fitted, rows):
     scorer = FastScorer(model, SPEC)
     ours = scorer.score(scorer.matrix(normalize(columns, rows, SPEC), rows))
     np.testing.assert_allclose(ours, model.predict_proba(x)[:, 1], rtol=0, atol=1e-12)
+    # Exact where asked (the deploy guard): the pipeline's numbers bit for bit.
+    exact = scorer.score(scorer.frame_matrix(model_input(frame, SPEC)), exact=True)
+    np.testing.assert_array_equal(exact, model.predict_proba(x)[:, 1])
     # Batch scoring's path: the warehouse frame as the model layer prepares it.
     np.testing.assert_allclose(
         predict(scorer, frame, SPEC), predict(model, frame, SPEC), rtol=0, atol=1e-12
@@ -70,6 +73,7 @@ def test_leaf_masks_and_the_walk_give_the_pipelines_numbers(golden_features, max
     for forest in (scorer.forest, walk):
         raw = forest.raw(matrix)
         np.testing.assert_allclose(1 / (1 + np.exp(-raw)), expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(scorer.score(matrix, exact=True), expected)
     np.testing.assert_array_equal(scorer.forest.raw(matrix), walk.raw(matrix))
 
 

@@ -12,17 +12,22 @@ names the runbook, and the version is tagged with the reason.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from dataclasses import dataclass
+
+import numpy as np
 
 from mlops_platform.alerting.incidents import RUNBOOKS
 from mlops_platform.model import tags as t
 from mlops_platform.model.columns import LABEL, MODEL_VERSION
-from mlops_platform.model.predict import predict
+from mlops_platform.model.input import model_input
+from mlops_platform.model.scorer import FastScorer
 from mlops_platform.monitoring.reference import DAY, days_between
 from mlops_platform.monitoring.significance import Verdict, days_of, paired_verdict
 from mlops_platform.registry.store import CHAMPION, PREVIOUS, ModelRegistry
 from mlops_platform.specs import ModelSpec
 from mlops_platform.warehouse import WarehouseStore
+from mlops_platform.warehouse.base import quote
 
 RUNBOOK = RUNBOOKS["guarded_rollback"]
 ACTOR = "deploy-guard"
@@ -89,14 +94,19 @@ def guard_deploy(
     first = first.date() if hasattr(first, "date") else first
     last = last.date() if hasattr(last, "date") else last
     days = (day - first).days + 1
-    features = warehouse.read_table("features", spec.name, where=days_between(first, last))
+    # Only what is compared: the labelled rows' day, label and the model's columns.
+    columns = ", ".join(quote(c) for c in dict.fromkeys([DAY, LABEL, *spec.features.columns]))
+    features = warehouse.query(
+        f"SELECT {columns} FROM features.{quote(spec.name)} "
+        f"WHERE {days_between(first, last)} AND {LABEL} IS NOT NULL"
+    )
     scored_days = {d.date() if hasattr(d, "date") else d for d in scored}
     rows = features[features[LABEL].notna() & features[DAY].dt.date.isin(scored_days)]
     verdict = None
     if len(rows) >= spec.drift.min_labelled_rows:
-        # Both versions batch-score the same rows (verified loads, as serving does).
-        new = predict(registry.verified_model(spec.name, champion), rows, spec)
-        old = predict(registry.verified_model(spec.name, previous), rows, spec)
+        # Both versions score the same rows (verified loads), with the pipeline's numbers.
+        x = model_input(rows, spec)
+        new, old = _scores(registry, spec, champion, x), _scores(registry, spec, previous, x)
         verdict = paired_verdict(
             spec.gate.primary_metric,
             rows[LABEL].to_numpy(),
@@ -116,6 +126,21 @@ def guard_deploy(
         registry.set_version_tags(spec.name, champion, {t.DEPLOY_GUARD: t.GUARD_PASSED})
         return GuardOutcome("passed", champion, previous, verdict, days)
     return GuardOutcome("watching", champion, previous, verdict, days)
+
+
+def _scores(registry: ModelRegistry, spec: ModelSpec, version: str, x) -> np.ndarray:
+    """The version's scores of `x` (`model_input`), the verified pipeline's numbers bit for bit
+    (`FastScorer.score(exact=True)`; tested), from its trees compiled once: the pipeline spent
+    ~60 ms on a week's rows, every day of the guard and for both versions."""
+    pipeline = registry.verified_model(spec.name, version)
+    scorer = _SCORERS.get(pipeline)
+    if scorer is None or scorer.spec != spec:
+        scorer = _SCORERS[pipeline] = FastScorer(pipeline, spec)
+    return scorer.score(scorer.frame_matrix(x), exact=True)
+
+
+#: The compiled scorer of each verified pipeline, kept while the registry keeps the pipeline.
+_SCORERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _roll_back(

@@ -388,10 +388,33 @@ def paired_verdict(
         why = _undefined(metric, new, old) or _too_few_groups(same)
     if why is not None:
         return _no_verdict(why, metric, rows, min_rows, min_drop, confidence)
-    rng = np.random.default_rng(seed)
-    drops = np.empty(samples)
-    new_metric, old_metric = _sampled(metric, y, new_p), _sampled(metric, y, old_p)
-    for i in range(samples):
-        s = same.draw(rng)
-        drops[i] = _worse(metric, new_metric(s), old_metric(s))
+    drops = _paired_drops(metric, y, new_p, old_p, same, samples, seed)
     return _verdict(metric, new, old, drops, confidence, rows, min_rows, min_drop)
+
+
+def _paired_drops(metric, y, new_p, old_p, same: Resampler, samples: int, seed: int):
+    """How much worse `new_p` is than `old_p` on each bootstrap sample of `same`: what
+    `_worse` gives for the metric of each sample's rows (`same.draw`), drawn in order from
+    `default_rng(seed)`."""
+    rng = np.random.default_rng(seed)
+    new_metric, old_metric = _sampled(metric, y, new_p), _sampled(metric, y, old_p)
+    if same.members is None:
+        # Picked rows are scored sample by sample, as drawn (not samples x rows kept).
+        drops = np.empty(samples)
+        for i in range(samples):
+            s = same.draw(rng)
+            drops[i] = _worse(metric, new_metric(s), old_metric(s))
+        return drops
+    # The same draws (`draw` is `rows_of(pick(...))`); the days of all samples scored at once
+    # where the metric can (`of_picks`, from per-day pair counts): the same numbers.
+    picks = np.array([same.pick(rng) for _ in range(samples)]).reshape(samples, same.groups)
+    return _worse(metric, _of_picks(new_metric, same, picks), _of_picks(old_metric, same, picks))
+
+
+def _of_picks(sampled, resampler: Resampler, picks: np.ndarray) -> np.ndarray:
+    """The metric `sampled` of each sample of whole groups (`picks`: samples x groups)."""
+    by_picks = getattr(sampled, "of_picks", None)
+    values = by_picks(resampler, picks) if by_picks is not None else None
+    if values is None:
+        values = np.array([sampled(resampler.rows_of(p)) for p in picks], dtype=float)
+    return values
