@@ -62,6 +62,12 @@ class DuckDBStore(WarehouseStore):
             self._anchor = None
 
     def _connect(self, read_only: bool = False) -> Any:
+        if self._anchor is not None and not read_only:
+            # A new connection to the database the anchor holds (DuckDB's `cursor`: its own
+            # transactions and registered frames, closed on its own): no path to resolve, no
+            # lock to wait for, no look-up of the open database by file name. Each step
+            # connects dozens of times; this is about 1 ms less each in a replay day's profile.
+            return self._anchor.cursor()
         import duckdb
 
         from mlops_platform.reliability import is_lock_conflict, lock_backoff, retry
