@@ -145,7 +145,7 @@ def test_held_sqlite_files_keep_every_event_and_leave_no_shard_for_a_refused_run
                 raise ValueError("the partition key was refused")
         except ValueError:
             pass
-        assert not [p for p in shards.glob("*") if p.name != "index.db"]
+        assert not [p for p in shards.glob("*") if not p.name.startswith("index.db")]
 
         for _ in range(2):  # the second run finds runs.db and index.db there, and holds them too
             with anchors.run() as run_id:
@@ -153,8 +153,14 @@ def test_held_sqlite_files_keep_every_event_and_leave_no_shard_for_a_refused_run
             assert result.success and result.run_id == run_id
             stored = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
             assert [e.step_key for e in stored] == ["one"]
-        # Let go after each run: the last close checkpointed the shards (no WAL left behind).
+            # The run's shard is let go after its run: the last close checkpointed it (no
+            # WAL left behind); the indexes stay held, their closes by Dagster never the last.
+            assert sorted(p.name for p in shards.glob(f"{run_id}*")) == [f"{run_id}.db"]
+            assert (shards / "index.db-wal").exists()
+            assert (tmp_path / "history" / "runs.db-wal").exists()
+        anchors.close()  # let go of the indexes: checkpointed, no WAL left behind
         assert sorted(p.suffix for p in shards.glob("*")) == [".db", ".db", ".db"]
+        assert not list((tmp_path / "history").glob("runs.db-*"))
 
 
 def test_a_replay_runs_shard_is_the_shard_dagster_makes(tmp_path):

@@ -153,6 +153,10 @@ class Driver:
         #: (frozen objects are never collected, whoever else shares the process).
         self.freeze_between_runs = freeze_between_runs
 
+    def close(self) -> None:
+        """Let go of the instance's files the runs held (`SqliteAnchors.close`)."""
+        self.anchors.close()
+
     # -- the replay clock ----------------------------------------------------------------------
     def now(self) -> dt.datetime:
         return self.sim.now(self.source_url)

@@ -434,6 +434,7 @@ def _replay(
         print(f"{line[:-1]}, cpu {cycle_cpu[-1]:.1f} s{eta}]", flush=True)
         if not any(r.success for r in day.runs if r.job.startswith("daily_")):
             status = 1  # the cycle never completed (a retried contract failure still completes)
+    driver.close()
 
     total = time.perf_counter() - started
     first_scored = loop_start - dt.timedelta(days=1)

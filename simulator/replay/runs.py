@@ -154,8 +154,8 @@ def execute_with_origin(
 
 class SqliteAnchors:
     """One idle connection held open on each SQLite file of a local instance while the replay
-    writes to it: the run index (`runs.db`), the event index (`index.db`), and the shard of the
-    run being executed.
+    writes to it: the run index (`runs.db`) and the event index (`index.db`) from the first
+    run until `close` (the replay's end), the shard of a run while it is executed.
 
     Dagster's SQLite storages open and close a connection for every event they store (about
     150 a daily run). The files are in WAL mode, and closing the last connection to a WAL
@@ -193,6 +193,9 @@ class SqliteAnchors:
             self._events = None
         self._template: tempfile.TemporaryDirectory | None = None  # the empty shard's folder
         self._shared: list[str] = []
+        #: The connections held on `_shared` (by path), from the first run that finds the file
+        #: until `close`.
+        self._held: dict[str, object] = {}
         if self._events is not None:
             self._shared.append(self._events.path_for_shard(INDEX_SHARD_NAME))
         runs = instance.run_storage
@@ -224,17 +227,28 @@ class SqliteAnchors:
     @contextlib.contextmanager
     def run(self) -> Iterator[str]:
         """A new run's id; the instance's files and that run's shard (a copy of the empty
-        shard, `_new_shard`) are held while the block creates and executes the run, and let go
-        after it (the last close checkpoints each file). A shard no run was created for and
-        nothing was written to is removed."""
+        shard, `_new_shard`) are held while the block creates and executes the run. The shard
+        is let go after it (the last close checkpoints it: a finished run's shard is one file);
+        the run and event indexes stay held until `close`. Each run changes the same pages of
+        the indexes (the tables' last pages, their indexes, the pool slots): checkpointing
+        them after every run wrote those pages again each time, and each next open rebuilt
+        the WAL's index (4% of a day's daily run in a cProfile, at load 6); held, SQLite
+        checkpoints them every 1,000 pages of WAL, and nothing in between waits for it (the
+        held connection reads nothing, so no snapshot holds a checkpoint back). A shard no
+        run was created for and nothing was written to is removed."""
         from dagster._core.utils import make_new_run_id
 
         run_id = make_new_run_id()
-        held = [self._hold(path) for path in self._shared]
+        for path in self._shared:
+            if self._held.get(path) is None:
+                self._held[path] = self._hold(path)
+        held = [self._held[path] for path in self._shared]
         shard = self._events.path_for_shard(run_id) if self._events is not None else None
+        own = None  # the connection held on the run's shard
         if shard is not None:
             self._new_shard(run_id, shard)
-            held.append(self._hold(shard))
+            own = self._hold(shard)
+            held.append(own)
         paths = [*self._shared, *([shard] if shard is not None else [])]
         files = {str(Path(p).resolve()) for p, conn in zip(paths, held, strict=True) if conn}
         try:
@@ -242,17 +256,22 @@ class SqliteAnchors:
                 yield run_id
         finally:
             unused = (
-                shard is not None
-                and held[-1] is not None
-                and not self._has_events(held[-1])
+                own is not None
+                and not self._has_events(own)
                 and not self._instance.has_run(run_id)
             )
-            for conn in held:
-                if conn is not None:
-                    conn.close()
+            if own is not None:
+                own.close()
             if unused:  # the run was never created (a refused partition key): no empty shard
                 for suffix in ("", "-wal", "-shm"):
                     Path(shard + suffix).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Let go of the run index and the event index (the last close checkpoints each)."""
+        held, self._held = self._held, {}
+        for conn in held.values():
+            if conn is not None:
+                conn.close()
 
     def _new_shard(self, run_id: str, shard: str) -> None:
         """The run's shard, a copy of the empty shard the event storage initialised (made on
