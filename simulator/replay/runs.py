@@ -256,9 +256,7 @@ class SqliteAnchors:
                 yield run_id
         finally:
             unused = (
-                own is not None
-                and not self._has_events(own)
-                and not self._instance.has_run(run_id)
+                own is not None and not self._has_events(own) and not self._instance.has_run(run_id)
             )
             if own is not None:
                 own.close()
