@@ -324,3 +324,43 @@ def test_a_replay_asked_past_the_sources_data_stops_at_its_end_or_says_nothing_i
         dt.date(2030, 1, 1),
         "",
     )
+
+
+def test_the_replay_holds_the_warehouse_between_runs_and_lets_go_at_close(tmp_path):
+    """Between two replay runs the DuckDB warehouse stays open in the replay's process (no
+    reopen and checkpoint per run): another process cannot open it until `Driver.close`, then
+    finds every run's rows."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from mlops_platform.warehouse.resources import DuckDBWarehouse
+
+    path = tmp_path / "warehouse" / "warehouse.duckdb"
+
+    @dg.asset(required_resource_keys={"warehouse"})
+    def table(context) -> None:
+        context.resources.warehouse.append("s", "t", pd.DataFrame({"k": [1]}))
+
+    defs = dg.Definitions(
+        assets=[table],
+        jobs=[dg.define_asset_job("write", [table])],
+        resources={"warehouse": DuckDBWarehouse(path=str(path))},
+    )
+    opens = [sys.executable, "-c", f"import duckdb; duckdb.connect({str(path)!r}).close()"]
+    count = [
+        sys.executable,
+        "-c",
+        f"import duckdb; print(duckdb.connect({str(path)!r}).sql('SELECT count(*) FROM s.t')"
+        ".fetchall()[0][0])",
+    ]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        driver = Driver(instance, defs, "", [], FLIGHTS)
+        for _ in range(2):
+            assert driver.execute("write").success
+            held = subprocess.run(opens, capture_output=True, text=True)
+            assert held.returncode != 0 and "lock" in held.stderr.lower()
+        driver.close()
+        found = subprocess.run(count, capture_output=True, text=True, check=True)
+        assert found.stdout.strip() == "2"
