@@ -170,13 +170,15 @@ class Driver:
         A run's warehouse resource holds the file while the run's steps use it
         (DuckDBStore.anchor): it opens the database (its catalog read, its WAL replayed) when
         the run starts, and its close at the run's end is the last one, which checkpoints the
-        file: ~40 and ~90 ms of each daily run's ~250 ms outside its steps (cProfile, load 6).
-        With the database also open here, the run's open finds it open in this process and
-        its close is not the last: DuckDB checkpoints when its WAL reaches its
-        `checkpoint_threshold` instead, and at `close`. Commits are as durable as before (the
-        WAL). The file stays locked by this process for the replay, as it was for each run's
-        steps: other processes (a CLI, the UI's code server) cannot open it meanwhile. A
-        warehouse that is not a DuckDB file, or that another process holds, is not held."""
+        file: ~30 and ~90 ms of CPU a daily run (cProfile, load 6). With the database also
+        open here, the run's open finds it open in this process and its close is not the
+        last: DuckDB checkpoints when its WAL reaches its `checkpoint_threshold` instead, and
+        at `close`. Commits are as durable as before (the WAL). The file stays locked by this
+        process from the first run to `close`, not only while runs execute: another process
+        that opens it meanwhile (a CLI, the serving API's spooled writes) is refused until the
+        replay ends (after its bounded wait, as during a run) instead of slipping in between
+        two runs. A warehouse that is not a DuckDB
+        file, or that another process holds, is not held."""
         from mlops_platform.warehouse.duckdb import DuckDBStore
 
         store = self.resources.get("warehouse")
