@@ -394,6 +394,7 @@ def _replay(
         if registry.alias_version(spec.name, CHAMPION) is None:
             print(f"bootstrap: training the first {spec.name} champion")
             if not bootstrap(driver, spec):
+                driver.close()
                 return 1, None
     loop_start = driver.now().date()
     until, note = within_data(
@@ -412,6 +413,7 @@ def _replay(
             f"\nthe clock is at {loop_start}, already past {until}: nothing to replay "
             "(--fresh starts over from an empty state)"
         )
+        driver.close()
         return 0, None
     check_partitions_reach(defs, specs, sim.cadence, until)
     period = {"daily": "day by day", "monthly": "month by month"}.get(sim.cadence, sim.cadence)
