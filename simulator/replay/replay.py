@@ -405,6 +405,7 @@ def _replay(
     )
     if until is None:
         print(f"\n{note}")
+        driver.close()
         return 0, None
     if note:
         print(f"\n{note}")
