@@ -88,7 +88,7 @@ def slice_keys(spec: ModelSpec, holdout: pd.DataFrame) -> list[tuple[str, str]]:
 LATENCY_NOISE_MS = 1.0
 #: Calls per model and round, challenger and champion alternating call by call (odd counts:
 #: a median that is one call's figure).
-LATENCY_CALLS = {"single_row_ms": 25, "rows_1000_ms": 9}
+LATENCY_CALLS = {"single_row_ms": 25, "rows_1000_ms": 15}
 
 
 @dataclass(frozen=True)
