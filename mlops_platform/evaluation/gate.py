@@ -115,9 +115,9 @@ class PairedLatency:
 
 @dataclass(frozen=True)
 class LatencyMeasurement:
-    """Each model's median CPU time per call over every round measured (`rounds` of
-    LATENCY_CALLS calls per model), and with a champion the paired comparison
-    (`vs_champion`): the calls interleaved call by call, in one process."""
+    """Each model's best round median of CPU ms per call (`rounds` of LATENCY_CALLS calls per
+    model) and, with a champion, the comparison over every pair of calls (`vs_champion`):
+    both models called alternately, call by call, in one process."""
 
     challenger: dict[str, float]
     champion: dict[str, float] | None
@@ -181,14 +181,14 @@ def _cpu_ms(call) -> float:
     return (time.thread_time() - started) * 1000
 
 
-def _paired_calls(calls: list, repeats: int, samples: list[list[float]]) -> None:
-    """`repeats` rounds of one call of each of `calls`, one right after the other, the order
-    turned round every time (no model always goes first), each call's CPU time appended to
-    its list in `samples`."""
+def _paired_calls(calls: list, repeats: int) -> list[list[float]]:
+    """`repeats` times one call of each of `calls`, one right after the other, the order
+    turned round every time (no model always goes first): each call's CPU times."""
+    times = [[] for _ in calls]
     for i in range(repeats):
-        order = range(len(calls)) if i % 2 == 0 else reversed(range(len(calls)))
-        for j in order:
-            samples[j].append(_cpu_ms(calls[j]))
+        for j in range(len(calls)) if i % 2 == 0 else reversed(range(len(calls))):
+            times[j].append(_cpu_ms(calls[j]))
+    return times
 
 
 def measure_latency(
@@ -197,11 +197,12 @@ def measure_latency(
     """Time one row and 1,000 rows through the serving path, threads pinned to one (as a
     replica on a shared machine runs; OpenMP's default threads make single rows 10x slower
     when another process uses the CPU). Challenger and champion are called alternately, call
-    by call, so both meet the same neighbours, and compared pair by pair (`PairedLatency`):
-    a neighbour's burst slows both calls of the pairs it covers, and leaves the median over
-    the pairs alone. Rounds of LATENCY_CALLS calls per model repeat until the gate's latency
-    rule passes on every call measured so far, or the spec's rounds run out: a fixed number
-    of calls at most, whatever the clock says."""
+    by call, so both meet the same neighbours, and compared pair by pair over every call made
+    (`PairedLatency`): a neighbour's burst slows both calls of the pairs it covers, and leaves
+    the median over the pairs alone. Each model's figure is its best round's median (a
+    neighbour only adds time). Rounds of LATENCY_CALLS calls per model repeat until the gate's
+    latency rule passes or the spec's rounds run out: a fixed number of calls at most,
+    whatever the clock says."""
     from threadpoolctl import threadpool_limits
 
     frames = {
@@ -216,7 +217,9 @@ def measure_latency(
         label: [_serving_call(scorer, frame, spec) for scorer in scorers.values()]
         for label, frame in frames.items()
     }
-    samples = {label: [[] for _ in scorers] for label in frames}
+    # per batch size, per model (challenger first): every call's ms, and the best round median
+    made = {label: [[] for _ in scorers] for label in frames}
+    best = {label: [float("inf") for _ in scorers] for label in frames}
     rounds = 0
     with threadpool_limits(limits=1):
         for pair in calls.values():
@@ -225,22 +228,17 @@ def measure_latency(
         while rounds < spec.gate.latency_rounds:
             rounds += 1
             for label, pair in calls.items():
-                _paired_calls(pair, LATENCY_CALLS[label], samples[label])
-            measured = _latency_figures(samples)
-            if all(c.passed for c in latency_checks(spec, *measured)):
+                for k, times in enumerate(_paired_calls(pair, LATENCY_CALLS[label])):
+                    made[label][k] += times
+                    best[label][k] = min(best[label][k], statistics.median(times))
+            challenger = {label: ms[0] for label, ms in best.items()}
+            champion, paired = None, None
+            if champion_model is not None:
+                champion = {label: ms[1] for label, ms in best.items()}
+                paired = {label: PairedLatency.of(*times) for label, times in made.items()}
+            if all(c.passed for c in latency_checks(spec, challenger, champion, paired)):
                 break
-    return LatencyMeasurement(*measured[:2], rounds, measured[2])
-
-
-def _latency_figures(samples: dict[str, list[list[float]]]):
-    """(challenger, champion, vs_champion) from the calls so far: medians per model, and the
-    paired comparison when a champion was called too."""
-    challenger = {label: statistics.median(s[0]) for label, s in samples.items()}
-    if any(len(s) < 2 for s in samples.values()):
-        return challenger, None, None
-    champion = {label: statistics.median(s[1]) for label, s in samples.items()}
-    paired = {label: PairedLatency.of(s[0], s[1]) for label, s in samples.items()}
-    return challenger, champion, paired
+    return LatencyMeasurement(challenger, champion, rounds, paired)
 
 
 def latency_checks(

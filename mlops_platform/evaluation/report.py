@@ -59,11 +59,11 @@ def gate_report(spec: ModelSpec, result: GateResult) -> str:
     lines += [
         "",
         "## Latency (serving path, one thread, CPU ms per call)",
-        f"Medians over {rounds} round(s) of {calls[0]} single-row and {calls[1]} 1,000-row "
-        "calls per model"
+        f"Best round's median of {rounds} round(s) of {calls[0]} single-row and {calls[1]} "
+        "1,000-row calls per model"
         + (
-            "; challenger and champion called alternately, and compared pair by pair (the "
-            "ratio is the median over the pairs of calls)."
+            "; challenger and champion called alternately, call by call, and compared pair "
+            "by pair (the ratio is the median over every pair of calls)."
             if paired
             else "."
         ),
