@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 export RUNTIME__DLTHUB_TELEMETRY := false
 
 .PHONY: backtest run year rain test install dev mlflow serve lint bench bench-ingest bench-load bench-train \
-	bench-serve bench-drift bench-gate bench-runs clean sbom prod-up prod-down prod-status bench-scale nginx
+	bench-serve bench-drift bench-gate bench-gate-noise bench-runs clean sbom prod-up prod-down prod-status bench-scale nginx
 
 ## run: install everything; ingest 45 days of 2013, train a champion, then two weeks through the
 ## loop (drift -> retrain -> gate -> promote) on embedded defaults
@@ -96,6 +96,10 @@ bench-train: install
 ## bench-gate: the gate's single-row latency idle vs with every core busy (ratio near 1x)
 bench-gate: install
 	$(UV) run python bench/gate_latency_bench.py
+
+## bench-gate-noise: the gate's latency rule beside cache-thrashing neighbours, against main's
+bench-gate-noise: install
+	$(UV) run python bench/gate_latency_noise.py --baseline main --repeats 30
 
 ## bench-drift: the daily drift check (target < 3 s) vs bare Evidently on the same frames
 bench-drift: install

@@ -41,9 +41,10 @@ def main() -> None:
 
     from mlops_platform.evaluation.gate import measure_latency
     from mlops_platform.features.build import features_from_warehouse
+    from mlops_platform.model.split import split_by_time
     from mlops_platform.specs import load_spec
     from mlops_platform.training.params import Hyperparameters
-    from mlops_platform.training.train import fit, split_by_time
+    from mlops_platform.training.train import fit
 
     workdir = Path(tempfile.mkdtemp(prefix="gate_latency_bench_"))
     print(f"preparing Jan 1 - Feb 15 2013 in {workdir} (not timed)")

@@ -59,6 +59,10 @@ def build_gate_check(spec: ModelSpec) -> dg.AssetChecksDefinition:
             **{f"holdout_{k}": float(v) for k, v in challenger.metrics.items()},
             **{f"latency_{k}": float(v) for k, v in challenger.latency_ms.items()},
             "latency_rounds": challenger.latency_rounds,
+            **{
+                f"latency_ratio_to_champion_{k}": float(v.ratio)
+                for k, v in challenger.latency_vs_champion.items()
+            },
         }
         if result.champion:
             metadata.update({f"champion_{k}": float(v) for k, v in result.champion.metrics.items()})

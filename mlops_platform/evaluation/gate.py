@@ -32,6 +32,8 @@ class Evaluation:
     slice_rows: dict[str, int]
     latency_ms: dict[str, float] = field(default_factory=dict)
     latency_rounds: int = 0
+    #: against the champion, from calls paired with its calls (set on the challenger)
+    latency_vs_champion: dict[str, PairedLatency] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,32 +86,76 @@ def slice_keys(spec: ModelSpec, holdout: pd.DataFrame) -> list[tuple[str, str]]:
 
 #: Below this, a challenger slower than the champion is timer noise, not a slower model.
 LATENCY_NOISE_MS = 1.0
-#: Calls per round: the round's figure is their median.
-LATENCY_CALLS = {"single_row_ms": 25, "rows_1000_ms": 5}
+#: Calls per model and round, challenger and champion alternating call by call (odd counts:
+#: a median that is one call's figure).
+LATENCY_CALLS = {"single_row_ms": 25, "rows_1000_ms": 15}
+
+
+@dataclass(frozen=True)
+class PairedLatency:
+    """Challenger against champion from calls made in pairs, one right after the other (so a
+    neighbour slows both calls of a pair alike): the median over the pairs of the challenger's
+    time divided by the champion's, and of the difference in ms."""
+
+    ratio: float
+    difference_ms: float
+    pairs: int
+
+    @classmethod
+    def of(cls, challenger_ms: list[float], champion_ms: list[float]) -> PairedLatency:
+        pairs = list(zip(challenger_ms, champion_ms, strict=True))
+        if not pairs:
+            raise ValueError("no paired calls to compare")
+        return cls(
+            ratio=statistics.median(c / h if h > 0 else float("inf") for c, h in pairs),
+            difference_ms=statistics.median(c - h for c, h in pairs),
+            pairs=len(pairs),
+        )
 
 
 @dataclass(frozen=True)
 class LatencyMeasurement:
-    """Best round medians of each model, measured in one process, interleaved per round."""
+    """Each model's best round median of CPU ms per call (`rounds` of LATENCY_CALLS calls per
+    model) and, with a champion, the comparison over every pair of calls (`vs_champion`):
+    both models called alternately, call by call, in one process."""
 
     challenger: dict[str, float]
     champion: dict[str, float] | None
     rounds: int
+    vs_champion: dict[str, PairedLatency] | None = None
+
+    def record(self, challenger: Evaluation, champion: Evaluation | None = None) -> None:
+        """Put the figures on the evaluations `decide` judges."""
+        challenger.latency_ms, challenger.latency_rounds = self.challenger, self.rounds
+        challenger.latency_vs_champion = dict(self.vs_champion or {})
+        if champion is not None:
+            champion.latency_ms = self.champion or {}
 
 
 def latency_verdict(
-    challenger_ms: float, champion_ms: float | None, ceiling_ms: float, max_ratio: float
+    challenger_ms: float,
+    champion_ms: float | None,
+    ceiling_ms: float,
+    max_ratio: float,
+    paired: PairedLatency | None = None,
 ) -> tuple[bool, str]:
     """The latency rule: under the absolute ceiling and, when there is a champion measured
-    alongside, at most `max_ratio` times its time (differences under LATENCY_NOISE_MS pass)."""
+    alongside, at most `max_ratio` times its time (differences under LATENCY_NOISE_MS pass).
+    With `paired` calls the ratio and the difference are theirs (medians over the pairs),
+    which a neighbour slowing the machine for a while cannot skew; without, the two figures'."""
     detail = f"{challenger_ms:.2f} ms (ceiling {ceiling_ms:g} ms"
     if challenger_ms > ceiling_ms:
         return False, detail + ")"
     if champion_ms is None:
         return True, detail + ", no champion to compare with)"
-    ratio = challenger_ms / champion_ms if champion_ms > 0 else float("inf")
-    detail += f"; champion {champion_ms:.2f} ms, ratio {ratio:.2f}, at most {max_ratio:g})"
-    slower = challenger_ms - champion_ms > LATENCY_NOISE_MS
+    if paired is not None:
+        ratio, difference = paired.ratio, paired.difference_ms
+        how = f"ratio {ratio:.2f} (median of {paired.pairs} paired calls)"
+    else:
+        ratio = challenger_ms / champion_ms if champion_ms > 0 else float("inf")
+        difference, how = challenger_ms - champion_ms, f"ratio {ratio:.2f}"
+    detail += f"; champion {champion_ms:.2f} ms, {how}, at most {max_ratio:g})"
+    slower = difference > LATENCY_NOISE_MS
     return not (slower and ratio > max_ratio), detail
 
 
@@ -125,17 +171,24 @@ def _serving_call(scorer: FastScorer, frame: pd.DataFrame, spec: ModelSpec):
     return call
 
 
-def _median_ms(call, repeats: int) -> float:
-    """Median CPU time of `call` on this thread (the scorer runs on the calling thread, threads
-    pinned to one): what a request costs the model, which neighbours on the machine cannot
-    inflate (wall time on a loaded 2-core machine measures the neighbours; serving's wall
-    latency is `make bench-serve`'s)."""
-    samples = []
-    for _ in range(repeats):
-        started = time.thread_time()
-        call()
-        samples.append((time.thread_time() - started) * 1000)
-    return statistics.median(samples)
+def _cpu_ms(call) -> float:
+    """CPU time of `call` on this thread (the scorer runs on the calling thread, threads
+    pinned to one): what a request costs the model (wall time on a loaded 2-core machine
+    measures the neighbours; serving's wall latency is `make bench-serve`'s). A neighbour
+    can still inflate it (a shared cache, a core time-shared), and unevenly over time."""
+    started = time.thread_time()
+    call()
+    return (time.thread_time() - started) * 1000
+
+
+def _paired_calls(calls: list, repeats: int) -> list[list[float]]:
+    """`repeats` times one call of each of `calls`, one right after the other, the order
+    turned round every time (no model always goes first): each call's CPU times."""
+    times = [[] for _ in calls]
+    for i in range(repeats):
+        for j in range(len(calls)) if i % 2 == 0 else reversed(range(len(calls))):
+            times[j].append(_cpu_ms(calls[j]))
+    return times
 
 
 def measure_latency(
@@ -143,9 +196,13 @@ def measure_latency(
 ) -> LatencyMeasurement:
     """Time one row and 1,000 rows through the serving path, threads pinned to one (as a
     replica on a shared machine runs; OpenMP's default threads make single rows 10x slower
-    when another process uses the CPU). Rounds repeat, interleaving challenger and champion,
-    until the gate's latency rule passes on the best round figures or the rounds run out: a
-    neighbour's burst can slow one round, not every round."""
+    when another process uses the CPU). Challenger and champion are called alternately, call
+    by call, so both meet the same neighbours, and compared pair by pair over every call made
+    (`PairedLatency`): a neighbour's burst slows both calls of the pairs it covers, and leaves
+    the median over the pairs alone. Each model's figure is its best round's median (a
+    neighbour only adds time). Rounds of LATENCY_CALLS calls per model repeat until the gate's
+    latency rule passes or the spec's rounds run out: a fixed number of calls at most,
+    whatever the clock says."""
     from threadpoolctl import threadpool_limits
 
     frames = {
@@ -157,32 +214,38 @@ def measure_latency(
     # built): compiling the trees once, not once per frame.
     scorers = {who: FastScorer(m, spec) for who, m in models.items() if m is not None}
     calls = {
-        (who, label): _serving_call(scorer, frame, spec)
-        for who, scorer in scorers.items()
+        label: [_serving_call(scorer, frame, spec) for scorer in scorers.values()]
         for label, frame in frames.items()
     }
-    best = {key: float("inf") for key in calls}
-    gate, rounds = spec.gate, 0
+    # per batch size, per model (challenger first): every call's ms, and the best round median
+    made = {label: [[] for _ in scorers] for label in frames}
+    best = {label: [float("inf") for _ in scorers] for label in frames}
+    rounds = 0
     with threadpool_limits(limits=1):
-        for call in calls.values():
-            call()  # warm-up
-        while rounds < gate.latency_rounds:
+        for pair in calls.values():
+            for call in pair:
+                call()  # warm-up
+        while rounds < spec.gate.latency_rounds:
             rounds += 1
-            for key, call in calls.items():
-                best[key] = min(best[key], _median_ms(call, LATENCY_CALLS[key[1]]))
-            challenger = {label: best["challenger", label] for label in frames}
-            champion = (
-                {label: best["champion", label] for label in frames}
-                if champion_model is not None
-                else None
-            )
-            if all(c.passed for c in latency_checks(spec, challenger, champion)):
+            for label, pair in calls.items():
+                for k, times in enumerate(_paired_calls(pair, LATENCY_CALLS[label])):
+                    made[label][k] += times
+                    best[label][k] = min(best[label][k], statistics.median(times))
+            challenger = {label: ms[0] for label, ms in best.items()}
+            champion, paired = None, None
+            if champion_model is not None:
+                champion = {label: ms[1] for label, ms in best.items()}
+                paired = {label: PairedLatency.of(*times) for label, times in made.items()}
+            if all(c.passed for c in latency_checks(spec, challenger, champion, paired)):
                 break
-    return LatencyMeasurement(challenger, champion, rounds)
+    return LatencyMeasurement(challenger, champion, rounds, paired)
 
 
 def latency_checks(
-    spec: ModelSpec, challenger: dict[str, float], champion: dict[str, float] | None
+    spec: ModelSpec,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    vs_champion: dict[str, PairedLatency] | None = None,
 ) -> list[GateCheck]:
     gate, checks = spec.gate, []
     for name, label, ceiling in (
@@ -196,6 +259,7 @@ def latency_checks(
             champion.get(label) if champion else None,
             ceiling,
             gate.latency_max_ratio_to_champion,
+            (vs_champion or {}).get(label) if champion else None,
         )
         checks.append(GateCheck(name, passed, detail))
     return checks
@@ -223,8 +287,7 @@ def evaluate(
         slice_rows=slice_rows,
     )
     if latency:
-        measured = measure_latency(model, holdout, spec)
-        evaluation.latency_ms, evaluation.latency_rounds = measured.challenger, measured.rounds
+        measure_latency(model, holdout, spec).record(evaluation)
     return evaluation
 
 
@@ -294,7 +357,9 @@ def decide(spec: ModelSpec, challenger: Evaluation, champion: Evaluation | None)
             )
 
     champion_latency = champion.latency_ms if champion and champion.latency_ms else None
-    checks += latency_checks(spec, challenger.latency_ms, champion_latency)
+    checks += latency_checks(
+        spec, challenger.latency_ms, champion_latency, challenger.latency_vs_champion
+    )
     return GateResult(all(c.passed for c in checks), checks, challenger, champion)
 
 

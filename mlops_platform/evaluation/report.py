@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlops_platform.domains import domain_for
-from mlops_platform.evaluation.gate import GateResult
+from mlops_platform.evaluation.gate import LATENCY_CALLS, GateResult
 from mlops_platform.model.version import VersionRecord
 from mlops_platform.specs import ModelSpec
 
@@ -45,14 +45,29 @@ def gate_report(spec: ModelSpec, result: GateResult) -> str:
         )
     latency = result.challenger.latency_ms
     champion_latency = result.champion.latency_ms if result.champion else {}
+    paired = result.challenger.latency_vs_champion
+    rounds = result.challenger.latency_rounds
+    calls = LATENCY_CALLS["single_row_ms"], LATENCY_CALLS["rows_1000_ms"]
+
+    def figure(label: str, ms: float) -> str:
+        line = f"- {label}: {ms:.2f}"
+        if label in champion_latency:
+            line += f" (champion {champion_latency[label]:.2f}"
+            line += f", paired ratio {paired[label].ratio:.2f})" if label in paired else ")"
+        return line
+
     lines += [
         "",
-        f"## Latency (serving path, one thread, best of {result.challenger.latency_rounds} rounds)",
-        *[
-            f"- {k}: {v:.2f}"
-            + (f" (champion {champion_latency[k]:.2f})" if k in champion_latency else "")
-            for k, v in latency.items()
-        ],
+        "## Latency (serving path, one thread, CPU ms per call)",
+        f"Best round's median of {rounds} round(s) of {calls[0]} single-row and {calls[1]} "
+        "1,000-row calls per model"
+        + (
+            "; challenger and champion called alternately, call by call, and compared pair "
+            "by pair (the ratio is the median over every pair of calls)."
+            if paired
+            else "."
+        ),
+        *[figure(label, ms) for label, ms in latency.items()],
     ]
     return "\n".join(lines) + "\n"
 

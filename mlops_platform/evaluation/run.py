@@ -61,11 +61,8 @@ def run_gate(
         # loaded it already): re-verified whenever its recorded digest or signature changes.
         champion_model = registry.verified_model(spec.name, champion_version)
         champion = evaluate(champion_model, champion_version, holdout, spec, latency=False)
-    # Both timed in this process, round by round, so a busy machine slows both alike.
-    latency = measure_latency(challenger_model, holdout, spec, champion_model)
-    challenger.latency_ms, challenger.latency_rounds = latency.challenger, latency.rounds
-    if champion is not None:
-        champion.latency_ms = latency.champion or {}
+    # Both timed in this process, call by call in pairs, so a busy machine slows both alike.
+    measure_latency(challenger_model, holdout, spec, champion_model).record(challenger, champion)
     result = decide(spec, challenger, champion)
 
     run_id = registry.run_id_of(spec.name, version)

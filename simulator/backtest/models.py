@@ -234,9 +234,7 @@ class Lab:
             latency = measure_latency(
                 challenger.estimator, holdout, spec, champion.estimator if champion else None
             )
-            ours.latency_ms, ours.latency_rounds = latency.challenger, latency.rounds
-            if theirs is not None:
-                theirs.latency_ms = latency.champion or {}
+            latency.record(ours, theirs)
             result = decide(spec, ours, theirs)
             self._gates[key] = Gated(result, time.process_time() - started)
         return self._gates[key]
