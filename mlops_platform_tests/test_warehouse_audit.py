@@ -147,6 +147,52 @@ def test_sql_audit_judges_every_row_as_the_pandas_audit_does(resources, source_u
         assert_same_outcomes(warehouse, table, read_clock(source_url).now)
 
 
+def test_stored_versions_are_compared_per_landed_row_with_a_key_stored_twice_or_no_version(
+    resources, source_url
+):
+    """The stale and already-stored flags (one join of the landed rows to raw, grouped per
+    landed row) judge as the pandas audit does when raw holds a landed key twice, once at the
+    landed version and once newer (stale, not unchanged), or holds it older than landed (a
+    new version), and when a landed row has no version at all."""
+    warehouse = resources["warehouse"]
+    _landed_with_every_kind_of_bad_row(warehouse, source_url)
+    landing = f"{LANDING_DATASET}.flights"
+    key = "year, month, day, carrier, flight, origin"
+
+    picked = {}
+    for carrier in ("B6", "DL", "EV"):
+        found = warehouse.query(
+            f"SELECT l.{ROW_ID} AS id FROM {landing} l JOIN raw.flights r USING ({key}) "
+            f"WHERE l.carrier = '{carrier}' AND l.updated_at = r.updated_at "
+            f"ORDER BY l.{ROW_ID} LIMIT 1"
+        )
+        assert len(found) == 1, carrier
+        picked[carrier] = found["id"].iloc[0]
+
+    def stored_row(carrier: str) -> str:
+        return f"({key}) = (SELECT ({key}) FROM {landing} WHERE {ROW_ID} = '{picked[carrier]}')"
+
+    for statement in (
+        # a stored key landed at its stored version, stored again one hour newer
+        "INSERT INTO raw.flights SELECT * REPLACE (updated_at + INTERVAL 1 HOUR AS updated_at) "
+        f"FROM raw.flights WHERE {stored_row('B6')}",
+        # a stored key stored again one hour older (landed at its newest stored version)
+        "INSERT INTO raw.flights SELECT * REPLACE (updated_at - INTERVAL 1 HOUR AS updated_at) "
+        f"FROM raw.flights WHERE {stored_row('DL')}",
+        # a stored key landed without a version
+        f"UPDATE {landing} SET updated_at = NULL WHERE {ROW_ID} = '{picked['EV']}'",
+    ):
+        warehouse.execute(statement)
+    contract = CONTRACTS["flights"]
+    now = read_clock(source_url).now
+    reasons = assert_same_outcomes(warehouse, "flights", now)
+    _, fates = _sql_audit(warehouse, contract, reference_values(warehouse, contract), now)
+    fate = dict(zip(fates[ROW_ID], fates["fate"], strict=True))
+    assert "expect_version_not_older_than_stored" in reasons[picked["B6"]]
+    assert fate[picked["DL"]] == "unchanged"
+    assert fate[picked["EV"]] in ("publish", "bad")
+
+
 def test_a_table_with_nothing_landed_is_judged_by_its_table_rules_and_nothing_is_written(
     resources, source_url
 ):

@@ -63,11 +63,13 @@ def audit_and_publish(
     now: dt.datetime | None,
     run_id: str,
     source_keys: Any = None,
+    raw_types: dict[str, str] | None = None,
 ) -> tuple[Audit, Published]:
     """Audit a table's landed batches and publish them (what its `raw/<table>` asset does).
 
     `source_keys`: every key the source holds now (a pandas frame or an Arrow table), to find
-    rows deleted there (None: skip).
+    rows deleted there (None: skip). `raw_types`: `raw.<table>`'s column types when the caller
+    has just looked them up (empty: not published; None: looked up here).
 
     On a warehouse that can (`WarehouseStore.sql_audit`), the audit runs in the warehouse, in
     the publish's transaction (contracts/warehouse_audit.py); where SQL and Great Expectations
@@ -86,7 +88,7 @@ def audit_and_publish(
 
         try:
             done = _audit_and_publish_in_warehouse(
-                warehouse, contract, landed_types, references, now, run_id, deleted
+                warehouse, contract, landed_types, references, now, run_id, deleted, raw_types
             )
         except AuditMismatch as exc:  # rolled back: nothing of it was kept
             logger.warning("%s; auditing with Great Expectations alone", exc)
@@ -105,6 +107,7 @@ def _audit_and_publish_in_warehouse(
     now: dt.datetime | None,
     run_id: str,
     deleted: pd.DataFrame | None,
+    raw_types: dict[str, str] | None = None,
 ) -> tuple[Audit, Published] | None:
     """The audit in the warehouse and the publish, in one transaction; None when the contract
     or the landed columns (`types`) have no exact SQL form (GE alone audits them).
@@ -117,7 +120,9 @@ def _audit_and_publish_in_warehouse(
         plan_rules,
     )
 
-    raw_types = warehouse.column_types("raw", contract.table) or None  # None: not published
+    if raw_types is None:
+        raw_types = warehouse.column_types("raw", contract.table)
+    raw_types = raw_types or None  # None: not published
     rules = plan_rules(contract, types, raw_types, references)
     if rules is None:
         return None
@@ -133,7 +138,9 @@ def _audit_and_publish_in_warehouse(
                 )
                 return audit, Published(contract.table, 0, 0, 0, 0, 0, 0, 0, cursor)
         audit = audit_in_warehouse(tx, contract, types, raw_types, rules, references, now)
-        return audit, publish(warehouse, contract, audit, run_id, deleted=deleted, tx=tx)
+        return audit, publish(
+            warehouse, contract, audit, run_id, deleted=deleted, tx=tx, landed_types=types
+        )
 
 
 @dataclass(frozen=True)
@@ -157,9 +164,11 @@ def publish(
     replayed: dict[str, str] | None = None,
     deleted: pd.DataFrame | None = None,
     tx: Transaction | None = None,
+    landed_types: dict[str, str] | None = None,
 ) -> Published:
     """Publish an audit in one transaction (see the module docstring): `tx` when the audit
     ran in the warehouse (its verdicts are in that transaction), else a new one.
+    `landed_types`: the landing table's column types the audit judged (None: looked up).
 
     `replayed` maps landed row ids that came from quarantine to their entry ids: those rows
     update their entry instead of adding one."""
@@ -199,7 +208,7 @@ def publish(
         cursors.ensure_state(tx)
         q.ensure_table(tx, table)
         if audit.published_rows:
-            types = warehouse.column_types(LANDING_DATASET, table)
+            types = landed_types or warehouse.column_types(LANDING_DATASET, table)
             columns = [c for c in types if c not in AUDIT_COLUMNS]
             tx.execute("CREATE SCHEMA IF NOT EXISTS raw")
             names = ", ".join(quote(c) for c in columns)

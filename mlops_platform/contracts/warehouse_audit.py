@@ -282,11 +282,24 @@ def _verdicts_sql(
     version = contract.version
     order = f"{quote(version)} DESC NULLS FIRST, " if version else ""
     stale = same = "FALSE"
+    stored, stored_join = "", ""
     if raw and version:
+        # Whether raw holds a newer or the same version of a landed row's key, from one join
+        # of the landed rows to raw, grouped by landed row (DuckDB builds its hash table on the
+        # day's landed rows and scans raw once). Two EXISTS probes built a hash table of all of
+        # raw each, twice a publish, growing with the table (25 -> 8 ms CPU at 257,000 stored
+        # rows and 1,900 landed). The same rows are flagged: EXISTS is true exactly when some
+        # joined row's comparison is true, which is what bool_or (NULLs ignored) answers.
         match = _key_match(key, "r.", "t.")
         v = quote(version)
-        stale = f"EXISTS (SELECT 1 FROM {raw} r WHERE {match} AND r.{v} > t.{v})"
-        same = f"EXISTS (SELECT 1 FROM {raw} r WHERE {match} AND r.{v} = t.{v})"
+        stored = (
+            f"stored AS (SELECT t.rowid AS {ORDER}, bool_or(r.{v} > t.{v}) AS {FLAG}newer, "
+            f"bool_or(r.{v} = t.{v}) AS {FLAG}equal FROM {landing} t JOIN {raw} r ON {match} "
+            f"GROUP BY t.rowid), "
+        )
+        stored_join = f" LEFT JOIN stored s ON s.{ORDER} = t.{ORDER}"
+        stale = f"coalesce(s.{FLAG}newer, FALSE)"
+        same = f"coalesce(s.{FLAG}equal, FALSE)"
     flags = "".join(
         f", coalesce({CANDIDATE} AND ({rule.unexpected}), FALSE) AS {FLAG}r{i}"
         for i, rule in enumerate(rules)
@@ -317,11 +330,11 @@ def _verdicts_sql(
         SELECT *, row_number() OVER ({window}) AS {FLAG}rank,
             count(*) OVER (PARTITION BY {plain}, {LOAD_ID}) > 1 AS {du}
         FROM keyed WHERE {FLAG}n > 1
-    ), flagged AS (
+    ), {stored}flagged AS (
         SELECT t.*,
             {missing_flag} AS {m}, {type_flag} AS {ty}, {future_flag} AS {fu},
             {stale} AS {st}, {same} AS {FLAG}same
-        FROM ranked t
+        FROM ranked t{stored_join}
     ), judged AS (
         SELECT t.*,
             {m} OR {ty} OR {fu} OR {du} OR {st} AS {FLAG}landing,
