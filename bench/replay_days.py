@@ -49,11 +49,18 @@ def main() -> None:
 
     driver.set_clock = timed_set_clock
     cycles, runs = [], []
-    for _ in range(args.days):
-        started = time.process_time()
-        day = driver.run_cycle()
-        cycles.append(time.process_time() - started)
-        runs.append([r.job for r in day.runs])
+    try:
+        for _ in range(args.days):
+            started = time.process_time()
+            day = driver.run_cycle()
+            cycles.append(time.process_time() - started)
+            runs.append([r.job for r in day.runs])
+    finally:
+        # What the driver holds open (the next trial would replay its WAL files); an older
+        # checkout's driver, on PYTHONPATH for an A/B, holds nothing between runs.
+        close = getattr(driver, "close", None)
+        if close is not None:
+            close()
     print(
         json.dumps(
             {

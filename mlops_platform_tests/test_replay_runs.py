@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 
 import dagster as dg
+import pytest
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster_graphql.test.utils import execute_dagster_graphql
@@ -364,3 +365,9 @@ def test_the_replay_holds_the_warehouse_between_runs_and_lets_go_at_close(tmp_pa
         driver.close()
         found = subprocess.run(count, capture_output=True, text=True, check=True)
         assert found.stdout.strip() == "2"
+        # The replay drives its runs in `with Driver(...)`: an interrupt lets go of the file too.
+        with pytest.raises(KeyboardInterrupt), Driver(instance, defs, "", [], FLIGHTS) as driver:
+            assert driver.execute("write").success
+            raise KeyboardInterrupt
+        found = subprocess.run(count, capture_output=True, text=True, check=True)
+        assert found.stdout.strip() == "3"

@@ -37,3 +37,21 @@ def test_an_anchored_store_connects_through_its_anchor_and_keeps_every_write(tmp
         store.release()
     assert sorted(store.query("SELECT k FROM s.t")["k"]) == [2, 3, 4]  # by path again
     assert len(opened) == 2
+
+
+def test_anchoring_twice_keeps_one_anchor_and_release_lets_the_file_go(tmp_path):
+    """A second `anchor` while anchored is nothing: one `release` lets go of the file (a second
+    anchor made through the first would leave the first open for good)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "w.duckdb"
+    store = DuckDBStore(path=str(path))
+    store.anchor()
+    first = store._anchor  # noqa: SLF001 - the connection that holds the file
+    store.anchor()
+    assert store._anchor is first  # noqa: SLF001
+    store.append("s", "t", pd.DataFrame({"k": [1]}))
+    store.release()
+    opens = [sys.executable, "-c", f"import duckdb; duckdb.connect({str(path)!r}).close()"]
+    assert subprocess.run(opens, capture_output=True, text=True).returncode == 0

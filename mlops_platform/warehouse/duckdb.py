@@ -45,8 +45,13 @@ class DuckDBStore(WarehouseStore):
         return self.path or str(data_dir() / "warehouse.duckdb")
 
     def anchor(self) -> None:
-        """Hold a connection open until `release` (a Dagster step does, see resources.py)."""
+        """Hold a connection open until `release` (a Dagster step does, see resources.py).
+        Anchored already: nothing to do (a second anchor would be a cursor of the first, and
+        the first would never be released)."""
         from mlops_platform.reliability import is_lock_conflict
+
+        if self._anchor is not None:
+            return
 
         try:
             self._anchor = self._connect()

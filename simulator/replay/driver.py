@@ -156,6 +156,12 @@ class Driver:
         #: (frozen objects are never collected, whoever else shares the process).
         self.freeze_between_runs = freeze_between_runs
 
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         """Let go of the instance's files the runs held (`SqliteAnchors.close`) and of the
         warehouse (`hold_warehouse`)."""
@@ -186,14 +192,13 @@ class Driver:
             return
         import duckdb
 
-        from mlops_platform.reliability import is_lock_conflict
-
         Path(store.database_path).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._warehouse = duckdb.connect(store.database_path)
-        except duckdb.Error as exc:
-            if not is_lock_conflict(exc):
-                raise
+        except duckdb.Error:
+            # Not held, then: the run opens the file itself, and a lock conflict or any other
+            # error (a damaged file) is the run's to meet and record as its step's failure.
+            self._warehouse = None
 
     # -- the replay clock ----------------------------------------------------------------------
     def now(self) -> dt.datetime:

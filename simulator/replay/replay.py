@@ -382,62 +382,58 @@ def _replay(
             clock = sim.create_source(source_url).now.date()
         else:
             clock = sim.module.create_source(source_url, days=source_days).now.date()
-    driver = Driver(instance, defs, source_url, specs, sim, freeze_between_runs=True)
-
-    warmup_until = sim.warmup_end(warmup_days)
-    step = step or sim.warmup_step
-    if clock < warmup_until:
-        print(f"warm-up: ingesting {clock} .. {warmup_until} in steps of {step} days")
-        warm_up(driver, warmup_until, step)
-    status = 0
-    for spec in specs:
-        if registry.alias_version(spec.name, CHAMPION) is None:
-            print(f"bootstrap: training the first {spec.name} champion")
-            if not bootstrap(driver, spec):
-                driver.close()
-                return 1, None
-    loop_start = driver.now().date()
-    until, note = within_data(
-        loop_start,
-        until or loop_start + dt.timedelta(days=loop_days),
-        sim.domain.partitions.end,
-        sim.label,
-    )
-    if until is None:
-        print(f"\n{note}")
-        driver.close()
-        return 0, None
-    if note:
-        print(f"\n{note}")
-    if until <= loop_start:
-        print(
-            f"\nthe clock is at {loop_start}, already past {until}: nothing to replay "
-            "(--fresh starts over from an empty state)"
+    # Closed however the loop ends (an error, Ctrl-C): what it holds open is let go.
+    with Driver(instance, defs, source_url, specs, sim, freeze_between_runs=True) as driver:
+        warmup_until = sim.warmup_end(warmup_days)
+        step = step or sim.warmup_step
+        if clock < warmup_until:
+            print(f"warm-up: ingesting {clock} .. {warmup_until} in steps of {step} days")
+            warm_up(driver, warmup_until, step)
+        status = 0
+        for spec in specs:
+            if registry.alias_version(spec.name, CHAMPION) is None:
+                print(f"bootstrap: training the first {spec.name} champion")
+                if not bootstrap(driver, spec):
+                    return 1, None
+        loop_start = driver.now().date()
+        until, note = within_data(
+            loop_start,
+            until or loop_start + dt.timedelta(days=loop_days),
+            sim.domain.partitions.end,
+            sim.label,
         )
-        driver.close()
-        return 0, None
-    check_partitions_reach(defs, specs, sim.cadence, until)
-    period = {"daily": "day by day", "monthly": "month by month"}.get(sim.cadence, sim.cadence)
-    total_cycles = cycles_between(sim, driver.now(), until)
-    print(
-        f"\nthe loop, {period} from {loop_start} to {until}, {total_cycles} cycles (the Dagster "
-        "sensors daily_cycle_* and retrain_*, executed in process):"
-    )
-    cycle_seconds: list[float] = []
-    # CPU seconds of this process (all its threads) a cycle: on a shared machine the wall time
-    # also counts other processes' turns, the CPU time only the cycle's own work.
-    cycle_cpu: list[float] = []
-    while driver.now().date() < until:
-        tick, cpu = time.perf_counter(), time.process_time()
-        day = driver.run_cycle(until)
-        cycle_seconds.append(time.perf_counter() - tick)
-        cycle_cpu.append(time.process_time() - cpu)
-        line = describe_day(day, specs, cycle_seconds[-1], sim.cadence)
-        eta = progress(len(cycle_seconds) / total_cycles, sum(cycle_seconds))
-        print(f"{line[:-1]}, cpu {cycle_cpu[-1]:.1f} s{eta}]", flush=True)
-        if not any(r.success for r in day.runs if r.job.startswith("daily_")):
-            status = 1  # the cycle never completed (a retried contract failure still completes)
-    driver.close()
+        if until is None:
+            print(f"\n{note}")
+            return 0, None
+        if note:
+            print(f"\n{note}")
+        if until <= loop_start:
+            print(
+                f"\nthe clock is at {loop_start}, already past {until}: nothing to replay "
+                "(--fresh starts over from an empty state)"
+            )
+            return 0, None
+        check_partitions_reach(defs, specs, sim.cadence, until)
+        period = {"daily": "day by day", "monthly": "month by month"}.get(sim.cadence, sim.cadence)
+        total_cycles = cycles_between(sim, driver.now(), until)
+        print(
+            f"\nthe loop, {period} from {loop_start} to {until}, {total_cycles} cycles (the "
+            "Dagster sensors daily_cycle_* and retrain_*, executed in process):"
+        )
+        cycle_seconds: list[float] = []
+        # CPU seconds of this process (all its threads) a cycle: on a shared machine the wall time
+        # also counts other processes' turns, the CPU time only the cycle's own work.
+        cycle_cpu: list[float] = []
+        while driver.now().date() < until:
+            tick, cpu = time.perf_counter(), time.process_time()
+            day = driver.run_cycle(until)
+            cycle_seconds.append(time.perf_counter() - tick)
+            cycle_cpu.append(time.process_time() - cpu)
+            line = describe_day(day, specs, cycle_seconds[-1], sim.cadence)
+            eta = progress(len(cycle_seconds) / total_cycles, sum(cycle_seconds))
+            print(f"{line[:-1]}, cpu {cycle_cpu[-1]:.1f} s{eta}]", flush=True)
+            if not any(r.success for r in day.runs if r.job.startswith("daily_")):
+                status = 1  # the cycle never completed (a retried contract failure still completes)
 
     total = time.perf_counter() - started
     first_scored = loop_start - dt.timedelta(days=1)
