@@ -276,3 +276,44 @@ def test_a_prepared_reference_column_gives_the_platforms_statistic_exactly(name)
             expected = statistic(method, series.iloc[:3_000], window, categorical)
             got = prepared.statistic(method, window)
             assert got == expected or (np.isnan(got) and np.isnan(expected)), (method, got)
+
+
+def test_the_lab_scores_references_and_gates_as_the_pipeline_does_bit_for_bit(cache):
+    """The lab scores with each model's compiled trees (`ExactScorer`); every figure it keeps
+    is the one the fitted pipeline itself gives: step scores, both references, gate metrics."""
+    from mlops_platform.evaluation.gate import evaluate
+    from mlops_platform.model.predict import predict
+    from mlops_platform.model.split import holdout_of
+    from mlops_platform.monitoring.reference import (
+        drift_reference_rows,
+        performance_reference_rows,
+    )
+    from simulator.backtest.models import Lab
+
+    history = synthetic("concept")
+    lab = Lab(history, PARAMS, cache_dir=cache, threads=1)
+    first = pd.Timestamp(FIRST + dt.timedelta(days=50))
+    later = pd.Timestamp(FIRST + dt.timedelta(days=90))
+    old, new = lab.train(first), lab.train(later)
+    rows = np.flatnonzero(history.days >= np.datetime64(FIRST + dt.timedelta(days=85)))
+    for model in (old, new):
+        expected = predict(model.estimator, history.table.iloc[rows], lab.spec)
+        np.testing.assert_array_equal(lab.scores(model, 0, rows), expected)
+        monitoring = lab.monitoring(model)
+        table = history.table
+        pd.testing.assert_frame_equal(
+            monitoring.drift_reference,
+            drift_reference_rows(lab.spec, table, model.split, model.estimator),
+            check_exact=True,
+        )
+        pd.testing.assert_frame_equal(
+            monitoring.performance_reference,
+            performance_reference_rows(lab.spec, table, model.split, model.estimator),
+            check_exact=True,
+        )
+    gated = lab.gate(new, old, later).result
+    holdout = holdout_of(lab.table_at(later), new.split)
+    for evaluation, model in ((gated.challenger, new), (gated.champion, old)):
+        pipeline = evaluate(model.estimator, model.id, holdout, lab.spec, latency=False)
+        assert evaluation.metrics == pipeline.metrics
+        assert evaluation.slices == pipeline.slices
