@@ -124,12 +124,10 @@ def wait_until(condition, what: str, timeout: float = 30, poll: float = 0.05):
 
 
 def wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def pings() -> bool:
         try:
-            if httpx.get(f"{url}/ping").status_code == 200:
-                return
+            return httpx.get(f"{url}/ping").status_code == 200
         except httpx.ConnectError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise AssertionError("service never became ready")
+            return False  # not listening yet
+
+    wait_until(pings, f"{url}/ping answering 200", timeout=timeout, poll=0.1)
